@@ -1,0 +1,1 @@
+//! Helpers for Vigil's integration tests.

@@ -1,0 +1,260 @@
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, CredentialsSecretRef, TimeWindow};
+
+/// A camera Vigil records. The operator assigns it to a recorder of its pool by labelling it
+/// `vigil.dev/recorder=<pod>`; that recorder pulls the RTSP stream into the pool's storage.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "Camera",
+    plural = "cameras",
+    shortname = "cam",
+    category = "vigil",
+    namespaced,
+    status = "CameraStatus",
+    printcolumn = r#"{"name":"Pool","type":"string","jsonPath":".spec.pool"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.recording.mode"}"#,
+    printcolumn = r#"{"name":"Recorder","type":"string","jsonPath":".status.recorder"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Kbps","type":"integer","jsonPath":".status.measuredBitrateKbps"}"#,
+    printcolumn = r#"{"name":"Coverage","type":"string","jsonPath":".status.coverage.percent"}"#,
+    printcolumn = r#"{"name":"Last Segment","type":"date","jsonPath":".status.lastSegmentTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraSpec {
+    /// Where the live stream comes from.
+    pub source: CameraSource,
+    /// Secret holding the camera's user name and password. Never put credentials in the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
+    /// Expected bitrate of the stream in kbit/s, used for placement until a recorder has
+    /// measured the real one. Must be greater than 0.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub expected_bitrate_kbps: u32,
+    /// Name of the RecorderPool (same namespace) that records this camera.
+    #[schemars(length(min = 1, max = 63))]
+    pub pool: String,
+    /// When to record.
+    #[serde(default)]
+    pub recording: RecordingSpec,
+    /// How long footage is kept.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+    /// The camera's own recording (SD card / NAS), used to backfill gaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_storage: Option<EdgeStorage>,
+    /// Create a Backfill automatically for every outage of this camera. Default true.
+    #[serde(default = "default_true")]
+    pub auto_backfill: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The live RTSP source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraSource {
+    /// RTSP URL of the live stream, `rtsp://` or `rtsps://`, without credentials.
+    #[schemars(regex(pattern = r"^rtsps?://[^\s/@]+(/\S*)?$"), length(max = 2048))]
+    pub url: String,
+    /// RTP transport. TCP (interleaved) survives NAT and loss best; default `Tcp`.
+    #[serde(default)]
+    pub transport: RtspTransport,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// Recording mode and, for `Scheduled`, the weekly windows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingSpec {
+    /// `Continuous` (default), `Scheduled` (only inside `schedule`), or `Off`.
+    #[serde(default)]
+    pub mode: RecordingMode,
+    /// Weekly windows for `Scheduled` mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<ScheduleWindow>,
+    /// IANA time zone the schedule is written in. Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RecordingMode {
+    #[default]
+    Continuous,
+    Scheduled,
+    Off,
+}
+
+/// A weekly recording window, e.g. Mon–Fri 08:00–18:00.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleWindow {
+    /// Days the window applies to.
+    #[schemars(length(min = 1, max = 7))]
+    pub days: Vec<Weekday>,
+    /// Start time of day, `HH:MM` (24 h).
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    /// End time of day, `HH:MM` (24 h), or `24:00`. Must be after `start`.
+    #[schemars(regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
+    pub end: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// How long footage is kept before the operator deletes it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Days to keep footage, at least 1. Default 30.
+    #[schemars(range(min = 1, max = 36500))]
+    pub days: u32,
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        RetentionSpec { days: 30 }
+    }
+}
+
+/// The camera's own recording. Set exactly one of `onvif` or `rtspPlayback`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeStorage {
+    /// ONVIF Profile G: Recording Search + Replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onvif: Option<OnvifEdgeStorage>,
+    /// A vendor RTSP playback URL with `{start}` and `{end}` placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp_playback: Option<RtspPlaybackEdgeStorage>,
+}
+
+/// ONVIF Profile G edge storage. Credentials are the camera's (`credentialsSecretRef`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnvifEdgeStorage {
+    /// ONVIF device service URL, e.g. `http://camera:80/onvif/device_service`.
+    #[schemars(regex(pattern = r"^https?://\S+$"), length(max = 2048))]
+    pub device_url: String,
+    /// Recording token to replay; default: the first recording whose source matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_token: Option<String>,
+}
+
+/// Vendor RTSP playback (Hikvision `…/Streaming/tracks/101?starttime={start}&endtime={end}`,
+/// Dahua `…/cam/playback?channel=1&starttime={start}&endtime={end}`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RtspPlaybackEdgeStorage {
+    /// URL template containing `{start}` and `{end}`.
+    #[schemars(
+        regex(pattern = r"^rtsps?://\S*\{start\}\S*\{end\}\S*$"),
+        length(max = 2048)
+    )]
+    pub url_template: String,
+    /// How `{start}`/`{end}` are written: `Hikvision` (`20260102T030405Z`), `Dahua`
+    /// (`2026_01_02_03_04_05`), or `Rfc3339`. Default `Hikvision`.
+    #[serde(default)]
+    pub time_format: PlaybackTimeFormat,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PlaybackTimeFormat {
+    #[default]
+    Hikvision,
+    Dahua,
+    Rfc3339,
+}
+
+/// What the cluster knows about a camera. Written by the operator (assignment, conditions)
+/// and by its recorder (bitrate, last segment), rate-limited to a few writes a minute.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraStatus {
+    /// One word for `kubectl get`: `Pending`, `Scheduled`, `Recording`, `Degraded`, `Off`, `Invalid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The recorder pod that records this camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+    /// When the camera was assigned to `recorder`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_at: Option<DateTime<Utc>>,
+    /// Bitrate measured by the recorder (smoothed), kbit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_bitrate_kbps: Option<u32>,
+    /// End time of the newest segment written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_segment_time: Option<DateTime<Utc>>,
+    /// Store coverage over the audit window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+    /// Outage windows not yet handed to a Backfill (recorder failure or stream loss).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<Outage>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// How much of a recent window the store holds for a camera.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Coverage {
+    /// The window checked.
+    pub window: TimeWindow,
+    /// Percentage of the window present in the store, as text for `kubectl get` (e.g. `99.98%`).
+    pub percent: String,
+    /// Seconds of the window missing from the store.
+    pub missing_seconds: f64,
+    /// When the check ran.
+    pub checked_at: DateTime<Utc>,
+}
+
+/// A window without live footage, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Outage {
+    pub window: TimeWindow,
+    pub reason: BackfillReason,
+    /// The recorder that lost the footage, if a recorder failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder: Option<String>,
+}
+
+use super::BackfillReason;
+
+impl Default for TimeWindow {
+    fn default() -> Self {
+        let now = Utc::now();
+        TimeWindow {
+            start: now,
+            end: now,
+        }
+    }
+}

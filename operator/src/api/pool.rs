@@ -1,0 +1,222 @@
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, CredentialsSecretRef};
+
+/// A pool of recorder pods. Cameras name a pool; the operator spreads them over its recorders
+/// by bitrate, keeping each recorder under `capacityKbps` minus the failover headroom.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "vigil.dev",
+    version = "v1alpha1",
+    kind = "RecorderPool",
+    plural = "recorderpools",
+    shortname = "rp",
+    category = "vigil",
+    namespaced,
+    status = "RecorderPoolStatus",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.readyRecorders"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyRecorders"}"#,
+    printcolumn = r#"{"name":"Cameras","type":"integer","jsonPath":".status.cameras"}"#,
+    printcolumn = r#"{"name":"Load Kbps","type":"integer","jsonPath":".status.loadKbps"}"#,
+    printcolumn = r#"{"name":"Capacity Kbps","type":"integer","jsonPath":".status.capacityKbps"}"#,
+    printcolumn = r#"{"name":"Unplaced","type":"integer","jsonPath":".status.unplaceableCount"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderPoolSpec {
+    /// Number of recorder pods.
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Ingest capacity of one recorder, kbit/s of camera streams.
+    #[schemars(range(min = 1))]
+    pub capacity_kbps: u32,
+    /// Percentage of each recorder's capacity kept free in normal operation, so that the
+    /// cameras of a failed recorder fit on the others. Default 20.
+    #[serde(default = "default_headroom")]
+    #[schemars(range(min = 0, max = 90))]
+    pub failover_headroom_percent: u32,
+    /// Where segments go.
+    pub storage: StorageTarget,
+    /// Segment length in seconds; segments are cut on the first keyframe after it. Default 10.
+    #[serde(default = "default_segment_seconds")]
+    #[schemars(range(min = 2, max = 600))]
+    pub segment_seconds: u32,
+    /// Local disk buffer for segments waiting for the store (S3 outage), MiB. Default 2048.
+    #[serde(default = "default_buffer_mib")]
+    #[schemars(range(min = 16))]
+    pub local_buffer_mib: u32,
+    /// Recorder liveness timing.
+    #[serde(default)]
+    pub lease: LeaseTiming,
+    /// Limits for backfill Jobs of this pool.
+    #[serde(default)]
+    pub backfill: BackfillLimits,
+    /// Overrides for the recorder pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+}
+
+fn default_headroom() -> u32 {
+    20
+}
+fn default_segment_seconds() -> u32 {
+    10
+}
+fn default_buffer_mib() -> u32 {
+    2048
+}
+
+/// The storage target. Set exactly one of `s3` or `local`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Storage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalStorage>,
+}
+
+/// An S3-compatible bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Storage {
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Endpoint URL for non-AWS stores (MinIO, Ceph RGW, ...). Empty for AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://\S+$"))]
+    pub endpoint: Option<String>,
+    /// Region. Default `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Key prefix inside the bucket. Default empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS stores.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Secret with `accessKeyId` / `secretAccessKey` (keys overridable via usernameKey/passwordKey).
+    pub credentials_secret_ref: CredentialsSecretRef,
+}
+
+/// A directory on a volume (embedded default, single-node setups).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalStorage {
+    /// Absolute path inside the recorder pod.
+    #[schemars(regex(pattern = r"^/\S*$"))]
+    pub path: String,
+    /// PersistentVolumeClaim mounted at `path`; without it, a hostPath is not created for you.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_name: Option<String>,
+}
+
+/// How recorders prove they are alive.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseTiming {
+    /// A recorder whose Lease was not renewed for this long is failed. Default 4.
+    #[schemars(range(min = 2, max = 300))]
+    pub duration_seconds: u32,
+    /// How often recorders renew. Default 1.
+    #[schemars(range(min = 1, max = 60))]
+    pub renew_seconds: u32,
+}
+
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        LeaseTiming {
+            duration_seconds: 4,
+            renew_seconds: 1,
+        }
+    }
+}
+
+/// Limits on backfill Jobs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillLimits {
+    /// Backfill Jobs of this pool running at once. Default 2.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_concurrent: u32,
+    /// Bandwidth cap per backfill Job, Mbit/s; 0 means no cap. Default 50.
+    #[schemars(range(min = 0))]
+    pub bandwidth_mbps: u32,
+}
+
+impl Default for BackfillLimits {
+    fn default() -> Self {
+        BackfillLimits {
+            max_concurrent: 2,
+            bandwidth_mbps: 50,
+        }
+    }
+}
+
+/// Overrides for the recorder pod template.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Recorder image; default the operator's matching release image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    /// CPU/memory requests and limits, as in a container's `resources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+    pub resources: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<std::collections::BTreeMap<String, String>>,
+    /// Tolerations, as in a pod spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("items" = {"type": "object", "x-kubernetes-preserve-unknown-fields": true}))]
+    pub tolerations: Vec<serde_json::Value>,
+}
+
+/// What the operator knows about a pool.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderPoolStatus {
+    /// Every recorder of the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recorders: Vec<RecorderState>,
+    #[serde(default)]
+    pub ready_recorders: i32,
+    /// Cameras assigned to this pool.
+    #[serde(default)]
+    pub cameras: u32,
+    /// Sum of the placed cameras' bitrates, kbit/s.
+    #[serde(default)]
+    pub load_kbps: u64,
+    /// Sum of ready recorders' capacities, kbit/s.
+    #[serde(default)]
+    pub capacity_kbps: u64,
+    /// Cameras that fit on no recorder, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplaceable: Vec<String>,
+    #[serde(default)]
+    pub unplaceable_count: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One recorder pod of a pool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderState {
+    /// Pod name.
+    pub name: String,
+    pub ready: bool,
+    /// Last Lease renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew: Option<DateTime<Utc>>,
+    pub load_kbps: u64,
+    pub cameras: u32,
+}

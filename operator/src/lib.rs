@@ -1,0 +1,11 @@
+//! Vigil's API types and the operator that manages them.
+
+pub mod api;
+pub mod crd;
+pub mod validation;
+
+/// Installs rustls' process-wide crypto provider. kube's rustls client panics without one,
+/// so every binary calls this first. Calling it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

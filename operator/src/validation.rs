@@ -1,0 +1,240 @@
+//! Validation that the OpenAPI schema cannot express: rules across fields, and parsing.
+//!
+//! Used by the admission webhook (so the API server refuses the object with this message) and
+//! by the reconcilers (so an object that got in without the webhook shows an `Invalid`
+//! condition instead of failing later). Pure functions, no I/O.
+
+use crate::api::{BackfillSpec, CameraSpec, RecorderPoolSpec, RecordingMode, ScheduleWindow};
+
+/// One problem with an object, addressed by its JSON path so the user finds the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn err(path: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Joins errors into one line for a condition message or an admission response.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn validate_camera(spec: &CameraSpec) -> Vec<FieldError> {
+    let mut errors = vec![];
+    match url::Url::parse(&spec.source.url) {
+        Ok(u) if u.scheme() != "rtsp" && u.scheme() != "rtsps" => errors.push(err(
+            "spec.source.url",
+            format!("scheme must be rtsp or rtsps, not {:?}", u.scheme()),
+        )),
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => errors.push(err(
+            "spec.source.url",
+            "must not contain credentials; put them in a Secret and set spec.credentialsSecretRef",
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            errors.push(err("spec.source.url", "has no host"))
+        }
+        Ok(_) => {}
+        Err(e) => errors.push(err("spec.source.url", format!("is not a valid URL: {e}"))),
+    }
+    if spec.expected_bitrate_kbps == 0 {
+        errors.push(err("spec.expectedBitrateKbps", "must be greater than 0"));
+    }
+    if spec.retention.days < 1 {
+        errors.push(err("spec.retention.days", "must be at least 1"));
+    }
+    if spec.recording.mode == RecordingMode::Scheduled && spec.recording.schedule.is_empty() {
+        errors.push(err(
+            "spec.recording.schedule",
+            "mode Scheduled needs at least one window (or use mode Continuous)",
+        ));
+    }
+    for (i, w) in spec.recording.schedule.iter().enumerate() {
+        if let Err(message) = schedule_window_minutes(w) {
+            errors.push(err(&format!("spec.recording.schedule[{i}]"), message));
+        }
+    }
+    if let Some(edge) = &spec.edge_storage {
+        match (&edge.onvif, &edge.rtsp_playback) {
+            (Some(_), Some(_)) => errors.push(err(
+                "spec.edgeStorage",
+                "set exactly one of onvif or rtspPlayback, not both",
+            )),
+            (None, None) => errors.push(err(
+                "spec.edgeStorage",
+                "set one of onvif or rtspPlayback, or remove edgeStorage",
+            )),
+            (None, Some(p)) => {
+                if !p.url_template.contains("{start}") || !p.url_template.contains("{end}") {
+                    errors.push(err(
+                        "spec.edgeStorage.rtspPlayback.urlTemplate",
+                        "must contain both {start} and {end}",
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+    errors
+}
+
+/// Parses a schedule window into minutes of the day `[start, end)`.
+pub fn schedule_window_minutes(w: &ScheduleWindow) -> Result<(u32, u32), String> {
+    let start = parse_hhmm(&w.start).ok_or_else(|| format!("start {:?} is not HH:MM", w.start))?;
+    let end = parse_hhmm(&w.end).ok_or_else(|| format!("end {:?} is not HH:MM", w.end))?;
+    if end <= start {
+        return Err(format!("end {} must be after start {}", w.end, w.start));
+    }
+    if w.days.is_empty() {
+        return Err("days must name at least one day".into());
+    }
+    Ok((start, end))
+}
+
+fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+pub fn validate_pool(spec: &RecorderPoolSpec) -> Vec<FieldError> {
+    let mut errors = vec![];
+    match (&spec.storage.s3, &spec.storage.local) {
+        (Some(_), Some(_)) => errors.push(err(
+            "spec.storage",
+            "set exactly one of s3 or local, not both",
+        )),
+        (None, None) => errors.push(err("spec.storage", "set one of s3 or local")),
+        _ => {}
+    }
+    if spec.lease.renew_seconds >= spec.lease.duration_seconds {
+        errors.push(err(
+            "spec.lease.renewSeconds",
+            format!(
+                "must be shorter than durationSeconds ({}), or every recorder looks dead",
+                spec.lease.duration_seconds
+            ),
+        ));
+    }
+    errors
+}
+
+pub fn validate_backfill(spec: &BackfillSpec) -> Vec<FieldError> {
+    let mut errors = vec![];
+    if spec.window.end <= spec.window.start {
+        errors.push(err(
+            "spec.window",
+            format!(
+                "end ({}) must be after start ({})",
+                spec.window.end.to_rfc3339(),
+                spec.window.start.to_rfc3339()
+            ),
+        ));
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::*;
+
+    fn camera(url: &str) -> CameraSpec {
+        CameraSpec {
+            source: CameraSource {
+                url: url.into(),
+                transport: RtspTransport::Tcp,
+            },
+            credentials_secret_ref: None,
+            expected_bitrate_kbps: 4000,
+            pool: "default".into(),
+            recording: RecordingSpec::default(),
+            retention: RetentionSpec::default(),
+            edge_storage: None,
+            auto_backfill: true,
+        }
+    }
+
+    #[test]
+    fn camera_url_scheme_and_credentials() {
+        assert!(validate_camera(&camera("rtsp://10.0.0.5:554/stream1")).is_empty());
+        assert!(validate_camera(&camera("rtsps://cam.example/live")).is_empty());
+        let e = validate_camera(&camera("http://cam/live"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("rtsp or rtsps"), "{}", e[0]);
+        let e = validate_camera(&camera("rtsp://admin:secret@cam/live"));
+        assert!(e[0].message.contains("credentials"));
+        // The error must not echo the password back.
+        assert!(!describe(&e).contains("secret"));
+    }
+
+    #[test]
+    fn camera_schedule_windows() {
+        let mut c = camera("rtsp://cam/live");
+        c.recording.mode = RecordingMode::Scheduled;
+        assert!(describe(&validate_camera(&c)).contains("at least one window"));
+        c.recording.schedule.push(ScheduleWindow {
+            days: vec![Weekday::Mon],
+            start: "18:00".into(),
+            end: "08:00".into(),
+        });
+        assert!(describe(&validate_camera(&c)).contains("end 08:00 must be after start 18:00"));
+        c.recording.schedule[0].end = "24:00".into();
+        assert!(validate_camera(&c).is_empty());
+    }
+
+    #[test]
+    fn camera_edge_storage_exactly_one() {
+        let mut c = camera("rtsp://cam/live");
+        c.edge_storage = Some(EdgeStorage {
+            onvif: None,
+            rtsp_playback: None,
+        });
+        assert_eq!(validate_camera(&c).len(), 1);
+        c.edge_storage = Some(EdgeStorage {
+            onvif: Some(OnvifEdgeStorage {
+                device_url: "http://cam/onvif".into(),
+                recording_token: None,
+            }),
+            rtsp_playback: None,
+        });
+        assert!(validate_camera(&c).is_empty());
+    }
+
+    #[test]
+    fn backfill_window_must_end_after_start() {
+        let t = chrono::Utc::now();
+        let ok = BackfillSpec {
+            camera: "c".into(),
+            window: TimeWindow {
+                start: t,
+                end: t + chrono::Duration::seconds(1),
+            },
+            reason: BackfillReason::Manual,
+        };
+        assert!(validate_backfill(&ok).is_empty());
+        let bad = BackfillSpec {
+            window: TimeWindow { start: t, end: t },
+            ..ok.clone()
+        };
+        assert!(describe(&validate_backfill(&bad)).contains("must be after start"));
+    }
+}
