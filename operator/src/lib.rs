@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod placement;
 pub mod validation;
 
 /// Installs rustls' process-wide crypto provider. kube's rustls client panics without one,
