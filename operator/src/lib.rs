@@ -2,8 +2,11 @@
 
 pub mod api;
 pub mod crd;
+pub mod doctor;
+pub mod error;
 pub mod placement;
 pub mod validation;
+pub mod webhook;
 
 /// Installs rustls' process-wide crypto provider. kube's rustls client panics without one,
 /// so every binary calls this first. Calling it twice is harmless.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Vigil's whole test suite — the command README.md gives and .ci/run calls:
+#   format, lint, CRD drift, unit and component tests, then integration tests against a real
+#   Kubernetes API server (the local cluster from e2e/cluster/up.sh, started if not running).
+# Prints a closing line "tests: N passed, M failed".
+# Environment: VIGIL_KEEP_CLUSTER=1 leaves a cluster this script started running afterwards.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOGDIR=$(mktemp -d -t vigil-test-XXXXXX)
+passed=0; failed=0; failed_stages=()
+
+stage() { printf '\n==> %s\n' "$*"; }
+# Runs a cargo test command, echoing its output and adding up its "test result:" lines.
+count_cargo() {
+  local name=$1; shift
+  local log="$LOGDIR/$name.log"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local p f
+  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+  f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$rc" -ne 0 ]; then
+    failed_stages+=("$name")
+    [ "$f" -gt 0 ] || failed=$((failed + 1))  # a build failure counts as one failed test
+  fi
+}
+check() {
+  local name=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failed_stages+=("$name"); fi
+}
+
+stage "cargo fmt --check"
+check fmt cargo fmt --all --check
+
+stage "cargo clippy --all-targets -D warnings"
+check clippy cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+stage "CRD drift: crds/ matches crdgen"
+check crd-drift cargo run --quiet -p vigil-operator --bin crdgen -- --check crds
+
+stage "unit and component tests"
+count_cargo unit cargo test --workspace --exclude vigil-e2e
+
+stage "local Kubernetes cluster"
+started_cluster=0
+if [ -z "${KUBECONFIG:-}" ]; then
+  if ! bash e2e/cluster/up.sh --status >/dev/null 2>&1; then started_cluster=1; fi
+  if bash e2e/cluster/up.sh; then
+    # shellcheck disable=SC1091
+    source "${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env"
+  else
+    failed=$((failed + 1)); failed_stages+=("cluster-up")
+  fi
+fi
+cleanup() {
+  if [ "$started_cluster" = 1 ] && [ -z "${VIGIL_KEEP_CLUSTER:-}" ]; then
+    bash "$ROOT/e2e/cluster/down.sh" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
+  count_cargo integration cargo test -p vigil-e2e -- --test-threads=2
+fi
+
+stage "summary"
+if [ ${#failed_stages[@]} -gt 0 ]; then echo "failed stages: ${failed_stages[*]} (logs in $LOGDIR)"; fi
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

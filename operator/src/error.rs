@@ -1,0 +1,22 @@
+use thiserror::Error;
+
+/// Every error the operator crate returns.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("in-cluster config: {0}")]
+    InCluster(#[from] kube::config::InClusterError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("I/O on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("certificate generation: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("{0}")]
+    Check(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
