@@ -15,7 +15,12 @@ pub struct Check {
 
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}  {}", if self.ok { "ok  " } else { "FAIL" }, self.what)
+        write!(
+            f,
+            "{}  {}",
+            if self.ok { "ok  " } else { "FAIL" },
+            self.what
+        )
     }
 }
 
@@ -23,9 +28,15 @@ impl std::fmt::Display for Check {
 pub async fn run_checks(client: &Client, namespace: Option<&str>) -> Vec<Check> {
     let mut checks = vec![];
     match client.apiserver_version().await {
-        Ok(v) => checks.push(Check { ok: true, what: format!("API server answers: {}", v.git_version) }),
+        Ok(v) => checks.push(Check {
+            ok: true,
+            what: format!("API server answers: {}", v.git_version),
+        }),
         Err(e) => {
-            checks.push(Check { ok: false, what: format!("API server unreachable: {e}") });
+            checks.push(Check {
+                ok: false,
+                what: format!("API server unreachable: {e}"),
+            });
             return checks;
         }
     }
@@ -37,14 +48,23 @@ pub async fn run_checks(client: &Client, namespace: Option<&str>) -> Vec<Check> 
                 .map(|(r, _)| r.plural)
                 .collect();
             let wanted = ["cameras", "recorderpools", "backfills"];
-            let missing: Vec<&str> =
-                wanted.iter().copied().filter(|w| !served.iter().any(|s| s == w)).collect();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|w| !served.iter().any(|s| s == w))
+                .collect();
             checks.push(if missing.is_empty() {
-                Check { ok: true, what: format!("{GROUP}/{VERSION} serves {}", wanted.join(", ")) }
+                Check {
+                    ok: true,
+                    what: format!("{GROUP}/{VERSION} serves {}", wanted.join(", ")),
+                }
             } else {
                 Check {
                     ok: false,
-                    what: format!("{GROUP}/{VERSION} lacks {}: apply the CRDs in crds/", missing.join(", ")),
+                    what: format!(
+                        "{GROUP}/{VERSION} lacks {}: apply the CRDs in crds/",
+                        missing.join(", ")
+                    ),
                 }
             });
         }
@@ -73,8 +93,14 @@ where
         None => Api::all(client.clone()),
     };
     match api.list(&ListParams::default()).await {
-        Ok(list) => Check { ok: true, what: format!("can list {plural} in {scope}: {} found", list.items.len()) },
-        Err(e) => Check { ok: false, what: format!("cannot list {plural} in {scope}: {e}") },
+        Ok(list) => Check {
+            ok: true,
+            what: format!("can list {plural} in {scope}: {} found", list.items.len()),
+        },
+        Err(e) => Check {
+            ok: false,
+            what: format!("cannot list {plural} in {scope}: {e}"),
+        },
     }
 }
 
@@ -89,6 +115,9 @@ pub async fn doctor(client: &Client, namespace: Option<&str>) -> Result<()> {
         println!("all {} checks passed", checks.len());
         Ok(())
     } else {
-        Err(Error::Check(format!("{failed} of {} checks failed", checks.len())))
+        Err(Error::Check(format!(
+            "{failed} of {} checks failed",
+            checks.len()
+        )))
     }
 }

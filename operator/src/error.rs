@@ -12,7 +12,10 @@ pub enum Error {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("I/O on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Certificate(#[from] rcgen::Error),
     #[error("{0}")]

@@ -81,14 +81,25 @@ async fn run(command: Command) -> Result<(), Error> {
             let client = kube::Client::try_default().await?;
             doctor::doctor(&client, namespace.as_deref()).await
         }
-        Command::Webhook { listen, tls_cert, tls_key, dns_names, write_ca } => {
+        Command::Webhook {
+            listen,
+            tls_cert,
+            tls_key,
+            dns_names,
+            write_ca,
+        } => {
             let cert = match (tls_cert, tls_key) {
-                (Some(c), Some(k)) => webhook::ServingCert { cert_pem: read(&c)?, key_pem: read(&k)? },
+                (Some(c), Some(k)) => webhook::ServingCert {
+                    cert_pem: read(&c)?,
+                    key_pem: read(&k)?,
+                },
                 _ => {
                     let cert = webhook::self_signed(&dns_names)?;
                     if let Some(path) = write_ca {
-                        std::fs::write(&path, &cert.cert_pem)
-                            .map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+                        std::fs::write(&path, &cert.cert_pem).map_err(|e| Error::Io {
+                            path: path.display().to_string(),
+                            source: e,
+                        })?;
                     }
                     cert
                 }
@@ -97,7 +108,8 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::Crds => {
             for (_, crd) in vigil_operator::crd::all() {
-                let yaml = vigil_operator::crd::to_yaml(&crd).map_err(|e| Error::Check(e.to_string()))?;
+                let yaml =
+                    vigil_operator::crd::to_yaml(&crd).map_err(|e| Error::Check(e.to_string()))?;
                 println!("---\n{yaml}");
             }
             Ok(())
@@ -106,13 +118,18 @@ async fn run(command: Command) -> Result<(), Error> {
 }
 
 fn read(path: &PathBuf) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
+    std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

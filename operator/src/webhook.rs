@@ -36,7 +36,10 @@ pub struct ServingCert {
 /// CA bundle the API server needs (`clientConfig.caBundle`).
 pub fn self_signed(names: &[String]) -> Result<ServingCert> {
     let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
-    Ok(ServingCert { cert_pem: certified.cert.pem(), key_pem: certified.signing_key.serialize_pem() })
+    Ok(ServingCert {
+        cert_pem: certified.cert.pem(),
+        key_pem: certified.signing_key.serialize_pem(),
+    })
 }
 
 /// The router with the validation endpoint, for embedding in a larger server.
@@ -46,18 +49,24 @@ pub fn router() -> Router {
 
 /// Serves the webhook over HTTPS on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, cert: ServingCert) -> Result<()> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::Io { path: addr.to_string(), source: e })?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| Error::Io {
+        path: addr.to_string(),
+        source: e,
+    })?;
     serve_listener(listener, cert).await
 }
 
 /// Serves the webhook over HTTPS on an already bound listener (tests bind port 0).
 pub async fn serve_listener(listener: std::net::TcpListener, cert: ServingCert) -> Result<()> {
     crate::install_crypto_provider();
-    let addr = listener.local_addr().map_err(|e| Error::Io { path: "listener".into(), source: e })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::Io { path: addr.to_string(), source: e })?;
+    let addr = listener.local_addr().map_err(|e| Error::Io {
+        path: "listener".into(),
+        source: e,
+    })?;
+    listener.set_nonblocking(true).map_err(|e| Error::Io {
+        path: addr.to_string(),
+        source: e,
+    })?;
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
         cert.cert_pem.into_bytes(),
         cert.key_pem.into_bytes(),
@@ -66,10 +75,16 @@ pub async fn serve_listener(listener: std::net::TcpListener, cert: ServingCert) 
     .map_err(|e| Error::Tls(e.to_string()))?;
     info!(%addr, path = VALIDATE_PATH, "admission webhook listening");
     axum_server::from_tcp_rustls(listener, tls)
-        .map_err(|e| Error::Io { path: addr.to_string(), source: e })?
+        .map_err(|e| Error::Io {
+            path: addr.to_string(),
+            source: e,
+        })?
         .serve(router().into_make_service())
         .await
-        .map_err(|e| Error::Io { path: addr.to_string(), source: e })
+        .map_err(|e| Error::Io {
+            path: addr.to_string(),
+            source: e,
+        })
 }
 
 async fn validate_handler(
@@ -162,8 +177,16 @@ mod tests {
                 "window": {"start": "2026-11-21T10:00:00Z", "end": "2026-11-21T09:00:00Z"}}),
         ));
         assert!(!r.allowed);
-        assert!(r.result.message.contains("spec.window: end"), "{}", r.result.message);
-        assert!(r.result.message.contains("Backfill \"bad\""), "{}", r.result.message);
+        assert!(
+            r.result.message.contains("spec.window: end"),
+            "{}",
+            r.result.message
+        );
+        assert!(
+            r.result.message.contains("Backfill \"bad\""),
+            "{}",
+            r.result.message
+        );
     }
 
     #[test]
@@ -185,7 +208,11 @@ mod tests {
                 "expectedBitrateKbps": 4000, "pool": "p"}),
         ));
         assert!(!r.allowed);
-        assert!(!r.result.message.contains("hunter2"), "{}", r.result.message);
+        assert!(
+            !r.result.message.contains("hunter2"),
+            "{}",
+            r.result.message
+        );
     }
 
     #[test]

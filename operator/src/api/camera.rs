@@ -216,7 +216,9 @@ pub struct CameraStatus {
     /// Outage windows not yet handed to a Backfill (recorder failure or stream loss).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages: Vec<Outage>,
+    /// Keyed by `type`, so the operator and a recorder can each apply their own conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -236,11 +238,17 @@ pub struct Coverage {
     pub checked_at: DateTime<Utc>,
 }
 
-/// A window without live footage, and why.
+/// A stretch without live footage, and why. `end` stays empty until the camera records again
+/// (on its new recorder after a failover); a closed outage is turned into a Backfill.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Outage {
-    pub window: TimeWindow,
+    /// Last moment footage is known to be safe: the failed recorder's last lease renewal minus
+    /// one segment length (its unfinished segment is lost with it).
+    pub start: DateTime<Utc>,
+    /// When the camera recorded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<DateTime<Utc>>,
     pub reason: BackfillReason,
     /// The recorder that lost the footage, if a recorder failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
