@@ -205,6 +205,10 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
 fi
 ip -4 addr show dev "$BRIDGE" | grep -q "inet $HOST_IP/24" || ip addr add "$HOST_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
+# Service addresses are virtual (kube-proxy DNATs them); route them to the bridge so that host
+# traffic to a ClusterIP picks the bridge address as source and can never leave through the
+# VM's default route, even for a Service kube-proxy has not programmed yet.
+ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$HOST_IP"
 
 # Guard: traffic to the pod network (API server, kubelet's pods, host services on the bridge
 # address) is accepted only from the host itself and from pods.
