@@ -1,10 +1,13 @@
 //! Vigil's API types and the operator that manages them.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod doctor;
 pub mod error;
+pub mod liveness;
 pub mod placement;
+pub mod schedule;
 pub mod validation;
 pub mod webhook;
 

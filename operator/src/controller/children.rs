@@ -1,0 +1,281 @@
+//! The Kubernetes objects a RecorderPool owns, built purely from the pool and the operator's
+//! settings. Applied with server-side apply by the pool reconciler.
+//!
+//! Recorders run as a **Deployment**, not a StatefulSet: a recorder's identity does not matter
+//! (cameras are re-placed when it fails and the outage is backfilled), and a StatefulSet will
+//! not replace a pod on a failed node until that pod is confirmed gone — minutes — whereas a
+//! Deployment starts a replacement at once.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{POOL_LABEL, RecorderPool};
+
+/// Settings the operator gives every pool.
+#[derive(Clone, Debug)]
+pub struct RecorderSettings {
+    /// Default recorder image when the pool does not override it.
+    pub image: String,
+    pub image_pull_policy: String,
+}
+
+/// Where recorders keep segments waiting for the store.
+pub const BUFFER_PATH: &str = "/var/lib/vigil/buffer";
+/// The recorders' metrics / health port.
+pub const METRICS_PORT: i32 = 9090;
+
+/// Name shared by a pool's Deployment, ServiceAccount, Role, RoleBinding and Service.
+pub fn workload_name(pool: &RecorderPool) -> String {
+    format!("vigil-recorder-{}", pool.name_any())
+}
+
+/// Labels on every recorder pod of `pool` (also the Deployment's selector).
+pub fn pod_labels(pool: &RecorderPool) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "vigil-recorder".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "vigil-operator".to_string()),
+        (POOL_LABEL.to_string(), pool.name_any()),
+    ])
+}
+
+fn meta(pool: &RecorderPool) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(workload_name(pool)),
+        namespace: pool.namespace(),
+        labels: Some(pod_labels(pool)),
+        owner_references: pool.controller_owner_ref(&()).map(|o: OwnerReference| vec![o]),
+        ..Default::default()
+    }
+}
+
+pub fn service_account(pool: &RecorderPool) -> ServiceAccount {
+    ServiceAccount { metadata: meta(pool), ..Default::default() }
+}
+
+/// What a recorder may do, and nothing more: read its cameras and pool, write camera status,
+/// read the Secrets holding camera and S3 credentials, keep its own Lease, and post Events.
+pub fn role(pool: &RecorderPool) -> Role {
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
+        api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    Role {
+        metadata: meta(pool),
+        rules: Some(vec![
+            rule(&["vigil.dev"], &["cameras", "recorderpools"], &["get", "list", "watch"]),
+            rule(&["vigil.dev"], &["cameras/status"], &["get", "patch", "update"]),
+            rule(&[""], &["secrets"], &["get"]),
+            rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update", "patch"]),
+            rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+        ]),
+    }
+}
+
+pub fn role_binding(pool: &RecorderPool) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(pool),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: workload_name(pool),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: workload_name(pool),
+            namespace: pool.namespace(),
+            ..Default::default()
+        }]),
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(1),
+        ..Default::default()
+    }
+}
+
+pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deployment {
+    let spec = &pool.spec;
+    let overrides = spec.pod_overrides.clone().unwrap_or_default();
+    let labels = pod_labels(pool);
+    let mut volumes = vec![Volume {
+        name: "buffer".into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(format!("{}Mi", spec.local_buffer_mib + spec.local_buffer_mib / 4))),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    let mut mounts = vec![VolumeMount { name: "buffer".into(), mount_path: BUFFER_PATH.into(), ..Default::default() }];
+    if let Some(local) = &spec.storage.local
+        && let Some(claim) = &local.claim_name
+    {
+        volumes.push(Volume {
+            name: "store".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim.clone(), read_only: Some(false) }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount { name: "store".into(), mount_path: local.path.clone(), ..Default::default() });
+    }
+    let resources: Option<ResourceRequirements> =
+        overrides.resources.as_ref().and_then(|r| serde_json::from_value(r.clone()).ok());
+    let tolerations: Option<Vec<Toleration>> = (!overrides.tolerations.is_empty())
+        .then(|| overrides.tolerations.iter().filter_map(|t| serde_json::from_value(t.clone()).ok()).collect());
+    let container = Container {
+        name: "recorder".into(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| settings.image.clone())),
+        image_pull_policy: Some(overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone())),
+        args: Some(vec!["record".into(), "--kubernetes".into(), "--buffer-dir".into(), BUFFER_PATH.into()]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            EnvVar { name: "POOL_NAME".into(), value: Some(pool.name_any()), ..Default::default() },
+        ]),
+        ports: Some(vec![ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..Default::default() }]),
+        readiness_probe: Some(http_probe("/readyz", 1, 2)),
+        liveness_probe: Some(http_probe("/healthz", 5, 3)),
+        resources,
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: meta(pool),
+        spec: DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+            // Start the new recorder before stopping the old one: cameras move once, not twice.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(workload_name(pool)),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    node_selector: overrides.node_selector.clone(),
+                    tolerations,
+                    termination_grace_period_seconds: Some(30),
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        fs_group: Some(65532),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// A Service over the recorders' metrics port, for Prometheus.
+pub fn metrics_service(pool: &RecorderPool) -> Service {
+    Service {
+        metadata: meta(pool),
+        spec: Some(ServiceSpec {
+            selector: Some(pod_labels(pool)),
+            cluster_ip: Some("None".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".into()),
+                port: METRICS_PORT,
+                target_port: Some(IntOrString::String("metrics".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RecorderPoolSpec;
+
+    fn pool() -> RecorderPool {
+        let spec: RecorderPoolSpec = serde_yaml::from_str(
+            "replicas: 3\ncapacityKbps: 100000\nstorage: {local: {path: /data, claimName: footage}}\n\
+             podOverrides: {image: my/recorder:1, resources: {requests: {cpu: 500m}}}",
+        )
+        .expect("spec");
+        let mut p = RecorderPool::new("main", spec);
+        p.metadata.namespace = Some("cams".into());
+        p.metadata.uid = Some("uid-1".into());
+        p
+    }
+
+    #[test]
+    fn deployment_carries_pool_settings_and_downward_api() {
+        let settings = RecorderSettings { image: "vigil/recorder:dev".into(), image_pull_policy: "IfNotPresent".into() };
+        let d = deployment(&pool(), &settings);
+        assert_eq!(d.metadata.name.as_deref(), Some("vigil-recorder-main"));
+        assert_eq!(d.metadata.owner_references.as_ref().map(|o| o[0].controller), Some(Some(true)));
+        let spec = d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        let pod = spec.template.spec.expect("pod");
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("my/recorder:1"));
+        let env: Vec<_> = c.env.as_ref().expect("env").iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POOL_NAME"]);
+        assert_eq!(c.resources.as_ref().and_then(|r| r.requests.as_ref()).map(|r| r["cpu"].0.as_str()), Some("500m"));
+        assert!(pod.volumes.expect("volumes").iter().any(|v| v.persistent_volume_claim.is_some()));
+        assert_eq!(c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem), Some(true));
+    }
+
+    #[test]
+    fn role_is_least_privilege() {
+        let r = role(&pool());
+        let rules = r.rules.expect("rules");
+        for rule in &rules {
+            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "delete"), "{rule:?}");
+        }
+        let secrets = rules.iter().find(|r| r.resources.as_ref().is_some_and(|x| x.contains(&"secrets".to_string()))).expect("secrets rule");
+        assert_eq!(secrets.verbs, ["get"]);
+    }
+}

@@ -1,0 +1,4 @@
+//! The operator's controllers.
+
+pub mod camera_status;
+pub mod children;
