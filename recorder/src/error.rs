@@ -1,0 +1,66 @@
+//! The crate's one error type.
+//!
+//! Messages must never carry credentials: RTSP errors are built from text that went through
+//! `redact` first, and URLs are only ever shown redacted.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration (file, flags, environment, RecorderPool) is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Talking to a camera failed. The text is already redacted.
+    #[error("camera: {0}")]
+    Rtsp(String),
+
+    /// The camera sent something the recorder cannot store (unsupported codec, no keyframe).
+    #[error("stream: {0}")]
+    Stream(String),
+
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+
+    #[error("object key: {0}")]
+    Layout(String),
+
+    /// A buffered segment file is damaged beyond recovery.
+    #[error("mp4: {0}")]
+    Mp4(String),
+
+    #[error("Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("Kubernetes watch: {0}")]
+    Watch(#[from] kube::runtime::watcher::Error),
+
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+
+    #[error("YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+
+    #[error("HTTP server: {0}")]
+    Http(String),
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,205 @@
+//! Mapping a camera's RTP clock to UTC.
+//!
+//! Segment keys carry UTC milliseconds, but the only precise clock in a stream is the camera's
+//! RTP timestamp (90 kHz for video). Deriving every time from RTP deltas makes consecutive
+//! segments tile exactly (the end of one segment and the start of the next are the same RTP
+//! timestamp, hence the same millisecond). The RTP clock is tied to UTC by the receipt times:
+//!
+//! * **Anchor.** For every frame, `receipt - mapped(ts)` is the frame's apparent latency. A frame
+//!   can never arrive before it was captured, so the *smallest* apparent latency is the best
+//!   estimate of the anchor; until the first segment is closed the anchor is moved back to the
+//!   earliest-arriving frame. This rejects the burst of buffered frames some cameras send right
+//!   after PLAY (those arrive late, not early).
+//! * **Drift.** Camera crystals are off by tens of ppm (50 ppm = 4.3 s a day). At every segment
+//!   boundary the timeline is re-based *continuously* (the boundary keeps its time) and the rate
+//!   is slewed in proportion to the smallest apparent latency seen during the last segment,
+//!   limited to ±1000 ppm. Proportional control leaves a steady error of
+//!   `clock error × HORIZON` (6 ms at 100 ppm), far below one frame.
+//! * **Steps.** If the error exceeds `STEP_US` (the host clock was stepped, the camera stalled),
+//!   slewing would take hours, so the timeline jumps; the keys then show a hole or an overlap of
+//!   that size at one boundary, which readers handle like any other.
+//!
+//! RTCP sender reports are not used: many cameras send NTP times from an unsynchronised clock.
+
+/// Time over which a measured offset is slewed away.
+const HORIZON_US: f64 = 60e6;
+/// Largest rate correction, parts per million.
+const MAX_PPM: f64 = 1000.0;
+/// Offsets larger than this are stepped, not slewed.
+pub const STEP_US: i64 = 2_000_000;
+
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    clock_rate: u32,
+    base_ts: i64,
+    base_wall_us: i64,
+    ppm: f64,
+    locked: bool,
+    seg_min_err_us: Option<i64>,
+}
+
+/// What `boundary` did, for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Adjust {
+    /// First boundary: the anchor is fixed from now on.
+    Locked,
+    /// Rate set to this many ppm.
+    Slewed(f64),
+    /// Offset too large; jumped by this many microseconds.
+    Stepped(i64),
+}
+
+impl Timeline {
+    /// Starts a timeline with the first frame of a session: RTP time `ts`, received at
+    /// `recv_wall_us` (UTC microseconds).
+    pub fn new(clock_rate: u32, ts: i64, recv_wall_us: i64) -> Self {
+        Timeline {
+            clock_rate: clock_rate.max(1),
+            base_ts: ts,
+            base_wall_us: recv_wall_us,
+            ppm: 0.0,
+            locked: false,
+            seg_min_err_us: None,
+        }
+    }
+
+    pub fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    /// UTC microseconds of RTP time `ts`.
+    pub fn map_us(&self, ts: i64) -> i64 {
+        let dt = (ts - self.base_ts) as f64 * 1e6 / self.clock_rate as f64;
+        self.base_wall_us + (dt * (1.0 + self.ppm * 1e-6)).round() as i64
+    }
+
+    /// The RTP time that maps to UTC microseconds `wall_us` (inverse of `map_us`), used to put
+    /// audio frames on the video clock.
+    pub fn inverse(&self, wall_us: i64) -> i64 {
+        let dt_us = (wall_us - self.base_wall_us) as f64 / (1.0 + self.ppm * 1e-6);
+        self.base_ts + (dt_us * self.clock_rate as f64 / 1e6).round() as i64
+    }
+
+    /// UTC milliseconds of RTP time `ts` (floor, so that equal `ts` give equal keys).
+    pub fn map_ms(&self, ts: i64) -> i64 {
+        self.map_us(ts).div_euclid(1000)
+    }
+
+    /// Feeds the receipt time of a frame.
+    pub fn observe(&mut self, ts: i64, recv_wall_us: i64) {
+        let err = recv_wall_us - self.map_us(ts);
+        if !self.locked {
+            if err < 0 {
+                self.base_wall_us += err;
+            }
+        } else {
+            self.seg_min_err_us = Some(self.seg_min_err_us.map_or(err, |m| m.min(err)));
+        }
+    }
+
+    /// Called at a segment boundary at RTP time `ts`: the time of `ts` stays what it was (so the
+    /// closing segment's end equals the next segment's start) and the rate is corrected.
+    pub fn boundary(&mut self, ts: i64) -> Adjust {
+        let here = self.map_us(ts);
+        self.base_ts = ts;
+        self.base_wall_us = here;
+        if !self.locked {
+            self.locked = true;
+            self.seg_min_err_us = None;
+            return Adjust::Locked;
+        }
+        let Some(err) = self.seg_min_err_us.take() else {
+            return Adjust::Slewed(self.ppm);
+        };
+        if err.abs() > STEP_US {
+            self.base_wall_us += err;
+            self.ppm = 0.0;
+            return Adjust::Stepped(err);
+        }
+        self.ppm = (err as f64 / HORIZON_US * 1e6).clamp(-MAX_PPM, MAX_PPM);
+        Adjust::Slewed(self.ppm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn first_segment_anchor_takes_earliest_arrival() {
+        // Frames at 25 fps; the first three arrive in a burst 400 ms late.
+        let mut t = Timeline::new(90_000, 1000, 10_400_000);
+        t.observe(1000 + 3600, 10_400_100);
+        t.observe(1000 + 7200, 10_400_200);
+        t.observe(1000 + 10_800, 10_130_000); // 120 ms of latency, captured at 10.010 s
+        assert_eq!(t.map_us(1000), 10_010_000);
+    }
+
+    #[test]
+    fn boundary_keeps_time_continuous() {
+        let mut t = Timeline::new(90_000, 0, 0);
+        t.boundary(900_000);
+        let before = t.map_ms(1_800_000);
+        for i in 0..250 {
+            // The camera clock runs 500 ppm slow: receipts drift later.
+            let ts = 900_000 + i * 3600;
+            t.observe(ts, ((ts as f64 / 0.09) * 1.0005) as i64);
+        }
+        let adj = t.boundary(1_800_000);
+        assert!(matches!(adj, Adjust::Slewed(p) if p > 0.0), "{adj:?}");
+        assert_eq!(t.map_ms(1_800_000), before);
+    }
+
+    #[test]
+    fn inverse_round_trips() {
+        let mut t = Timeline::new(90_000, 12_345, 1_700_000_000_000_000);
+        t.boundary(12_345);
+        t.observe(12_345 + 900_000, 1_700_000_010_030_000);
+        t.boundary(12_345 + 900_000);
+        for ts in [12_345 + 900_000, 12_345 + 1_000_000, 99_999_999] {
+            assert!((t.inverse(t.map_us(ts)) - ts).abs() <= 1);
+        }
+    }
+
+    #[test]
+    fn large_offset_steps() {
+        let mut t = Timeline::new(90_000, 0, 0);
+        t.boundary(0);
+        t.observe(90_000, 1_000_000 + 5_000_000);
+        assert_eq!(t.boundary(90_000), Adjust::Stepped(5_000_000));
+        assert_eq!(t.map_us(90_000), 6_000_000);
+    }
+
+    proptest! {
+        /// An hour of 10 s segments from a camera whose clock is off by up to ±200 ppm, with
+        /// 5..60 ms of network latency: the mapped times track the true capture times.
+        #[test]
+        fn tracks_drifting_camera(ppm in -200.0f64..200.0, seed in any::<u64>()) {
+            let mut rng = crate::backoff::SplitMix64(seed);
+            let rate = 90_000i64;
+            let frame = 3600i64;
+            let start_us = 1_700_000_000_000_000i64;
+            // true capture time of RTP ts: camera ticks run (1 + ppm) fast.
+            let truth = |ts: i64| start_us + ((ts as f64 / rate as f64) * 1e6 / (1.0 + ppm * 1e-6)) as i64;
+            let lat = |r: u64| 5_000 + (r % 55_000) as i64;
+            let mut t = Timeline::new(rate as u32, 0, truth(0) + lat(rng.next()));
+            let mut worst = 0i64;
+            for seg in 0..360i64 {
+                for i in 0..250i64 {
+                    let ts = (seg * 250 + i) * frame;
+                    t.observe(ts, truth(ts) + lat(rng.next()));
+                }
+                let cut = (seg + 1) * 250 * frame;
+                let end_before = t.map_ms(cut);
+                t.boundary(cut);
+                prop_assert_eq!(t.map_ms(cut), end_before);
+                if seg > 30 {
+                    worst = worst.max((t.map_us(cut) - truth(cut)).abs());
+                }
+            }
+            // Within the minimum latency (5 ms) plus the slew's steady error plus jitter.
+            prop_assert!(worst < 40_000, "worst error {} us", worst);
+        }
+    }
+}
