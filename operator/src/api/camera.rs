@@ -63,7 +63,7 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct CameraSource {
     /// RTSP URL of the live stream, `rtsp://` or `rtsps://`, without credentials.
-    #[schemars(regex(pattern = r"^rtsps?://[^\s/@]+(/\S*)?$"), length(max = 2048))]
+    #[schemars(regex(pattern = r"^rtsps?://[^\s/]+(/\S*)?$"), length(max = 2048))]
     pub url: String,
     /// RTP transport. TCP (interleaved) survives NAT and loss best; default `Tcp`.
     #[serde(default)]

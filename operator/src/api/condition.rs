@@ -21,8 +21,9 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// One CamelCase word a program can match on, e.g. `PoolFull`, `SecretMissing`.
     pub reason: String,
-    /// What happened and what to do about it, for a person.
-    #[serde(default)]
+    /// What happened and what to do about it, for a person; may be empty.
+    // No `#[serde(default)]`: the schema default it generates (an empty string) is refused by
+    // the 1.20 API server.
     pub message: String,
     /// When `status` last changed.
     pub last_transition_time: DateTime<Utc>,
