@@ -25,56 +25,62 @@ stop_daemon kubelet 15
 stop_daemon kube-proxy 10
 
 # --- Pod containers -----------------------------------------------------------------------------
+# The order mirrors what the kubelet does: application containers first (SIGTERM, a short grace
+# period, SIGKILL), then the sandboxes. Deleting a sandbox task while its pod's containers still
+# run can leave the pod's shared shim process behind.
 CTR=(ctr --address "$CONTAINERD_SOCK" -n k8s.io)
+TASK_DIR=$CONTAINERD_STATE/io.containerd.runtime.v2.task
+GRACE=${VIGIL_DOWN_GRACE:-5}
+# Shim pids, recorded now: their pid files vanish with the task bundles.
+shim_pids=$(cat "$TASK_DIR"/*/*/shim.pid 2>/dev/null | sort -u || true)
 if daemon_pid containerd >/dev/null && "${CTR[@]}" version >/dev/null 2>&1; then
   tasks=$("${CTR[@]}" tasks ls -q 2>/dev/null || true)
+  apps="" sandboxes=""
+  for id in $tasks; do
+    if "${CTR[@]}" containers info "$id" 2>/dev/null | grep -q '"io.cri-containerd.kind": "sandbox"'; then
+      sandboxes="$sandboxes $id"
+    else
+      apps="$apps $id"
+    fi
+  done
   if [ -n "$tasks" ]; then
-    log "stopping $(wc -w <<<"$tasks") pod containers"
-    apps=""
-    for id in $tasks; do
-      # Sandbox ("pause") containers ignore SIGTERM as pid 1: kill them outright. Application
-      # containers get SIGTERM and a grace period.
-      if "${CTR[@]}" containers info "$id" 2>/dev/null | grep -q '"io.cri-containerd.kind": "sandbox"'; then
-        "${CTR[@]}" tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
-      else
-        "${CTR[@]}" tasks kill -a -s SIGTERM "$id" >/dev/null 2>&1 || true
-        apps="$apps $id"
-      fi
-    done
-    deadline=$((SECONDS + 10))
-    for id in $apps; do
-      while [ "$SECONDS" -lt "$deadline" ] &&
-        "${CTR[@]}" tasks ls 2>/dev/null | awk -v id="$id" '$1 == id {print $3}' | grep -q RUNNING; do
-        sleep 0.2
-      done
-    done
-    for id in $tasks; do
-      "${CTR[@]}" tasks delete -f "$id" >/dev/null 2>&1 || true
-    done
+    log "stopping $(wc -w <<<"$apps") containers in $(wc -w <<<"$sandboxes") pods"
   fi
-  # Forget the containers too (their snapshots go with them), so the next start is clean; the
+  running() { "${CTR[@]}" tasks ls 2>/dev/null | awk -v id="$1" '$1 == id && $3 == "RUNNING" {f=1} END {exit !f}'; }
+  for id in $apps; do "${CTR[@]}" tasks kill -a -s SIGTERM "$id" >/dev/null 2>&1 || true; done
+  deadline=$((SECONDS + GRACE))
+  for id in $apps; do
+    while [ "$SECONDS" -lt "$deadline" ] && running "$id"; do sleep 0.2; done
+  done
+  for id in $apps; do "${CTR[@]}" tasks delete -f "$id" >/dev/null 2>&1 || true; done
+  # Sandbox ("pause") processes ignore SIGTERM as pid 1; containerd kills them outright too.
+  for id in $sandboxes; do "${CTR[@]}" tasks delete -f "$id" >/dev/null 2>&1 || true; done
+  # Forget the containers as well (their snapshots go with them) so the next start is clean; the
   # kubelet recreates the pods that the API still assigns to this node.
-  containers=$("${CTR[@]}" containers ls -q 2>/dev/null || true)
-  for id in $containers; do
+  for id in $("${CTR[@]}" containers ls -q 2>/dev/null || true); do
     "${CTR[@]}" containers delete "$id" >/dev/null 2>&1 || true
   done
 fi
 
 stop_daemon containerd 15
 
-# Shims whose containerd is gone (crash, or a killed containerd) still hold containers: each
-# task bundle records its shim's and its init process's pids.
-for f in "$CONTAINERD_STATE"/io.containerd.runtime.v2.task/*/*/init.pid \
-         "$CONTAINERD_STATE"/io.containerd.runtime.v2.task/*/*/shim.pid; do
-  [ -f "$f" ] || continue
-  pid=$(cat "$f" 2>/dev/null || true)
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+# Containers whose containerd is gone (crashed or killed) are still held by their shims; kill
+# the shims we saw and the containers' init processes (pids from the task bundles).
+shim_pids="$shim_pids $(cat "$TASK_DIR"/*/*/shim.pid 2>/dev/null || true)"
+for pid in $(cat "$TASK_DIR"/*/*/init.pid 2>/dev/null || true); do
+  kill -KILL "$pid" 2>/dev/null || true
+done
+for pid in $shim_pids; do
+  # Only if that pid still is a shim (pids recorded earlier may have been reused since).
+  case $(readlink "/proc/$pid/exe" 2>/dev/null) in
+    */containerd-shim*) log "killing leftover shim $pid"; kill -KILL "$pid" 2>/dev/null || true ;;
+  esac
 done
 
 # unmount_under PREFIX: unmounts everything mounted below PREFIX, deepest first.
 unmount_under() {
   local m
-  awk '{print $2}' /proc/self/mounts | grep -E "^$1(/|$)" | sort -r | while read -r m; do
+  { awk '{print $2}' /proc/self/mounts | grep -E "^$1(/|$)" || true; } | sort -r | while read -r m; do
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "warning: cannot unmount $m"
   done
 }

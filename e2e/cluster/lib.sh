@@ -74,12 +74,20 @@ daemon_pid() {
   local name=$1 pid exe want
   [ -f "$RUN/$name.pid" ] || return 1
   pid=$(cat "$RUN/$name.pid" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  [ -n "$pid" ] && alive "$pid" || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   exe=${exe% (deleted)}
   want=$(readlink -f "$(daemon_binary "$name")")
   [ "$exe" = "$want" ] || return 1
   echo "$pid"
+}
+
+# alive PID: the process exists and is not a zombie. Our daemons are orphans whose parent is the
+# VM's init, which may reap exited children only now and then.
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
 # start_daemon NAME ARGS... : runs $(daemon_binary NAME) ARGS in its own session (it must outlive
@@ -111,10 +119,10 @@ stop_daemon() {
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 1 $((secs * 10))); do
-      [ -d "/proc/$pid" ] || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if [ -d "/proc/$pid" ]; then
+    if alive "$pid"; then
       log "$name did not exit after ${secs}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.2

@@ -51,9 +51,14 @@ export VIGIL_NODE_NAME=$NODE_NAME
 EOF
 }
 
+# node_ready [SINCE_EPOCH]: the node reports Ready, in a heartbeat sent at or after SINCE_EPOCH
+# (after a restart the Node object still shows the old kubelet's last status for a while).
 node_ready() {
-  [ "$(kubectl_admin get node "$NODE_NAME" \
-    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local since=${1:-0} out status hb
+  out=$(kubectl_admin get node "$NODE_NAME" \
+    -o 'jsonpath={range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' 2>/dev/null) || return 1
+  read -r status hb <<<"$out"
+  [ "$status" = True ] && [ "$(date -d "$hb" +%s 2>/dev/null || echo 0)" -ge "$since" ]
 }
 
 cluster_up() {
@@ -388,6 +393,7 @@ serializeImagePulls: false
 EOF
 
 log "starting kubelet (node $NODE_NAME) and kube-proxy"
+KUBELET_STARTED=$(date +%s)
 start_daemon kubelet \
   --config="$STATE/kubelet/config.yaml" \
   --kubeconfig="$KCFG_DIR/kubelet-client.conf" \
@@ -426,7 +432,7 @@ start_daemon kube-proxy --config="$STATE/kube-proxy.yaml"
 # ---------------------------------------------------------------------------------------------
 # Wait until usable
 # ---------------------------------------------------------------------------------------------
-wait_until 90 "node $NODE_NAME Ready" node_ready ||
+wait_until 90 "node $NODE_NAME Ready" node_ready "$KUBELET_STARTED" ||
   { tail -30 "$LOGS/kubelet.log" >&2; die "node did not become Ready"; }
 log "node $NODE_NAME Ready ($((SECONDS - T0))s)"
 
