@@ -63,6 +63,8 @@ trap cleanup EXIT
 
 if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
+  # The integration tests put these binaries into images and processes.
+  check build-binaries cargo build --quiet -p vigil-operator -p vigil-recorder
   count_cargo integration cargo test -p vigil-e2e -- --test-threads=2
 fi
 
