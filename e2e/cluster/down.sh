@@ -31,8 +31,18 @@ stop_daemon kube-proxy 10
 CTR=(ctr --address "$CONTAINERD_SOCK" -n k8s.io)
 TASK_DIR=$CONTAINERD_STATE/io.containerd.runtime.v2.task
 GRACE=${VIGIL_DOWN_GRACE:-5}
-# Shim pids, recorded now: their pid files vanish with the task bundles.
-shim_pids=$(cat "$TASK_DIR"/*/*/shim.pid 2>/dev/null | sort -u || true)
+# Each task bundle holds its container's init pid (no trailing newline: read files one by one);
+# the shim is that process's parent. Recorded now, since bundles vanish with their tasks.
+init_pids() { local f; for f in "$TASK_DIR"/*/*/init.pid; do [ -f "$f" ] && echo "$(cat "$f" 2>/dev/null)"; done; return 0; }
+shim_pids() {
+  local pid ppid
+  for pid in $(init_pids); do
+    ppid=$(awk '$1 == "PPid:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+    case $(readlink "/proc/$ppid/exe" 2>/dev/null) in */containerd-shim*) echo "$ppid" ;; esac
+  done
+  return 0
+}
+shims=$(shim_pids | sort -u)
 if daemon_pid containerd >/dev/null && "${CTR[@]}" version >/dev/null 2>&1; then
   tasks=$("${CTR[@]}" tasks ls -q 2>/dev/null || true)
   apps="" sandboxes=""
@@ -66,11 +76,15 @@ stop_daemon containerd 15
 
 # Containers whose containerd is gone (crashed or killed) are still held by their shims; kill
 # the shims we saw and the containers' init processes (pids from the task bundles).
-shim_pids="$shim_pids $(cat "$TASK_DIR"/*/*/shim.pid 2>/dev/null || true)"
-for pid in $(cat "$TASK_DIR"/*/*/init.pid 2>/dev/null || true); do
-  kill -KILL "$pid" 2>/dev/null || true
+shims="$shims $(shim_pids)"
+for pid in $(init_pids); do
+  # Only live container processes (their parent is a shim), never a recycled pid.
+  ppid=$(awk '$1 == "PPid:" {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+  case $(readlink "/proc/$ppid/exe" 2>/dev/null) in
+    */containerd-shim*) kill -KILL "$pid" 2>/dev/null || true ;;
+  esac
 done
-for pid in $shim_pids; do
+for pid in $(tr " " "\n" <<<"$shims" | sort -u); do
   # Only if that pid still is a shim (pids recorded earlier may have been reused since).
   case $(readlink "/proc/$pid/exe" 2>/dev/null) in
     */containerd-shim*) log "killing leftover shim $pid"; kill -KILL "$pid" 2>/dev/null || true ;;

@@ -91,17 +91,19 @@ alive() {
 }
 
 # start_daemon NAME ARGS... : runs $(daemon_binary NAME) ARGS in its own session (it must outlive
-# the calling shell and any job-control group it ran in), without proxy variables (all cluster
-# traffic is host-internal), log in $LOGS/NAME.log (the previous one kept as NAME.log.1), pid in
-# $RUN/NAME.pid written by the process itself right before exec, so it is right whether or not
-# setsid had to fork.
+# the calling shell and any job-control group it ran in), log in $LOGS/NAME.log (the previous one
+# kept as NAME.log.1), pid in $RUN/NAME.pid written by the process itself right before exec, so it
+# is right whether or not setsid had to fork.
+# All cluster traffic is host-internal, so: no proxy variables, and AWS_EC2_METADATA_DISABLED,
+# because the kubelet's in-tree ECR credential provider otherwise probes the EC2 metadata
+# service at 169.254.169.254 on startup.
 start_daemon() {
   local name=$1; shift
   local bin; bin=$(daemon_binary "$name")
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
   rm -f "$RUN/$name.pid"
   setsid env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u all_proxy -u ALL_PROXY \
-    bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$bin" "$@" \
+    AWS_EC2_METADATA_DISABLED=true bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$bin" "$@" \
     </dev/null >"$LOGS/$name.log" 2>&1 &
   local i
   for i in $(seq 1 50); do

@@ -390,6 +390,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {}
 serializeImagePulls: false
+# A fresh node registers NotReady (no pod sync yet) and reports Ready on the next status update:
+# check every 4 s instead of 10 s so up.sh returns sooner.
+nodeStatusUpdateFrequency: 4s
 EOF
 
 log "starting kubelet (node $NODE_NAME) and kube-proxy"
@@ -402,7 +405,8 @@ start_daemon kubelet \
   --container-runtime-endpoint="unix://$CONTAINERD_SOCK" \
   --pod-infra-container-image="$PAUSE_IMAGE" \
   --hostname-override="$NODE_NAME" --node-ip="$HOST_IP" \
-  --cgroups-per-qos=false --enforce-node-allocatable=""
+  --cgroups-per-qos=false --enforce-node-allocatable="" \
+  ${VIGIL_KUBELET_EXTRA_ARGS:-}
 
 cat >"$STATE/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
