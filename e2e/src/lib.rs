@@ -30,13 +30,15 @@ pub async fn client() -> Client {
              `source /var/lib/vigil-cluster/env` (or point KUBECONFIG at a kind cluster)."
         );
     }
-    Client::try_default().await.expect("a client for the cluster in KUBECONFIG")
+    Client::try_default()
+        .await
+        .expect("a client for the cluster in KUBECONFIG")
 }
 
 /// Reads every object of a (multi-document) YAML file.
 pub fn read_manifests(path: &Path) -> Vec<DynamicObject> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| {
             let value = serde_yaml::Value::deserialize(doc)
@@ -60,19 +62,34 @@ pub fn api_resource(obj: &DynamicObject) -> ApiResource {
 }
 
 /// Server-side applies `obj` into `namespace`.
-pub async fn apply(client: &Client, namespace: &str, obj: &DynamicObject) -> kube::Result<DynamicObject> {
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    obj: &DynamicObject,
+) -> kube::Result<DynamicObject> {
     let ar = api_resource(obj);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
     let mut obj = obj.clone();
     obj.metadata.namespace = Some(namespace.to_string());
     obj.metadata.managed_fields = None;
-    api.patch(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj)).await
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
 }
 
 /// Reads `obj` back from `namespace`.
-pub async fn get(client: &Client, namespace: &str, obj: &DynamicObject) -> kube::Result<DynamicObject> {
+pub async fn get(
+    client: &Client,
+    namespace: &str,
+    obj: &DynamicObject,
+) -> kube::Result<DynamicObject> {
     let ar = api_resource(obj);
-    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar).get(&obj.name_any()).await
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar)
+        .get(&obj.name_any())
+        .await
 }
 
 /// Installs the committed CRDs from `crds/` with server-side apply and waits until each is
@@ -86,27 +103,37 @@ pub async fn apply_crds(client: &Client) {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("CRD file readable");
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("applying {}: {e}", path.display()));
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {}: {e}", path.display()));
         names.push(name);
     }
     assert_eq!(names.len(), 3, "crds/ holds the three Vigil CRDs");
     for name in names {
-        wait_for(Duration::from_secs(30), &format!("CRD {name} Established"), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                let established = crd.status?.conditions?.into_iter().any(|c| {
-                    c.type_ == "Established" && c.status == "True"
-                });
-                established.then_some(())
-            }
-        })
+        wait_for(
+            Duration::from_secs(30),
+            &format!("CRD {name} Established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .into_iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
         .await;
     }
 }
@@ -143,8 +170,12 @@ pub async fn create_namespace(client: &Client, prefix: &str, labels: &[(&str, &s
     let name = format!("{prefix}-{}", unique_suffix());
     let mut ns = Namespace::default();
     ns.metadata.name = Some(name.clone());
-    ns.metadata.labels =
-        Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    ns.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
         .await
@@ -154,16 +185,52 @@ pub async fn create_namespace(client: &Client, prefix: &str, labels: &[(&str, &s
 
 /// Deletes a namespace (and so everything in it); does not wait.
 pub async fn delete_namespace(client: &Client, name: &str) {
-    let _ = Api::<Namespace>::all(client.clone()).delete(name, &DeleteParams::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
 }
 
 /// True when every field of `expected` is in `actual` with the same value (objects compared
 /// recursively; `actual` may hold more, e.g. schema defaults).
 pub fn json_contains(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
     match (actual, expected) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(e)) => {
-            e.iter().all(|(k, ev)| a.get(k).is_some_and(|av| json_contains(av, ev)))
-        }
+        (serde_json::Value::Object(a), serde_json::Value::Object(e)) => e
+            .iter()
+            .all(|(k, ev)| a.get(k).is_some_and(|av| json_contains(av, ev))),
         (a, e) => a == e,
+    }
+}
+
+/// The path of a workspace binary built by `cargo build` (e2e/test.sh builds them first).
+pub fn built_binary(name: &str) -> std::path::PathBuf {
+    // Test executables live in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build -p vigil-operator -p vigil-recorder` first",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// SIGKILL now, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -24,7 +24,11 @@ async fn refusal(client: &Client, ns: &str, obj: &kube::core::DynamicObject) -> 
     match apply(client, ns, obj).await {
         Err(kube::Error::Api(e)) => *e,
         Err(other) => panic!("{} refused for the wrong reason: {other}", obj.name_any()),
-        Ok(_) => panic!("API server accepted invalid {} {}", obj.types.as_ref().map_or("", |t| t.kind.as_str()), obj.name_any()),
+        Ok(_) => panic!(
+            "API server accepted invalid {} {}",
+            obj.types.as_ref().map_or("", |t| t.kind.as_str()),
+            obj.name_any()
+        ),
     }
 }
 
@@ -44,8 +48,12 @@ async fn examples_install_and_read_back_with_printer_columns() {
     ];
     for file in files {
         for obj in example(file) {
-            apply(&client, &ns, &obj).await.unwrap_or_else(|e| panic!("{file}: {e}"));
-            let back = get(&client, &ns, &obj).await.unwrap_or_else(|e| panic!("{file}: {e}"));
+            apply(&client, &ns, &obj)
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let back = get(&client, &ns, &obj)
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
             if let Some(spec) = obj.data.get("spec") {
                 assert!(
                     json_contains(&back.data["spec"], spec),
@@ -58,7 +66,9 @@ async fn examples_install_and_read_back_with_printer_columns() {
     }
 
     // Schema defaults are applied by the API server: a user who leaves them out gets them.
-    let parking = get(&client, &ns, &example("camera-no-edge-storage.yaml")[0]).await.expect("camera");
+    let parking = get(&client, &ns, &example("camera-no-edge-storage.yaml")[0])
+        .await
+        .expect("camera");
     assert_eq!(parking.data["spec"]["recording"]["mode"], "Continuous");
     assert_eq!(parking.data["spec"]["autoBackfill"], true);
     assert_eq!(parking.data["spec"]["source"]["transport"], "Tcp");
@@ -74,7 +84,17 @@ async fn examples_install_and_read_back_with_printer_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Pool", "Mode", "Recorder", "State", "Kbps", "Coverage", "Last Segment", "Age"]
+        [
+            "Name",
+            "Pool",
+            "Mode",
+            "Recorder",
+            "State",
+            "Kbps",
+            "Coverage",
+            "Last Segment",
+            "Age"
+        ]
     );
     let rows = table["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3, "three example cameras");
@@ -83,7 +103,9 @@ async fn examples_install_and_read_back_with_printer_columns() {
     assert_eq!(first[1], "main");
     assert_eq!(first[2], "Scheduled");
 
-    let request = http_table_request(&format!("/apis/vigil.dev/v1alpha1/namespaces/{ns}/recorderpools"));
+    let request = http_table_request(&format!(
+        "/apis/vigil.dev/v1alpha1/namespaces/{ns}/recorderpools"
+    ));
     let table: serde_json::Value = client.request(request).await.expect("pool table");
     assert_eq!(table["rows"][0]["cells"][0], "main");
     assert_eq!(table["rows"][0]["cells"][1], 3, "Replicas column");
@@ -105,16 +127,32 @@ async fn schema_refuses_bad_scheme_zero_bitrate_and_zero_retention() {
     let ns = create_namespace(&client, "vigil-e2e-schema", &[]).await;
     let cases = [
         ("camera-http-url.yaml", "spec.source.url", "should match"),
-        ("camera-zero-bitrate.yaml", "spec.expectedBitrateKbps", "should be greater than or equal to 1"),
-        ("camera-zero-retention.yaml", "spec.retention.days", "should be greater than or equal to 1"),
+        (
+            "camera-zero-bitrate.yaml",
+            "spec.expectedBitrateKbps",
+            "should be greater than or equal to 1",
+        ),
+        (
+            "camera-zero-retention.yaml",
+            "spec.retention.days",
+            "should be greater than or equal to 1",
+        ),
     ];
     for (file, field, words) in cases {
         let obj = read_manifests(&repo_root().join("examples/invalid").join(file)).remove(0);
         let e = refusal(&client, &ns, &obj).await;
         println!("{file} → {} {}: {}", e.code, e.reason, e.message);
         assert_eq!(e.code, 422, "{file}: {}", e.message);
-        assert!(e.message.contains(field), "{file}: message names {field}: {}", e.message);
-        assert!(e.message.contains(words), "{file}: message says {words:?}: {}", e.message);
+        assert!(
+            e.message.contains(field),
+            "{file}: message names {field}: {}",
+            e.message
+        );
+        assert!(
+            e.message.contains(words),
+            "{file}: message says {words:?}: {}",
+            e.message
+        );
     }
     delete_namespace(&client, &ns).await;
 }
@@ -133,53 +171,100 @@ async fn webhook_refuses_window_ending_before_start() {
 
     // Scope the webhook to this test's namespace only, so other tests and users are unaffected.
     let selector_value = unique_suffix();
-    let ns = create_namespace(&client, "vigil-e2e-webhook", &[("vigil.dev/e2e-webhook", &selector_value)]).await;
+    let ns = create_namespace(
+        &client,
+        "vigil-e2e-webhook",
+        &[("vigil.dev/e2e-webhook", &selector_value)],
+    )
+    .await;
     let config_name = format!("vigil-e2e-{selector_value}");
     let configs: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     configs
-        .create(&PostParams::default(), &webhook_configuration(&config_name, &selector_value, port, &ca_bundle))
+        .create(
+            &PostParams::default(),
+            &webhook_configuration(&config_name, &selector_value, port, &ca_bundle),
+        )
         .await
         .expect("create ValidatingWebhookConfiguration");
 
-    let reversed = read_manifests(&repo_root().join("examples/invalid/backfill-window-reversed.yaml")).remove(0);
+    let reversed =
+        read_manifests(&repo_root().join("examples/invalid/backfill-window-reversed.yaml"))
+            .remove(0);
     // The API server picks up a new webhook configuration within a second or so; until then the
     // object may be admitted unchecked, so delete and retry until the webhook answers.
-    let backfills = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), &ns, &api_resource(&reversed));
-    let denied = wait_for(Duration::from_secs(20), "the webhook to refuse the reversed window", || {
-        let (client, ns, reversed, backfills) = (client.clone(), ns.clone(), reversed.clone(), backfills.clone());
-        async move {
-            match apply(&client, &ns, &reversed).await {
-                Err(kube::Error::Api(e)) => Some(*e),
-                Err(other) => panic!("unexpected error: {other}"),
-                Ok(_) => {
-                    let _ = backfills.delete(&reversed.name_any(), &DeleteParams::default()).await;
-                    None
+    let backfills = Api::<kube::core::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &api_resource(&reversed),
+    );
+    let denied = wait_for(
+        Duration::from_secs(20),
+        "the webhook to refuse the reversed window",
+        || {
+            let (client, ns, reversed, backfills) = (
+                client.clone(),
+                ns.clone(),
+                reversed.clone(),
+                backfills.clone(),
+            );
+            async move {
+                match apply(&client, &ns, &reversed).await {
+                    Err(kube::Error::Api(e)) => Some(*e),
+                    Err(other) => panic!("unexpected error: {other}"),
+                    Ok(_) => {
+                        let _ = backfills
+                            .delete(&reversed.name_any(), &DeleteParams::default())
+                            .await;
+                        None
+                    }
                 }
             }
-        }
-    })
+        },
+    )
     .await;
-    println!("reversed window → {} {}: {}", denied.code, denied.reason, denied.message);
-    assert!(denied.message.contains("denied the request"), "{}", denied.message);
+    println!(
+        "reversed window → {} {}: {}",
+        denied.code, denied.reason, denied.message
+    );
+    assert!(
+        denied.message.contains("denied the request"),
+        "{}",
+        denied.message
+    );
     assert!(denied.message.contains("spec.window: end (2026-11-21T09:00:00+00:00) must be after start (2026-11-21T10:00:00+00:00)"), "{}", denied.message);
 
     // The webhook is not a blanket deny: the valid example passes through it.
     let valid = example("backfill-manual.yaml").remove(0);
-    apply(&client, &ns, &valid).await.expect("a valid Backfill is admitted");
+    apply(&client, &ns, &valid)
+        .await
+        .expect("a valid Backfill is admitted");
 
     // A camera with credentials in its URL is refused without echoing the password.
     let mut leaky = example("camera-no-edge-storage.yaml").remove(0);
     leaky.data["spec"]["source"]["url"] = "rtsp://admin:s3cr3t-pw@192.0.2.10/live".into();
     let e = refusal(&client, &ns, &leaky).await;
-    assert!(e.message.contains("must not contain credentials"), "{}", e.message);
-    assert!(!e.message.contains("s3cr3t-pw"), "password echoed: {}", e.message);
+    assert!(
+        e.message.contains("must not contain credentials"),
+        "{}",
+        e.message
+    );
+    assert!(
+        !e.message.contains("s3cr3t-pw"),
+        "password echoed: {}",
+        e.message
+    );
 
     let _ = configs.delete(&config_name, &DeleteParams::default()).await;
     delete_namespace(&client, &ns).await;
     server.abort();
 }
 
-fn webhook_configuration(name: &str, selector_value: &str, port: u16, ca_pem: &str) -> ValidatingWebhookConfiguration {
+fn webhook_configuration(
+    name: &str,
+    selector_value: &str,
+    port: u16,
+    ca_pem: &str,
+) -> ValidatingWebhookConfiguration {
     let mut config = ValidatingWebhookConfiguration::default();
     config.metadata.name = Some(name.to_string());
     config.webhooks = Some(vec![ValidatingWebhook {
@@ -189,19 +274,32 @@ fn webhook_configuration(name: &str, selector_value: &str, port: u16, ca_pem: &s
         failure_policy: Some("Fail".into()),
         timeout_seconds: Some(5),
         client_config: WebhookClientConfig {
-            url: Some(format!("https://127.0.0.1:{port}{}", vigil_operator::webhook::VALIDATE_PATH)),
+            url: Some(format!(
+                "https://127.0.0.1:{port}{}",
+                vigil_operator::webhook::VALIDATE_PATH
+            )),
             ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
             service: None::<ServiceReference>,
         },
         namespace_selector: Some(LabelSelector {
-            match_labels: Some([("vigil.dev/e2e-webhook".to_string(), selector_value.to_string())].into()),
+            match_labels: Some(
+                [(
+                    "vigil.dev/e2e-webhook".to_string(),
+                    selector_value.to_string(),
+                )]
+                .into(),
+            ),
             ..Default::default()
         }),
         rules: Some(vec![RuleWithOperations {
             api_groups: Some(vec!["vigil.dev".into()]),
             api_versions: Some(vec!["v1alpha1".into()]),
             operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-            resources: Some(vec!["cameras".into(), "recorderpools".into(), "backfills".into()]),
+            resources: Some(vec![
+                "cameras".into(),
+                "recorderpools".into(),
+                "backfills".into(),
+            ]),
             scope: Some("Namespaced".into()),
         }]),
         ..Default::default()

@@ -68,7 +68,9 @@ subjects: [{{kind: ServiceAccount, name: vigil-doctor, namespace: {ns}}}]
     }))
     .expect("job");
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-    jobs.create(&PostParams::default(), &job).await.expect("create Job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create Job");
 
     let outcome = wait_for(Duration::from_secs(120), "the doctor Job to finish", || {
         let jobs = jobs.clone();
@@ -94,23 +96,19 @@ subjects: [{{kind: ServiceAccount, name: vigil-doctor, namespace: {ns}}}]
         .next()
         .expect("the Job made a pod");
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let logs = pods.logs(&name, &LogParams::default()).await.unwrap_or_else(|e| format!("(no logs: {e})"));
+    let logs = pods
+        .logs(&name, &LogParams::default())
+        .await
+        .unwrap_or_else(|e| format!("(no logs: {e})"));
     println!("doctor pod {name} log:\n{logs}");
     assert!(outcome, "doctor Job failed:\n{logs}");
     assert!(logs.contains("can list cameras in namespace"), "{logs}");
-    assert!(logs.contains(": 2 found"), "doctor saw both cameras: {logs}");
+    assert!(
+        logs.contains(": 2 found"),
+        "doctor saw both cameras: {logs}"
+    );
     assert!(logs.contains("all 5 checks passed"), "{logs}");
     delete_namespace(&client, &ns).await;
-}
-
-/// The path of a workspace binary built by `cargo build` (e2e/test.sh builds them first).
-fn built_binary(name: &str) -> std::path::PathBuf {
-    // The test executable lives in <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
-    let path = profile_dir.join(name);
-    assert!(path.exists(), "{} not built: run `cargo build -p vigil-operator` first", path.display());
-    path
 }
 
 /// Builds a from-scratch image holding `binary` and imports it into the cluster's containerd.
@@ -121,6 +119,15 @@ fn build_image(name: &str, binary: &std::path::Path) -> String {
         .arg(binary)
         .output()
         .expect("run e2e/images/build.sh");
-    assert!(out.status.success(), "image build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().last().expect("image name printed").trim().to_string()
+    assert!(
+        out.status.success(),
+        "image build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("image name printed")
+        .trim()
+        .to_string()
 }

@@ -4,7 +4,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use vigil_operator::controller::{self, Context, children::RecorderSettings};
+use vigil_operator::leader::LeaderElection;
+use vigil_operator::metrics::{self, Metrics};
 use vigil_operator::{doctor, error::Error, webhook};
 
 #[derive(Parser)]
@@ -25,6 +32,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile RecorderPools and Cameras, place cameras on recorders, detect
+    /// failed recorders and move their cameras. With leader election, only one replica acts.
+    Run {
+        /// Namespace of the leader-election Lease (normally the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "vigil-system")]
+        namespace: String,
+        /// This replica's identity in leader election.
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Disable leader election (a single replica).
+        #[arg(long)]
+        no_leader_election: bool,
+        /// A leader that has not renewed for this long is replaced, seconds.
+        #[arg(long, default_value_t = 5)]
+        leader_lease_seconds: u64,
+        /// Recorder image for pools that do not override it.
+        #[arg(long, env = "VIGIL_RECORDER_IMAGE", default_value = concat!("ghcr.io/vigil-nvr/vigil-recorder:", env!("CARGO_PKG_VERSION")))]
+        recorder_image: String,
+        #[arg(
+            long,
+            env = "VIGIL_RECORDER_IMAGE_PULL_POLICY",
+            default_value = "IfNotPresent"
+        )]
+        recorder_image_pull_policy: String,
+        /// How often each pool is re-checked for expired recorder Leases, milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        resync_ms: u64,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+    },
     /// Check that the API server answers, Vigil's CRDs are served and this identity (kubeconfig or
     /// in-cluster ServiceAccount) can read Cameras, RecorderPools and Backfills. Exit 1 if not.
     Doctor {
@@ -77,6 +115,66 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), Error> {
     match command {
+        Command::Run {
+            namespace,
+            identity,
+            no_leader_election,
+            leader_lease_seconds,
+            recorder_image,
+            recorder_image_pull_policy,
+            resync_ms,
+            listen,
+        } => {
+            let client = kube::Client::try_default().await?;
+            let metrics = Arc::new(Metrics::default());
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| Error::Io {
+                    path: listen.to_string(),
+                    source: e,
+                })?;
+            let http = axum::serve(listener, metrics::router(metrics.clone()));
+            tokio::spawn(async move {
+                if let Err(e) = http.await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            });
+            client.apiserver_version().await?;
+            metrics.ready.store(true, Ordering::Relaxed);
+            let settings = RecorderSettings {
+                image: recorder_image,
+                image_pull_policy: recorder_image_pull_policy,
+            };
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                metrics.clone(),
+                settings,
+                Duration::from_millis(resync_ms),
+            ));
+            if no_leader_election {
+                metrics.is_leader.set(1);
+                controller::run(ctx).await;
+                return Ok(());
+            }
+            let identity =
+                identity.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+            let election = LeaderElection::new(
+                client,
+                &namespace,
+                "vigil-operator-leader",
+                &identity,
+                Duration::from_secs(leader_lease_seconds),
+            );
+            tokio::select! {
+                _ = election.acquire() => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+            metrics.is_leader.set(1);
+            tokio::select! {
+                () = controller::run(ctx) => Ok(()),
+                lost = election.keep() => Err(lost),
+            }
+        }
         Command::Doctor { namespace } => {
             let client = kube::Client::try_default().await?;
             doctor::doctor(&client, namespace.as_deref()).await
@@ -115,6 +213,12 @@ async fn run(command: Command) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "vigil-operator".into())
 }
 
 fn read(path: &PathBuf) -> Result<String, Error> {

@@ -239,25 +239,31 @@ pub fn place(input: &PlacementInput) -> Placement {
         .map(|camera| unplaced_camera(camera, UnplacedReason::DuplicateId))
         .collect();
 
+    // Where each camera ends up and why it moved there, indexed by its position in `cameras`,
+    // which is id order: the output comes out sorted without sorting it again.
+    let mut destination: Vec<Option<usize>> = vec![None; cameras.len()];
+    let mut move_reason: Vec<Option<MoveReason>> = vec![None; cameras.len()];
+
     // Sort every camera into: staying on its healthy recorder, displaced, or new.
-    let mut kept_by_recorder: Vec<Vec<&PlacementCamera>> = vec![Vec::new(); recorders.len()];
+    let mut kept_by_recorder: Vec<Vec<usize>> = vec![Vec::new(); recorders.len()];
     let mut displaced: Vec<Pending> = Vec::new();
     let mut new: Vec<Pending> = Vec::new();
-    for camera in cameras {
+    for (position, &camera) in cameras.iter().enumerate() {
         if camera.pool != input.pool {
             unplaced.push(unplaced_camera(camera, UnplacedReason::WrongPool));
             continue;
         }
         let Some(current) = camera.current_recorder.as_deref() else {
-            new.push(Pending::new(camera, MoveReason::New));
+            new.push(Pending::new(position, camera, MoveReason::New));
             continue;
         };
         match find_recorder(&recorders, current) {
             Some(index) if recorders[index].healthy => {
                 recorders[index].add(camera.bitrate_kbps);
-                kept_by_recorder[index].push(camera);
+                kept_by_recorder[index].push(position);
+                destination[position] = Some(index);
             }
-            _ => displaced.push(Pending::new(camera, MoveReason::RecorderLost)),
+            _ => displaced.push(Pending::new(position, camera, MoveReason::RecorderLost)),
         }
     }
 
@@ -267,13 +273,14 @@ pub fn place(input: &PlacementInput) -> Placement {
             continue;
         }
         let excess_kbps = recorder.load_kbps - recorder.capacity_kbps;
-        for camera in shed_fewest(kept, excess_kbps) {
+        for position in shed_fewest(kept, &cameras, excess_kbps) {
+            let camera = cameras[position];
             recorder.remove(camera.bitrate_kbps);
-            displaced.push(Pending::new(camera, MoveReason::Rebalance));
+            destination[position] = None;
+            displaced.push(Pending::new(position, camera, MoveReason::Rebalance));
         }
     }
 
-    let mut placed: Vec<(Pending, usize)> = Vec::new();
     let healthy_recorders = recorders.iter().filter(|r| r.healthy);
     let largest_capacity = healthy_recorders.clone().map(|r| r.capacity_kbps).max();
     let largest_normal_limit = healthy_recorders.map(|r| r.normal_limit_kbps).max();
@@ -301,7 +308,10 @@ pub fn place(input: &PlacementInput) -> Placement {
                 let choices = pack_best(&mut recorders, &pending, headroom);
                 for (p, choice) in pending.into_iter().zip(choices) {
                     match choice {
-                        Some(index) => placed.push((p, index)),
+                        Some(index) => {
+                            destination[p.position] = Some(index);
+                            move_reason[p.position] = Some(p.reason);
+                        }
                         None => unplaced.push(unplaced_camera(
                             p.camera,
                             UnplacedReason::InsufficientCapacity,
@@ -317,29 +327,29 @@ pub fn place(input: &PlacementInput) -> Placement {
         }
     }
 
-    let mut assignments: Vec<(String, String)> = Vec::new();
-    for (recorder, kept) in recorders.iter().zip(&kept_by_recorder) {
-        for camera in kept {
-            assignments.push((camera.id.clone(), recorder.id.to_string()));
-        }
-    }
-    let mut moves: Vec<CameraMove> = Vec::with_capacity(placed.len());
-    for (p, index) in placed {
+    let mut assignments: Vec<(String, String)> = Vec::with_capacity(cameras.len());
+    let mut moves: Vec<CameraMove> = Vec::new();
+    for ((camera, destination), reason) in cameras.iter().zip(destination).zip(move_reason) {
+        let Some(index) = destination else {
+            continue;
+        };
         let to = recorders[index].id.to_string();
-        assignments.push((p.camera.id.clone(), to.clone()));
-        moves.push(CameraMove {
-            camera: p.camera.id.clone(),
-            bitrate_kbps: p.camera.bitrate_kbps,
-            from: p.camera.current_recorder.clone(),
-            to,
-            reason: p.reason,
-        });
+        if let Some(reason) = reason {
+            moves.push(CameraMove {
+                camera: camera.id.clone(),
+                bitrate_kbps: camera.bitrate_kbps,
+                from: camera.current_recorder.clone(),
+                to: to.clone(),
+                reason,
+            });
+        }
+        assignments.push((camera.id.clone(), to));
     }
-    moves.sort_by(|a, b| a.camera.cmp(&b.camera));
     // Stable sort: duplicates of one id keep their canonical order.
     unplaced.sort_by(|a, b| a.camera.cmp(&b.camera));
 
     Placement {
+        // Already in id order, so collecting is linear.
         assignments: assignments.into_iter().collect(),
         unplaced,
         moves,
@@ -471,13 +481,19 @@ impl Headroom {
 /// A camera waiting for a recorder, and why it moves.
 #[derive(Clone, Copy, Debug)]
 struct Pending<'a> {
+    /// Position in the canonical camera list.
+    position: usize,
     camera: &'a PlacementCamera,
     reason: MoveReason,
 }
 
 impl<'a> Pending<'a> {
-    fn new(camera: &'a PlacementCamera, reason: MoveReason) -> Self {
-        Pending { camera, reason }
+    fn new(position: usize, camera: &'a PlacementCamera, reason: MoveReason) -> Self {
+        Pending {
+            position,
+            camera,
+            reason,
+        }
     }
 }
 
@@ -516,7 +532,8 @@ fn canonical_cameras(
     cameras: &[PlacementCamera],
 ) -> (Vec<&PlacementCamera>, Vec<&PlacementCamera>) {
     let mut sorted: Vec<&PlacementCamera> = cameras.iter().collect();
-    sorted.sort();
+    // Unstable is fine: equal elements are identical.
+    sorted.sort_unstable();
     let mut unique: Vec<&PlacementCamera> = Vec::with_capacity(sorted.len());
     let mut duplicates = Vec::new();
     for camera in sorted {
@@ -548,24 +565,26 @@ fn largest_first(a: &PlacementCamera, b: &PlacementCamera) -> std::cmp::Ordering
         .then_with(|| a.id.cmp(&b.id))
 }
 
-/// Removes from `kept` the fewest cameras whose bitrates add up to at least `excess_kbps`, and
-/// returns them. While no single camera covers the rest of the excess, the largest goes (any
+/// Removes from `kept` (positions in `cameras`) the fewest cameras whose bitrates add up to at
+/// least `excess_kbps`, and returns them. While no single camera covers the rest of the excess, the largest goes (any
 /// smallest set can be made to include it); then the smallest camera that covers it goes, so
 /// the least bitrate has to find a new home.
-fn shed_fewest<'a>(
-    kept: &mut Vec<&'a PlacementCamera>,
+fn shed_fewest(
+    kept: &mut Vec<usize>,
+    cameras: &[&PlacementCamera],
     mut excess_kbps: u64,
-) -> Vec<&'a PlacementCamera> {
-    kept.sort_by(|a, b| largest_first(a, b));
+) -> Vec<usize> {
+    kept.sort_by(|&a, &b| largest_first(cameras[a], cameras[b]));
+    let bitrate = |position: usize| u64::from(cameras[position].bitrate_kbps);
     let mut shed = Vec::new();
     while excess_kbps > 0 && !kept.is_empty() {
-        let covering = kept.partition_point(|c| u64::from(c.bitrate_kbps) >= excess_kbps);
+        let covering = kept.partition_point(|&position| bitrate(position) >= excess_kbps);
         if covering > 0 {
             shed.push(kept.remove(covering - 1));
             break;
         }
         let largest = kept.remove(0);
-        excess_kbps -= u64::from(largest.bitrate_kbps);
+        excess_kbps -= bitrate(largest);
         shed.push(largest);
     }
     shed

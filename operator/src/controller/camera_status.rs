@@ -50,7 +50,11 @@ pub struct OperatorCameraStatus {
 }
 
 /// Computes the operator-owned status of `camera` at `now`.
-pub fn operator_status(camera: &Camera, facts: &CameraFacts, now: DateTime<Utc>) -> OperatorCameraStatus {
+pub fn operator_status(
+    camera: &Camera,
+    facts: &CameraFacts,
+    now: DateTime<Utc>,
+) -> OperatorCameraStatus {
     let status = camera.status.clone().unwrap_or_default();
     let generation = camera.metadata.generation;
     // Start from the current conditions so unchanged ones keep their transition times; only the
@@ -80,27 +84,54 @@ pub fn operator_status(camera: &Camera, facts: &CameraFacts, now: DateTime<Utc>)
     }
 
     let (scheduled, reason, message) = if let Some(msg) = &facts.invalid {
-        (ConditionStatus::False, "InvalidSpec".to_string(), msg.clone())
+        (
+            ConditionStatus::False,
+            "InvalidSpec".to_string(),
+            msg.clone(),
+        )
     } else if !facts.wanted {
-        (ConditionStatus::False, "NotScheduled".to_string(), "recording mode is Off or outside the schedule".to_string())
+        (
+            ConditionStatus::False,
+            "NotScheduled".to_string(),
+            "recording mode is Off or outside the schedule".to_string(),
+        )
     } else if let Some((reason, message)) = &facts.unplaced {
         (ConditionStatus::False, reason.clone(), message.clone())
     } else if let Some(r) = &facts.recorder {
-        (ConditionStatus::True, "Assigned".to_string(), format!("assigned to recorder {r}"))
+        (
+            ConditionStatus::True,
+            "Assigned".to_string(),
+            format!("assigned to recorder {r}"),
+        )
     } else {
-        (ConditionStatus::False, "Pending".to_string(), "waiting for placement".to_string())
+        (
+            ConditionStatus::False,
+            "Pending".to_string(),
+            "waiting for placement".to_string(),
+        )
     };
-    set_condition(&mut conditions, Condition::new(SCHEDULED, scheduled, &reason, message, generation));
+    set_condition(
+        &mut conditions,
+        Condition::new(SCHEDULED, scheduled, &reason, message, generation),
+    );
 
     set_condition(
         &mut conditions,
         match &facts.invalid {
-            Some(msg) => Condition::new(INVALID, ConditionStatus::True, "InvalidSpec", msg.clone(), generation),
+            Some(msg) => Condition::new(
+                INVALID,
+                ConditionStatus::True,
+                "InvalidSpec",
+                msg.clone(),
+                generation,
+            ),
             None => Condition::new(INVALID, ConditionStatus::False, "Valid", "", generation),
         },
     );
 
-    let recording_false = recording.as_ref().filter(|r| r.status == ConditionStatus::False && facts.recorder.is_some());
+    let recording_false = recording
+        .as_ref()
+        .filter(|r| r.status == ConditionStatus::False && facts.recorder.is_some());
     let degraded = if let Some(secret) = &facts.secret_missing {
         Condition::new(
             DEGRADED,
@@ -110,11 +141,29 @@ pub fn operator_status(camera: &Camera, facts: &CameraFacts, now: DateTime<Utc>)
             generation,
         )
     } else if let Some(r) = recording_false {
-        Condition::new(DEGRADED, ConditionStatus::True, &r.reason, r.message.clone(), generation)
+        Condition::new(
+            DEGRADED,
+            ConditionStatus::True,
+            &r.reason,
+            r.message.clone(),
+            generation,
+        )
     } else if scheduled == ConditionStatus::False && facts.wanted && facts.invalid.is_none() {
-        Condition::new(DEGRADED, ConditionStatus::True, &reason, "camera is not being recorded", generation)
+        Condition::new(
+            DEGRADED,
+            ConditionStatus::True,
+            &reason,
+            "camera is not being recorded",
+            generation,
+        )
     } else {
-        Condition::new(DEGRADED, ConditionStatus::False, "AsExpected", "", generation)
+        Condition::new(
+            DEGRADED,
+            ConditionStatus::False,
+            "AsExpected",
+            "",
+            generation,
+        )
     };
     set_condition(&mut conditions, degraded);
     conditions.retain(|c| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str()));
@@ -127,7 +176,12 @@ pub fn operator_status(camera: &Camera, facts: &CameraFacts, now: DateTime<Utc>)
         "Pending"
     } else {
         match recording {
-            Some(r) if r.status == ConditionStatus::True && assigned_at.is_some_and(|a| r.last_transition_time >= a) => "Recording",
+            Some(r)
+                if r.status == ConditionStatus::True
+                    && assigned_at.is_some_and(|a| r.last_transition_time >= a) =>
+            {
+                "Recording"
+            }
             Some(r) if r.status == ConditionStatus::False => "Degraded",
             _ => "Scheduled",
         }
@@ -147,10 +201,37 @@ pub fn operator_status(camera: &Camera, facts: &CameraFacts, now: DateTime<Utc>)
 /// True when applying `new` would change what the camera's status says (ignoring the transition
 /// times that `set_condition` carries over).
 pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
-    let Some(old) = &camera.status else { return true };
+    let Some(old) = &camera.status else {
+        return true;
+    };
     let own = |c: &&Condition| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str());
-    let old_conditions: Vec<_> = old.conditions.iter().filter(own).map(|c| (&c.type_, c.status, &c.reason, &c.message, c.observed_generation)).collect();
-    let new_conditions: Vec<_> = new.conditions.iter().map(|c| (&c.type_, c.status, &c.reason, &c.message, c.observed_generation)).collect();
+    let old_conditions: Vec<_> = old
+        .conditions
+        .iter()
+        .filter(own)
+        .map(|c| {
+            (
+                &c.type_,
+                c.status,
+                &c.reason,
+                &c.message,
+                c.observed_generation,
+            )
+        })
+        .collect();
+    let new_conditions: Vec<_> = new
+        .conditions
+        .iter()
+        .map(|c| {
+            (
+                &c.type_,
+                c.status,
+                &c.reason,
+                &c.message,
+                c.observed_generation,
+            )
+        })
+        .collect();
     old.state.as_deref() != Some(new.state.as_str())
         || old.recorder != new.recorder
         || old.assigned_at != new.assigned_at
@@ -162,7 +243,12 @@ pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
 
 /// The outage opened when a camera leaves a failed recorder: footage is safe up to the failed
 /// recorder's last lease renewal minus one segment (its unfinished segment died with it).
-pub fn failover_outage(recorder: &str, lease_renewed: Option<DateTime<Utc>>, segment_seconds: u32, now: DateTime<Utc>) -> Outage {
+pub fn failover_outage(
+    recorder: &str,
+    lease_renewed: Option<DateTime<Utc>>,
+    segment_seconds: u32,
+    now: DateTime<Utc>,
+) -> Outage {
     let last_alive = lease_renewed.unwrap_or(now);
     Outage {
         start: last_alive - chrono::Duration::seconds(i64::from(segment_seconds)),
@@ -189,7 +275,11 @@ mod tests {
     }
 
     fn facts(recorder: Option<&str>) -> CameraFacts {
-        CameraFacts { wanted: true, recorder: recorder.map(String::from), ..Default::default() }
+        CameraFacts {
+            wanted: true,
+            recorder: recorder.map(String::from),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -198,27 +288,58 @@ mod tests {
         let s = operator_status(&camera(None), &facts(Some("rec-a")), t0);
         assert_eq!(s.state, "Scheduled");
         assert_eq!(s.recorder.as_deref(), Some("rec-a"));
-        assert_eq!(find_condition(&s.conditions, SCHEDULED).map(|c| c.status), Some(ConditionStatus::True));
+        assert_eq!(
+            find_condition(&s.conditions, SCHEDULED).map(|c| c.status),
+            Some(ConditionStatus::True)
+        );
         assert_eq!(s.observed_generation, Some(3));
 
         // rec-a reports Recording; then rec-a fails and the camera moves to rec-b.
-        let mut status = CameraStatus { recorder: s.recorder.clone(), assigned_at: s.assigned_at, conditions: s.conditions.clone(), ..Default::default() };
-        status.conditions.push(Condition::new(RECORDING, ConditionStatus::True, "Streaming", "", Some(3)));
+        let mut status = CameraStatus {
+            recorder: s.recorder.clone(),
+            assigned_at: s.assigned_at,
+            conditions: s.conditions.clone(),
+            ..Default::default()
+        };
+        status.conditions.push(Condition::new(
+            RECORDING,
+            ConditionStatus::True,
+            "Streaming",
+            "",
+            Some(3),
+        ));
         let c = camera(Some(status.clone()));
-        assert_eq!(operator_status(&c, &facts(Some("rec-a")), t0).state, "Recording");
+        assert_eq!(
+            operator_status(&c, &facts(Some("rec-a")), t0).state,
+            "Recording"
+        );
 
         let t1 = t0 + chrono::Duration::seconds(60);
         let mut f = facts(Some("rec-b"));
-        f.new_outage = Some(failover_outage("rec-a", Some(t1 - chrono::Duration::seconds(3)), 10, t1));
+        f.new_outage = Some(failover_outage(
+            "rec-a",
+            Some(t1 - chrono::Duration::seconds(3)),
+            10,
+            t1,
+        ));
         let moved = operator_status(&c, &f, t1);
-        assert_eq!(moved.state, "Scheduled", "rec-a's Recording condition predates the move");
+        assert_eq!(
+            moved.state, "Scheduled",
+            "rec-a's Recording condition predates the move"
+        );
         assert_eq!(moved.outages.len(), 1);
         assert_eq!(moved.outages[0].start, t1 - chrono::Duration::seconds(13));
         assert!(moved.outages[0].end.is_none());
 
         // rec-b starts recording at t2: the outage closes at t2.
         let t2 = t1 + chrono::Duration::seconds(2);
-        let mut status = CameraStatus { recorder: moved.recorder.clone(), assigned_at: moved.assigned_at, outages: moved.outages.clone(), conditions: moved.conditions.clone(), ..Default::default() };
+        let mut status = CameraStatus {
+            recorder: moved.recorder.clone(),
+            assigned_at: moved.assigned_at,
+            outages: moved.outages.clone(),
+            conditions: moved.conditions.clone(),
+            ..Default::default()
+        };
         let mut rec = Condition::new(RECORDING, ConditionStatus::True, "Streaming", "", Some(3));
         rec.last_transition_time = t2;
         status.conditions.push(rec);
@@ -230,18 +351,33 @@ mod tests {
     #[test]
     fn unplaced_invalid_and_off_cameras() {
         let mut f = facts(None);
-        f.unplaced = Some(("InsufficientCapacity".into(), "no recorder has 4000 kbit/s free".into()));
+        f.unplaced = Some((
+            "InsufficientCapacity".into(),
+            "no recorder has 4000 kbit/s free".into(),
+        ));
         let s = operator_status(&camera(None), &f, Utc::now());
         assert_eq!(s.state, "Pending");
         let degraded = find_condition(&s.conditions, DEGRADED).expect("degraded");
-        assert_eq!((degraded.status, degraded.reason.as_str()), (ConditionStatus::True, "InsufficientCapacity"));
+        assert_eq!(
+            (degraded.status, degraded.reason.as_str()),
+            (ConditionStatus::True, "InsufficientCapacity")
+        );
 
-        let f = CameraFacts { invalid: Some("spec.source.url: bad".into()), ..facts(None) };
+        let f = CameraFacts {
+            invalid: Some("spec.source.url: bad".into()),
+            ..facts(None)
+        };
         let s = operator_status(&camera(None), &f, Utc::now());
         assert_eq!(s.state, "Invalid");
-        assert_eq!(find_condition(&s.conditions, INVALID).map(|c| c.status), Some(ConditionStatus::True));
+        assert_eq!(
+            find_condition(&s.conditions, INVALID).map(|c| c.status),
+            Some(ConditionStatus::True)
+        );
 
-        let f = CameraFacts { wanted: false, ..facts(None) };
+        let f = CameraFacts {
+            wanted: false,
+            ..facts(None)
+        };
         assert_eq!(operator_status(&camera(None), &f, Utc::now()).state, "Off");
     }
 

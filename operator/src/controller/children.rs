@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
@@ -44,8 +46,14 @@ pub fn workload_name(pool: &RecorderPool) -> String {
 /// Labels on every recorder pod of `pool` (also the Deployment's selector).
 pub fn pod_labels(pool: &RecorderPool) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "vigil-recorder".to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), "vigil-operator".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "vigil-recorder".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "vigil-operator".to_string(),
+        ),
         (POOL_LABEL.to_string(), pool.name_any()),
     ])
 }
@@ -55,13 +63,18 @@ fn meta(pool: &RecorderPool) -> ObjectMeta {
         name: Some(workload_name(pool)),
         namespace: pool.namespace(),
         labels: Some(pod_labels(pool)),
-        owner_references: pool.controller_owner_ref(&()).map(|o: OwnerReference| vec![o]),
+        owner_references: pool
+            .controller_owner_ref(&())
+            .map(|o: OwnerReference| vec![o]),
         ..Default::default()
     }
 }
 
 pub fn service_account(pool: &RecorderPool) -> ServiceAccount {
-    ServiceAccount { metadata: meta(pool), ..Default::default() }
+    ServiceAccount {
+        metadata: meta(pool),
+        ..Default::default()
+    }
 }
 
 /// What a recorder may do, and nothing more: read its cameras and pool, write camera status,
@@ -76,10 +89,22 @@ pub fn role(pool: &RecorderPool) -> Role {
     Role {
         metadata: meta(pool),
         rules: Some(vec![
-            rule(&["vigil.dev"], &["cameras", "recorderpools"], &["get", "list", "watch"]),
-            rule(&["vigil.dev"], &["cameras/status"], &["get", "patch", "update"]),
+            rule(
+                &["vigil.dev"],
+                &["cameras", "recorderpools"],
+                &["get", "list", "watch"],
+            ),
+            rule(
+                &["vigil.dev"],
+                &["cameras/status"],
+                &["get", "patch", "update"],
+            ),
             rule(&[""], &["secrets"], &["get"]),
-            rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update", "patch"]),
+            rule(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "create", "update", "patch"],
+            ),
             rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
         ]),
     }
@@ -106,7 +131,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -134,37 +162,81 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
     let mut volumes = vec![Volume {
         name: "buffer".into(),
         empty_dir: Some(EmptyDirVolumeSource {
-            size_limit: Some(Quantity(format!("{}Mi", spec.local_buffer_mib + spec.local_buffer_mib / 4))),
+            size_limit: Some(Quantity(format!(
+                "{}Mi",
+                spec.local_buffer_mib + spec.local_buffer_mib / 4
+            ))),
             ..Default::default()
         }),
         ..Default::default()
     }];
-    let mut mounts = vec![VolumeMount { name: "buffer".into(), mount_path: BUFFER_PATH.into(), ..Default::default() }];
+    let mut mounts = vec![VolumeMount {
+        name: "buffer".into(),
+        mount_path: BUFFER_PATH.into(),
+        ..Default::default()
+    }];
     if let Some(local) = &spec.storage.local
         && let Some(claim) = &local.claim_name
     {
         volumes.push(Volume {
             name: "store".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: claim.clone(), read_only: Some(false) }),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.clone(),
+                read_only: Some(false),
+            }),
             ..Default::default()
         });
-        mounts.push(VolumeMount { name: "store".into(), mount_path: local.path.clone(), ..Default::default() });
+        mounts.push(VolumeMount {
+            name: "store".into(),
+            mount_path: local.path.clone(),
+            ..Default::default()
+        });
     }
-    let resources: Option<ResourceRequirements> =
-        overrides.resources.as_ref().and_then(|r| serde_json::from_value(r.clone()).ok());
-    let tolerations: Option<Vec<Toleration>> = (!overrides.tolerations.is_empty())
-        .then(|| overrides.tolerations.iter().filter_map(|t| serde_json::from_value(t.clone()).ok()).collect());
+    let resources: Option<ResourceRequirements> = overrides
+        .resources
+        .as_ref()
+        .and_then(|r| serde_json::from_value(r.clone()).ok());
+    let tolerations: Option<Vec<Toleration>> = (!overrides.tolerations.is_empty()).then(|| {
+        overrides
+            .tolerations
+            .iter()
+            .filter_map(|t| serde_json::from_value(t.clone()).ok())
+            .collect()
+    });
     let container = Container {
         name: "recorder".into(),
-        image: Some(overrides.image.clone().unwrap_or_else(|| settings.image.clone())),
-        image_pull_policy: Some(overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone())),
-        args: Some(vec!["record".into(), "--kubernetes".into(), "--buffer-dir".into(), BUFFER_PATH.into()]),
+        image: Some(
+            overrides
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.image.clone()),
+        ),
+        image_pull_policy: Some(
+            overrides
+                .image_pull_policy
+                .clone()
+                .unwrap_or_else(|| settings.image_pull_policy.clone()),
+        ),
+        args: Some(vec![
+            "record".into(),
+            "--kubernetes".into(),
+            "--buffer-dir".into(),
+            BUFFER_PATH.into(),
+        ]),
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
-            EnvVar { name: "POOL_NAME".into(), value: Some(pool.name_any()), ..Default::default() },
+            EnvVar {
+                name: "POOL_NAME".into(),
+                value: Some(pool.name_any()),
+                ..Default::default()
+            },
         ]),
-        ports: Some(vec![ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..Default::default() }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: METRICS_PORT,
+            ..Default::default()
+        }]),
         readiness_probe: Some(http_probe("/readyz", 1, 2)),
         liveness_probe: Some(http_probe("/healthz", 5, 3)),
         resources,
@@ -181,7 +253,10 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
         metadata: meta(pool),
         spec: DeploymentSpec {
             replicas: Some(spec.replicas),
-            selector: LabelSelector { match_labels: Some(labels.clone()), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
             // Start the new recorder before stopping the old one: cameras move once, not twice.
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -191,7 +266,10 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
                 }),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(workload_name(pool)),
                     containers: vec![container],
@@ -252,20 +330,51 @@ mod tests {
 
     #[test]
     fn deployment_carries_pool_settings_and_downward_api() {
-        let settings = RecorderSettings { image: "vigil/recorder:dev".into(), image_pull_policy: "IfNotPresent".into() };
+        let settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "IfNotPresent".into(),
+        };
         let d = deployment(&pool(), &settings);
         assert_eq!(d.metadata.name.as_deref(), Some("vigil-recorder-main"));
-        assert_eq!(d.metadata.owner_references.as_ref().map(|o| o[0].controller), Some(Some(true)));
+        assert_eq!(
+            d.metadata
+                .owner_references
+                .as_ref()
+                .map(|o| o[0].controller),
+            Some(Some(true))
+        );
         let spec = d.spec;
         assert_eq!(spec.replicas, Some(3));
         let pod = spec.template.spec.expect("pod");
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("my/recorder:1"));
-        let env: Vec<_> = c.env.as_ref().expect("env").iter().map(|e| e.name.as_str()).collect();
+        let env: Vec<_> = c
+            .env
+            .as_ref()
+            .expect("env")
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
         assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POOL_NAME"]);
-        assert_eq!(c.resources.as_ref().and_then(|r| r.requests.as_ref()).map(|r| r["cpu"].0.as_str()), Some("500m"));
-        assert!(pod.volumes.expect("volumes").iter().any(|v| v.persistent_volume_claim.is_some()));
-        assert_eq!(c.security_context.as_ref().and_then(|s| s.read_only_root_filesystem), Some(true));
+        assert_eq!(
+            c.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .map(|r| r["cpu"].0.as_str()),
+            Some("500m")
+        );
+        assert!(
+            pod.volumes
+                .expect("volumes")
+                .iter()
+                .any(|v| v.persistent_volume_claim.is_some())
+        );
+        assert_eq!(
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.read_only_root_filesystem),
+            Some(true)
+        );
     }
 
     #[test]
@@ -273,9 +382,19 @@ mod tests {
         let r = role(&pool());
         let rules = r.rules.expect("rules");
         for rule in &rules {
-            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "delete"), "{rule:?}");
+            assert!(
+                !rule.verbs.iter().any(|v| v == "*" || v == "delete"),
+                "{rule:?}"
+            );
         }
-        let secrets = rules.iter().find(|r| r.resources.as_ref().is_some_and(|x| x.contains(&"secrets".to_string()))).expect("secrets rule");
+        let secrets = rules
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_ref()
+                    .is_some_and(|x| x.contains(&"secrets".to_string()))
+            })
+            .expect("secrets rule");
         assert_eq!(secrets.verbs, ["get"]);
     }
 }

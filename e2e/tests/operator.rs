@@ -1,0 +1,386 @@
+//! The operator against a real API server: a pool of 3 recorders and 12 cameras of mixed
+//! bitrates is placed within capacity; a recorder that stops renewing its Lease loses its cameras
+//! to the others within seconds, and only its cameras move; each moved camera gets an outage that
+//! closes when its new recorder reports Recording; when the leader operator is SIGKILLed the
+//! standby takes over and moves nothing needlessly.
+//!
+//! Recorders here are represented by the protocol the operator sees — a Lease per recorder,
+//! renewed every 500 ms, and the `Recording` condition a recorder writes — so this test isolates
+//! the operator. The recorder's own side is tested in recorder/tests and e2e/tests/failover.rs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use vigil_e2e::*;
+use vigil_operator::api::{Camera, RECORDER_LABEL, RecorderPool};
+use vigil_operator::leader::micro_time_now;
+
+const RECORDERS: [&str; 3] = ["rec-a", "rec-b", "rec-c"];
+const CAPACITY_KBPS: u64 = 20_000;
+const HEADROOM_PERCENT: u64 = 20;
+
+/// A recorder's Lease, renewed every 500 ms until `alive` turns false.
+fn spawn_lease(
+    client: Client,
+    ns: String,
+    pool: String,
+    name: &'static str,
+    alive: Arc<AtomicBool>,
+) {
+    tokio::spawn(async move {
+        let api: Api<Lease> = Api::namespaced(client, &ns);
+        while alive.load(Ordering::Relaxed) {
+            let mut lease = Lease {
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(name.into()),
+                    lease_duration_seconds: Some(4),
+                    renew_time: Some(micro_time_now()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            lease.metadata.name = Some(name.into());
+            lease.metadata.labels = Some(BTreeMap::from([
+                ("vigil.dev/pool".to_string(), pool.clone()),
+                ("vigil.dev/recorder-kind".to_string(), "process".to_string()),
+            ]));
+            let mut value = serde_json::to_value(&lease).expect("lease json");
+            value["apiVersion"] = "coordination.k8s.io/v1".into();
+            value["kind"] = "Lease".into();
+            let _ = api
+                .patch(
+                    name,
+                    &PatchParams::apply("e2e-recorder").force(),
+                    &Patch::Apply(&value),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}
+
+fn start_operator(ns: &str, identity: &str, port: u16) -> ChildGuard {
+    let child = std::process::Command::new(built_binary("vigil-operator"))
+        .args([
+            "run",
+            "--namespace",
+            ns,
+            "--identity",
+            identity,
+            "--resync-ms",
+            "500",
+            "--leader-lease-seconds",
+            "3",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--recorder-image",
+            "localhost/vigil/recorder:dev",
+        ])
+        .env("RUST_LOG", "info,kube=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join(format!("{identity}.log")))
+                .expect("log file"),
+        )
+        .spawn()
+        .expect("start vigil-operator");
+    ChildGuard(child)
+}
+
+async fn assignments(api: &Api<Camera>) -> BTreeMap<String, String> {
+    api.list(&ListParams::default())
+        .await
+        .expect("list cameras")
+        .items
+        .into_iter()
+        .filter_map(|c| Some((c.name_any(), c.labels().get(RECORDER_LABEL)?.clone())))
+        .collect()
+}
+
+fn loads(
+    assigned: &BTreeMap<String, String>,
+    bitrates: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let mut loads = BTreeMap::new();
+    for (cam, rec) in assigned {
+        *loads.entry(rec.clone()).or_default() += bitrates[cam];
+    }
+    loads
+}
+
+#[tokio::test]
+async fn places_fails_over_and_survives_leader_loss() {
+    let client = client().await;
+    apply_crds(&client).await;
+    let ns = create_namespace(&client, "vigil-e2e-operator", &[]).await;
+
+    // replicas: 0 — the recorders of this test are the Leases below, not pods.
+    let pool: RecorderPool = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "RecorderPool",
+        "metadata": {"name": "main"},
+        "spec": {"replicas": 0, "capacityKbps": CAPACITY_KBPS, "failoverHeadroomPercent": HEADROOM_PERCENT,
+                 "segmentSeconds": 10, "storage": {"local": {"path": "/data"}}}
+    }))
+    .expect("pool");
+    Api::<RecorderPool>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("pool");
+
+    let alive: BTreeMap<&str, Arc<AtomicBool>> = RECORDERS
+        .iter()
+        .map(|r| (*r, Arc::new(AtomicBool::new(true))))
+        .collect();
+    for r in RECORDERS {
+        spawn_lease(
+            client.clone(),
+            ns.clone(),
+            "main".into(),
+            r,
+            alive[r].clone(),
+        );
+    }
+
+    // 12 cameras, 1–8 Mbit/s, 42 Mbit/s in all: fits under 3 × 16 Mbit/s (capacity less headroom).
+    let bitrates: BTreeMap<String, u64> = [
+        8000, 6000, 5000, 4000, 4000, 3000, 3000, 2000, 2000, 2000, 2000, 1000,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, b)| (format!("cam-{i:02}"), *b))
+    .collect();
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    for (name, kbps) in &bitrates {
+        let cam: Camera = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera", "metadata": {"name": name},
+            "spec": {"source": {"url": format!("rtsp://127.0.0.1:8554/{name}/live")}, "expectedBitrateKbps": kbps, "pool": "main"}
+        }))
+        .expect("camera");
+        cameras
+            .create(&PostParams::default(), &cam)
+            .await
+            .expect("create camera");
+    }
+
+    let mut leader = start_operator(&ns, "operator-1", 18181);
+    let mut standby = start_operator(&ns, "operator-2", 18182);
+
+    // 1. Everything placed, within the normal limit (capacity less headroom).
+    let placed = wait_for(Duration::from_secs(30), "all 12 cameras placed", || {
+        let cameras = cameras.clone();
+        async move { Some(assignments(&cameras).await).filter(|a| a.len() == 12) }
+    })
+    .await;
+    let normal_limit = CAPACITY_KBPS * (100 - HEADROOM_PERCENT) / 100;
+    for (rec, load) in loads(&placed, &bitrates) {
+        assert!(
+            load <= normal_limit,
+            "{rec} carries {load} kbit/s > {normal_limit}: {placed:?}"
+        );
+    }
+    assert_eq!(
+        loads(&placed, &bitrates).len(),
+        3,
+        "all three recorders used: {placed:?}"
+    );
+    let status = wait_for(Duration::from_secs(10), "camera status written", || {
+        let cameras = cameras.clone();
+        async move {
+            let c = cameras.get("cam-00").await.ok()?;
+            let s = c.status?;
+            (s.recorder.is_some() && s.state.as_deref() == Some("Scheduled")).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(
+        status.recorder.as_deref(),
+        placed.get("cam-00").map(String::as_str)
+    );
+
+    // 2. rec-b stops renewing (SIGKILL of a recorder): its cameras move, no others do.
+    let victim = "rec-b";
+    let victims: Vec<String> = placed
+        .iter()
+        .filter(|(_, r)| *r == victim)
+        .map(|(c, _)| c.clone())
+        .collect();
+    assert!(!victims.is_empty());
+    alive[victim].store(false, Ordering::Relaxed);
+    let killed_at = Instant::now();
+    let moved = wait_for(Duration::from_secs(15), "rec-b's cameras to move", || {
+        let cameras = cameras.clone();
+        async move {
+            Some(assignments(&cameras).await)
+                .filter(|a| a.len() == 12 && a.values().all(|r| r != victim))
+        }
+    })
+    .await;
+    let failover = killed_at.elapsed();
+    println!(
+        "failover of {} cameras after lease stop: {:.2} s (lease 4 s)",
+        victims.len(),
+        failover.as_secs_f64()
+    );
+    assert!(
+        failover < Duration::from_secs(7),
+        "failover took {failover:?}"
+    );
+    for (cam, rec) in &placed {
+        if rec != victim {
+            assert_eq!(&moved[cam], rec, "{cam} moved needlessly");
+        }
+    }
+    for (rec, load) in loads(&moved, &bitrates) {
+        assert!(load <= CAPACITY_KBPS, "{rec} above full capacity: {load}");
+    }
+
+    // Each moved camera has an open RecorderFailure outage starting one segment before rec-b's
+    // last renewal; it closes when the new recorder reports Recording.
+    for cam in &victims {
+        let c = cameras.get(cam).await.expect("camera");
+        let s = c.status.expect("status");
+        let outage = s
+            .outages
+            .iter()
+            .find(|o| o.recorder.as_deref() == Some(victim))
+            .expect("outage recorded");
+        assert!(outage.end.is_none());
+        let age = chrono::Utc::now() - outage.start;
+        assert!(
+            age.num_seconds() >= 10 && age.num_seconds() < 30,
+            "outage start {age:?} ago"
+        );
+        let recording = serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
+            "status": {"conditions": [{"type": "Recording", "status": "True", "reason": "Streaming", "message": "",
+                "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}]}
+        });
+        cameras
+            .patch_status(
+                cam,
+                &PatchParams::apply("e2e-recorder").force(),
+                &Patch::Apply(&recording),
+            )
+            .await
+            .expect("recording condition");
+    }
+    for cam in &victims {
+        let closed = wait_for(Duration::from_secs(10), "the outage to close", || {
+            let cameras = cameras.clone();
+            async move {
+                let s = cameras.get(cam).await.ok()?.status?;
+                (s.state.as_deref() == Some("Recording"))
+                    .then_some(s.outages)?
+                    .into_iter()
+                    .find(|o| o.end.is_some())
+            }
+        })
+        .await;
+        assert!(closed.end.expect("end") > closed.start);
+        // The recorder's condition and the operator's conditions coexist (server-side apply, list map).
+        let c = cameras.get(cam).await.expect("camera");
+        let types: Vec<String> = c
+            .status
+            .expect("status")
+            .conditions
+            .into_iter()
+            .map(|c| c.type_)
+            .collect();
+        for t in ["Recording", "Scheduled", "Degraded", "Invalid"] {
+            assert!(
+                types.iter().any(|x| x == t),
+                "{cam} lacks condition {t}: {types:?}"
+            );
+        }
+    }
+    let pool = Api::<RecorderPool>::namespaced(client.clone(), &ns)
+        .get("main")
+        .await
+        .expect("pool");
+    let ps = pool.status.expect("pool status");
+    assert_eq!(ps.ready_recorders, 2);
+    assert_eq!(ps.cameras, 12);
+    assert!(ps.conditions.iter().any(|c| c.type_ == "Degraded"
+        && c.reason == "RecorderUnhealthy"
+        && c.message.contains(victim)));
+
+    // 3. SIGKILL the leader; the standby takes over and moves nothing that does not need moving.
+    let before = assignments(&cameras).await;
+    leader.kill();
+    let killed_leader = Instant::now();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        Duration::from_secs(15),
+        "operator-2 to take the leader lease",
+        || {
+            let leases = leases.clone();
+            async move {
+                let l = leases.get("vigil-operator-leader").await.ok()?;
+                (l.spec?.holder_identity.as_deref() == Some("operator-2")).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "standby took over {:.2} s after the leader's SIGKILL",
+        killed_leader.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        assignments(&cameras).await,
+        before,
+        "the new leader moved cameras needlessly"
+    );
+
+    // The new leader acts: rec-c fails too, its cameras go to rec-a as far as capacity allows.
+    alive["rec-c"].store(false, Ordering::Relaxed);
+    let after =
+        wait_for(
+            Duration::from_secs(15),
+            "the new leader to move rec-c's cameras",
+            || {
+                let cameras = cameras.clone();
+                async move {
+                    Some(assignments(&cameras).await).filter(|a| a.values().all(|r| r == "rec-a"))
+                }
+            },
+        )
+        .await;
+    assert!(loads(&after, &bitrates)["rec-a"] <= CAPACITY_KBPS);
+    let unplaced = Api::<RecorderPool>::namespaced(client.clone(), &ns)
+        .get("main")
+        .await
+        .expect("pool")
+        .status
+        .expect("status")
+        .unplaceable;
+    assert_eq!(
+        after.len() + unplaced.len(),
+        12,
+        "every camera is placed or reported unplaceable"
+    );
+    assert!(
+        !unplaced.is_empty(),
+        "42 Mbit/s cannot fit on one 20 Mbit/s recorder"
+    );
+    let pending = cameras
+        .get(&unplaced[0])
+        .await
+        .expect("camera")
+        .status
+        .expect("status");
+    assert_eq!(pending.state.as_deref(), Some("Pending"));
+
+    for a in alive.values() {
+        a.store(false, Ordering::Relaxed);
+    }
+    standby.kill();
+    delete_namespace(&client, &ns).await;
+}
