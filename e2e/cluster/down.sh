@@ -19,6 +19,7 @@ case ${1:-} in
   *) echo "usage: $0 [--purge]" >&2; exit 2 ;;
 esac
 [ "$(id -u)" = 0 ] || die "must run as root"
+cluster_lock
 
 # --- Node daemons -------------------------------------------------------------------------------
 stop_daemon kubelet 15

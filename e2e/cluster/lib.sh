@@ -100,11 +100,16 @@ alive() {
 start_daemon() {
   local name=$1; shift
   local bin; bin=$(daemon_binary "$name")
+  # containerd gets a proxy that refuses every connection: nothing can be pulled from outside
+  # (this machine may only talk to itself), and a pod whose image was not imported fails at once
+  # with ErrImagePull instead of trying the internet.
+  local extra_env=()
+  [ "$name" = containerd ] && extra_env=(HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=)
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
   rm -f "$RUN/$name.pid"
   setsid env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY -u all_proxy -u ALL_PROXY \
-    AWS_EC2_METADATA_DISABLED=true bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$bin" "$@" \
-    </dev/null >"$LOGS/$name.log" 2>&1 &
+    AWS_EC2_METADATA_DISABLED=true ${extra_env[@]+"${extra_env[@]}"} bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$bin" "$@" \
+    </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
   local i
   for i in $(seq 1 50); do
     daemon_pid "$name" >/dev/null && return 0
@@ -131,6 +136,20 @@ stop_daemon() {
     fi
   fi
   rm -f "$RUN/$name.pid"
+}
+
+# cluster_lock: serialises up.sh and down.sh across processes (several engineers share this
+# machine). The lock lives outside the state dir so `down.sh --purge` cannot delete it while held;
+# up.sh passes it on to the down.sh it runs through VIGIL_CLUSTER_LOCK_HELD. Daemons must not
+# inherit fd 9 (start_daemon closes it), or they would hold the lock forever.
+cluster_lock() {
+  [ "${VIGIL_CLUSTER_LOCK_HELD:-}" = 1 ] && return 0
+  exec 9>/run/lock/vigil-cluster.lock
+  if ! flock -n 9; then
+    log "another up.sh/down.sh is running; waiting for it"
+    flock -w 600 9 || die "gave up waiting for /run/lock/vigil-cluster.lock"
+  fi
+  export VIGIL_CLUSTER_LOCK_HELD=1
 }
 
 # wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.25 s.

@@ -205,6 +205,7 @@ else
 fi
 
 if [ "$FAILED" = 0 ] && [ "$KEEP" = 0 ]; then
-  k delete namespace "$NS" --wait=true --timeout=90s >/dev/null || bad "deleting namespace $NS"
+  # The namespace controller needs ~15 s to finish; do not wait (a next run waits if needed).
+  k delete namespace "$NS" --wait=false >/dev/null || bad "deleting namespace $NS"
 fi
 finish

@@ -16,6 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (it starts containerd and the kubelet)"
+cluster_lock
 T0=$SECONDS
 
 # ---------------------------------------------------------------------------------------------
@@ -215,8 +216,10 @@ ip link set "$BRIDGE" up
 # VM's default route, even for a Service kube-proxy has not programmed yet.
 ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$HOST_IP"
 
-# Guard: traffic to the pod network (API server, kubelet's pods, host services on the bridge
-# address) is accepted only from the host itself and from pods.
+# Guard: traffic to the pod network (API server, pods, host services on the bridge address) is
+# accepted only from the host itself and from pods; and pods may talk to each other, to Services
+# and to this host, but not to anything outside the VM (rejected, so clients fail fast), unless
+# VIGIL_POD_EGRESS=1.
 ensure_guard() {
   local chain=$1 hook=$2; shift 2
   if ! iptables -w -S "$chain" >/dev/null 2>&1; then
@@ -232,8 +235,11 @@ ensure_guard() {
 }
 ensure_guard VIGIL-GUARD-INPUT INPUT \
   "-i lo -j RETURN" "-i $BRIDGE -j RETURN" "-d $CLUSTER_CIDR -j DROP"
+egress="-i $BRIDGE -j REJECT --reject-with icmp-port-unreachable"
+[ "${VIGIL_POD_EGRESS:-0}" = 1 ] && egress="-i $BRIDGE -j RETURN"
 ensure_guard VIGIL-GUARD-FORWARD FORWARD \
-  "-i $BRIDGE -j RETURN" "-d $CLUSTER_CIDR -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN" \
+  "-i $BRIDGE -o $BRIDGE -j RETURN" "$egress" \
+  "-d $CLUSTER_CIDR -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN" \
   "-d $CLUSTER_CIDR -j DROP"
 
 cat >"$STATE/cni/net.d/10-vigil.conflist" <<EOF
