@@ -1,3 +1,232 @@
-fn main() {
-    println!("vigil-recorder");
+//! `vigil-recorder`: the binary of recorder pods (`record`), backfill Jobs (`backfill`) and the
+//! playback server (`serve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::error;
+use vigil_recorder::config::{
+    DEFAULT_BUFFER_DIR, FileConfig, Overrides, Settings, validate_segment_seconds,
+};
+use vigil_recorder::record::{Source, record};
+use vigil_recorder::{Error, kubernetes};
+
+const RECORD_HELP: &str = r#"Records cameras into self-contained fragmented MP4 segments:
+
+  <prefix>/<namespace>/<camera>/<YYYY>/<MM>/<DD>/<HH>/<startMs>-<endMs>-live.mp4
+  <prefix>/<namespace>/<camera>/gaps/<startMs>-<endMs>.json   (intervals without footage)
+
+Segments are written to --buffer-dir first (fsync'd per fragment), then uploaded in order, then
+deleted; a restart uploads what is left. See docs/storage.md.
+
+FILE MODE (--config cameras.yaml):
+
+  storage:
+    local:                          # exactly one of local / s3
+      path: /var/lib/vigil/store
+    # s3:
+    #   bucket: vigil
+    #   endpoint: http://127.0.0.1:9000   # omit for AWS
+    #   region: us-east-1
+    #   pathStyle: true
+    #   allowHttp: true                   # default: true iff the endpoint is http://
+    prefix: vigil                   # optional key prefix
+  segmentSeconds: 10                # optional, 2..600 (default 10)
+  buffer:                           # optional; flags override
+    dir: /var/lib/vigil/buffer
+    maxBytes: 2147483648
+  cameras:
+    - namespace: default            # optional, default "default"
+      name: door                    # lowercase DNS name
+      url: rtsp://10.0.0.5:554/Streaming/101
+      username: viewer              # optional
+      password: secret              # optional; or passwordFile: /run/secrets/door
+      transport: tcp                # tcp (default) or udp
+      audio: true                   # record AAC audio if present (default true)
+
+  S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN).
+
+KUBERNETES MODE (--kubernetes): needs POD_NAME, POD_NAMESPACE and POOL_NAME (downward API),
+optionally POD_UID. Records the Cameras labelled vigil.dev/recorder=$POD_NAME, takes storage,
+segment length and buffer size from the RecorderPool $POOL_NAME, renews the Lease $POD_NAME.
+
+HTTP (--listen): /healthz, /readyz, /metrics (Prometheus), /status (JSON).
+SIGTERM: every camera finishes its segment, uploads continue for --shutdown-timeout, exit 0."#;
+
+#[derive(Parser)]
+#[command(name = "vigil-recorder", version, about = "Vigil's recorder: cameras (RTSP) into fMP4 segments in object storage")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"], env = "VIGIL_LOG_FORMAT")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Record cameras (file mode or Kubernetes mode).
+    #[command(after_long_help = RECORD_HELP)]
+    Record(RecordArgs),
+    /// Fill a window of a camera's footage from its edge storage (not implemented yet).
+    Backfill(Rest),
+    /// Query and playback server (not implemented yet).
+    Serve(Rest),
+}
+
+#[derive(Args)]
+struct Rest {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// Camera/storage file (file mode).
+    #[arg(long, conflicts_with = "kubernetes", required_unless_present = "kubernetes")]
+    config: Option<PathBuf>,
+    /// Take cameras and settings from the Kubernetes API.
+    #[arg(long)]
+    kubernetes: bool,
+    /// Address of the health/metrics server.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    listen: SocketAddr,
+    /// Local buffer directory (segments are written here first). Default: file, else
+    /// /var/lib/vigil/buffer.
+    #[arg(long, env = "VIGIL_BUFFER_DIR")]
+    buffer_dir: Option<PathBuf>,
+    /// Buffer limit in bytes; beyond it the oldest unsent footage is dropped (and recorded as
+    /// a gap). Default: file / RecorderPool, else 2 GiB.
+    #[arg(long)]
+    buffer_max_bytes: Option<u64>,
+    /// Segment length in seconds (cut on the first keyframe after it). Default: file /
+    /// RecorderPool, else 10.
+    #[arg(long)]
+    segment_seconds: Option<u32>,
+    /// Fragment length in ms: how often a segment is appended to and fsync'd, which bounds
+    /// what a crash can lose.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    fragment_ms: u32,
+    /// Parallel uploads (at most one per camera).
+    #[arg(long, default_value_t = 4)]
+    upload_concurrency: usize,
+    /// On SIGTERM, keep uploading for this many seconds.
+    #[arg(long, default_value_t = 20)]
+    shutdown_timeout: u64,
+    /// A stream without video for this many seconds is lost.
+    #[arg(long, default_value_t = 5)]
+    stall_timeout: u64,
+    /// Reconnect backoff: first delay (ms).
+    #[arg(long, default_value_t = 500)]
+    reconnect_min_ms: u64,
+    /// Reconnect backoff: largest delay (s).
+    #[arg(long, default_value_t = 30)]
+    reconnect_max: u64,
+    /// Name in gap records and status. Default: $POD_NAME, else the host name.
+    #[arg(long)]
+    recorder_name: Option<String>,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "recorder".into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Backfill(_) => {
+            eprintln!("vigil-recorder backfill: not implemented yet");
+            return ExitCode::from(2);
+        }
+        Cmd::Serve(_) => {
+            eprintln!("vigil-recorder serve: not implemented yet");
+            return ExitCode::from(2);
+        }
+        Cmd::Record(args) => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run_record(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %e, "recorder failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run_record(a: RecordArgs) -> Result<(), Error> {
+    let overrides = Overrides {
+        segment_seconds: a.segment_seconds,
+        buffer_dir: a.buffer_dir.clone(),
+        buffer_max_bytes: a.buffer_max_bytes,
+    };
+    let mut settings = Settings {
+        storage: vigil_recorder::config::StorageConfig::Local {
+            path: PathBuf::new(),
+        },
+        prefix: String::new(),
+        segment_seconds: 10,
+        fragment_ms: a.fragment_ms,
+        buffer_dir: a
+            .buffer_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_BUFFER_DIR)),
+        buffer_max_bytes: a.buffer_max_bytes.unwrap_or(vigil_recorder::config::DEFAULT_BUFFER_MAX_BYTES),
+        upload_concurrency: a.upload_concurrency,
+        shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
+        stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),
+        reconnect_min: Duration::from_millis(a.reconnect_min_ms.max(10)),
+        reconnect_max: Duration::from_secs(a.reconnect_max.max(1)),
+        recorder_name: a.recorder_name.clone().unwrap_or_else(host_name),
+    };
+    let source = if a.kubernetes {
+        let (k, pool) = kubernetes::connect().await?;
+        settings.storage = pool.storage;
+        settings.prefix = pool.prefix;
+        settings.segment_seconds = validate_segment_seconds(a.segment_seconds.unwrap_or(pool.segment_seconds))?;
+        settings.buffer_max_bytes = a.buffer_max_bytes.unwrap_or(pool.buffer_max_bytes);
+        settings.recorder_name = a.recorder_name.clone().unwrap_or_else(|| k.pod.clone());
+        Source::Kubernetes(k)
+    } else {
+        let path = a
+            .config
+            .as_ref()
+            .ok_or_else(|| Error::Config("--config or --kubernetes is required".into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+        let r = FileConfig::parse(&text)?.resolve(&overrides)?;
+        settings.storage = r.storage;
+        settings.prefix = r.prefix;
+        settings.segment_seconds = r.segment_seconds;
+        settings.buffer_dir = r.buffer_dir;
+        settings.buffer_max_bytes = r.buffer_max_bytes;
+        Source::File(r.cameras)
+    };
+    record(a.listen, settings, source).await
 }

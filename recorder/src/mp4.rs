@@ -109,7 +109,7 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>, unix_secs: i
             write_trak(b, AUDIO_TRACK_ID, a.timescale, mp4_time, None, &a.sample_entry);
         }
         write_box(b, b"mvex", |b| {
-            let mut trex = |b: &mut Vec<u8>, id: u32| {
+            let trex = |b: &mut Vec<u8>, id: u32| {
                 write_full_box(b, b"trex", 0, 0, |b| {
                     u32be(b, id);
                     u32be(b, 1); // default_sample_description_index

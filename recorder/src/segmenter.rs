@@ -36,6 +36,30 @@ pub struct Policy {
     pub audio_rate: Option<u32>,
 }
 
+/// Whether an H.265 access unit (4-byte length-prefixed NAL units) is an IRAP picture (BLA,
+/// IDR or CRA, NAL types 16..=23). retina only flags IDR pictures, but many encoders (x265's
+/// default open GOP, several camera SoCs) start GOPs with CRA pictures; without B-frames no
+/// leading pictures follow them, so they are clean places to start a segment.
+pub fn h265_is_irap(data: &[u8]) -> bool {
+    let mut rest = data;
+    while rest.len() >= 6 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let nal_type = (rest[4] >> 1) & 0x3f;
+        if (16..=23).contains(&nal_type) {
+            return true;
+        }
+        if nal_type < 32 {
+            // Any other VCL NAL: one picture has one kind of slice.
+            return false;
+        }
+        match rest.get(4 + len..) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// A video frame.
 #[derive(Debug)]
 pub struct VideoIn {
@@ -79,6 +103,10 @@ impl Fragment {
 /// What the caller must do.
 #[derive(Debug)]
 pub enum Event {
+    /// The segment receiving video ends at video time `ts` and the next one starts there.
+    /// Comes before the `Open` of the next segment and before the `Close` of this one (which
+    /// may wait for late audio): the caller fixes the boundary's wall time here.
+    Cut { ts: i64 },
     /// Create segment `id` starting at video time `start_ts` (write its init segment, built from
     /// the stream's current parameters).
     Open { id: u64, start_ts: i64 },
@@ -377,6 +405,7 @@ impl Segmenter {
     fn cut(&mut self, key: VideoIn, out: &mut Vec<Event>) {
         // A still-closing segment (very short GOPs) is finished before the next one closes.
         self.finish_closing(out);
+        out.push(Event::Cut { ts: key.ts });
         if let Some(seg) = self.open.take() {
             let closing = Closing {
                 seg,
@@ -432,6 +461,7 @@ mod tests {
     fn collect(events: Vec<Event>, seen: &mut Seen) {
         for e in events {
             match e {
+                Event::Cut { .. } => {}
                 Event::Open { id, start_ts } => {
                     assert!(seen.closed.iter().all(|c| c.0 != id));
                     seen.opened.push((id, start_ts));
@@ -505,6 +535,22 @@ mod tests {
             // 1 s fragments.
             assert_eq!(r.fragments as i64, ((end - start) + 89_999) / 90_000);
         }
+    }
+
+    #[test]
+    fn detects_h265_irap() {
+        let nal = |t: u8, body: &[u8]| {
+            let mut v = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(&[t << 1, 1]);
+            v.extend_from_slice(body);
+            v
+        };
+        let sei = nal(39, b"sei");
+        assert!(h265_is_irap(&[sei.clone(), nal(21, b"cra")].concat()));
+        assert!(h265_is_irap(&nal(19, b"idr")));
+        assert!(!h265_is_irap(&[sei, nal(1, b"trail")].concat()));
+        assert!(!h265_is_irap(&[0, 0, 0, 200, 42, 1]));
+        assert!(!h265_is_irap(&[]));
     }
 
     #[test]

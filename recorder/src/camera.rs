@@ -1,0 +1,701 @@
+//! One task per camera: connect with retina, turn frames into segments in the buffer, and
+//! reconnect with backoff when the stream breaks, recording every interval without footage as
+//! a gap.
+//!
+//! A camera task only ever waits on its own camera and its own files: the upload side is
+//! decoupled by the buffer, and every other camera has its own task, so one slow or broken
+//! camera cannot stall another.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use retina::client::{
+    Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
+    TeardownPolicy,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::backoff::Backoff;
+use crate::config::{CameraConfig, CredentialSource, Credentials, Settings, Transport};
+use crate::error::{Error, Result};
+use crate::ewma::BitrateEwma;
+use crate::gaps::{Gap, GapReason, GapRecord, GapTracker};
+use crate::layout::{CameraId, ObjectKey, Origin, SegmentKey};
+use crate::metrics::{CamLabels, Metrics};
+use crate::mp4;
+use crate::redact::{Redactor, redact_url};
+use crate::segmenter::{AudioIn, Event, Policy, Segmenter, VideoIn};
+use crate::spool::Spool;
+use crate::status::{CameraState, StatusBoard, now_ms};
+use crate::timeline::{Adjust, Timeline};
+
+/// Reads a Secret's user name and password: (namespace, secret, username key, password key).
+pub type SecretReader = Arc<
+    dyn Fn(String, String, String, String) -> BoxFuture<'static, Result<Credentials>> + Send + Sync,
+>;
+
+/// Everything camera tasks share.
+pub struct Ctx {
+    pub settings: Settings,
+    pub spool: Arc<Spool>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StatusBoard>,
+    pub secrets: Option<SecretReader>,
+}
+
+/// RTSP request timeout (DESCRIBE, SETUP, PLAY each).
+const RTSP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session must deliver its first keyframe within this long.
+const FIRST_KEYFRAME_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a session ended.
+enum Ended {
+    /// Asked to stop.
+    Stopped,
+    /// The stream broke.
+    Lost(Error),
+}
+
+/// Runs a camera until `stop` turns true. `resume_ms` is the end of the footage a previous
+/// process saved for this camera (recovered from the buffer), if any.
+pub async fn run_camera(
+    cfg: CameraConfig,
+    ctx: Arc<Ctx>,
+    stop: watch::Receiver<bool>,
+    resume_ms: Option<i64>,
+) {
+    let span = info_span!("camera", camera = %cfg.id);
+    CameraTask::new(cfg, ctx, stop, resume_ms)
+        .run()
+        .instrument(span)
+        .await
+}
+
+struct CameraTask {
+    cfg: CameraConfig,
+    ctx: Arc<Ctx>,
+    stop: watch::Receiver<bool>,
+    labels: CamLabels,
+    gaps: GapTracker,
+    ewma: BitrateEwma,
+    redactor: Redactor,
+}
+
+impl CameraTask {
+    fn new(
+        cfg: CameraConfig,
+        ctx: Arc<Ctx>,
+        stop: watch::Receiver<bool>,
+        resume_ms: Option<i64>,
+    ) -> Self {
+        let gaps = match resume_ms {
+            Some(ms) => GapTracker::new(ms, GapReason::RecorderRestart),
+            None => GapTracker::new(now_ms(), GapReason::Startup),
+        };
+        let mut redactor = Redactor::new();
+        if let Some(q) = cfg.url.query() {
+            redactor.add(q);
+        }
+        if let CredentialSource::Static(c) = &cfg.credentials {
+            redactor.add(&c.password);
+        }
+        CameraTask {
+            labels: CamLabels::from(&cfg.id),
+            cfg,
+            ctx,
+            stop,
+            gaps,
+            ewma: BitrateEwma::new(10.0),
+            redactor,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn run(mut self) {
+        let s = &self.ctx.settings;
+        let mut backoff = Backoff::with_random_seed(s.reconnect_min, s.reconnect_max);
+        let mut attempts = 0u64;
+        info!(url = %redact_url(&self.cfg.url), "camera task started");
+        while !self.stopping() {
+            if attempts > 0 {
+                self.ctx.metrics.reconnects.get_or_create(&self.labels).inc();
+                self.ctx.status.update(&self.cfg.id, |r| r.reconnects += 1);
+            }
+            attempts += 1;
+            self.ctx
+                .status
+                .set_state(&self.cfg.id, CameraState::Connecting);
+            let (ended, recorded) = match self.connect().await {
+                Ok((demuxed, vi, ai)) => self.ingest(demuxed, vi, ai).await,
+                Err(e) => (Ended::Lost(e), false),
+            };
+            self.ctx.metrics.camera_up.get_or_create(&self.labels).set(0);
+            if recorded {
+                backoff.reset();
+            }
+            match ended {
+                Ended::Stopped => break,
+                Ended::Lost(e) => {
+                    self.gaps.lost(now_ms());
+                    let msg = self.redactor.scrub(&e.to_string());
+                    let delay = backoff.next_delay();
+                    warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "stream lost");
+                    self.ctx.status.update(&self.cfg.id, |r| {
+                        r.last_error = Some(msg);
+                        r.open_gap_since_ms = self.gaps.open_since().map(|g| g.0);
+                    });
+                    self.ctx
+                        .status
+                        .set_state(&self.cfg.id, CameraState::Reconnecting);
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                }
+            }
+        }
+        if let Some(g) = self.gaps.stop(now_ms()) {
+            self.record_gap(g).await;
+        }
+        self.ctx.status.set_state(&self.cfg.id, CameraState::Stopped);
+        info!("camera task stopped");
+    }
+
+    async fn credentials(&self) -> Result<Option<Credentials>> {
+        match &self.cfg.credentials {
+            CredentialSource::None => Ok(None),
+            CredentialSource::Static(c) => Ok(Some(c.clone())),
+            CredentialSource::Secret {
+                name,
+                username_key,
+                password_key,
+            } => {
+                let reader = self.ctx.secrets.as_ref().ok_or_else(|| {
+                    Error::Config("credentials from a Secret need Kubernetes mode".into())
+                })?;
+                reader(
+                    self.cfg.id.namespace.clone(),
+                    name.clone(),
+                    username_key.clone(),
+                    password_key.clone(),
+                )
+                .await
+                .map(Some)
+            }
+        }
+    }
+
+    fn rtsp_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Rtsp(self.redactor.scrub(&format!("{what}: {e}")))
+    }
+
+    /// DESCRIBE, SETUP (video, and AAC audio if wanted), PLAY.
+    async fn connect(&mut self) -> Result<(Demuxed, usize, Option<usize>)> {
+        let creds = self.credentials().await?;
+        if let Some(c) = &creds {
+            // Secrets read from Kubernetes are only known now.
+            self.redactor.add(&c.password);
+        }
+        let opts = SessionOptions::default()
+            .creds(creds.map(|c| retina::client::Credentials {
+                username: c.username,
+                password: c.password,
+            }))
+            .user_agent(format!("vigil-recorder/{}", env!("CARGO_PKG_VERSION")))
+            .teardown(TeardownPolicy::Auto);
+        let mut session = tokio::time::timeout(
+            RTSP_TIMEOUT,
+            Session::describe(self.cfg.url.clone(), opts),
+        )
+        .await
+        .map_err(|_| self.rtsp_err("DESCRIBE", "timed out"))?
+        .map_err(|e| self.rtsp_err("DESCRIBE", e))?;
+        let streams = session.streams();
+        let vi = streams
+            .iter()
+            .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"))
+            .ok_or_else(|| {
+                Error::Stream(format!(
+                    "no H.264/H.265 video stream (offered: {})",
+                    streams
+                        .iter()
+                        .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if streams[vi].clock_rate_hz() != mp4::VIDEO_TIMESCALE {
+            return Err(Error::Stream(format!(
+                "video clock rate {} Hz is not 90 kHz",
+                streams[vi].clock_rate_hz()
+            )));
+        }
+        let ai = if self.cfg.audio {
+            streams.iter().position(|s| {
+                s.media() == "audio"
+                    && s.encoding_name() == "mpeg4-generic"
+                    && matches!(s.parameters(), Some(ParametersRef::Audio(p)) if p.mp4_sample_entry().build().is_ok())
+            })
+        } else {
+            None
+        };
+        let transport = match self.cfg.transport {
+            Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
+            Transport::Udp => retina::client::Transport::Udp(Default::default()),
+        };
+        for i in std::iter::once(vi).chain(ai) {
+            tokio::time::timeout(
+                RTSP_TIMEOUT,
+                session.setup(
+                    i,
+                    SetupOptions::default()
+                        .transport(transport.clone())
+                        .frame_format(FrameFormat::MP4),
+                ),
+            )
+            .await
+            .map_err(|_| self.rtsp_err("SETUP", "timed out"))?
+            .map_err(|e| self.rtsp_err("SETUP", e))?;
+        }
+        // Timestamps are mapped to UTC per stream (see timeline.rs), so RTP-Info is not needed.
+        let playing = tokio::time::timeout(
+            RTSP_TIMEOUT,
+            session.play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive)),
+        )
+        .await
+        .map_err(|_| self.rtsp_err("PLAY", "timed out"))?
+        .map_err(|e| self.rtsp_err("PLAY", e))?;
+        let demuxed = playing
+            .demuxed()
+            .map_err(|e| self.rtsp_err("demuxing", e))?;
+        Ok((demuxed, vi, ai))
+    }
+
+    /// Records one session. Returns how it ended and whether it completed a segment.
+    async fn ingest(&mut self, mut demuxed: Demuxed, vi: usize, ai: Option<usize>) -> (Ended, bool) {
+        let ctx = self.ctx.clone();
+        let s = &ctx.settings;
+        let audio = ai.and_then(|i| match demuxed.streams()[i].parameters() {
+            Some(ParametersRef::Audio(p)) => p.mp4_sample_entry().build().ok().map(|se| {
+                (
+                    mp4::AudioTrack {
+                        sample_entry: se,
+                        timescale: p.clock_rate(),
+                    },
+                    p.rfc6381_codec().unwrap_or("aac").to_string(),
+                )
+            }),
+            _ => None,
+        });
+        let mut rec = Recording {
+            cam: self.cfg.id.clone(),
+            segmenter: Segmenter::new(Policy {
+                segment_ticks: i64::from(s.segment_seconds) * 90_000,
+                fragment_ticks: i64::from(s.fragment_ms) * 90,
+                audio_rate: audio.as_ref().map(|a| a.0.timescale),
+            }),
+            vtl: None,
+            atl: None,
+            last_audio_ts: None,
+            video: None,
+            audio: audio.as_ref().map(|a| a.0.clone()),
+            files: HashMap::new(),
+            current: None,
+            pending_start_ms: None,
+            segments: 0,
+            h265: false,
+        };
+        self.ctx.status.update(&self.cfg.id, |r| {
+            r.audio = audio.as_ref().map(|a| a.1.clone());
+            r.sessions += 1;
+        });
+        let started = Instant::now();
+        let mut last_video = Instant::now();
+        let mut events = Vec::new();
+        let mut stop = self.stop.clone();
+        let ended = loop {
+            let deadline = if rec.segmenter.started() {
+                last_video + s.stall_timeout
+            } else {
+                started + FIRST_KEYFRAME_TIMEOUT.max(s.stall_timeout)
+            };
+            let item = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break Ended::Stopped,
+                r = tokio::time::timeout_at(deadline.into(), demuxed.next()) => r,
+            };
+            let item = match item {
+                Err(_) if rec.segmenter.started() => {
+                    break Ended::Lost(Error::Stream(format!(
+                        "no video for {} s",
+                        s.stall_timeout.as_secs()
+                    )));
+                }
+                Err(_) => {
+                    break Ended::Lost(Error::Stream(format!(
+                        "no keyframe within {} s",
+                        deadline.duration_since(started).as_secs()
+                    )));
+                }
+                Ok(None) => break Ended::Lost(Error::Stream("the camera ended the stream".into())),
+                Ok(Some(Err(e))) => break Ended::Lost(self.rtsp_err("stream", e)),
+                Ok(Some(Ok(item))) => item,
+            };
+            match item {
+                CodecItem::VideoFrame(f) if f.stream_id() == vi => {
+                    last_video = Instant::now();
+                    self.ctx
+                        .metrics
+                        .bytes_in
+                        .get_or_create(&self.labels)
+                        .inc_by(f.data().len() as u64);
+                    if f.has_new_parameters() || rec.video.is_none() {
+                        match demuxed.streams()[vi].parameters() {
+                            Some(ParametersRef::Video(p)) => match p.mp4_sample_entry().build() {
+                                Ok(se) => {
+                                    let (w, h) = p.pixel_dimensions();
+                                    rec.video = Some(mp4::VideoTrack {
+                                        sample_entry: se,
+                                        width: w.min(u32::from(u16::MAX)) as u16,
+                                        height: h.min(u32::from(u16::MAX)) as u16,
+                                    });
+                                    let codec = p.rfc6381_codec().to_string();
+                                    rec.h265 = codec.starts_with("hvc1") || codec.starts_with("hev1");
+                                    info!(codec = %codec, width = w, height = h, "video parameters");
+                                    self.ctx.status.update(&self.cfg.id, |r| r.codec = Some(codec));
+                                }
+                                Err(e) => {
+                                    break Ended::Lost(Error::Stream(format!(
+                                        "cannot describe video for MP4: {e}"
+                                    )));
+                                }
+                            },
+                            _ if rec.video.is_none() => {
+                                // No parameters yet (no SPS/PPS seen): cannot start a segment.
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                    let ts = f.timestamp().timestamp();
+                    let recv = wall_us(f.start_ctx().received_wall().into());
+                    match &mut rec.vtl {
+                        Some(t) => t.observe(ts, recv),
+                        None => rec.vtl = Some(Timeline::new(mp4::VIDEO_TIMESCALE, ts, recv)),
+                    }
+                    let key = f.is_random_access_point()
+                        || (rec.h265 && crate::segmenter::h265_is_irap(f.data()));
+                    let frame = VideoIn {
+                        ts,
+                        key,
+                        new_params: f.has_new_parameters(),
+                        data: f.into_data(),
+                    };
+                    if let Err(d) = rec.segmenter.push_video(frame, &mut events) {
+                        warn!(prev_ts = d.prev_ts, ts = d.frame.ts, "RTP timestamp discontinuity; starting a new timeline");
+                        rec.segmenter.finish(&mut events);
+                        if let Err(e) = self.handle(&mut rec, &mut events).await {
+                            break Ended::Lost(e);
+                        }
+                        // The footage before and after the jump cannot be placed on one
+                        // timeline; whatever lies between them is a gap.
+                        self.gaps.lost(now_ms());
+                        rec.vtl = Some(Timeline::new(mp4::VIDEO_TIMESCALE, d.frame.ts, recv));
+                        rec.atl = None;
+                        let frame = d.frame;
+                        if rec.segmenter.push_video(frame, &mut events).is_err() {
+                            break Ended::Lost(Error::Stream("timestamp discontinuity".into()));
+                        }
+                    }
+                }
+                CodecItem::AudioFrame(f) if Some(f.stream_id()) == ai => {
+                    self.ctx
+                        .metrics
+                        .bytes_in
+                        .get_or_create(&self.labels)
+                        .inc_by(f.data().len() as u64);
+                    let Some(vtl) = &rec.vtl else { continue };
+                    let ts = f.timestamp().timestamp();
+                    let recv = wall_us(f.ctx().received_wall().into());
+                    let atl = rec.atl.get_or_insert_with(|| {
+                        Timeline::new(f.timestamp().clock_rate().get(), ts, recv)
+                    });
+                    atl.observe(ts, recv);
+                    rec.last_audio_ts = Some(ts);
+                    let pos = vtl.inverse(atl.map_us(ts));
+                    rec.segmenter.push_audio(
+                        AudioIn {
+                            pos,
+                            duration: f.frame_length().get(),
+                            data: f.data().to_vec(),
+                        },
+                        &mut events,
+                    );
+                }
+                _ => continue,
+            }
+            if !events.is_empty()
+                && let Err(e) = self.handle(&mut rec, &mut events).await
+            {
+                break Ended::Lost(e);
+            }
+        };
+        // Whatever the reason, what was received is kept.
+        rec.segmenter.finish(&mut events);
+        let ended = match self.handle(&mut rec, &mut events).await {
+            Ok(()) => ended,
+            Err(e) => match ended {
+                Ended::Stopped => {
+                    warn!(error = %e, "could not save the last segment");
+                    Ended::Stopped
+                }
+                Ended::Lost(_) => Ended::Lost(e),
+            },
+        };
+        rec.abandon(&self.ctx.spool).await;
+        if rec.segmenter.dropped_before_key() > 0 {
+            debug!(
+                frames = rec.segmenter.dropped_before_key(),
+                "frames before the first keyframe were skipped"
+            );
+        }
+        (ended, rec.segments > 0)
+    }
+
+    /// Carries out segmenter events: file writes, the buffer, timeline boundaries, gaps.
+    async fn handle(&mut self, rec: &mut Recording, events: &mut Vec<Event>) -> Result<()> {
+        for ev in events.drain(..) {
+            match ev {
+                Event::Cut { ts } => {
+                    let Some(vtl) = &mut rec.vtl else { continue };
+                    let end_ms = vtl.map_ms(ts);
+                    if let Some(f) = rec.current.and_then(|id| rec.files.get_mut(&id)) {
+                        f.start_ms.get_or_insert(vtl.map_ms(f.start_ts));
+                        f.end_ms = Some(end_ms);
+                    }
+                    match vtl.boundary(ts) {
+                        Adjust::Stepped(us) => {
+                            warn!(offset_ms = us / 1000, "camera clock and receipt times disagree; re-anchored the timeline")
+                        }
+                        Adjust::Slewed(ppm) if ppm.abs() > 500.0 => {
+                            debug!(ppm, "slewing the camera clock")
+                        }
+                        _ => {}
+                    }
+                    if let (Some(atl), Some(ats)) = (&mut rec.atl, rec.last_audio_ts) {
+                        atl.boundary(ats);
+                    }
+                    rec.pending_start_ms = Some(end_ms);
+                }
+                Event::Open { id, start_ts } => {
+                    let (Some(vtl), Some(video)) = (&rec.vtl, &rec.video) else {
+                        return Err(Error::Stream("segment without video parameters".into()));
+                    };
+                    let start_ms = rec.pending_start_ms.take();
+                    let provisional = start_ms.unwrap_or_else(|| vtl.map_ms(start_ts));
+                    let path = self.ctx.spool.partial_path(&rec.cam, provisional);
+                    let init = mp4::init_segment(video, rec.audio.as_ref(), provisional / 1000);
+                    let len = init.len() as u64;
+                    let file = blocking(move || create_with(&path, init).map(|f| (f, path))).await?;
+                    self.ctx.spool.add_partial_bytes(len as i64);
+                    rec.files.insert(
+                        id,
+                        SegFile {
+                            path: file.1,
+                            file: Some(file.0),
+                            start_ts,
+                            start_ms,
+                            end_ms: None,
+                            bytes: len,
+                        },
+                    );
+                    rec.current = Some(id);
+                    if rec.segments == 0 {
+                        self.ctx.metrics.camera_up.get_or_create(&self.labels).set(1);
+                        self.ctx
+                            .status
+                            .set_state(&self.cfg.id, CameraState::Recording);
+                    }
+                }
+                Event::Fragment { id, fragment } => {
+                    let Some(f) = rec.files.get_mut(&id) else { continue };
+                    let Some(mut file) = f.file.take() else {
+                        continue;
+                    };
+                    let len = fragment.len();
+                    self.ewma
+                        .observe(fragment.payload_bytes, fragment.video_ticks as f64 / 90_000.0);
+                    let path = f.path.clone();
+                    file = blocking(move || {
+                        use std::io::Write;
+                        let w = |e| Error::io("writing segment", &path, e);
+                        file.write_all(&fragment.moof).map_err(w)?;
+                        file.write_all(&fragment.mdat_header).map_err(w)?;
+                        for c in &fragment.chunks {
+                            file.write_all(c).map_err(w)?;
+                        }
+                        // Each fragment is durable before the next is recorded: a crash loses
+                        // at most the fragment in memory (see docs/storage.md).
+                        file.sync_data().map_err(w)?;
+                        Ok(file)
+                    })
+                    .await?;
+                    f.file = Some(file);
+                    f.bytes += len;
+                    self.ctx.spool.add_partial_bytes(len as i64);
+                    if let Some(bps) = self.ewma.bits_per_second() {
+                        self.ctx.metrics.bitrate_bps.get_or_create(&self.labels).set(bps);
+                    }
+                }
+                Event::Close {
+                    id,
+                    start_ts,
+                    end_ts,
+                    video_frames,
+                } => {
+                    let Some(mut f) = rec.files.remove(&id) else { continue };
+                    if rec.current == Some(id) {
+                        rec.current = None;
+                    }
+                    let Some(vtl) = &rec.vtl else { continue };
+                    let start_ms = f.start_ms.unwrap_or_else(|| vtl.map_ms(start_ts));
+                    let end_ms = f.end_ms.unwrap_or_else(|| vtl.map_ms(end_ts)).max(start_ms + 1);
+                    let key = SegmentKey::new(rec.cam.clone(), start_ms, end_ms, Origin::Live)?;
+                    let file = f.file.take();
+                    let spool = self.ctx.spool.clone();
+                    let (path, bytes) = (f.path.clone(), f.bytes);
+                    let okey = ObjectKey::Segment(key.clone());
+                    self.ctx.spool.add_partial_bytes(-(bytes as i64));
+                    blocking(move || {
+                        if let Some(file) = file {
+                            file.sync_all()
+                                .map_err(|e| Error::io("syncing segment", &path, e))?;
+                        }
+                        spool.commit_blocking(&path, &okey, bytes)
+                    })
+                    .await?;
+                    rec.segments += 1;
+                    self.ctx
+                        .metrics
+                        .segments_written
+                        .get_or_create(&self.labels)
+                        .inc();
+                    debug!(key = %key.relative(), frames = video_frames, bytes, "segment written");
+                    let kbps = self.ewma.kbps();
+                    self.ctx.status.update(&self.cfg.id, |r| {
+                        r.last_segment_end_ms = Some(r.last_segment_end_ms.map_or(end_ms, |e| e.max(end_ms)));
+                        r.first_segment_start_ms.get_or_insert(start_ms);
+                        r.segments += 1;
+                        r.bitrate_kbps = kbps;
+                        r.open_gap_since_ms = None;
+                        r.last_error = None;
+                    });
+                    if let Some(g) = self.gaps.footage(start_ms, end_ms) {
+                        self.record_gap(g).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_gap(&self, g: Gap) {
+        let rec = GapRecord::new(
+            &self.cfg.id,
+            g.start_ms,
+            g.end_ms,
+            g.reason,
+            &self.ctx.settings.recorder_name,
+        );
+        info!(
+            start = %rec.start,
+            end = %rec.end,
+            seconds = rec.seconds,
+            reason = g.reason.as_str(),
+            "gap in footage"
+        );
+        self.ctx.metrics.record_gap(&self.cfg.id, g.reason, g.seconds());
+        self.ctx.status.gap(&rec);
+        let spool = self.ctx.spool.clone();
+        if let Err(e) = blocking(move || spool.put_gap_blocking(&rec)).await {
+            warn!(error = %e, "could not write the gap record");
+        }
+    }
+}
+
+/// State of one session.
+struct Recording {
+    cam: CameraId,
+    segmenter: Segmenter,
+    vtl: Option<Timeline>,
+    atl: Option<Timeline>,
+    last_audio_ts: Option<i64>,
+    video: Option<mp4::VideoTrack>,
+    audio: Option<mp4::AudioTrack>,
+    files: HashMap<u64, SegFile>,
+    /// Segment currently receiving video.
+    current: Option<u64>,
+    /// Start time of the next segment, fixed at the cut.
+    pending_start_ms: Option<i64>,
+    segments: u64,
+    /// CRA pictures count as keyframes too (see `h265_is_irap`).
+    h265: bool,
+}
+
+impl Recording {
+    /// Deletes segment files that could not be finished (after a write error). Their footage
+    /// is inside the gap that follows the last finished segment.
+    async fn abandon(&mut self, spool: &Arc<Spool>) {
+        for (_, f) in self.files.drain() {
+            spool.add_partial_bytes(-(f.bytes as i64));
+            let p = f.path;
+            let _ = blocking(move || {
+                std::fs::remove_file(&p).map_err(|e| Error::io("deleting", &p, e))
+            })
+            .await;
+        }
+    }
+}
+
+struct SegFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    start_ts: i64,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    bytes: u64,
+}
+
+fn create_with(path: &std::path::Path, init: Vec<u8>) -> Result<std::fs::File> {
+    use std::io::Write;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io("creating", d, e))?;
+    }
+    let mut f = std::fs::File::create(path).map_err(|e| Error::io("creating segment", path, e))?;
+    f.write_all(&init)
+        .map_err(|e| Error::io("writing segment", path, e))?;
+    Ok(f)
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Stream(format!("file task failed: {e}")))?
+}
+
+fn wall_us(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}

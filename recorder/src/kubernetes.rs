@@ -1,0 +1,602 @@
+//! Kubernetes mode: the recorder pod's view of the cluster.
+//!
+//! * Reads its RecorderPool (storage, segment length, buffer size, lease timing) and the S3
+//!   credentials Secret once at start-up (pool changes take effect when the pod restarts).
+//! * Watches the Cameras labelled `vigil.dev/recorder=<pod>` in its namespace and hands the
+//!   supervisor the desired camera set after every change.
+//! * Renews the Lease `<pod>` every `lease.renewSeconds` with server-side apply; the operator
+//!   declares the recorder failed when it expires.
+//! * Patches each Camera's status (state, measured bitrate, last segment time, the `Recording`
+//!   condition, new outages) at most every `STATUS_INTERVAL`, with a JSON merge patch on the
+//!   status subresource carrying `metadata.resourceVersion`, so that the lists it rewrites
+//!   (conditions, outages) never overwrite the operator's concurrent changes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+use vigil_operator::api::{
+    BackfillReason, Camera, Condition, ConditionStatus, LeaseTiming, Outage, POOL_LABEL,
+    RECORDER_LABEL, RecorderPool, RecordingMode, RtspTransport, set_condition,
+};
+
+use crate::camera::SecretReader;
+use crate::config::{
+    CameraConfig, CredentialSource, Credentials, S3Credentials, StorageConfig, Transport,
+    validate_segment_seconds,
+};
+use crate::error::{Error, Result};
+use crate::gaps::{GapReason, GapRecord};
+use crate::layout::CameraId;
+use crate::status::{CameraReport, CameraState, StatusBoard};
+
+/// Minimum time between two status patches of one camera.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(15);
+/// Outages kept in a Camera's status; older ones remain as gap records in the store.
+const MAX_OUTAGES: usize = 100;
+const FIELD_MANAGER: &str = "vigil-recorder";
+
+/// The recorder's identity and client.
+pub struct K8s {
+    pub client: Client,
+    pub namespace: String,
+    pub pod: String,
+    pub pool: String,
+    pub pod_uid: Option<String>,
+    pub lease: LeaseTiming,
+    /// Latest Camera objects from the watch, for status merges.
+    cameras: Mutex<BTreeMap<String, Camera>>,
+}
+
+/// Settings the RecorderPool decides.
+pub struct PoolSettings {
+    pub storage: StorageConfig,
+    pub prefix: String,
+    pub segment_seconds: u32,
+    pub buffer_max_bytes: u64,
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{name} is not set (pass it from the downward API in Kubernetes mode)"
+            ))
+        })
+}
+
+/// Connects to the API server and reads the pool.
+pub async fn connect() -> Result<(K8s, PoolSettings)> {
+    vigil_operator::install_crypto_provider();
+    let namespace = env("POD_NAMESPACE")?;
+    let pod = env("POD_NAME")?;
+    let pool_name = env("POOL_NAME")?;
+    let pod_uid = std::env::var("POD_UID").ok().filter(|v| !v.is_empty());
+    let client = Client::try_default().await?;
+    let pools: Api<RecorderPool> = Api::namespaced(client.clone(), &namespace);
+    let pool = pools.get(&pool_name).await?;
+    let spec = pool.spec;
+    let (storage, prefix) = match (&spec.storage.s3, &spec.storage.local) {
+        (Some(s3), None) => {
+            let r = &s3.credentials_secret_ref;
+            // The pool documents accessKeyId/secretAccessKey as the default keys.
+            let creds = read_secret(
+                &client,
+                &namespace,
+                &r.name,
+                r.username_key.as_deref().unwrap_or("accessKeyId"),
+                r.password_key.as_deref().unwrap_or("secretAccessKey"),
+            )
+            .await?;
+            (
+                StorageConfig::S3 {
+                    bucket: s3.bucket.clone(),
+                    endpoint: s3.endpoint.clone(),
+                    region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    path_style: s3.path_style,
+                    // The API has no allowHttp field: an http:// endpoint is the user's choice.
+                    allow_http: s3
+                        .endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                    credentials: Some(S3Credentials {
+                        access_key_id: creds.username,
+                        secret_access_key: creds.password,
+                    }),
+                },
+                s3.prefix.clone().unwrap_or_default(),
+            )
+        }
+        (None, Some(local)) => (
+            StorageConfig::Local {
+                path: local.path.clone().into(),
+            },
+            String::new(),
+        ),
+        _ => {
+            return Err(Error::Config(format!(
+                "RecorderPool {pool_name}: storage must set exactly one of s3 or local"
+            )));
+        }
+    };
+    let settings = PoolSettings {
+        storage,
+        prefix,
+        segment_seconds: validate_segment_seconds(spec.segment_seconds)?,
+        buffer_max_bytes: u64::from(spec.local_buffer_mib) << 20,
+    };
+    info!(namespace = %namespace, pod = %pod, pool = %pool_name, "Kubernetes mode");
+    Ok((
+        K8s {
+            client,
+            namespace,
+            pod,
+            pool: pool_name,
+            pod_uid,
+            lease: spec.lease,
+            cameras: Mutex::new(BTreeMap::new()),
+        },
+        settings,
+    ))
+}
+
+async fn read_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    user_key: &str,
+    pass_key: &str,
+) -> Result<Credentials> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let s = secrets.get(name).await?;
+    let data = s.data.unwrap_or_default();
+    let get = |k: &str| -> Result<String> {
+        let v = data.get(k).ok_or_else(|| {
+            Error::Config(format!("Secret {namespace}/{name} has no key {k:?}"))
+        })?;
+        let text = String::from_utf8(v.0.clone()).map_err(|_| {
+            Error::Config(format!("Secret {namespace}/{name} key {k:?} is not UTF-8"))
+        })?;
+        // `kubectl create secret --from-file` keeps the file's trailing newline.
+        Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    };
+    Ok(Credentials {
+        username: get(user_key)?,
+        password: get(pass_key)?,
+    })
+}
+
+/// Reads camera credentials at every connection attempt.
+pub fn secret_reader(client: Client) -> SecretReader {
+    Arc::new(move |ns, name, uk, pk| {
+        let client = client.clone();
+        Box::pin(async move { read_secret(&client, &ns, &name, &uk, &pk).await })
+    })
+}
+
+/// The camera a Camera object describes, or why it cannot be recorded.
+pub fn camera_config(cam: &Camera) -> Result<Option<CameraConfig>> {
+    let ns = cam.namespace().unwrap_or_default();
+    let id = CameraId::new(&ns, &cam.name_any())?;
+    if cam.spec.recording.mode == RecordingMode::Off {
+        return Ok(None);
+    }
+    let credentials = match &cam.spec.credentials_secret_ref {
+        None => CredentialSource::None,
+        Some(r) => CredentialSource::Secret {
+            name: r.name.clone(),
+            username_key: r.username_key().to_string(),
+            password_key: r.password_key().to_string(),
+        },
+    };
+    let transport = match cam.spec.source.transport {
+        RtspTransport::Tcp => Transport::Tcp,
+        RtspTransport::Udp => Transport::Udp,
+    };
+    CameraConfig::new(id, &cam.spec.source.url, credentials, transport, true).map(Some)
+}
+
+/// Watches this pod's Cameras and sends the full desired set after every change.
+pub async fn watch_cameras(k: Arc<K8s>, tx: mpsc::Sender<Vec<CameraConfig>>) {
+    let api: Api<Camera> = Api::namespaced(k.client.clone(), &k.namespace);
+    let cfg = watcher::Config::default().labels(&format!("{RECORDER_LABEL}={}", k.pod));
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut init: Option<BTreeMap<String, Camera>> = None;
+    let mut synced = false;
+    while let Some(ev) = stream.next().await {
+        let changed = match ev {
+            Ok(Event::Init) => {
+                init = Some(BTreeMap::new());
+                false
+            }
+            Ok(Event::InitApply(c)) => {
+                if let Some(m) = &mut init {
+                    m.insert(c.name_any(), c);
+                }
+                false
+            }
+            Ok(Event::InitDone) => {
+                if let Some(m) = init.take() {
+                    *lock(&k.cameras) = m;
+                }
+                synced = true;
+                true
+            }
+            Ok(Event::Apply(c)) => {
+                lock(&k.cameras).insert(c.name_any(), c);
+                true
+            }
+            Ok(Event::Delete(c)) => {
+                lock(&k.cameras).remove(&c.name_any());
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "Camera watch error; retrying");
+                false
+            }
+        };
+        if !(changed && synced) {
+            continue;
+        }
+        let desired: Vec<CameraConfig> = lock(&k.cameras)
+            .values()
+            .filter_map(|c| match camera_config(c) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    warn!(camera = %c.name_any(), error = %e, "cannot record this camera");
+                    None
+                }
+            })
+            .collect();
+        if tx.send(desired).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn micro_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The Lease this recorder renews, as a server-side-apply body.
+pub fn lease_body(k: &K8s, acquired: DateTime<Utc>, now: DateTime<Utc>) -> serde_json::Value {
+    let mut meta = json!({
+        "name": k.pod,
+        "namespace": k.namespace,
+        "labels": { POOL_LABEL: k.pool },
+    });
+    if let Some(uid) = &k.pod_uid {
+        // Owned by the pod, so that the Lease goes away with it.
+        meta["ownerReferences"] = json!([{
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": k.pod,
+            "uid": uid,
+        }]);
+    }
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": k.pod,
+            "leaseDurationSeconds": k.lease.duration_seconds,
+            "acquireTime": micro_time(acquired),
+            "renewTime": micro_time(now),
+        }
+    })
+}
+
+/// Renews the Lease every `renewSeconds` until `stop`.
+pub async fn lease_loop(k: Arc<K8s>, mut stop: watch::Receiver<bool>) {
+    let api: Api<Lease> = Api::namespaced(k.client.clone(), &k.namespace);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let acquired = Utc::now();
+    let every = Duration::from_secs(u64::from(k.lease.renew_seconds.max(1)));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let body = lease_body(&k, acquired, Utc::now());
+        // A renewal slower than the renew interval is as good as a failed one.
+        match tokio::time::timeout(every, api.patch(&k.pod, &pp, &Patch::Apply(body))).await {
+            Ok(Ok(_)) => {
+                if failing {
+                    info!("Lease renewed again");
+                }
+                failing = false;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    warn!(error = %e, "cannot renew the Lease");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                if !failing {
+                    warn!("Lease renewal timed out");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+fn state_word(r: &CameraReport) -> &'static str {
+    match r.state {
+        CameraState::Recording => "Recording",
+        CameraState::Connecting if r.segments == 0 => "Pending",
+        CameraState::Connecting | CameraState::Reconnecting => "Degraded",
+        CameraState::Stopped => "Pending",
+    }
+}
+
+fn recording_condition(r: &CameraReport, generation: Option<i64>) -> Condition {
+    match r.state {
+        CameraState::Recording => Condition::new(
+            "Recording",
+            ConditionStatus::True,
+            "Streaming",
+            format!("recording on {}", r.codec.as_deref().unwrap_or("video")),
+            generation,
+        ),
+        CameraState::Connecting if r.segments == 0 && r.last_error.is_none() => Condition::new(
+            "Recording",
+            ConditionStatus::False,
+            "Connecting",
+            "connecting to the camera",
+            generation,
+        ),
+        _ => Condition::new(
+            "Recording",
+            ConditionStatus::False,
+            "StreamLost",
+            r.last_error
+                .clone()
+                .unwrap_or_else(|| "no footage from the camera".into()),
+            generation,
+        ),
+    }
+}
+
+/// A gap as an outage for the operator (which turns outages into Backfills).
+pub fn outage(g: &GapRecord, pod: &str) -> Option<Outage> {
+    let start = DateTime::from_timestamp_millis(g.start_ms)?;
+    let end = DateTime::from_timestamp_millis(g.end_ms)?;
+    let (reason, recorder) = match g.reason {
+        GapReason::RecorderRestart => (BackfillReason::RecorderFailure, Some(pod.to_string())),
+        _ => (BackfillReason::StreamLoss, None),
+    };
+    Some(Outage {
+        start,
+        end: Some(end),
+        reason,
+        recorder,
+    })
+}
+
+/// The merge patch for one camera, or `None` if nothing changed.
+pub fn status_patch(cam: &Camera, r: &CameraReport, new_gaps: &[GapRecord], pod: &str) -> Option<serde_json::Value> {
+    let old = cam.status.clone().unwrap_or_default();
+    let mut conditions = old.conditions.clone();
+    set_condition(&mut conditions, recording_condition(r, cam.metadata.generation));
+    let mut outages = old.outages.clone();
+    // An open outage (the operator saw this camera's previous recorder fail) ends where this
+    // recorder's footage begins.
+    if let Some(first) = r.first_segment_start_ms.and_then(DateTime::from_timestamp_millis) {
+        for o in outages.iter_mut().filter(|o| o.end.is_none() && o.start < first) {
+            o.end = Some(first);
+        }
+    }
+    for g in new_gaps {
+        if let Some(o) = outage(g, pod)
+            && !outages.iter().any(|x| x.start == o.start && x.end == o.end)
+        {
+            outages.push(o);
+        }
+    }
+    if outages.len() > MAX_OUTAGES {
+        outages.drain(..outages.len() - MAX_OUTAGES);
+    }
+    let state = state_word(r);
+    let last = r
+        .last_segment_end_ms
+        .and_then(DateTime::from_timestamp_millis);
+    let unchanged = old.state.as_deref() == Some(state)
+        && old.measured_bitrate_kbps == r.bitrate_kbps.or(old.measured_bitrate_kbps)
+        && (last.is_none() || old.last_segment_time == last)
+        && old.conditions == conditions
+        && old.outages == outages;
+    if unchanged {
+        return None;
+    }
+    let mut status = json!({
+        "state": state,
+        "conditions": conditions,
+    });
+    if let Some(k) = r.bitrate_kbps {
+        status["measuredBitrateKbps"] = json!(k);
+    }
+    if let Some(t) = last {
+        status["lastSegmentTime"] = json!(t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
+    if outages != old.outages {
+        status["outages"] = serde_json::to_value(&outages).ok()?;
+    }
+    Some(json!({
+        "metadata": { "resourceVersion": cam.resource_version() },
+        "status": status,
+    }))
+}
+
+/// Patches the status of every running camera every `STATUS_INTERVAL`.
+pub async fn status_loop(k: Arc<K8s>, board: Arc<StatusBoard>, mut stop: watch::Receiver<bool>) {
+    let api: Api<Camera> = Api::namespaced(k.client.clone(), &k.namespace);
+    let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for r in board.snapshot() {
+            let Ok(id) = CameraId::new(&r.namespace, &r.camera) else { continue };
+            let Some(cam) = lock(&k.cameras).get(&r.camera).cloned() else { continue };
+            let gaps = board.take_unreported_gaps(&id);
+            let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod) else {
+                continue;
+            };
+            match api
+                .patch_status(&r.camera, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(updated) => {
+                    debug!(camera = %id, "status patched");
+                    // The watch will deliver it too; keeping it now avoids a needless conflict.
+                    lock(&k.cameras).insert(r.camera.clone(), updated);
+                }
+                Err(e) => {
+                    // A conflict means the operator wrote in between; the next round merges
+                    // with the newer object from the watch.
+                    debug!(camera = %id, error = %e, "status patch failed; retrying next round");
+                    board.requeue_gaps(&id, gaps);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_operator::api::{CameraSource, CameraSpec};
+
+    fn camera() -> Camera {
+        let mut c = Camera::new(
+            "door",
+            CameraSpec {
+                source: CameraSource {
+                    url: "rtsp://10.0.0.5/live".into(),
+                    transport: RtspTransport::Tcp,
+                },
+                credentials_secret_ref: None,
+                expected_bitrate_kbps: 4000,
+                pool: "main".into(),
+                recording: Default::default(),
+                retention: Default::default(),
+                edge_storage: None,
+                auto_backfill: true,
+            },
+        );
+        c.metadata.namespace = Some("site".into());
+        c.metadata.resource_version = Some("42".into());
+        c
+    }
+
+    fn report(state: CameraState) -> CameraReport {
+        CameraReport {
+            namespace: "site".into(),
+            camera: "door".into(),
+            url: "rtsp://10.0.0.5/live".into(),
+            state,
+            state_since_ms: 0,
+            codec: Some("avc1.42c01f".into()),
+            audio: None,
+            bitrate_kbps: Some(4100),
+            last_segment_end_ms: Some(1_700_000_010_000),
+            first_segment_start_ms: Some(1_700_000_000_000),
+            segments: 3,
+            sessions: 1,
+            reconnects: 0,
+            last_error: None,
+            open_gap_since_ms: None,
+            gaps: vec![],
+            unreported_gaps: vec![],
+        }
+    }
+
+    #[test]
+    fn patch_carries_resource_version_and_condition() {
+        let cam = camera();
+        let g = GapRecord::new(
+            &CameraId::new("site", "door").unwrap(),
+            1_700_000_000_000,
+            1_700_000_004_000,
+            GapReason::StreamLost,
+            "rec-0",
+        );
+        let p = status_patch(&cam, &report(CameraState::Recording), &[g], "rec-0").unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(p["status"]["state"], "Recording");
+        assert_eq!(p["status"]["measuredBitrateKbps"], 4100);
+        assert_eq!(p["status"]["lastSegmentTime"], "2023-11-14T22:13:30.000Z");
+        assert_eq!(p["status"]["conditions"][0]["type"], "Recording");
+        assert_eq!(p["status"]["conditions"][0]["status"], "True");
+        assert_eq!(p["status"]["outages"][0]["reason"], "StreamLoss");
+        assert_eq!(p["status"]["outages"][0]["start"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["status"]["outages"][0]["end"], "2023-11-14T22:13:24Z");
+    }
+
+    #[test]
+    fn keeps_operator_conditions_and_skips_no_ops() {
+        let mut cam = camera();
+        let mut st = vigil_operator::api::CameraStatus::default();
+        st.conditions.push(Condition::new("Scheduled", ConditionStatus::True, "Assigned", "", None));
+        cam.status = Some(st);
+        let r = report(CameraState::Recording);
+        let p = status_patch(&cam, &r, &[], "rec-0").unwrap();
+        let conds = p["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conds.len(), 2);
+        assert!(p["status"].get("outages").is_none());
+        // Apply it and ask again: nothing to do.
+        let mut applied = cam.clone();
+        let s: vigil_operator::api::CameraStatus = serde_json::from_value(p["status"].clone()).unwrap();
+        applied.status = Some(s);
+        assert!(status_patch(&applied, &r, &[], "rec-0").is_none());
+    }
+
+    #[test]
+    fn closes_open_outage_at_first_footage() {
+        let mut cam = camera();
+        let mut st = vigil_operator::api::CameraStatus::default();
+        st.outages.push(Outage {
+            start: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
+            end: None,
+            reason: BackfillReason::RecorderFailure,
+            recorder: Some("rec-1".into()),
+        });
+        cam.status = Some(st);
+        let p = status_patch(&cam, &report(CameraState::Recording), &[], "rec-0").unwrap();
+        assert_eq!(p["status"]["outages"][0]["end"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["status"]["outages"][0]["recorder"], "rec-1");
+    }
+
+    #[test]
+    fn off_cameras_are_not_recorded() {
+        let mut cam = camera();
+        assert!(camera_config(&cam).unwrap().is_some());
+        cam.spec.recording.mode = RecordingMode::Off;
+        assert!(camera_config(&cam).unwrap().is_none());
+    }
+}

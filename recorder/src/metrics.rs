@@ -1,0 +1,218 @@
+//! Prometheus metrics (`/metrics`). Per-camera series carry `namespace` and `camera` labels and
+//! are removed when the camera leaves this recorder, so a long-running recorder does not keep
+//! series of cameras it no longer records.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::layout::CameraId;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CamLabels {
+    pub namespace: String,
+    pub camera: String,
+}
+
+impl From<&CameraId> for CamLabels {
+    fn from(c: &CameraId) -> Self {
+        CamLabels {
+            namespace: c.namespace.clone(),
+            camera: c.name.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GapLabels {
+    pub namespace: String,
+    pub camera: String,
+    pub reason: String,
+}
+
+type FloatCounter = Counter<f64, AtomicU64>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub bytes_in: Family<CamLabels, Counter>,
+    pub bytes_out: Family<CamLabels, Counter>,
+    pub segments_written: Family<CamLabels, Counter>,
+    pub segments_uploaded: Family<CamLabels, Counter>,
+    pub reconnects: Family<CamLabels, Counter>,
+    pub gaps: Family<GapLabels, Counter>,
+    pub gap_seconds: Family<GapLabels, FloatCounter>,
+    pub dropped_bytes: Family<CamLabels, Counter>,
+    pub dropped_segments: Family<CamLabels, Counter>,
+    pub bitrate_bps: Family<CamLabels, FloatGauge>,
+    pub camera_up: Family<CamLabels, Gauge>,
+    pub upload_seconds: Histogram,
+    pub upload_errors: Counter,
+    pub buffer_bytes: Gauge,
+    pub buffer_objects: Gauge,
+    pub buffer_partial_bytes: Gauge,
+    pub buffer_max_bytes: Gauge,
+    pub cameras: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vigil_recorder");
+        let m = Metrics {
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            segments_written: Family::default(),
+            segments_uploaded: Family::default(),
+            reconnects: Family::default(),
+            gaps: Family::default(),
+            gap_seconds: Family::default(),
+            dropped_bytes: Family::default(),
+            dropped_segments: Family::default(),
+            bitrate_bps: Family::default(),
+            camera_up: Family::default(),
+            // 5 ms .. ~82 s
+            upload_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+            upload_errors: Counter::default(),
+            buffer_bytes: Gauge::default(),
+            buffer_objects: Gauge::default(),
+            buffer_partial_bytes: Gauge::default(),
+            buffer_max_bytes: Gauge::default(),
+            cameras: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "bytes_in",
+            "Stream payload bytes received from the camera",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Bytes uploaded to the object store",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "segments_written",
+            "Segments completed into the local buffer",
+            m.segments_written.clone(),
+        );
+        registry.register(
+            "segments_uploaded",
+            "Segments uploaded to the object store",
+            m.segments_uploaded.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Connection attempts after the first (stream loss, refused, timeouts)",
+            m.reconnects.clone(),
+        );
+        registry.register("gaps", "Intervals without footage", m.gaps.clone());
+        registry.register(
+            "gap_seconds",
+            "Seconds without footage",
+            m.gap_seconds.clone(),
+        );
+        registry.register(
+            "dropped_bytes",
+            "Recorded bytes dropped from the full buffer before upload",
+            m.dropped_bytes.clone(),
+        );
+        registry.register(
+            "dropped_segments",
+            "Recorded segments dropped from the full buffer before upload",
+            m.dropped_segments.clone(),
+        );
+        registry.register(
+            "bitrate_bits_per_second",
+            "Measured stream bitrate (EWMA, 10 s time constant)",
+            m.bitrate_bps.clone(),
+        );
+        registry.register(
+            "camera_up",
+            "1 while the camera's stream delivers footage",
+            m.camera_up.clone(),
+        );
+        registry.register(
+            "upload_duration_seconds",
+            "Time to upload one object",
+            m.upload_seconds.clone(),
+        );
+        registry.register(
+            "upload_errors",
+            "Failed upload attempts",
+            m.upload_errors.clone(),
+        );
+        registry.register(
+            "buffer_bytes",
+            "Bytes of finished segments waiting in the local buffer",
+            m.buffer_bytes.clone(),
+        );
+        registry.register(
+            "buffer_objects",
+            "Objects waiting in the local buffer",
+            m.buffer_objects.clone(),
+        );
+        registry.register(
+            "buffer_partial_bytes",
+            "Bytes of segments being recorded",
+            m.buffer_partial_bytes.clone(),
+        );
+        registry.register(
+            "buffer_max_bytes",
+            "Configured buffer limit",
+            m.buffer_max_bytes.clone(),
+        );
+        registry.register("cameras", "Cameras assigned to this recorder", m.cameras.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Drops every per-camera series of `c`.
+    pub fn forget_camera(&self, c: &CameraId) {
+        let l = CamLabels::from(c);
+        self.bytes_in.remove(&l);
+        self.bytes_out.remove(&l);
+        self.segments_written.remove(&l);
+        self.segments_uploaded.remove(&l);
+        self.reconnects.remove(&l);
+        self.dropped_bytes.remove(&l);
+        self.dropped_segments.remove(&l);
+        self.bitrate_bps.remove(&l);
+        self.camera_up.remove(&l);
+        for reason in crate::gaps::ALL_REASONS {
+            let g = GapLabels {
+                namespace: l.namespace.clone(),
+                camera: l.camera.clone(),
+                reason: reason.as_str().to_string(),
+            };
+            self.gaps.remove(&g);
+            self.gap_seconds.remove(&g);
+        }
+    }
+
+    pub fn record_gap(&self, c: &CameraId, reason: crate::gaps::GapReason, seconds: f64) {
+        let g = GapLabels {
+            namespace: c.namespace.clone(),
+            camera: c.name.clone(),
+            reason: reason.as_str().to_string(),
+        };
+        self.gaps.get_or_create(&g).inc();
+        self.gap_seconds.get_or_create(&g).inc_by(seconds.max(0.0));
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

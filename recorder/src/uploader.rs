@@ -1,0 +1,116 @@
+//! Moves finished objects from the local buffer to the store, oldest first per camera.
+//!
+//! Up to `concurrency` uploads run at once, at most one per camera, so a camera's objects
+//! reach the store in time order and a slow or huge upload of one camera does not hold back
+//! the others. A failed upload puts the object back and pauses all uploads with capped
+//! exponential backoff (a store outage affects every camera alike); ingest never waits for
+//! uploads, it only fills the buffer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::layout::ObjectKey;
+use crate::metrics::{CamLabels, Metrics};
+use crate::spool::Spool;
+
+pub struct Uploader {
+    pub store: Arc<dyn ObjectStore>,
+    pub spool: Arc<Spool>,
+    pub metrics: Arc<Metrics>,
+    pub prefix: String,
+    pub concurrency: usize,
+}
+
+impl Uploader {
+    /// Runs until `stop` turns true, then keeps going until the buffer is empty or `deadline`
+    /// (set when stopping) passes.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<Option<Instant>>) {
+        let mut backoff = Backoff::with_random_seed(Duration::from_millis(500), Duration::from_secs(5));
+        let mut tasks: JoinSet<(ObjectKey, Result<u64>, Duration)> = JoinSet::new();
+        let mut paused_until: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline = *stop.borrow();
+            if let Some(d) = deadline {
+                let (waiting, _) = self.spool.waiting();
+                if waiting == 0 && tasks.is_empty() {
+                    info!("buffer empty; uploader done");
+                    return;
+                }
+                if Instant::now() >= d {
+                    let (n, bytes) = self.spool.waiting();
+                    warn!(objects = n, bytes, "shutdown timeout: leaving objects in the buffer for the next start");
+                    return;
+                }
+            }
+            let paused = paused_until.is_some_and(|t| tokio::time::Instant::now() < t);
+            if !paused {
+                let free = self.concurrency.saturating_sub(tasks.len());
+                for key in self.spool.claim(free) {
+                    let me = self.clone();
+                    tasks.spawn(async move {
+                        let t0 = Instant::now();
+                        let r = me.upload(&key).await;
+                        (key, r, t0.elapsed())
+                    });
+                }
+            }
+            let sleep_until = match (paused_until, deadline) {
+                (Some(p), _) if paused => p,
+                (_, Some(_)) => tokio::time::Instant::now() + Duration::from_millis(200),
+                _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                Some(res) = tasks.join_next(), if !tasks.is_empty() => {
+                    match res {
+                        Ok((key, Ok(bytes), took)) => {
+                            backoff.reset();
+                            paused_until = None;
+                            self.metrics.upload_seconds.observe(took.as_secs_f64());
+                            let labels = CamLabels::from(key.camera());
+                            self.metrics.bytes_out.get_or_create(&labels).inc_by(bytes);
+                            if matches!(key, ObjectKey::Segment(_)) {
+                                self.metrics.segments_uploaded.get_or_create(&labels).inc();
+                            }
+                            debug!(key = %key.relative(), bytes, ms = took.as_millis() as u64, "uploaded");
+                            let spool = self.spool.clone();
+                            let _ = tokio::task::spawn_blocking(move || spool.done_blocking(&key)).await;
+                        }
+                        Ok((key, Err(e), _)) => {
+                            self.metrics.upload_errors.inc();
+                            self.spool.release(&key);
+                            let d = backoff.next_delay();
+                            paused_until = Some(tokio::time::Instant::now() + d);
+                            warn!(key = %key.relative(), error = %e, retry_in_ms = d.as_millis() as u64, "upload failed; keeping it in the buffer");
+                        }
+                        Err(e) => warn!(error = %e, "upload task failed"),
+                    }
+                }
+                _ = self.spool.changed() => {}
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep_until(sleep_until) => {}
+            }
+        }
+    }
+
+    async fn upload(&self, key: &ObjectKey) -> Result<u64> {
+        let path = self.spool.path_of(key);
+        let data = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::io("reading buffered object", &path, e))?;
+        let len = data.len() as u64;
+        let loc = StorePath::from(key.to_key(&self.prefix));
+        self.store
+            .put(&loc, PutPayload::from(Bytes::from(data)))
+            .await?;
+        Ok(len)
+    }
+}
