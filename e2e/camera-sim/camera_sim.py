@@ -578,7 +578,7 @@ class Camera:
         self.started_at_ms = None
         self.utc0_ns = None               # UTC at encoder running time 0
         self.enc_base = None
-        self.renderer = TextRenderer(scale=max(1, cfg.height // 240))
+        self.renderer = TextRenderer(scale=max(2, cfg.height // 180))
         self.sd = SdStore(sim.args.sd_dir, self, sim.args.sd_minutes) if sim.args.sd_dir else None
         self.pipeline = None
         self.factories = {}
@@ -631,8 +631,10 @@ class Camera:
             enc = make('x264enc', bitrate=c.bitrate, key_int_max=c.gop, bframes=0, b_adapt=False)
             enc.set_property('speed-preset', 'ultrafast')
             enc.set_property('tune', 'zerolatency')
-            enc.set_property('option-string', 'scenecut=0:min-keyint=%d' % min(c.gop, c.gop // 2 + 1))
-            enccaps = 'video/x-h264,profile=main'
+            # fixed GOP (no scene-cut keyframes) and CABAC, i.e. Main profile like
+            # most cameras; ultrafast alone would give Constrained Baseline
+            enc.set_property('option-string', 'scenecut=0:cabac=1')
+            enccaps = 'video/x-h264,profile=main,stream-format=byte-stream'
             parse = make('h264parse', config_interval=-1)
             outcaps = 'video/x-h264,stream-format=byte-stream,alignment=au'
         else:
@@ -640,7 +642,7 @@ class Camera:
             enc.set_property('speed-preset', 'ultrafast')
             enc.set_property('tune', 'zerolatency')
             enc.set_property('option-string', 'bframes=0:scenecut=0:open-gop=0:min-keyint=%d' % c.gop)
-            enccaps = 'video/x-h265,profile=main'
+            enccaps = 'video/x-h265,profile=main,stream-format=byte-stream'
             parse = make('h265parse', config_interval=-1)
             outcaps = 'video/x-h265,stream-format=byte-stream,alignment=au'
         ecf = make('capsfilter', caps=Gst.Caps.from_string(enccaps))
@@ -974,9 +976,10 @@ class ReplayFeeder:
             self.cam.cfg.name, self.mode, iso_ms(want // 1_000_000),
             iso_ms(k // 1_000_000) if k else None,
             iso_ms(self.stop_utc // 1_000_000) if self.stop_utc else None))
-        if k is None or k >= want:
+        if k is None or k == want:
             return Gst.PadProbeReturn.OK
-        # start on the keyframe before the requested time (as cameras do)
+        # start on the keyframe before the requested time (as cameras do), or
+        # on the first footage after it when the start falls into a gap
         new = Gst.Event.new_seek(rate, fmt, flags, Gst.SeekType.SET, self.to_pipe(k), sp_type, stop)
         new.set_seqnum(ev.get_seqnum())
         self.reseeking = True
@@ -1038,6 +1041,14 @@ def _payloader_bin(name, codec, onvif):
 
 
 def build_replay_element(cam, mode, start_ns=None, end_ns=None):
+    if start_ns is not None:
+        # like a camera, start on the keyframe at/before the requested start
+        # (or on the first footage after it); npt 0 is that frame
+        k = SdReader(cam.sd, 'video', cam.cfg.codec).seek(start_ns)
+        if k is None or (end_ns is not None and k >= end_ns):
+            log('%s: no footage in the requested window' % cam.cfg.name)
+            return None
+        start_ns = k
     top = Gst.Bin.new(None)
     kinds = [('video', cam.cfg.codec)]
     if cam.cfg.audio == 'aac':
@@ -1568,11 +1579,16 @@ class Simulator:
     def _permit(self, factory, cam):
         if not self.auth:
             return
-        roles = ['user:' + cam.cfg.user] if cam.cfg.user else ['anonymous'] + self.user_roles
-        for r in roles:
+        if cam.cfg.user:
+            # anonymous may see the mount but not construct it: that makes
+            # the server answer 401 + WWW-Authenticate instead of 404
+            roles = [('anonymous', False), ('user:' + cam.cfg.user, True)]
+        else:
+            roles = [(r, True) for r in ['anonymous'] + self.user_roles]
+        for r, construct in roles:
             s = Gst.Structure.new_empty(r)
             s.set_value('media.factory.access', True)
-            s.set_value('media.factory.construct', True)
+            s.set_value('media.factory.construct', construct)
             factory.add_role_from_structure(s)
 
     def _live_factory(self, cam):
