@@ -46,7 +46,7 @@ export KUBECONFIG=$ADMIN_KUBECONFIG
 export PATH=$K8S_BIN:\$PATH
 export VIGIL_CLUSTER_DIR=$STATE
 # Address of this host as seen from pods (the cni0 bridge): run host-side servers (camera
-# simulator, S3, webhooks for pods) on it.
+# simulator, S3 server) on it, or on 0.0.0.0.
 export VIGIL_HOST_IP=$HOST_IP
 export VIGIL_NODE_NAME=$NODE_NAME
 EOF
