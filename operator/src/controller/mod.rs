@@ -1,5 +1,6 @@
 //! The operator's controllers: one reconcile per resource, run by kube-runtime `Controller`s.
 
+pub mod backfill;
 pub mod camera;
 pub mod camera_status;
 pub mod children;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -19,7 +21,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{Camera, POOL_LABEL, RecorderPool};
+use crate::api::{Backfill, Camera, POOL_LABEL, RecorderPool};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use children::RecorderSettings;
@@ -101,6 +103,17 @@ pub async fn run(ctx: Arc<Context>) {
             tracing::debug!(error = %e, "pool reconcile result");
         }
     });
+    let backfills = Controller::new(
+        Api::<Backfill>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Job>::all(client.clone()),
+        watcher::Config::default().labels(backfill::BACKFILL_LABEL),
+    )
+    .shutdown_on_signal()
+    .run(backfill::reconcile, error_policy, ctx.clone())
+    .for_each(|_| async {});
     let cameras = Controller::new(
         Api::<Camera>::all(client.clone()),
         watcher::Config::default(),
@@ -109,5 +122,5 @@ pub async fn run(ctx: Arc<Context>) {
     .run(camera::reconcile, error_policy, ctx.clone())
     .for_each(|_| async {});
     info!("controllers running");
-    futures::join!(pools, cameras);
+    futures::join!(pools, cameras, backfills);
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -19,11 +19,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
+use super::backfill::backfill_for_outage;
 use super::camera_status::{CameraFacts, differs, failover_outage, operator_status};
 use super::children;
 use super::{Context, FIELD_MANAGER};
 use crate::api::{
-    Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
+    Backfill, Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
     RecorderPoolStatus, RecorderState, set_condition,
 };
 use crate::error::{Error, Result};
@@ -200,7 +201,8 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
                     .observe((now - renewed).num_milliseconds() as f64 / 1000.0);
             }
         }
-        let new_status = operator_status(camera, f, now);
+        let mut new_status = operator_status(camera, f, now);
+        hand_over_closed_outages(&ctx, camera, &mut new_status.outages).await?;
         *states.entry(new_status.state.clone()).or_default() += 1;
         if differs(camera, &new_status) {
             apply_camera_status(&cameras_api, &cam_name, &new_status).await?;
@@ -386,6 +388,57 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         apply_pool_status(&ctx, &pool, &ns, status).await?;
     }
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Turns each closed outage of `camera` into a Backfill (if the camera wants auto-backfill) and
+/// removes it from the list. The Backfill's name is derived from the outage, so a reconcile that
+/// fails after creating it finds it again instead of creating a second one.
+async fn hand_over_closed_outages(
+    ctx: &Context,
+    camera: &Camera,
+    outages: &mut Vec<crate::api::Outage>,
+) -> Result<()> {
+    let ns = camera.namespace().unwrap_or_default();
+    let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);
+    for outage in outages.iter().filter(|o| o.end.is_some()) {
+        let seconds = outage.end.map_or(0.0, |e| {
+            (e - outage.start).num_milliseconds() as f64 / 1000.0
+        });
+        if !camera.spec.auto_backfill {
+            publish(
+                ctx,
+                camera,
+                EventType::Warning,
+                "OutageNotBackfilled",
+                format!("{seconds:.1} s without footage; autoBackfill is off"),
+            )
+            .await;
+            continue;
+        }
+        let Some(backfill) = backfill_for_outage(camera, outage) else {
+            continue;
+        };
+        match api.create(&PostParams::default(), &backfill).await {
+            Ok(_) => {
+                info!(camera = %camera.name_any(), backfill = %backfill.name_any(), seconds, "outage handed to a Backfill");
+                publish(
+                    ctx,
+                    camera,
+                    EventType::Normal,
+                    "BackfillCreated",
+                    format!(
+                        "Backfill {} for {seconds:.1} s of outage",
+                        backfill.name_any()
+                    ),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    outages.retain(|o| o.end.is_none());
+    Ok(())
 }
 
 fn pascal_case(s: &str) -> String {

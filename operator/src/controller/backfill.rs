@@ -1,0 +1,743 @@
+//! Backfills: outage → Backfill object → Job, and the Job's outcome → Backfill status.
+//!
+//! The decisions are pure ([`backfill_for_outage`], [`decide`], [`job`]); [`reconcile`] only
+//! reads the world and carries them out. The Job (`vigil-recorder backfill <ns>/<name>`) writes
+//! the figures of the status (seconds missing before / recovered / lost, intervals still
+//! missing, bytes, progress) with its own field manager; the operator writes phase, Job name,
+//! attempts, times and conditions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use super::children::{RecorderSettings, workload_name};
+use super::{Context, FIELD_MANAGER};
+use crate::api::{
+    Backfill, BackfillPhase, BackfillSpec, BackfillStatus, Camera, Condition, ConditionStatus,
+    Outage, RecorderPool, TimeWindow, set_condition,
+};
+use crate::error::{Error, Result};
+use crate::validation;
+
+/// Attempts before a Backfill is given up as Failed.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Label on a backfill Job naming its Backfill.
+pub const BACKFILL_LABEL: &str = "vigil.dev/backfill";
+
+/// The Backfill for a closed outage. Its name is derived from the camera and the outage start,
+/// so creating it twice (a retried reconcile) finds the first one instead of a duplicate.
+pub fn backfill_for_outage(camera: &Camera, outage: &Outage) -> Option<Backfill> {
+    let end = outage.end?;
+    let mut b = Backfill::new(
+        &format!("{}-{}", camera.name_any(), outage.start.timestamp()),
+        BackfillSpec {
+            camera: camera.name_any(),
+            window: TimeWindow {
+                start: outage.start,
+                end,
+            },
+            reason: outage.reason,
+        },
+    );
+    b.metadata.namespace = camera.namespace();
+    b.metadata.labels = Some(BTreeMap::from([(
+        "vigil.dev/camera".to_string(),
+        camera.name_any(),
+    )]));
+    Some(b)
+}
+
+/// What to do with a Backfill now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Start attempt `attempt` as a Job.
+    StartJob { attempt: u32 },
+    /// Not yet: another backfill of this camera or the pool's cap is in the way.
+    Wait { reason: String, message: String },
+    /// The running Job failed; delete it and try again after the delay.
+    Retry { after: Duration, message: String },
+    /// Done, with this phase and reason.
+    Finish {
+        phase: BackfillPhase,
+        reason: String,
+        message: String,
+        seconds_lost: Option<f64>,
+    },
+    /// Nothing to do (running, or already finished).
+    Nothing,
+}
+
+/// The facts [`decide`] needs.
+pub struct World<'a> {
+    pub camera: Option<&'a Camera>,
+    pub pool: Option<&'a RecorderPool>,
+    /// The Job of the current attempt, if it exists.
+    pub job: Option<&'a Job>,
+    /// Other Backfills of the same camera that are Running.
+    pub running_for_camera: usize,
+    /// Backfills of the same pool that are Running (this one excluded).
+    pub running_in_pool: usize,
+}
+
+/// Decides the next step for `backfill`. Pure.
+pub fn decide(backfill: &Backfill, world: &World) -> Decision {
+    let status = backfill.status.clone().unwrap_or_default();
+    if matches!(
+        status.phase,
+        Some(BackfillPhase::Succeeded | BackfillPhase::PartiallyRecovered | BackfillPhase::Failed)
+    ) {
+        return Decision::Nothing;
+    }
+    let window_seconds = backfill.spec.window.seconds().max(0.0);
+    let errors = validation::validate_backfill(&backfill.spec);
+    if !errors.is_empty() {
+        return Decision::Finish {
+            phase: BackfillPhase::Failed,
+            reason: "InvalidSpec".into(),
+            message: validation::describe(&errors),
+            seconds_lost: None,
+        };
+    }
+    let Some(camera) = world.camera else {
+        return Decision::Finish {
+            phase: BackfillPhase::Failed,
+            reason: "CameraNotFound".into(),
+            message: format!(
+                "camera {:?} not found in this namespace",
+                backfill.spec.camera
+            ),
+            seconds_lost: Some(window_seconds),
+        };
+    };
+    if camera.spec.edge_storage.is_none() {
+        return Decision::Finish {
+            phase: BackfillPhase::Failed,
+            reason: "NoEdgeStorage".into(),
+            message: format!(
+                "camera {} has no edge storage (spec.edgeStorage), so the {window_seconds:.1} s of this window cannot be recovered",
+                camera.name_any()
+            ),
+            seconds_lost: Some(window_seconds),
+        };
+    }
+    let Some(pool) = world.pool else {
+        return Decision::Wait {
+            reason: "PoolNotFound".into(),
+            message: format!("RecorderPool {:?} not found", camera.spec.pool),
+        };
+    };
+    match world.job.and_then(|j| j.status.as_ref()) {
+        Some(js) if js.succeeded.unwrap_or(0) > 0 => {
+            let lost = status.seconds_lost.unwrap_or(0.0);
+            return if status.seconds_recovered.is_none() && status.seconds_lost.is_none() {
+                Decision::Finish {
+                    phase: BackfillPhase::Failed,
+                    reason: "NoReport".into(),
+                    message: "the backfill Job succeeded but reported no figures".into(),
+                    seconds_lost: None,
+                }
+            } else if lost > 0.0 {
+                Decision::Finish {
+                    phase: BackfillPhase::PartiallyRecovered,
+                    reason: "FootageMissing".into(),
+                    message: format!("{lost:.1} s could not be recovered from the camera"),
+                    seconds_lost: None,
+                }
+            } else {
+                Decision::Finish {
+                    phase: BackfillPhase::Succeeded,
+                    reason: "WindowComplete".into(),
+                    message: "the whole window is in the store".into(),
+                    seconds_lost: None,
+                }
+            };
+        }
+        Some(js) if js.failed.unwrap_or(0) > 0 => {
+            return if status.attempts >= MAX_ATTEMPTS {
+                Decision::Finish {
+                    phase: BackfillPhase::Failed,
+                    reason: "AttemptsExhausted".into(),
+                    message: format!(
+                        "{} attempts failed; see the logs of Job {}",
+                        status.attempts,
+                        status.job_name.clone().unwrap_or_default()
+                    ),
+                    seconds_lost: Some(status.seconds_lost.unwrap_or(window_seconds)),
+                }
+            } else {
+                Decision::Retry {
+                    after: Duration::from_secs(10 * 2u64.pow(status.attempts.saturating_sub(1))),
+                    message: format!("attempt {} failed", status.attempts),
+                }
+            };
+        }
+        Some(_) => return Decision::Nothing, // running
+        None if status.phase == Some(BackfillPhase::Running) && world.job.is_some() => {
+            return Decision::Nothing;
+        }
+        None => {}
+    }
+    if world.job.is_some() {
+        return Decision::Nothing;
+    }
+    if world.running_for_camera > 0 {
+        return Decision::Wait {
+            reason: "CameraBusy".into(),
+            message:
+                "another backfill of this camera is running (an SD card serves one reader well)"
+                    .into(),
+        };
+    }
+    if world.running_in_pool >= pool.spec.backfill.max_concurrent as usize {
+        return Decision::Wait {
+            reason: "PoolBusy".into(),
+            message: format!(
+                "{} backfills of pool {} are running (backfill.maxConcurrent)",
+                world.running_in_pool,
+                pool.name_any()
+            ),
+        };
+    }
+    Decision::StartJob {
+        attempt: status.attempts + 1,
+    }
+}
+
+/// Name of the Job of one attempt: at most 63 characters (it becomes a label value).
+pub fn job_name(backfill: &Backfill, attempt: u32) -> String {
+    let name = backfill.name_any();
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let head: String = name.chars().take(40).collect();
+    format!(
+        "{}-{:08x}-{attempt}",
+        head.trim_end_matches('-'),
+        hash as u32
+    )
+}
+
+/// The Job that runs one attempt of `backfill`.
+pub fn job(
+    backfill: &Backfill,
+    camera: &Camera,
+    pool: &RecorderPool,
+    settings: &RecorderSettings,
+    attempt: u32,
+) -> Job {
+    let ns = backfill.namespace().unwrap_or_default();
+    let overrides = pool.spec.pod_overrides.clone().unwrap_or_default();
+    let mut env = vec![
+        serde_json::json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    ];
+    if let Some(secret) = &camera.spec.credentials_secret_ref {
+        env.push(serde_json::json!({"name": "VIGIL_CAMERA_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.username_key()}}}));
+        env.push(serde_json::json!({"name": "VIGIL_CAMERA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.password_key()}}}));
+    }
+    let window_seconds = backfill.spec.window.seconds().max(1.0) as i64;
+    let value = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": job_name(backfill, attempt),
+            "namespace": ns,
+            "labels": {BACKFILL_LABEL: backfill.name_any(), "vigil.dev/camera": camera.name_any(), "vigil.dev/pool": pool.name_any()},
+            "ownerReferences": backfill.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+        },
+        "spec": {
+            "backoffLimit": 0,
+            // Generous: replay runs faster than real time, but a slow link must not be killed early.
+            "activeDeadlineSeconds": 600 + window_seconds * 2,
+            "template": {
+                "metadata": {"labels": {BACKFILL_LABEL: backfill.name_any()}},
+                "spec": {
+                    "serviceAccountName": workload_name(pool),
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true},
+                    "containers": [{
+                        "name": "backfill",
+                        "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
+                        "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
+                        "args": ["backfill", format!("{ns}/{}", backfill.name_any()), "--bandwidth-mbps", pool.spec.backfill.bandwidth_mbps.to_string()],
+                        "env": env,
+                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                }
+            }
+        }
+    });
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.count_reconcile("backfill");
+    let ns = backfill
+        .namespace()
+        .ok_or_else(|| Error::Check("Backfill without namespace".into()))?;
+    let name = backfill.name_any();
+    let cameras: Api<Camera> = Api::namespaced(ctx.client.clone(), &ns);
+    let camera = cameras.get_opt(&backfill.spec.camera).await?;
+    let pool = match &camera {
+        Some(c) => {
+            Api::<RecorderPool>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&c.spec.pool)
+                .await?
+        }
+        None => None,
+    };
+    let status = backfill.status.clone().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let job_now = match &status.job_name {
+        Some(j) => jobs.get_opt(j).await?,
+        None => None,
+    };
+    let (running_for_camera, running_in_pool) =
+        running_counts(&ctx, &ns, &backfill, camera.as_ref()).await?;
+    let world = World {
+        camera: camera.as_ref(),
+        pool: pool.as_ref(),
+        job: job_now.as_ref(),
+        running_for_camera,
+        running_in_pool,
+    };
+    let now = Utc::now();
+    let generation = backfill.metadata.generation;
+    let mut next = OperatorBackfillStatus::from(&status);
+    next.observed_generation = generation;
+    let action = match decide(&backfill, &world) {
+        Decision::Nothing => return Ok(Action::requeue(Duration::from_secs(30))),
+        Decision::StartJob { attempt } => {
+            let (Some(camera), Some(pool)) = (&camera, &pool) else {
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            };
+            let job = job(&backfill, camera, pool, &ctx.settings, attempt);
+            match jobs.create(&PostParams::default(), &job).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {} // created by a previous reconcile
+                Err(e) => return Err(e.into()),
+            }
+            info!(backfill = %name, namespace = %ns, attempt, job = %job.name_any(), "backfill job started");
+            super::pool::publish(
+                &ctx,
+                backfill.as_ref(),
+                EventType::Normal,
+                "JobStarted",
+                format!("attempt {attempt}: Job {}", job.name_any()),
+            )
+            .await;
+            next.phase = Some(BackfillPhase::Running);
+            next.job_name = Some(job.name_any());
+            next.attempts = attempt;
+            next.started_at = next.started_at.or(Some(now));
+            set_condition(
+                &mut next.conditions,
+                Condition::new(
+                    "Complete",
+                    ConditionStatus::False,
+                    "Running",
+                    format!("attempt {attempt} of {MAX_ATTEMPTS}"),
+                    generation,
+                ),
+            );
+            Action::requeue(Duration::from_secs(30))
+        }
+        Decision::Wait { reason, message } => {
+            next.phase = Some(BackfillPhase::Pending);
+            set_condition(
+                &mut next.conditions,
+                Condition::new(
+                    "Complete",
+                    ConditionStatus::False,
+                    &reason,
+                    message,
+                    generation,
+                ),
+            );
+            Action::requeue(Duration::from_secs(5))
+        }
+        Decision::Retry { after, message } => {
+            if let Some(j) = &status.job_name {
+                let _ = jobs
+                    .delete(
+                        j,
+                        &DeleteParams {
+                            propagation_policy: Some(PropagationPolicy::Background),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+            }
+            next.job_name = None;
+            set_condition(
+                &mut next.conditions,
+                Condition::new(
+                    "Complete",
+                    ConditionStatus::False,
+                    "Retrying",
+                    format!("{message}; retrying in {} s", after.as_secs()),
+                    generation,
+                ),
+            );
+            super::pool::publish(
+                &ctx,
+                backfill.as_ref(),
+                EventType::Warning,
+                "AttemptFailed",
+                message,
+            )
+            .await;
+            Action::requeue(after)
+        }
+        Decision::Finish {
+            phase,
+            reason,
+            message,
+            seconds_lost,
+        } => {
+            next.phase = Some(phase);
+            next.finished_at = Some(now);
+            if let Some(lost) = seconds_lost {
+                next.seconds_lost = Some(lost);
+                if status.still_missing.is_empty() {
+                    next.still_missing = vec![backfill.spec.window.clone()];
+                }
+            }
+            let ok = phase == BackfillPhase::Succeeded;
+            set_condition(
+                &mut next.conditions,
+                Condition::new(
+                    "Complete",
+                    if ok {
+                        ConditionStatus::True
+                    } else {
+                        ConditionStatus::False
+                    },
+                    &reason,
+                    &message,
+                    generation,
+                ),
+            );
+            let kind = if ok {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            super::pool::publish(&ctx, backfill.as_ref(), kind, &reason, message).await;
+            Action::await_change()
+        }
+    };
+    let patch =
+        serde_json::json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "Backfill", "status": next});
+    Api::<Backfill>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(action)
+}
+
+/// The operator-owned part of a Backfill's status (the Job owns the figures).
+#[derive(serde::Serialize, Debug, Default)]
+#[serde(rename_all = "camelCase")]
+struct OperatorBackfillStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase: Option<BackfillPhase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_name: Option<String>,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<DateTime<Utc>>,
+    /// Only when nothing could be attempted (no edge storage, no camera, attempts exhausted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds_lost: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    still_missing: Vec<TimeWindow>,
+    conditions: Vec<Condition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_generation: Option<i64>,
+}
+
+impl From<&BackfillStatus> for OperatorBackfillStatus {
+    fn from(s: &BackfillStatus) -> Self {
+        OperatorBackfillStatus {
+            phase: s.phase,
+            job_name: s.job_name.clone(),
+            attempts: s.attempts,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            seconds_lost: None,
+            still_missing: vec![],
+            conditions: s.conditions.clone(),
+            observed_generation: s.observed_generation,
+        }
+    }
+}
+
+async fn running_counts(
+    ctx: &Context,
+    ns: &str,
+    backfill: &Backfill,
+    camera: Option<&Camera>,
+) -> Result<(usize, usize)> {
+    let all = Api::<Backfill>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let running: Vec<&Backfill> = all
+        .iter()
+        .filter(|b| {
+            b.name_any() != backfill.name_any()
+                && b.status.as_ref().and_then(|s| s.phase) == Some(BackfillPhase::Running)
+        })
+        .collect();
+    let for_camera = running
+        .iter()
+        .filter(|b| b.spec.camera == backfill.spec.camera)
+        .count();
+    let Some(camera) = camera else {
+        return Ok((for_camera, 0));
+    };
+    let pools: BTreeMap<String, String> = Api::<Camera>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|c| (c.name_any(), c.spec.pool))
+        .collect();
+    let in_pool = running
+        .iter()
+        .filter(|b| pools.get(&b.spec.camera) == Some(&camera.spec.pool))
+        .count();
+    Ok((for_camera, in_pool))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BackfillReason;
+    use k8s_openapi::api::batch::v1::JobStatus;
+
+    fn camera(edge: bool) -> Camera {
+        let mut spec = serde_json::json!({"source": {"url": "rtsp://cam/live"}, "expectedBitrateKbps": 4000, "pool": "main"});
+        if edge {
+            spec["edgeStorage"] =
+                serde_json::json!({"onvif": {"deviceUrl": "http://cam/onvif/device_service"}});
+            spec["credentialsSecretRef"] = serde_json::json!({"name": "cam-secret"});
+        }
+        let mut c = Camera::new("lobby", serde_json::from_value(spec).expect("spec"));
+        c.metadata.namespace = Some("site".into());
+        c
+    }
+
+    fn pool() -> RecorderPool {
+        let spec = serde_json::from_value(serde_json::json!({
+            "replicas": 2, "capacityKbps": 100000, "storage": {"local": {"path": "/data"}},
+            "backfill": {"maxConcurrent": 1, "bandwidthMbps": 40}
+        }))
+        .expect("pool spec");
+        let mut p = RecorderPool::new("main", spec);
+        p.metadata.namespace = Some("site".into());
+        p
+    }
+
+    fn backfill(status: Option<BackfillStatus>) -> Backfill {
+        let start = Utc::now() - chrono::Duration::seconds(120);
+        let outage = Outage {
+            start,
+            end: Some(start + chrono::Duration::seconds(90)),
+            reason: BackfillReason::RecorderFailure,
+            recorder: Some("rec-a".into()),
+        };
+        let mut b = backfill_for_outage(&camera(true), &outage).expect("closed outage");
+        b.metadata.uid = Some("uid".into());
+        b.status = status;
+        b
+    }
+
+    fn world<'a>(camera: &'a Camera, pool: &'a RecorderPool, job: Option<&'a Job>) -> World<'a> {
+        World {
+            camera: Some(camera),
+            pool: Some(pool),
+            job,
+            running_for_camera: 0,
+            running_in_pool: 0,
+        }
+    }
+
+    #[test]
+    fn outage_becomes_backfill_with_stable_name() {
+        let b = backfill(None);
+        assert!(b.name_any().starts_with("lobby-"));
+        assert_eq!(b.spec.reason, BackfillReason::RecorderFailure);
+        assert!((b.spec.window.seconds() - 90.0).abs() < 1e-9);
+        let open = Outage {
+            start: Utc::now(),
+            end: None,
+            reason: BackfillReason::StreamLoss,
+            recorder: None,
+        };
+        assert!(
+            backfill_for_outage(&camera(true), &open).is_none(),
+            "open outages wait"
+        );
+    }
+
+    #[test]
+    fn no_edge_storage_fails_at_once_counting_the_window_lost() {
+        let (c, p) = (camera(false), pool());
+        match decide(&backfill(None), &world(&c, &p, None)) {
+            Decision::Finish {
+                phase: BackfillPhase::Failed,
+                reason,
+                seconds_lost: Some(lost),
+                ..
+            } => {
+                assert_eq!(reason, "NoEdgeStorage");
+                assert!((lost - 90.0).abs() < 1e-9);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_per_camera_and_pool_cap() {
+        let (c, p) = (camera(true), pool());
+        assert_eq!(
+            decide(&backfill(None), &world(&c, &p, None)),
+            Decision::StartJob { attempt: 1 }
+        );
+        let busy = World {
+            running_for_camera: 1,
+            ..world(&c, &p, None)
+        };
+        assert!(
+            matches!(decide(&backfill(None), &busy), Decision::Wait { reason, .. } if reason == "CameraBusy")
+        );
+        let full = World {
+            running_in_pool: 1,
+            ..world(&c, &p, None)
+        };
+        assert!(
+            matches!(decide(&backfill(None), &full), Decision::Wait { reason, .. } if reason == "PoolBusy")
+        );
+    }
+
+    #[test]
+    fn job_outcomes_retry_then_report_honestly() {
+        let (c, p) = (camera(true), pool());
+        let failed = Job {
+            status: Some(JobStatus {
+                failed: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let running = |attempts| BackfillStatus {
+            phase: Some(BackfillPhase::Running),
+            attempts,
+            job_name: Some("j".into()),
+            ..Default::default()
+        };
+        assert!(
+            matches!(decide(&backfill(Some(running(1))), &world(&c, &p, Some(&failed))), Decision::Retry { after, .. } if after == Duration::from_secs(10))
+        );
+        assert!(
+            matches!(decide(&backfill(Some(running(2))), &world(&c, &p, Some(&failed))), Decision::Retry { after, .. } if after == Duration::from_secs(20))
+        );
+        assert!(matches!(
+            decide(
+                &backfill(Some(running(MAX_ATTEMPTS))),
+                &world(&c, &p, Some(&failed))
+            ),
+            Decision::Finish {
+                phase: BackfillPhase::Failed,
+                ..
+            }
+        ));
+
+        let succeeded = Job {
+            status: Some(JobStatus {
+                succeeded: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut reported = running(1);
+        reported.seconds_recovered = Some(88.0);
+        reported.seconds_lost = Some(2.0);
+        assert!(matches!(
+            decide(
+                &backfill(Some(reported.clone())),
+                &world(&c, &p, Some(&succeeded))
+            ),
+            Decision::Finish {
+                phase: BackfillPhase::PartiallyRecovered,
+                ..
+            }
+        ));
+        reported.seconds_lost = Some(0.0);
+        assert!(matches!(
+            decide(&backfill(Some(reported)), &world(&c, &p, Some(&succeeded))),
+            Decision::Finish {
+                phase: BackfillPhase::Succeeded,
+                ..
+            }
+        ));
+        assert!(
+            matches!(decide(&backfill(Some(running(1))), &world(&c, &p, Some(&succeeded))), Decision::Finish { reason, .. } if reason == "NoReport")
+        );
+    }
+
+    #[test]
+    fn job_runs_backfill_with_credentials_from_the_secret() {
+        let settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "Never".into(),
+        };
+        let b = backfill(None);
+        let j = job(&b, &camera(true), &pool(), &settings, 2);
+        let name = j.metadata.name.clone().expect("name");
+        assert!(name.len() <= 63 && name.ends_with("-2"), "{name}");
+        let pod = j.spec.expect("job spec").template.spec.expect("pod spec");
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_ref().expect("args")[0..2],
+            ["backfill".to_string(), format!("site/{}", b.name_any())]
+        );
+        assert!(
+            c.args.as_ref().expect("args").contains(&"40".to_string()),
+            "bandwidth cap passed"
+        );
+        let env = c.env.as_ref().expect("env");
+        let password = env
+            .iter()
+            .find(|e| e.name == "VIGIL_CAMERA_PASSWORD")
+            .expect("password env");
+        assert!(password.value.is_none(), "the password is never inlined");
+        assert_eq!(
+            password
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|s| s.name.as_str()),
+            Some("cam-secret")
+        );
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("vigil-recorder-main")
+        );
+    }
+}
