@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Checks a `helm template` render of charts/vigil against what the operator binary expects.
+
+Usage: check_render.py MODE RENDERED.yaml [CHART_DIR]
+  MODE: default     chart defaults (webhook on, quickstart and ServiceMonitor off)
+        full        quickstart + serviceMonitor enabled (see test.sh for the values)
+        nowebhook   webhook.enabled=false
+
+Prints one line per failed assertion; exit status 1 if any failed. Needs PyYAML; uses openssl to
+check the generated webhook certificate.
+"""
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+failures = []
+
+
+def expect(cond, what):
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def load(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def one(docs, kind, name_suffix=None):
+    found = [d for d in by_kind(docs, kind)
+             if name_suffix is None or d["metadata"]["name"].endswith(name_suffix)]
+    expect(len(found) == 1, "expected exactly one %s%s, found %d" % (
+        kind, " *%s" % name_suffix if name_suffix else "", len(found)))
+    return found[0] if found else None
+
+
+def check_common(docs, chart_dir, webhook=True):
+    chart = yaml.safe_load(open(os.path.join(chart_dir, "Chart.yaml")))
+    app_version = str(chart["appVersion"])
+
+    for d in docs:
+        md = d.get("metadata", {})
+        expect("name" in md, "object without a name: %r" % d.get("kind"))
+        labels = md.get("labels") or {}
+        expect(labels.get("app.kubernetes.io/managed-by") == "Helm",
+               "%s/%s lacks the standard labels" % (d.get("kind"), md.get("name")))
+
+    dep = one(docs, "Deployment", "-operator")
+    if not dep:
+        return
+    spec = dep["spec"]
+    expect(spec["replicas"] == 2, "operator replicas %r != 2" % spec["replicas"])
+    pod = spec["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    op = containers.get("vigil-operator")
+    if expect(op is not None, "no container vigil-operator"):
+        expect(op["args"] == ["run"], "operator args %r != ['run']" % op["args"])
+        expect(op["image"].endswith(":" + app_version),
+               "operator image %s does not default to appVersion %s" % (op["image"], app_version))
+        env = {e["name"]: e for e in op.get("env", [])}
+        for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+            expect(env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == path,
+                   "%s is not from the downward API (%s)" % (name, path))
+        rec = env.get("VIGIL_RECORDER_IMAGE", {}).get("value", "")
+        expect(rec.endswith("/vigil-recorder:" + app_version),
+               "VIGIL_RECORDER_IMAGE %r is not the recorder at appVersion" % rec)
+        expect(env.get("VIGIL_RECORDER_IMAGE_PULL_POLICY", {}).get("value") == "IfNotPresent",
+               "VIGIL_RECORDER_IMAGE_PULL_POLICY missing")
+        ports = {p["name"]: p["containerPort"] for p in op.get("ports", [])}
+        expect(ports.get("http") == 8080, "operator port http != 8080: %r" % ports)
+        expect(op.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "readiness != /readyz")
+        expect(op.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", "liveness != /healthz")
+        expect(op.get("resources", {}).get("requests"), "operator has no resource requests")
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        expect(sc.get("readOnlyRootFilesystem") is True, "%s: root filesystem not read-only" % c["name"])
+        expect(sc.get("runAsNonRoot") is True, "%s: runAsNonRoot not set" % c["name"])
+        expect(sc.get("allowPrivilegeEscalation") is False, "%s: privilege escalation allowed" % c["name"])
+        expect(sc.get("capabilities", {}).get("drop") == ["ALL"], "%s: capabilities not dropped" % c["name"])
+        expect(sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "%s: no RuntimeDefault seccomp" % c["name"])
+    psc = pod.get("securityContext", {})
+    expect(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532,
+           "pod securityContext is not non-root 65532: %r" % psc)
+
+    sa = one(docs, "ServiceAccount")
+    if sa:
+        expect(pod.get("serviceAccountName") == sa["metadata"]["name"], "pod does not use the chart's ServiceAccount")
+    crb = one(docs, "ClusterRoleBinding")
+    cr = one(docs, "ClusterRole")
+    if cr and crb and sa:
+        expect(crb["roleRef"]["name"] == cr["metadata"]["name"], "ClusterRoleBinding binds another role")
+        expect(crb["subjects"][0]["name"] == sa["metadata"]["name"], "ClusterRoleBinding binds another subject")
+        check_rbac(cr)
+
+    svc = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-operator-metrics")]
+    if expect(len(svc) == 1, "no metrics Service"):
+        expect(svc[0]["spec"]["ports"][0]["targetPort"] == "http", "metrics Service does not target port http")
+        expect(svc[0]["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"],
+               "metrics Service selector != Deployment selector")
+
+    if webhook:
+        check_webhook(docs, dep, containers)
+    else:
+        expect("webhook" not in containers, "webhook container rendered with webhook.enabled=false")
+        expect(not by_kind(docs, "ValidatingWebhookConfiguration"), "webhook configuration rendered while disabled")
+
+
+def rule_allows(rules, group, resource, verb):
+    for r in rules:
+        if group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r["verbs"]:
+            return True
+    return False
+
+
+def check_rbac(cr):
+    rules = cr["rules"]
+    for r in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            expect("*" not in r.get(field, []), "ClusterRole has a wildcard in %s: %r" % (field, r))
+        expect("escalate" not in r["verbs"] and "bind" not in r["verbs"] and "impersonate" not in r["verbs"],
+               "ClusterRole has escalate/bind/impersonate: %r" % r)
+    # What the operator code calls (operator/src/controller, leader.rs).
+    need = [
+        ("vigil.dev", "cameras", "get list watch patch update"),
+        ("vigil.dev", "recorderpools", "get list watch patch update"),
+        ("vigil.dev", "backfills", "get list watch patch update create"),
+        ("vigil.dev", "cameras/status", "get patch update"),
+        ("vigil.dev", "recorderpools/status", "get patch update"),
+        ("vigil.dev", "backfills/status", "get patch update"),
+        ("coordination.k8s.io", "leases", "get list watch create update patch delete"),
+        ("", "pods", "get list watch"),
+        ("", "secrets", "get list"),
+        ("apps", "deployments", "get list watch create patch update"),
+        ("", "services", "get list watch create patch update"),
+        ("", "serviceaccounts", "get list watch create patch update"),
+        ("rbac.authorization.k8s.io", "roles", "get list watch create patch update"),
+        ("rbac.authorization.k8s.io", "rolebindings", "get list watch create patch update"),
+        ("", "events", "create patch"),
+        ("events.k8s.io", "events", "create patch"),
+        ("batch", "jobs", "get list watch create delete"),
+    ]
+    for group, resource, verbs in need:
+        for verb in verbs.split():
+            expect(rule_allows(rules, group, resource, verb),
+                   "ClusterRole lacks %s %s.%s" % (verb, resource, group or "core"))
+    # The Role the operator creates for each pool's recorders (operator/src/controller/children.rs):
+    # Kubernetes lets the operator grant only what it holds itself.
+    granted = [
+        ("vigil.dev", "cameras", "get list watch"),
+        ("vigil.dev", "recorderpools", "get list watch"),
+        ("vigil.dev", "cameras/status", "get patch update"),
+        ("", "secrets", "get"),
+        ("coordination.k8s.io", "leases", "get create update patch"),
+        ("", "events", "create patch"),
+        ("events.k8s.io", "events", "create patch"),
+    ]
+    for group, resource, verbs in granted:
+        for verb in verbs.split():
+            expect(rule_allows(rules, group, resource, verb),
+                   "ClusterRole cannot grant the recorders %s %s.%s" % (verb, resource, group or "core"))
+    # Least privilege: nothing beyond these.
+    allowed = {(g, r): set(v.split()) for g, r, v in need}
+    for r in rules:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                extra = set(r["verbs"]) - allowed.get((g, res), set())
+                expect(not extra, "ClusterRole grants more than needed: %s on %s.%s" % (
+                    sorted(extra), res, g or "core"))
+
+
+def check_webhook(docs, dep, containers):
+    wh = containers.get("webhook")
+    if expect(wh is not None, "no webhook container"):
+        expect(wh["args"] == ["webhook", "--listen", "0.0.0.0:8443", "--tls-cert", "/certs/tls.crt",
+                              "--tls-key", "/certs/tls.key"], "webhook args %r" % wh["args"])
+        expect(wh["image"] == containers["vigil-operator"]["image"], "webhook runs another image")
+        expect(any(m["mountPath"] == "/certs" for m in wh.get("volumeMounts", [])), "no /certs mount")
+    secret = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"].endswith("-webhook-tls")]
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    svc = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-webhook")]
+    if not (expect(len(secret) == 1, "no webhook TLS Secret") and vwc and expect(len(svc) == 1, "no webhook Service")):
+        return
+    secret, svc = secret[0], svc[0]
+    expect(secret["type"] == "kubernetes.io/tls", "webhook Secret is not kubernetes.io/tls")
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"].get("volumes", [])}
+    expect(vols.get("webhook-tls", {}).get("secret", {}).get("secretName") == secret["metadata"]["name"],
+           "pods do not mount the webhook Secret")
+    port = svc["spec"]["ports"][0]
+    expect(port["port"] == 443 and port["targetPort"] == "webhook", "webhook Service is not 443 -> webhook")
+    expect(svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"], "webhook Service selector")
+
+    hooks = vwc["webhooks"]
+    expect(len(hooks) == 1, "expected one webhook")
+    h = hooks[0]
+    expect(h["admissionReviewVersions"] == ["v1"], "admissionReviewVersions")
+    expect(h["sideEffects"] == "None", "sideEffects")
+    expect(h["failurePolicy"] == "Fail", "failurePolicy default is not Fail")
+    cc = h["clientConfig"]
+    expect(cc["service"] == {"name": svc["metadata"]["name"], "namespace": svc["metadata"]["namespace"],
+                             "path": "/validate", "port": 443}, "clientConfig.service %r" % cc["service"])
+    rule = h["rules"][0]
+    expect(rule["apiGroups"] == ["vigil.dev"] and rule["apiVersions"] == ["v1alpha1"]
+           and sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+           and sorted(rule["resources"]) == ["backfills", "cameras", "recorderpools"], "rules %r" % rule)
+
+    # One certificate, everywhere: Secret, caBundle, and the pods' restart checksum.
+    data = secret["data"]
+    expect(cc.get("caBundle") == data["ca.crt"], "caBundle != the Secret's ca.crt")
+    checksum = dep["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/webhook-tls")
+    expect(checksum == hashlib.sha256(data["tls.crt"].encode()).hexdigest(),
+           "checksum/webhook-tls does not match the Secret's certificate")
+    ns = svc["metadata"]["namespace"]
+    dns = "%s.%s.svc" % (svc["metadata"]["name"], ns)
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("ca.crt", "tls.crt", "tls.key"):
+            with open(os.path.join(tmp, key), "wb") as f:
+                f.write(base64.b64decode(data[key]))
+        v = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(tmp, "ca.crt"),
+                            "-verify_hostname", dns, os.path.join(tmp, "tls.crt")],
+                           capture_output=True, text=True)
+        expect(v.returncode == 0, "serving certificate does not verify for %s: %s" % (dns, v.stdout + v.stderr))
+        pub_crt = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", os.path.join(tmp, "tls.crt")],
+                                 capture_output=True, text=True).stdout
+        pub_key = subprocess.run(["openssl", "pkey", "-pubout", "-in", os.path.join(tmp, "tls.key")],
+                                 capture_output=True, text=True).stdout
+        expect(pub_crt and pub_crt == pub_key, "tls.key does not belong to tls.crt")
+
+
+def check_full(docs):
+    pools = by_kind(docs, "RecorderPool")
+    if expect(len(pools) == 1, "quickstart RecorderPool not rendered"):
+        spec = pools[0]["spec"]
+        expect(spec["storage"]["s3"]["endpoint"] == "http://minio.storage.svc:9000", "s3 endpoint %r" % spec["storage"])
+        expect(spec["storage"]["s3"]["pathStyle"] is True, "pathStyle not passed")
+        expect("local" not in spec["storage"], "both storage targets rendered")
+        expect(spec["replicas"] == 2 and spec["capacityKbps"] == 100000, "replicas/capacity %r" % spec)
+        expect(spec["lease"] == {"durationSeconds": 4, "renewSeconds": 1}, "lease %r" % spec.get("lease"))
+        expect(spec["backfill"] == {"maxConcurrent": 2, "bandwidthMbps": 50}, "backfill %r" % spec.get("backfill"))
+        expect(spec.get("podOverrides", {}).get("resources", {}).get("requests", {}).get("cpu") == "250m",
+               "podOverrides not passed through")
+        ref = spec["storage"]["s3"]["credentialsSecretRef"]
+        secrets = [s for s in by_kind(docs, "Secret") if s["metadata"]["name"] == ref["name"]]
+        if expect(len(secrets) == 1, "quickstart S3 Secret not rendered"):
+            keys = set(secrets[0]["stringData"])
+            expect(keys == {ref["usernameKey"], ref["passwordKey"]}, "S3 Secret keys %r != ref %r" % (keys, ref))
+    sms = by_kind(docs, "ServiceMonitor")
+    expect(len(sms) == 2, "expected 2 ServiceMonitors (operator, recorders), got %d" % len(sms))
+    for sm in sms:
+        expect(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
+
+
+def main():
+    mode, path = sys.argv[1], sys.argv[2]
+    chart_dir = sys.argv[3] if len(sys.argv) > 3 else "charts/vigil"
+    docs = load(path)
+    if mode == "default":
+        check_common(docs, chart_dir)
+        expect(not by_kind(docs, "RecorderPool"), "RecorderPool rendered by default")
+        expect(not by_kind(docs, "ServiceMonitor"), "ServiceMonitor rendered by default")
+    elif mode == "full":
+        check_common(docs, chart_dir)
+        check_full(docs)
+    elif mode == "nowebhook":
+        check_common(docs, chart_dir, webhook=False)
+    else:
+        sys.exit("unknown mode " + mode)
+    for f in failures:
+        print("  FAIL: " + f)
+    kinds = sorted({"%s" % d["kind"] for d in docs})
+    print("  %d objects (%s); %d assertion(s) failed" % (len(docs), ", ".join(kinds), len(failures)))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
