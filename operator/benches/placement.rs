@@ -119,11 +119,22 @@ fn bench_placement(c: &mut Criterion) {
     let repaired = place(&repair);
     report("full, normal limit = 1.20 x ideal", &placed);
     report("repair, recorder-042 lost", &repaired);
-    // A tight pool: the normal limit only 2 % above the ideal load.
+    // A tight pool: the normal limit only 0.5 % above the ideal load, so the lost recorder's
+    // cameras no longer fit under the normal limits and go into the failover headroom.
+    let tight = scratch_input(1.005);
+    let tight_placed = place(&tight);
+    report("full, normal limit = 1.005 x ideal", &tight_placed);
+    let tight_repaired = place(&repair_input(&tight, &tight_placed, "recorder-042"));
     report(
-        "full, normal limit = 1.02 x ideal",
-        &place(&scratch_input(1.02)),
+        "repair of the tight pool, recorder-042 lost",
+        &tight_repaired,
     );
+    let above_normal_limit = tight_repaired
+        .loads
+        .iter()
+        .filter(|l| l.load_kbps > u64::from(l.normal_limit_kbps))
+        .count();
+    println!("placement balance [tight repair]: {above_normal_limit} recorders use their headroom");
 
     c.bench_function("placement/full_10000_cameras_100_recorders", |b| {
         b.iter(|| place(black_box(&scratch)))
