@@ -11,7 +11,8 @@
 # Isolation in a shared cluster: the webhook only sees the test namespace (namespaceSelector on a
 # label of it). The operator itself is cluster-wide (it has no namespace flag yet), so the test
 # refuses to run while RecorderPools exist elsewhere: it would place their cameras too.
-# Uses from test.sh: check, check_fails, K (kubectl), HELM, NS, OUT, CHART.
+# Uses from test.sh: check, check_fails, K (kubectl), HELM, NS, OUT, CHART, failed.
+# shellcheck shell=bash disable=SC2154
 
 INSTALL_RELEASE=vigil-chart-test
 INSTALL_REF=localhost/vigil/operator:chart-test

@@ -41,7 +41,8 @@ log() { printf '[chart] %s\n' "$*"; }
 # check NAME CMD...: runs CMD (with errexit, output to a log), prints ok/FAIL with the log's tail.
 check() {
   local name=$1; shift
-  local logf="$OUT/$(tr -c 'A-Za-z0-9_.-' _ <<<"$name").log"
+  local logf
+  logf="$OUT/$(tr -c 'A-Za-z0-9_.-' _ <<<"$name").log"
   printf '==> %s ... ' "$name"
   set +e
   ( set -e; "$@" ) >"$logf" 2>&1
@@ -60,7 +61,8 @@ check() {
 # check_fails NAME CMD...: CMD must fail (a value the chart must refuse); its message is shown.
 check_fails() {
   local name=$1; shift
-  local logf="$OUT/$(tr -c 'A-Za-z0-9_.-' _ <<<"$name").log"
+  local logf
+  logf="$OUT/$(tr -c 'A-Za-z0-9_.-' _ <<<"$name").log"
   printf '==> %s ... ' "$name"
   if "$@" >"$logf" 2>&1; then
     echo "FAIL (accepted)"
@@ -116,7 +118,11 @@ log "helm: $HELM ($("$HELM" version --short 2>/dev/null))"
 PY=python3
 if ! "$PY" -c 'import yaml' 2>/dev/null; then
   if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then PY=/usr/bin/python3
-  else log "PyYAML missing; installing it with pip"; "$PY" -m pip install --quiet pyyaml; fi
+  else
+    log "PyYAML missing; installing it with pip (--user)"
+    "$PY" -m pip install --quiet --user pyyaml 2>/dev/null ||
+      "$PY" -m pip install --quiet --user --break-system-packages pyyaml
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -126,9 +132,10 @@ check "chart CRDs are byte-identical to crds/" bash e2e/chart/sync-crds.sh --che
 check "helm lint --strict (defaults)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (quickstart + serviceMonitor)" "$HELM" lint --strict "$CHART" -f e2e/chart/values-full.yaml
 
-render() { # render OUTFILE [helm template args...]
+RELEASE=vigil
+render() { # render OUTFILE [helm template args...]; release $RELEASE
   local out=$1; shift
-  "$HELM" template vigil "$CHART" --namespace vigil-system "$@" >"$out"
+  "$HELM" template "$RELEASE" "$CHART" --namespace vigil-system "$@" >"$out"
 }
 check "helm template (defaults)" render "$OUT/default.yaml"
 check "render matches the binaries (defaults)" "$PY" e2e/chart/check_render.py default "$OUT/default.yaml" "$CHART"
@@ -141,6 +148,7 @@ check "helm template (local storage, existing TLS Secret, 1 replica)" render "$O
   --set webhook.tls.existingSecret=my-tls --set webhook.tls.caBundle=Zm9v \
   --set operator.replicas=1 --set operator.leaderElection.enabled=false \
   --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+# shellcheck disable=SC2016  # $1 expands in the inner bash
 check "variants render as asked" bash -c '
   f=$1
   grep -q "claimName: footage" "$f" && ! grep -q "s3:" "$f" &&
@@ -183,6 +191,9 @@ if [ -n "${KUBECONFIG:-}" ]; then
   }
   check "chart CRDs apply server-side and are Established" apply_crds
   check "create namespace $NS" "${K[@]}" create namespace "$NS"
+  # A release name of its own: `--validate` refuses to render over objects of another release
+  # (e.g. an installed "vigil"), and the cluster-scoped names derive from it.
+  RELEASE=vigil-dryrun
   # --validate: render with the server's real API versions (policy/v1beta1 PDB on 1.20), as
   # `helm install` would.
   check "helm template --validate (defaults)" render "$OUT/cluster-default.yaml" --namespace "$NS" --validate
