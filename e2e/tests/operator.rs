@@ -17,7 +17,9 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use vigil_e2e::*;
-use vigil_operator::api::{Camera, RECORDER_LABEL, RecorderPool};
+use vigil_operator::api::{
+    Backfill, BackfillPhase, BackfillReason, Camera, RECORDER_LABEL, RecorderPool,
+};
 use vigil_operator::leader::micro_time_now;
 
 const RECORDERS: [&str; 3] = ["rec-a", "rec-b", "rec-c"];
@@ -148,9 +150,10 @@ async fn places_fails_over_and_survives_leader_loss() {
         );
     }
 
-    // 12 cameras, 1–8 Mbit/s, 42 Mbit/s in all: fits under 3 × 16 Mbit/s (capacity less headroom).
+    // 12 cameras, 1–8 Mbit/s, 37 Mbit/s in all: fits under 3 × 16 Mbit/s (capacity less headroom)
+    // and, after one recorder is lost, on the other two at full capacity (2 × 20 Mbit/s).
     let bitrates: BTreeMap<String, u64> = [
-        8000, 6000, 5000, 4000, 4000, 3000, 3000, 2000, 2000, 2000, 2000, 1000,
+        8000, 6000, 5000, 4000, 3000, 3000, 2000, 2000, 1000, 1000, 1000, 1000,
     ]
     .iter()
     .enumerate()
@@ -169,7 +172,17 @@ async fn places_fails_over_and_survives_leader_loss() {
             .expect("create camera");
     }
 
+    // The second replica starts once the first holds the leader lease, so we know which to kill.
     let mut leader = start_operator(&ns, "operator-1", 18181);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    wait_for(Duration::from_secs(20), "operator-1 to lead", || {
+        let leases = leases.clone();
+        async move {
+            let l = leases.get("vigil-operator-leader").await.ok()?;
+            (l.spec?.holder_identity.as_deref() == Some("operator-1")).then_some(())
+        }
+    })
+    .await;
     let mut standby = start_operator(&ns, "operator-2", 18182);
 
     // 1. Everything placed, within the normal limit (capacity less headroom).
@@ -259,7 +272,7 @@ async fn places_fails_over_and_survives_leader_loss() {
         );
         let recording = serde_json::json!({
             "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
-            "status": {"conditions": [{"type": "Recording", "status": "True", "reason": "Streaming", "message": "",
+            "status": {"conditions": [{"type": "Recording", "status": "True", "reason": "Streaming", "message": "receiving frames",
                 "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}]}
         });
         cameras
@@ -271,19 +284,47 @@ async fn places_fails_over_and_survives_leader_loss() {
             .await
             .expect("recording condition");
     }
+    // The closed outage becomes a Backfill (the camera's list empties); these cameras have no
+    // edge storage, so the Backfill fails at once and counts the whole window as lost.
+    let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
     for cam in &victims {
-        let closed = wait_for(Duration::from_secs(10), "the outage to close", || {
-            let cameras = cameras.clone();
-            async move {
-                let s = cameras.get(cam).await.ok()?.status?;
-                (s.state.as_deref() == Some("Recording"))
-                    .then_some(s.outages)?
-                    .into_iter()
-                    .find(|o| o.end.is_some())
-            }
-        })
+        let done = wait_for(
+            Duration::from_secs(15),
+            "the outage's Backfill to finish",
+            || {
+                let (backfills, cameras) = (backfills.clone(), cameras.clone());
+                async move {
+                    let s = cameras.get(cam).await.ok()?.status?;
+                    if s.state.as_deref() != Some("Recording") || !s.outages.is_empty() {
+                        return None;
+                    }
+                    let b = backfills
+                        .list(&ListParams::default().labels(&format!("vigil.dev/camera={cam}")))
+                        .await
+                        .ok()?
+                        .items
+                        .into_iter()
+                        .next()?;
+                    b.status.as_ref()?.finished_at?;
+                    Some(b)
+                }
+            },
+        )
         .await;
-        assert!(closed.end.expect("end") > closed.start);
+        assert_eq!(done.spec.reason, BackfillReason::RecorderFailure);
+        let window = done.spec.window.seconds();
+        assert!(
+            (10.0..40.0).contains(&window),
+            "{cam}: window of {window} s"
+        );
+        let st = done.status.expect("backfill status");
+        assert_eq!(st.phase, Some(BackfillPhase::Failed));
+        assert_eq!(st.seconds_lost, Some(window), "{cam}: lost seconds counted");
+        assert!(
+            st.conditions.iter().any(|c| c.reason == "NoEdgeStorage"),
+            "{:?}",
+            st.conditions
+        );
         // The recorder's condition and the operator's conditions coexist (server-side apply, list map).
         let c = cameras.get(cam).await.expect("camera");
         let types: Vec<String> = c
@@ -315,7 +356,6 @@ async fn places_fails_over_and_survives_leader_loss() {
     let before = assignments(&cameras).await;
     leader.kill();
     let killed_leader = Instant::now();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     wait_for(
         Duration::from_secs(15),
         "operator-2 to take the leader lease",
@@ -331,6 +371,10 @@ async fn places_fails_over_and_survives_leader_loss() {
     println!(
         "standby took over {:.2} s after the leader's SIGKILL",
         killed_leader.elapsed().as_secs_f64()
+    );
+    assert!(
+        killed_leader.elapsed() < Duration::from_secs(8),
+        "takeover within lease (3 s) + retry"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(

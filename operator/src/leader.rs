@@ -114,6 +114,30 @@ impl LeaderElection {
         }
     }
 
+    /// Gives the Lease up (on shutdown), so a standby takes over at once instead of waiting for
+    /// it to expire. Best effort: a failure only means the standby waits the lease duration.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.lease_name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match self
+            .api
+            .replace(&self.lease_name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => info!(identity = %self.identity, "released the leader lease"),
+            Err(e) => warn!(error = %e, "could not release the leader lease"),
+        }
+    }
+
     /// Waits until this replica leads.
     pub async fn acquire(&self) -> Result<()> {
         loop {

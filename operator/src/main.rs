@@ -139,7 +139,10 @@ async fn run(command: Command) -> Result<(), Error> {
                     tracing::error!(error = %e, "metrics server stopped");
                 }
             });
-            client.apiserver_version().await?;
+            tokio::select! {
+                v = client.apiserver_version() => { v?; }
+                () = shutdown_signal() => return Ok(()),
+            }
             metrics.ready.store(true, Ordering::Relaxed);
             let settings = RecorderSettings {
                 image: recorder_image,
@@ -153,7 +156,10 @@ async fn run(command: Command) -> Result<(), Error> {
             ));
             if no_leader_election {
                 metrics.is_leader.set(1);
-                controller::run(ctx).await;
+                tokio::select! {
+                    () = controller::run(ctx) => {}
+                    () = shutdown_signal() => tracing::info!("SIGTERM: stopping"),
+                }
                 return Ok(());
             }
             let identity =
@@ -167,12 +173,21 @@ async fn run(command: Command) -> Result<(), Error> {
             );
             tokio::select! {
                 _ = election.acquire() => {}
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                () = shutdown_signal() => return Ok(()),
             }
             metrics.is_leader.set(1);
             tokio::select! {
-                () = controller::run(ctx) => Ok(()),
+                () = controller::run(ctx) => {
+                    election.release().await;
+                    Ok(())
+                }
                 lost = election.keep() => Err(lost),
+                () = shutdown_signal() => {
+                    // Reconciles are idempotent, so stopping mid-way is safe; hand over at once.
+                    tracing::info!("SIGTERM: stepping down");
+                    election.release().await;
+                    Ok(())
+                }
             }
         }
         Command::Doctor { namespace } => {
@@ -211,6 +226,21 @@ async fn run(command: Command) -> Result<(), Error> {
                 println!("---\n{yaml}");
             }
             Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

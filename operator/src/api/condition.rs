@@ -40,11 +40,18 @@ impl Condition {
         message: impl Into<String>,
         observed_generation: Option<i64>,
     ) -> Self {
+        let message = message.into();
         Condition {
             type_: type_.to_string(),
             status,
             reason: reason.to_string(),
-            message: message.into(),
+            // Never empty: server-side apply on Kubernetes 1.20 turns "" into null, which the
+            // schema (message: string) then refuses. The reason is a fine message on its own.
+            message: if message.is_empty() {
+                reason.to_string()
+            } else {
+                message
+            },
             last_transition_time: Utc::now(),
             observed_generation,
         }

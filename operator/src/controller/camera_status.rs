@@ -3,7 +3,7 @@
 //! `Recording` condition; the operator owns everything here and always writes all of it, with
 //! one field manager, so a field it stops writing is removed.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
 use crate::api::{
@@ -71,12 +71,15 @@ pub fn operator_status(
     // Outages: keep the list, close open ones when the camera records again on its current
     // recorder (the Recording condition turned True after the assignment), add the new one.
     let mut outages = status.outages.clone();
+    // Kubernetes times are often written with whole seconds: compare at that precision.
+    let recording_since_assignment =
+        |t: DateTime<Utc>| assigned_at.is_some_and(|a| t >= a.trunc_subsecs(0));
     if let Some(outage) = &facts.new_outage {
         outages.push(outage.clone());
     }
-    if let (Some(rec), Some(assigned)) = (&recording, assigned_at)
+    if let Some(rec) = &recording
         && rec.status == ConditionStatus::True
-        && rec.last_transition_time >= assigned
+        && recording_since_assignment(rec.last_transition_time)
     {
         for o in outages.iter_mut().filter(|o| o.end.is_none()) {
             o.end = Some(rec.last_transition_time.max(o.start));
@@ -178,7 +181,7 @@ pub fn operator_status(
         match recording {
             Some(r)
                 if r.status == ConditionStatus::True
-                    && assigned_at.is_some_and(|a| r.last_transition_time >= a) =>
+                    && recording_since_assignment(r.last_transition_time) =>
             {
                 "Recording"
             }

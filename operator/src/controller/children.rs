@@ -302,6 +302,7 @@ pub fn metrics_service(pool: &RecorderPool) -> Service {
             ports: Some(vec![ServicePort {
                 name: Some("metrics".into()),
                 port: METRICS_PORT,
+                protocol: Some("TCP".into()),
                 target_port: Some(IntOrString::String("metrics".into())),
                 ..Default::default()
             }]),

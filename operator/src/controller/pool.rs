@@ -77,7 +77,12 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
 
-    apply_children(&ctx, &pool, &ns).await?;
+    // The workload is applied every time (cheap, idempotent), but a failure here must not delay
+    // failover: it is reported and placement goes on with the recorders that exist.
+    let workload_error = apply_children(&ctx, &pool, &ns).await.err();
+    if let Some(e) = &workload_error {
+        warn!(pool = %name, namespace = %ns, error = %e, "could not apply the recorder workload");
+    }
 
     let now = Utc::now();
     let health = observe_recorders(&ctx, &pool, &ns, now).await?;
@@ -366,6 +371,29 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
             )
         },
     );
+    if let Some(e) = &workload_error {
+        set_condition(
+            &mut status.conditions,
+            Condition::new(
+                "WorkloadApplied",
+                ConditionStatus::False,
+                "ApplyFailed",
+                e.to_string(),
+                generation,
+            ),
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            Condition::new(
+                "WorkloadApplied",
+                ConditionStatus::True,
+                "Applied",
+                "",
+                generation,
+            ),
+        );
+    }
     let progressing = status.ready_recorders < pool.spec.replicas;
     set_condition(
         &mut status.conditions,
