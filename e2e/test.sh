@@ -11,15 +11,16 @@ LOGDIR=$(mktemp -d -t vigil-test-XXXXXX)
 passed=0; failed=0; failed_stages=()
 
 stage() { printf '\n==> %s\n' "$*"; }
-# Runs a cargo test command, echoing its output and adding up its "test result:" lines.
-count_cargo() {
+# Runs a test command, echoing its output and adding up its counts: cargo's "test result: ok. N
+# passed; M failed" lines and plain "N passed, M failed" summary lines.
+count_run() {
   local name=$1; shift
   local log="$LOGDIR/$name.log"
   "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local p f
-  p=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
-  f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+  p=$(grep -Eo '(test result: [A-Za-z]+\. |^([A-Za-z-]+: )?)[0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -Eo '(test result: [A-Za-z]+\. [0-9]+ passed; |^([A-Za-z-]+: )?[0-9]+ passed, )[0-9]+ failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
   passed=$((passed + p)); failed=$((failed + f))
   if [ "$rc" -ne 0 ]; then
     failed_stages+=("$name")
@@ -40,16 +41,25 @@ check clippy cargo clippy --workspace --all-targets --quiet -- -D warnings
 stage "CRD drift: crds/ matches crdgen"
 check crd-drift cargo run --quiet -p vigil-operator --bin crdgen -- --check crds
 
-stage "unit and component tests"
-count_cargo unit cargo test --workspace --exclude vigil-e2e
+export VIGIL_MOTO_PYTHON=${VIGIL_MOTO_PYTHON:-${VIGIL_CACHE:-/var/cache/vigil}/venv/bin/python}
+
+stage "camera simulator self-test (GStreamer RTSP server, ONVIF replay)"
+count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
+
+stage "unit and component tests (recorder tests use the simulator and a real S3 server)"
+count_run unit cargo test --workspace --exclude vigil-e2e
 
 stage "local Kubernetes cluster"
 started_cluster=0
+CLUSTER_ENV=${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env
 if [ -z "${KUBECONFIG:-}" ]; then
-  if ! bash e2e/cluster/up.sh --status >/dev/null 2>&1; then started_cluster=1; fi
+  # Reuse a running cluster (and leave it running); stop one this script started.
+  if ! { [ -f "$CLUSTER_ENV" ] && (source "$CLUSTER_ENV" && kubectl get --raw=/readyz >/dev/null 2>&1); }; then
+    started_cluster=1
+  fi
   if bash e2e/cluster/up.sh; then
     # shellcheck disable=SC1091
-    source "${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env"
+    source "$CLUSTER_ENV"
   else
     failed=$((failed + 1)); failed_stages+=("cluster-up")
   fi
@@ -65,8 +75,11 @@ if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
   # The integration tests put these binaries into images and processes.
   check build-binaries cargo build --quiet -p vigil-operator -p vigil-recorder
-  count_cargo integration cargo test -p vigil-e2e -- --test-threads=2
+  count_run integration cargo test -p vigil-e2e -- --test-threads=2
 fi
+
+stage "Helm chart: lint, template, CRDs in sync, server-side dry run"
+count_run chart bash e2e/chart/test.sh
 
 stage "summary"
 if [ ${#failed_stages[@]} -gt 0 ]; then echo "failed stages: ${failed_stages[*]} (logs in $LOGDIR)"; fi

@@ -15,7 +15,7 @@ PACKAGES="golang-go dpkg-dev rsync etcd-server containerd runc
   golang-github-modern-go-reflect2-dev ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
   gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  iproute2 curl procps"
+  iproute2 curl procps python3-venv python3-pip"
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
@@ -32,6 +32,16 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -f >/dev/null
   dpkg --configure -a
+fi
+
+# moto (a real S3 server, in memory) for the recorder's tests, in a virtualenv of Debian's
+# Python cached outside the clone; tests find it through $VIGIL_MOTO_PYTHON.
+VENV=$CACHE/venv
+if ! "$VENV/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
+  log "installing moto[server] into $VENV"
+  mkdir -p "$CACHE"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*'
 fi
 
 have_all=1
