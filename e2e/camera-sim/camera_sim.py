@@ -491,7 +491,7 @@ class SdReader:
         frame after it when utc_ns falls in a gap). Returns its time or None."""
         entries = self.store.entries()
         if not entries:
-            self.units, self.pos = [], 0
+            self.units, self.pos, self.file_start = [], 0, None
             return None
         t_ms = utc_ns // 1_000_000
         idx = None
@@ -499,8 +499,9 @@ class SdReader:
             if e['start_ms'] <= t_ms < e['end_ms'] or e['start_ms'] > t_ms:
                 idx = i
                 break
-        if idx is None:
-            idx = len(entries) - 1
+        if idx is None:            # after the newest footage
+            self.units, self.pos, self.file_start = [], 0, None
+            return None
         for e in entries[idx:]:
             if self.file_start != e['start_ms'] or e['recording'] or self.file_recording:
                 self._load(e)
@@ -517,7 +518,7 @@ class SdReader:
             self.pos = best
             self.last_utc = None
             return self.units[best][0]
-        self.units, self.pos = [], 0
+        self.units, self.pos, self.file_start = [], 0, None
         return None
 
     def next(self):
@@ -976,7 +977,7 @@ class ReplayFeeder:
             self.cam.cfg.name, self.mode, iso_ms(want // 1_000_000),
             iso_ms(k // 1_000_000) if k else None,
             iso_ms(self.stop_utc // 1_000_000) if self.stop_utc else None))
-        if k is None or k == want:
+        if k is None or k == want or (self.stop_utc is not None and k >= self.stop_utc):
             return Gst.PadProbeReturn.OK
         # start on the keyframe before the requested time (as cameras do), or
         # on the first footage after it when the start falls into a gap
