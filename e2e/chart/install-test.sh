@@ -94,6 +94,12 @@ spec:
 EOF
 }
 
+# The Camera objects the GitHub e2e workflow applies pass the CRD schema and the webhook.
+workflow_cameras_admitted() {
+  sed "s/namespace: cameras/namespace: $NS/" .github/e2e/camera-objects.yaml |
+    "${K[@]}" apply --dry-run=server -f -
+}
+
 pool_reconciled() {
   local name=vigil-recorder-chart-test
   for _ in $(seq 1 60); do
@@ -109,6 +115,15 @@ pool_reconciled() {
   "${K[@]}" -n "$NS" logs deployment/"$INSTALL_RELEASE-operator" -c vigil-operator --tail=30 || true
   "${K[@]}" -n "$NS" get events --sort-by=.lastTimestamp | tail -n 15 || true
   return 1
+}
+
+# Least privilege must not mean too little: the operator, having reconciled a pool and posted
+# its Events, logged no "forbidden" from the API server.
+operator_never_forbidden() {
+  local logs
+  logs=$("${K[@]}" -n "$NS" logs -l app.kubernetes.io/instance="$INSTALL_RELEASE" -c vigil-operator --tail=-1 --prefix 2>&1 || true)
+  echo "$(wc -l <<<"$logs") log lines from the operator pods"
+  if grep -iE 'forbidden|cannot (get|list|watch|create|patch|update|delete)' <<<"$logs"; then return 1; fi
 }
 
 upgrade_keeps_certificate() {
@@ -139,7 +154,9 @@ if [ "$failed" -eq "$failed_before_install" ]; then
   check "one operator pod holds the leader Lease" leader_elected
   check "the webhook refuses an invalid Backfill (examples/invalid)" webhook_refuses
   check "the webhook admits a valid RecorderPool" webhook_admits
+  check "the webhook admits .github/e2e/camera-objects.yaml (dry-run)" workflow_cameras_admitted
   check "the operator creates the pool's Role/RoleBinding/Deployment (RBAC covers what it grants)" pool_reconciled
+  check "the operator was never refused by RBAC (no 'forbidden' in its logs)" operator_never_forbidden
   check "helm upgrade keeps the webhook certificate and does not restart the pods" upgrade_keeps_certificate
   "${K[@]}" -n "$NS" delete recorderpool chart-test --wait=false >/dev/null 2>&1 || true
   check "helm uninstall removes the cluster-scoped objects" helm_uninstall

@@ -23,6 +23,7 @@
 #   KUBECTL           kubectl binary (default: $VIGIL_CACHE/k8s-1.20.2/bin/kubectl if present,
 #                     else kubectl on PATH)
 #   VIGIL_CHART_INSTALL=1   enables the real install (see above)
+#   VIGIL_CHART_VERBOSE=1   also prints the tail of each passing check's output
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -50,6 +51,7 @@ check() {
   set -e
   if [ "$rc" -eq 0 ]; then
     echo ok
+    [ "${VIGIL_CHART_VERBOSE:-}" != 1 ] || sed 's/^/    /' "$logf" | tail -n 8
     passed=$((passed + 1))
   else
     echo "FAIL (exit $rc)"
