@@ -992,8 +992,20 @@ class ReplayFeeder:
 
     def _on_seek_data(self, appsrc, offset):
         utc = self.to_utc(offset)
+        k = self.reader.seek(utc)
+        # A stream that goes EOS right after a seek without a single buffer
+        # makes gst-rtsp-server 1.22 abort (g_assert in
+        # gst_rtsp_media_get_rates: no segment on the stream). So refuse
+        # seeks into windows without footage: the seek fails and the client
+        # gets an error for its PLAY (457 Invalid Range) instead.
+        stop = self.stop_utc
+        first = None if k is None else max(k, utc)
+        if first is None or (stop is not None and stop - first < self.frame_ns):
+            log('%s: %s %s seek to %s: no footage before %s, refused' % (
+                self.cam.cfg.name, self.mode, self.kind, iso_ms(utc // 1_000_000),
+                iso_ms(stop // 1_000_000) if stop else 'the end'))
+            return False
         self.seg_start_utc = utc
-        self.reader.seek(utc)
         return True
 
     def _on_need_data(self, appsrc, length):

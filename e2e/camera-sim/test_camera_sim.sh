@@ -206,6 +206,11 @@ timeout 60 "$PY" "$CLIENT" "$RTSP/cam3/replay" --user admin --password s3cret --
   --end "$(utc $((W_START + 5)) %Y-%m-%dT%H:%M:%SZ)" --timeout 30 >"$WORK/replay-auth.json" 2>/dev/null
 check "cam3 replay with digest credentials: video + audio tracks, ~5 s" ok "$(json "$WORK/replay-auth.json" 'int(j["ok"] and len(j["tracks"])==2 and 4.5 <= j["media_seconds"] <= 6.1)')"
 
+timeout 60 "$PY" "$CLIENT" "$RTSP/cam1/replay" --start "$(utc $((NOW + 600)) %Y-%m-%dT%H:%M:%SZ)" \
+  --end "$(utc $((NOW + 660)) %Y-%m-%dT%H:%M:%SZ)" --timeout 20 >"$WORK/replay-empty.json" 2>/dev/null
+check "replay of a window without footage answers PLAY with 503" ok "$(json "$WORK/replay-empty.json" 'int(not j["ok"] and "503" in j.get("error",""))')"
+check "simulator survives it" bash -c "curl -sf -m 5 $CTL/healthz | grep -q ok"
+
 # ---------------------------------------------------------------- Hikvision-style playback
 P_START=$((NOW - 30)); P_END=$((NOW - 22))
 PURL="$RTSP/cam2/playback?starttime=$(utc $P_START %Y%m%dT%H%M%SZ)&endtime=$(utc $P_END %Y%m%dT%H%M%SZ)"
