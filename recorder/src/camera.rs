@@ -196,7 +196,10 @@ impl CameraTask {
     }
 
     fn rtsp_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        Error::Rtsp(self.redactor.scrub(&format!("{what}: {e}")))
+        // retina's errors span several lines (connection and message context); logs want one.
+        let text = format!("{what}: {e}");
+        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        Error::Rtsp(self.redactor.scrub(&one_line))
     }
 
     /// DESCRIBE, SETUP (video, and AAC audio if wanted), PLAY.
@@ -528,6 +531,17 @@ impl CameraTask {
                 }
                 Event::Fragment { id, fragment } => {
                     let Some(f) = rec.files.get_mut(&id) else { continue };
+                    // The first fragment of a session fixes the timeline's anchor, so the
+                    // session's start, and the gap before it, are known now rather than at the
+                    // end of the first segment.
+                    let mut resumed = None;
+                    if let Some(vtl) = &mut rec.vtl
+                        && !vtl.is_locked()
+                    {
+                        let start_ms = *f.start_ms.get_or_insert(vtl.map_ms(f.start_ts));
+                        vtl.lock();
+                        resumed = Some(start_ms);
+                    }
                     let Some(mut file) = f.file.take() else {
                         continue;
                     };
@@ -554,6 +568,11 @@ impl CameraTask {
                     self.ctx.spool.add_partial_bytes(len as i64);
                     if let Some(bps) = self.ewma.bits_per_second() {
                         self.ctx.metrics.bitrate_bps.get_or_create(&self.labels).set(bps);
+                    }
+                    if let Some(start_ms) = resumed
+                        && let Some(g) = self.gaps.started(start_ms)
+                    {
+                        self.record_gap(g).await;
                     }
                 }
                 Event::Close {
@@ -600,6 +619,7 @@ impl CameraTask {
                         r.last_error = None;
                     });
                     if let Some(g) = self.gaps.footage(start_ms, end_ms) {
+                        // Only when a session ended before its first fragment was flushed.
                         self.record_gap(g).await;
                     }
                 }

@@ -135,17 +135,27 @@ impl GapTracker {
         }
     }
 
-    /// A segment `[start_ms, end_ms)` was recorded. Returns the gap it closes, if any. A new
-    /// session that starts before the previous one ended (clock estimation) closes no gap.
-    pub fn footage(&mut self, start_ms: i64, end_ms: i64) -> Option<Gap> {
-        let gap = self.open_since.take().and_then(|(since, reason)| {
+    /// Footage resumed at `start_ms`. Returns the gap it closes, if any. A new session that
+    /// starts before the previous one ended (clock estimation) closes no gap.
+    pub fn started(&mut self, start_ms: i64) -> Option<Gap> {
+        self.open_since.take().and_then(|(since, reason)| {
             (start_ms > since).then_some(Gap {
                 start_ms: since,
                 end_ms: start_ms,
                 reason,
             })
-        });
+        })
+    }
+
+    /// Footage up to `end_ms` is saved.
+    pub fn saved_until(&mut self, end_ms: i64) {
         self.last_end_ms = Some(self.last_end_ms.map_or(end_ms, |e| e.max(end_ms)));
+    }
+
+    /// A segment `[start_ms, end_ms)` was recorded: `started` then `saved_until`.
+    pub fn footage(&mut self, start_ms: i64, end_ms: i64) -> Option<Gap> {
+        let gap = self.started(start_ms);
+        self.saved_until(end_ms);
         gap
     }
 

@@ -122,9 +122,9 @@ struct RecordArgs {
     /// Reconnect backoff: first delay (ms).
     #[arg(long, default_value_t = 500)]
     reconnect_min_ms: u64,
-    /// Reconnect backoff: largest delay (s).
-    #[arg(long, default_value_t = 30)]
-    reconnect_max: u64,
+    /// Reconnect backoff: largest delay (ms).
+    #[arg(long, default_value_t = 30_000)]
+    reconnect_max_ms: u64,
     /// Name in gap records and status. Default: $POD_NAME, else the host name.
     #[arg(long)]
     recorder_name: Option<String>,
@@ -203,7 +203,7 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),
         reconnect_min: Duration::from_millis(a.reconnect_min_ms.max(10)),
-        reconnect_max: Duration::from_secs(a.reconnect_max.max(1)),
+        reconnect_max: Duration::from_millis(a.reconnect_max_ms.max(10)),
         recorder_name: a.recorder_name.clone().unwrap_or_else(host_name),
     };
     let source = if a.kubernetes {

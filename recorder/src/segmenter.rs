@@ -44,6 +44,9 @@ pub fn h265_is_irap(data: &[u8]) -> bool {
     let mut rest = data;
     while rest.len() >= 6 {
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < 2 || rest.len() < 4 + len {
+            return false;
+        }
         let nal_type = (rest[4] >> 1) & 0x3f;
         if (16..=23).contains(&nal_type) {
             return true;

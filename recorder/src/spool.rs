@@ -163,13 +163,8 @@ impl SpoolIndex {
 
     /// An upload failed; the object goes back to the queue.
     pub fn release(&mut self, key: &ObjectKey) {
+        // A gap record whose upload failed is still only local, so it can keep growing.
         self.in_flight.remove(&key.relative());
-        // A merged overflow gap that was being uploaded is final now; start a new one.
-        if let ObjectKey::Gap(g) = key
-            && self.overflow.get(&g.camera).is_some_and(|o| &o.key == g)
-        {
-            self.overflow.remove(&g.camera);
-        }
     }
 
     pub fn in_flight(&self) -> usize {

@@ -30,7 +30,6 @@ pub fn build(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
                 .with_bucket_name(bucket)
                 .with_region(region)
                 .with_virtual_hosted_style_request(!path_style)
-                .with_allow_http(*allow_http)
                 // The recorder retries forever from its buffer, in order; the client's own
                 // retries only smooth over single failed requests and must give up quickly so
                 // that an outage shows in metrics and the buffer within seconds.
@@ -43,11 +42,13 @@ pub fn build(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
                     max_retries: 2,
                     retry_timeout: Duration::from_secs(15),
                 })
+                // allow_http lives in the client options: set it after replacing them.
                 .with_client_options(
                     ClientOptions::new()
                         .with_connect_timeout(Duration::from_secs(5))
                         .with_timeout(Duration::from_secs(60)),
-                );
+                )
+                .with_allow_http(*allow_http);
             if let Some(e) = endpoint {
                 b = b.with_endpoint(e);
             }

@@ -97,6 +97,16 @@ impl Timeline {
         }
     }
 
+    /// Fixes the anchor without a boundary (once the first fragment is on disk, so that the
+    /// first segment's start time, and the gap before it, can be reported right away).
+    pub fn lock(&mut self) {
+        self.locked = true;
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
     /// Called at a segment boundary at RTP time `ts`: the time of `ts` stays what it was (so the
     /// closing segment's end equals the next segment's start) and the rate is corrected.
     pub fn boundary(&mut self, ts: i64) -> Adjust {
@@ -107,6 +117,9 @@ impl Timeline {
             self.locked = true;
             self.seg_min_err_us = None;
             return Adjust::Locked;
+        }
+        if self.seg_min_err_us.is_none() {
+            return Adjust::Slewed(self.ppm);
         }
         let Some(err) = self.seg_min_err_us.take() else {
             return Adjust::Slewed(self.ppm);

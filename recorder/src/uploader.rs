@@ -89,6 +89,7 @@ impl Uploader {
                             self.spool.release(&key);
                             let d = backoff.next_delay();
                             paused_until = Some(tokio::time::Instant::now() + d);
+                            let e = crate::error::chain(&e);
                             warn!(key = %key.relative(), error = %e, retry_in_ms = d.as_millis() as u64, "upload failed; keeping it in the buffer");
                         }
                         Err(e) => warn!(error = %e, "upload task failed"),
