@@ -162,10 +162,12 @@ async fn webhook_refuses_window_ending_before_start() {
     let client = client().await;
     apply_crds(&client).await;
 
-    // The API server runs on this host and calls the webhook served by this test process.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind webhook port");
+    // The API server must reach the webhook this test serves: on the local cluster it runs on
+    // this host; on kind, $VIGIL_HOST_IP is the docker network gateway the node can reach.
+    let host = std::env::var("VIGIL_HOST_IP").unwrap_or_else(|_| "127.0.0.1".into());
+    let listener = std::net::TcpListener::bind((host.as_str(), 0)).expect("bind webhook port");
     let port = listener.local_addr().expect("addr").port();
-    let cert = vigil_operator::webhook::self_signed(&["127.0.0.1".into()]).expect("cert");
+    let cert = vigil_operator::webhook::self_signed(std::slice::from_ref(&host)).expect("cert");
     let ca_bundle = cert.cert_pem.clone();
     let server = tokio::spawn(vigil_operator::webhook::serve_listener(listener, cert));
 
@@ -182,7 +184,7 @@ async fn webhook_refuses_window_ending_before_start() {
     configs
         .create(
             &PostParams::default(),
-            &webhook_configuration(&config_name, &selector_value, port, &ca_bundle),
+            &webhook_configuration(&config_name, &selector_value, &host, port, &ca_bundle),
         )
         .await
         .expect("create ValidatingWebhookConfiguration");
@@ -262,6 +264,7 @@ async fn webhook_refuses_window_ending_before_start() {
 fn webhook_configuration(
     name: &str,
     selector_value: &str,
+    host: &str,
     port: u16,
     ca_pem: &str,
 ) -> ValidatingWebhookConfiguration {
@@ -275,7 +278,7 @@ fn webhook_configuration(
         timeout_seconds: Some(5),
         client_config: WebhookClientConfig {
             url: Some(format!(
-                "https://127.0.0.1:{port}{}",
+                "https://{host}:{port}{}",
                 vigil_operator::webhook::VALIDATE_PATH
             )),
             ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),

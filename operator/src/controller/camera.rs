@@ -10,8 +10,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use super::Context;
 use super::camera_status::{CameraFacts, differs, operator_status};
-use super::{Context, FIELD_MANAGER};
 use crate::api::{Camera, RECORDER_LABEL, RecorderPool};
 use crate::error::{Error, Result};
 use crate::schedule::should_record;
@@ -42,11 +42,12 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
     let status = operator_status(&camera, &facts, Utc::now());
     let api: Api<Camera> = Api::namespaced(ctx.client.clone(), &ns);
     if differs(&camera, &status) {
-        let patch = serde_json::json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "Camera", "status": status});
+        // Same write as the pool reconciler: a merge patch guarded by the resourceVersion read.
+        let patch = serde_json::json!({"metadata": {"resourceVersion": camera.resource_version()}, "status": status});
         api.patch_status(
             &camera.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
         )
         .await?;
         super::pool::publish(

@@ -33,15 +33,15 @@ pub struct CameraFacts {
     pub secret_missing: Option<String>,
 }
 
-/// The operator-owned status fields, as applied (server-side apply, field manager
-/// `vigil-operator`).
+/// The operator-owned status fields. Written with a JSON merge patch that carries the
+/// resourceVersion the status was computed from, so a concurrent write by the recorder makes
+/// the patch fail (and the reconcile retry) instead of being overwritten. `None` serializes as
+/// null so that a cleared field is removed.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorCameraStatus {
     pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recorder: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub assigned_at: Option<DateTime<Utc>>,
     pub outages: Vec<Outage>,
     pub conditions: Vec<Condition>,
@@ -71,18 +71,31 @@ pub fn operator_status(
     // Outages: keep the list, close open ones when the camera records again on its current
     // recorder (the Recording condition turned True after the assignment), add the new one.
     let mut outages = status.outages.clone();
-    // Kubernetes times are often written with whole seconds: compare at that precision.
-    let recording_since_assignment =
-        |t: DateTime<Utc>| assigned_at.is_some_and(|a| t >= a.trunc_subsecs(0));
+    // The camera records on its current recorder when the Recording condition turned True after
+    // the assignment, or a segment ended after it (a recorder may keep an older transition time
+    // when the condition was already True). Kubernetes times are often whole seconds: compare
+    // at that precision.
+    let since_assignment =
+        |t: &DateTime<Utc>| assigned_at.is_some_and(|a| *t >= a.trunc_subsecs(0));
+    let proofs: Vec<DateTime<Utc>> = recording
+        .iter()
+        .filter(|r| r.status == ConditionStatus::True)
+        .map(|r| r.last_transition_time)
+        .chain(status.last_segment_time)
+        .filter(since_assignment)
+        .collect();
+    let recording_since_assignment = recording
+        .as_ref()
+        .is_some_and(|r| r.status == ConditionStatus::True)
+        && !proofs.is_empty();
     if let Some(outage) = &facts.new_outage {
         outages.push(outage.clone());
     }
-    if let Some(rec) = &recording
-        && rec.status == ConditionStatus::True
-        && recording_since_assignment(rec.last_transition_time)
-    {
+    // Close open outages at the latest proof: a window that is too long costs nothing (a
+    // backfill fetches only what the store lacks), one that is too short would lose footage.
+    if recording_since_assignment && let Some(end) = proofs.iter().max() {
         for o in outages.iter_mut().filter(|o| o.end.is_none()) {
-            o.end = Some(rec.last_transition_time.max(o.start));
+            o.end = Some((*end).max(o.start));
         }
     }
 
@@ -169,7 +182,8 @@ pub fn operator_status(
         )
     };
     set_condition(&mut conditions, degraded);
-    conditions.retain(|c| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str()));
+    // Other writers' conditions (the recorder's Recording) are carried through unchanged: the
+    // merge patch replaces the whole list.
 
     let state = if facts.invalid.is_some() {
         "Invalid"
@@ -179,10 +193,7 @@ pub fn operator_status(
         "Pending"
     } else {
         match recording {
-            Some(r)
-                if r.status == ConditionStatus::True
-                    && recording_since_assignment(r.last_transition_time) =>
-            {
+            Some(r) if r.status == ConditionStatus::True && recording_since_assignment => {
                 "Recording"
             }
             Some(r) if r.status == ConditionStatus::False => "Degraded",
@@ -225,6 +236,7 @@ pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
     let new_conditions: Vec<_> = new
         .conditions
         .iter()
+        .filter(own)
         .map(|c| {
             (
                 &c.type_,
@@ -343,12 +355,35 @@ mod tests {
             conditions: moved.conditions.clone(),
             ..Default::default()
         };
+        // rec-a's stale Recording=True is still in the list: not proof of recording on rec-b.
+        let stale = operator_status(&camera(Some(status.clone())), &facts(Some("rec-b")), t2);
+        assert_eq!(stale.state, "Scheduled");
+        assert!(stale.outages[0].end.is_none());
+
+        // A recorder that keeps the old transition time but reports a segment after the move.
+        let mut by_segment = status.clone();
+        by_segment.last_segment_time = Some(t2);
+        let after = operator_status(&camera(Some(by_segment)), &facts(Some("rec-b")), t2);
+        assert_eq!(after.state, "Recording");
+        assert_eq!(after.outages[0].end, Some(t2));
+
+        // A recorder that writes a fresh transition time.
+        status.conditions.retain(|c| c.type_ != RECORDING);
         let mut rec = Condition::new(RECORDING, ConditionStatus::True, "Streaming", "", Some(3));
         rec.last_transition_time = t2;
         status.conditions.push(rec);
         let after = operator_status(&camera(Some(status)), &facts(Some("rec-b")), t2);
         assert_eq!(after.state, "Recording");
         assert_eq!(after.outages[0].end, Some(t2));
+        assert_eq!(
+            after
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == RECORDING)
+                .count(),
+            1,
+            "the recorder's condition is carried through once"
+        );
     }
 
     #[test]

@@ -210,7 +210,7 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         hand_over_closed_outages(&ctx, camera, &mut new_status.outages).await?;
         *states.entry(new_status.state.clone()).or_default() += 1;
         if differs(camera, &new_status) {
-            apply_camera_status(&cameras_api, &cam_name, &new_status).await?;
+            apply_camera_status(&cameras_api, camera, &new_status).await?;
         }
         if old != f.recorder {
             let patch = serde_json::json!({"metadata": {"labels": {RECORDER_LABEL: f.recorder}}});
@@ -605,17 +605,17 @@ where
 
 async fn apply_camera_status(
     api: &Api<Camera>,
-    name: &str,
+    camera: &Camera,
     status: &super::camera_status::OperatorCameraStatus,
 ) -> Result<()> {
     let patch = serde_json::json!({
-        "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
+        "metadata": {"resourceVersion": camera.resource_version()},
         "status": status,
     });
     api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
+        &camera.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
     )
     .await?;
     Ok(())
