@@ -40,7 +40,7 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let d = self.nominal();
         self.failures = self.failures.saturating_add(1);
-        jittered(d, self.rng.next())
+        jittered(d, self.rng.next_u64())
     }
 
     /// Consecutive failures so far.
@@ -72,7 +72,7 @@ pub fn jittered(d: Duration, r: u64) -> Duration {
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -105,7 +105,12 @@ mod tests {
         let got: Vec<u64> = (0..10)
             .map(|n| nominal_delay(base, cap, n).as_millis() as u64)
             .collect();
-        assert_eq!(got, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+        assert_eq!(
+            got,
+            [
+                500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000
+            ]
+        );
         assert_eq!(nominal_delay(base, cap, u32::MAX), cap);
     }
 

@@ -127,7 +127,11 @@ impl CameraTask {
         info!(url = %redact_url(&self.cfg.url), "camera task started");
         while !self.stopping() {
             if attempts > 0 {
-                self.ctx.metrics.reconnects.get_or_create(&self.labels).inc();
+                self.ctx
+                    .metrics
+                    .reconnects
+                    .get_or_create(&self.labels)
+                    .inc();
                 self.ctx.status.update(&self.cfg.id, |r| r.reconnects += 1);
             }
             attempts += 1;
@@ -138,7 +142,11 @@ impl CameraTask {
                 Ok((demuxed, vi, ai)) => self.ingest(demuxed, vi, ai).await,
                 Err(e) => (Ended::Lost(e), false),
             };
-            self.ctx.metrics.camera_up.get_or_create(&self.labels).set(0);
+            self.ctx
+                .metrics
+                .camera_up
+                .get_or_create(&self.labels)
+                .set(0);
             if recorded {
                 backoff.reset();
             }
@@ -167,7 +175,9 @@ impl CameraTask {
         if let Some(g) = self.gaps.stop(now_ms()) {
             self.record_gap(g).await;
         }
-        self.ctx.status.set_state(&self.cfg.id, CameraState::Stopped);
+        self.ctx
+            .status
+            .set_state(&self.cfg.id, CameraState::Stopped);
         info!("camera task stopped");
     }
 
@@ -216,13 +226,11 @@ impl CameraTask {
             }))
             .user_agent(format!("vigil-recorder/{}", env!("CARGO_PKG_VERSION")))
             .teardown(TeardownPolicy::Auto);
-        let mut session = tokio::time::timeout(
-            RTSP_TIMEOUT,
-            Session::describe(self.cfg.url.clone(), opts),
-        )
-        .await
-        .map_err(|_| self.rtsp_err("DESCRIBE", "timed out"))?
-        .map_err(|e| self.rtsp_err("DESCRIBE", e))?;
+        let mut session =
+            tokio::time::timeout(RTSP_TIMEOUT, Session::describe(self.cfg.url.clone(), opts))
+                .await
+                .map_err(|_| self.rtsp_err("DESCRIBE", "timed out"))?
+                .map_err(|e| self.rtsp_err("DESCRIBE", e))?;
         let streams = session.streams();
         let vi = streams
             .iter()
@@ -273,7 +281,8 @@ impl CameraTask {
         // Timestamps are mapped to UTC per stream (see timeline.rs), so RTP-Info is not needed.
         let playing = tokio::time::timeout(
             RTSP_TIMEOUT,
-            session.play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive)),
+            session
+                .play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive)),
         )
         .await
         .map_err(|_| self.rtsp_err("PLAY", "timed out"))?
@@ -285,7 +294,12 @@ impl CameraTask {
     }
 
     /// Records one session. Returns how it ended and whether it completed a segment.
-    async fn ingest(&mut self, mut demuxed: Demuxed, vi: usize, ai: Option<usize>) -> (Ended, bool) {
+    async fn ingest(
+        &mut self,
+        mut demuxed: Demuxed,
+        vi: usize,
+        ai: Option<usize>,
+    ) -> (Ended, bool) {
         let ctx = self.ctx.clone();
         let s = &ctx.settings;
         let audio = ai.and_then(|i| match demuxed.streams()[i].parameters() {
@@ -372,9 +386,12 @@ impl CameraTask {
                                         height: h.min(u32::from(u16::MAX)) as u16,
                                     });
                                     let codec = p.rfc6381_codec().to_string();
-                                    rec.h265 = codec.starts_with("hvc1") || codec.starts_with("hev1");
+                                    rec.h265 =
+                                        codec.starts_with("hvc1") || codec.starts_with("hev1");
                                     info!(codec = %codec, width = w, height = h, "video parameters");
-                                    self.ctx.status.update(&self.cfg.id, |r| r.codec = Some(codec));
+                                    self.ctx
+                                        .status
+                                        .update(&self.cfg.id, |r| r.codec = Some(codec));
                                 }
                                 Err(e) => {
                                     break Ended::Lost(Error::Stream(format!(
@@ -404,7 +421,11 @@ impl CameraTask {
                         data: f.into_data(),
                     };
                     if let Err(d) = rec.segmenter.push_video(frame, &mut events) {
-                        warn!(prev_ts = d.prev_ts, ts = d.frame.ts, "RTP timestamp discontinuity; starting a new timeline");
+                        warn!(
+                            prev_ts = d.prev_ts,
+                            ts = d.frame.ts,
+                            "RTP timestamp discontinuity; starting a new timeline"
+                        );
                         rec.segmenter.finish(&mut events);
                         if let Err(e) = self.handle(&mut rec, &mut events).await {
                             break Ended::Lost(e);
@@ -487,7 +508,10 @@ impl CameraTask {
                     }
                     match vtl.boundary(ts) {
                         Adjust::Stepped(us) => {
-                            warn!(offset_ms = us / 1000, "camera clock and receipt times disagree; re-anchored the timeline")
+                            warn!(
+                                offset_ms = us / 1000,
+                                "camera clock and receipt times disagree; re-anchored the timeline"
+                            )
                         }
                         Adjust::Slewed(ppm) if ppm.abs() > 500.0 => {
                             debug!(ppm, "slewing the camera clock")
@@ -508,7 +532,8 @@ impl CameraTask {
                     let path = self.ctx.spool.partial_path(&rec.cam, provisional);
                     let init = mp4::init_segment(video, rec.audio.as_ref(), provisional / 1000);
                     let len = init.len() as u64;
-                    let file = blocking(move || create_with(&path, init).map(|f| (f, path))).await?;
+                    let file =
+                        blocking(move || create_with(&path, init).map(|f| (f, path))).await?;
                     self.ctx.spool.add_partial_bytes(len as i64);
                     rec.files.insert(
                         id,
@@ -523,14 +548,20 @@ impl CameraTask {
                     );
                     rec.current = Some(id);
                     if rec.segments == 0 {
-                        self.ctx.metrics.camera_up.get_or_create(&self.labels).set(1);
+                        self.ctx
+                            .metrics
+                            .camera_up
+                            .get_or_create(&self.labels)
+                            .set(1);
                         self.ctx
                             .status
                             .set_state(&self.cfg.id, CameraState::Recording);
                     }
                 }
                 Event::Fragment { id, fragment } => {
-                    let Some(f) = rec.files.get_mut(&id) else { continue };
+                    let Some(f) = rec.files.get_mut(&id) else {
+                        continue;
+                    };
                     // The first fragment of a session fixes the timeline's anchor, so the
                     // session's start, and the gap before it, are known now rather than at the
                     // end of the first segment.
@@ -546,8 +577,10 @@ impl CameraTask {
                         continue;
                     };
                     let len = fragment.len();
-                    self.ewma
-                        .observe(fragment.payload_bytes, fragment.video_ticks as f64 / 90_000.0);
+                    self.ewma.observe(
+                        fragment.payload_bytes,
+                        fragment.video_ticks as f64 / 90_000.0,
+                    );
                     let path = f.path.clone();
                     file = blocking(move || {
                         use std::io::Write;
@@ -567,7 +600,11 @@ impl CameraTask {
                     f.bytes += len;
                     self.ctx.spool.add_partial_bytes(len as i64);
                     if let Some(bps) = self.ewma.bits_per_second() {
-                        self.ctx.metrics.bitrate_bps.get_or_create(&self.labels).set(bps);
+                        self.ctx
+                            .metrics
+                            .bitrate_bps
+                            .get_or_create(&self.labels)
+                            .set(bps);
                     }
                     if let Some(start_ms) = resumed
                         && let Some(g) = self.gaps.started(start_ms)
@@ -581,13 +618,18 @@ impl CameraTask {
                     end_ts,
                     video_frames,
                 } => {
-                    let Some(mut f) = rec.files.remove(&id) else { continue };
+                    let Some(mut f) = rec.files.remove(&id) else {
+                        continue;
+                    };
                     if rec.current == Some(id) {
                         rec.current = None;
                     }
                     let Some(vtl) = &rec.vtl else { continue };
                     let start_ms = f.start_ms.unwrap_or_else(|| vtl.map_ms(start_ts));
-                    let end_ms = f.end_ms.unwrap_or_else(|| vtl.map_ms(end_ts)).max(start_ms + 1);
+                    let end_ms = f
+                        .end_ms
+                        .unwrap_or_else(|| vtl.map_ms(end_ts))
+                        .max(start_ms + 1);
                     let key = SegmentKey::new(rec.cam.clone(), start_ms, end_ms, Origin::Live)?;
                     let file = f.file.take();
                     let spool = self.ctx.spool.clone();
@@ -611,7 +653,8 @@ impl CameraTask {
                     debug!(key = %key.relative(), frames = video_frames, bytes, "segment written");
                     let kbps = self.ewma.kbps();
                     self.ctx.status.update(&self.cfg.id, |r| {
-                        r.last_segment_end_ms = Some(r.last_segment_end_ms.map_or(end_ms, |e| e.max(end_ms)));
+                        r.last_segment_end_ms =
+                            Some(r.last_segment_end_ms.map_or(end_ms, |e| e.max(end_ms)));
                         r.first_segment_start_ms.get_or_insert(start_ms);
                         r.segments += 1;
                         r.bitrate_kbps = kbps;
@@ -643,7 +686,9 @@ impl CameraTask {
             reason = g.reason.as_str(),
             "gap in footage"
         );
-        self.ctx.metrics.record_gap(&self.cfg.id, g.reason, g.seconds());
+        self.ctx
+            .metrics
+            .record_gap(&self.cfg.id, g.reason, g.seconds());
         self.ctx.status.gap(&rec);
         let spool = self.ctx.spool.clone();
         if let Err(e) = blocking(move || spool.put_gap_blocking(&rec)).await {

@@ -200,9 +200,8 @@ impl CameraConfig {
         transport: Transport,
         audio: bool,
     ) -> Result<Self> {
-        let parsed = Url::parse(url).map_err(|e| {
-            Error::Config(format!("camera {id}: URL is not valid ({e})"))
-        })?;
+        let parsed = Url::parse(url)
+            .map_err(|e| Error::Config(format!("camera {id}: URL is not valid ({e})")))?;
         if !matches!(parsed.scheme(), "rtsp" | "rtsps") || parsed.host_str().is_none() {
             return Err(Error::Config(format!(
                 "camera {id}: URL {} must be rtsp:// or rtsps:// with a host",
@@ -454,7 +453,9 @@ cameras:
             r.buffer_max_bytes,
             r.cameras,
         );
-        assert!(matches!(storage, StorageConfig::S3 { allow_http: true, path_style: true, ref region, .. } if region == "us-east-1"));
+        assert!(
+            matches!(storage, StorageConfig::S3 { allow_http: true, path_style: true, ref region, .. } if region == "us-east-1")
+        );
         assert_eq!(prefix, "footage");
         assert_eq!(seg, 6);
         assert_eq!(dir, PathBuf::from("/tmp/buf"));

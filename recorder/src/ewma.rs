@@ -23,7 +23,7 @@ impl BitrateEwma {
     /// Adds `bytes` received over `secs` of stream time. Non-positive durations are ignored
     /// (they carry no rate information).
     pub fn observe(&mut self, bytes: u64, secs: f64) {
-        if !(secs > 0.0) || !secs.is_finite() {
+        if secs.is_nan() || secs <= 0.0 || !secs.is_finite() {
             return;
         }
         let sample = bytes as f64 * 8.0 / secs;
@@ -43,7 +43,8 @@ impl BitrateEwma {
     }
 
     pub fn kbps(&self) -> Option<u32> {
-        self.bps.map(|b| (b / 1000.0).round().clamp(0.0, u32::MAX as f64) as u32)
+        self.bps
+            .map(|b| (b / 1000.0).round().clamp(0.0, u32::MAX as f64) as u32)
     }
 }
 

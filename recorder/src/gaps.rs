@@ -175,15 +175,13 @@ impl GapTracker {
 
     /// The recorder stops recording the camera at `now_ms`: an open gap is closed there.
     pub fn stop(&mut self, now_ms: i64) -> Option<Gap> {
-        self.open_since
-            .take()
-            .and_then(|(since, reason)| {
-                (now_ms > since).then_some(Gap {
-                    start_ms: since,
-                    end_ms: now_ms,
-                    reason,
-                })
+        self.open_since.take().and_then(|(since, reason)| {
+            (now_ms > since).then_some(Gap {
+                start_ms: since,
+                end_ms: now_ms,
+                reason,
             })
+        })
     }
 }
 
@@ -221,12 +219,21 @@ mod tests {
     #[test]
     fn record_json_shape() {
         let c = CameraId::new("ns", "cam").unwrap();
-        let r = GapRecord::new(&c, 1_700_000_000_000, 1_700_000_012_345, GapReason::StreamLost, "rec-0");
+        let r = GapRecord::new(
+            &c,
+            1_700_000_000_000,
+            1_700_000_012_345,
+            GapReason::StreamLost,
+            "rec-0",
+        );
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["reason"], "stream-lost");
         assert_eq!(j["start"], "2023-11-14T22:13:20.000Z");
         assert_eq!(j["seconds"], 12.345);
-        assert_eq!(r.key().unwrap().relative(), "ns/cam/gaps/1700000000000-1700000012345.json");
+        assert_eq!(
+            r.key().unwrap().relative(),
+            "ns/cam/gaps/1700000000000-1700000012345.json"
+        );
         let back: GapRecord = serde_json::from_value(j).unwrap();
         assert_eq!(back, r);
     }

@@ -164,9 +164,9 @@ async fn read_secret(
     let s = secrets.get(name).await?;
     let data = s.data.unwrap_or_default();
     let get = |k: &str| -> Result<String> {
-        let v = data.get(k).ok_or_else(|| {
-            Error::Config(format!("Secret {namespace}/{name} has no key {k:?}"))
-        })?;
+        let v = data
+            .get(k)
+            .ok_or_else(|| Error::Config(format!("Secret {namespace}/{name} has no key {k:?}")))?;
         let text = String::from_utf8(v.0.clone()).map_err(|_| {
             Error::Config(format!("Secret {namespace}/{name} key {k:?} is not UTF-8"))
         })?;
@@ -397,15 +397,29 @@ pub fn outage(g: &GapRecord, pod: &str) -> Option<Outage> {
 }
 
 /// The merge patch for one camera, or `None` if nothing changed.
-pub fn status_patch(cam: &Camera, r: &CameraReport, new_gaps: &[GapRecord], pod: &str) -> Option<serde_json::Value> {
+pub fn status_patch(
+    cam: &Camera,
+    r: &CameraReport,
+    new_gaps: &[GapRecord],
+    pod: &str,
+) -> Option<serde_json::Value> {
     let old = cam.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone();
-    set_condition(&mut conditions, recording_condition(r, cam.metadata.generation));
+    set_condition(
+        &mut conditions,
+        recording_condition(r, cam.metadata.generation),
+    );
     let mut outages = old.outages.clone();
     // An open outage (the operator saw this camera's previous recorder fail) ends where this
     // recorder's footage begins.
-    if let Some(first) = r.first_segment_start_ms.and_then(DateTime::from_timestamp_millis) {
-        for o in outages.iter_mut().filter(|o| o.end.is_none() && o.start < first) {
+    if let Some(first) = r
+        .first_segment_start_ms
+        .and_then(DateTime::from_timestamp_millis)
+    {
+        for o in outages
+            .iter_mut()
+            .filter(|o| o.end.is_none() && o.start < first)
+        {
             o.end = Some(first);
         }
     }
@@ -461,8 +475,12 @@ pub async fn status_loop(k: Arc<K8s>, board: Arc<StatusBoard>, mut stop: watch::
             _ = stop.wait_for(|s| *s) => return,
         }
         for r in board.snapshot() {
-            let Ok(id) = CameraId::new(&r.namespace, &r.camera) else { continue };
-            let Some(cam) = lock(&k.cameras).get(&r.camera).cloned() else { continue };
+            let Ok(id) = CameraId::new(&r.namespace, &r.camera) else {
+                continue;
+            };
+            let Some(cam) = lock(&k.cameras).get(&r.camera).cloned() else {
+                continue;
+            };
             let gaps = board.take_unreported_gaps(&id);
             let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod) else {
                 continue;
@@ -562,7 +580,13 @@ mod tests {
     fn keeps_operator_conditions_and_skips_no_ops() {
         let mut cam = camera();
         let mut st = vigil_operator::api::CameraStatus::default();
-        st.conditions.push(Condition::new("Scheduled", ConditionStatus::True, "Assigned", "", None));
+        st.conditions.push(Condition::new(
+            "Scheduled",
+            ConditionStatus::True,
+            "Assigned",
+            "",
+            None,
+        ));
         cam.status = Some(st);
         let r = report(CameraState::Recording);
         let p = status_patch(&cam, &r, &[], "rec-0").unwrap();
@@ -571,7 +595,8 @@ mod tests {
         assert!(p["status"].get("outages").is_none());
         // Apply it and ask again: nothing to do.
         let mut applied = cam.clone();
-        let s: vigil_operator::api::CameraStatus = serde_json::from_value(p["status"].clone()).unwrap();
+        let s: vigil_operator::api::CameraStatus =
+            serde_json::from_value(p["status"].clone()).unwrap();
         applied.status = Some(s);
         assert!(status_patch(&applied, &r, &[], "rec-0").is_none());
     }

@@ -147,7 +147,12 @@ impl ObjectKey {
 }
 
 impl SegmentKey {
-    pub fn new(camera: CameraId, start_ms: i64, end_ms: i64, origin: Origin) -> Result<Self, Error> {
+    pub fn new(
+        camera: CameraId,
+        start_ms: i64,
+        end_ms: i64,
+        origin: Origin,
+    ) -> Result<Self, Error> {
         check_interval(start_ms, end_ms)?;
         Ok(SegmentKey {
             camera,
@@ -262,7 +267,10 @@ pub fn camera_prefix(prefix: &str, camera: &CameraId) -> String {
 
 /// `<prefix>/<namespace>/<camera>/gaps/`.
 pub fn gaps_prefix(prefix: &str, camera: &CameraId) -> String {
-    join_prefix(prefix, &format!("{}/{}/gaps/", camera.namespace, camera.name))
+    join_prefix(
+        prefix,
+        &format!("{}/{}/gaps/", camera.namespace, camera.name),
+    )
 }
 
 /// The hour directories (with trailing `/`) a reader must list to find every segment that
@@ -279,7 +287,12 @@ pub fn hour_prefixes(
     let first = (start_ms - max_segment_ms.max(0)).max(0).div_euclid(HOUR);
     let last = (end_ms - 1).div_euclid(HOUR);
     (first..=last)
-        .map(|h| Ok(join_prefix(prefix, &format!("{}/", hour_dir(camera, h * HOUR)))))
+        .map(|h| {
+            Ok(join_prefix(
+                prefix,
+                &format!("{}/", hour_dir(camera, h * HOUR)),
+            ))
+        })
         .collect()
 }
 
@@ -322,7 +335,9 @@ fn parse_ms(s: &str, rel: &str) -> Result<i64, Error> {
     // Only plain decimal digits: `+5` or `007` would make two spellings of one key.
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
     {
-        return Err(Error::Layout(format!("bad millisecond value {s:?} in {rel:?}")));
+        return Err(Error::Layout(format!(
+            "bad millisecond value {s:?} in {rel:?}"
+        )));
     }
     s.parse()
         .map_err(|_| Error::Layout(format!("bad millisecond value {s:?} in {rel:?}")))
@@ -410,7 +425,10 @@ mod tests {
     fn gap_key_example() {
         let k = GapKey::new(cam(), 1000, 2500).unwrap();
         assert_eq!(k.to_key("p"), "p/default/cam1/gaps/1000-2500.json");
-        assert_eq!(GapKey::parse("p/default/cam1/gaps/1000-2500.json", "p").unwrap(), k);
+        assert_eq!(
+            GapKey::parse("p/default/cam1/gaps/1000-2500.json", "p").unwrap(),
+            k
+        );
         assert_eq!(
             ObjectKey::parse_relative(&k.relative()).unwrap(),
             ObjectKey::Gap(k)

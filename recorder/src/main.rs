@@ -57,7 +57,11 @@ HTTP (--listen): /healthz, /readyz, /metrics (Prometheus), /status (JSON).
 SIGTERM: every camera finishes its segment, uploads continue for --shutdown-timeout, exit 0."#;
 
 #[derive(Parser)]
-#[command(name = "vigil-recorder", version, about = "Vigil's recorder: cameras (RTSP) into fMP4 segments in object storage")]
+#[command(
+    name = "vigil-recorder",
+    version,
+    about = "Vigil's recorder: cameras (RTSP) into fMP4 segments in object storage"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"], env = "VIGIL_LOG_FORMAT")]
@@ -86,7 +90,11 @@ struct Rest {
 #[derive(Args)]
 struct RecordArgs {
     /// Camera/storage file (file mode).
-    #[arg(long, conflicts_with = "kubernetes", required_unless_present = "kubernetes")]
+    #[arg(
+        long,
+        conflicts_with = "kubernetes",
+        required_unless_present = "kubernetes"
+    )]
     config: Option<PathBuf>,
     /// Take cameras and settings from the Kubernetes API.
     #[arg(long)]
@@ -133,7 +141,9 @@ struct RecordArgs {
 fn init_logs(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -145,7 +155,11 @@ fn host_name() -> String {
     std::env::var("POD_NAME")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "recorder".into())
 }
@@ -155,15 +169,18 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Backfill(_) => {
             eprintln!("vigil-recorder backfill: not implemented yet");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
         Cmd::Serve(_) => {
             eprintln!("vigil-recorder serve: not implemented yet");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
         Cmd::Record(args) => {
             init_logs(&cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     error!(error = %e, "cannot start the runtime");
@@ -198,7 +215,9 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
             .buffer_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BUFFER_DIR)),
-        buffer_max_bytes: a.buffer_max_bytes.unwrap_or(vigil_recorder::config::DEFAULT_BUFFER_MAX_BYTES),
+        buffer_max_bytes: a
+            .buffer_max_bytes
+            .unwrap_or(vigil_recorder::config::DEFAULT_BUFFER_MAX_BYTES),
         upload_concurrency: a.upload_concurrency,
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),
@@ -210,10 +229,11 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         let (k, pool) = kubernetes::connect().await?;
         settings.storage = pool.storage;
         settings.prefix = pool.prefix;
-        settings.segment_seconds = validate_segment_seconds(a.segment_seconds.unwrap_or(pool.segment_seconds))?;
+        settings.segment_seconds =
+            validate_segment_seconds(a.segment_seconds.unwrap_or(pool.segment_seconds))?;
         settings.buffer_max_bytes = a.buffer_max_bytes.unwrap_or(pool.buffer_max_bytes);
         settings.recorder_name = a.recorder_name.clone().unwrap_or_else(|| k.pod.clone());
-        Source::Kubernetes(k)
+        Source::Kubernetes(Box::new(k))
     } else {
         let path = a
             .config

@@ -166,7 +166,11 @@ impl Metrics {
             "Configured buffer limit",
             m.buffer_max_bytes.clone(),
         );
-        registry.register("cameras", "Cameras assigned to this recorder", m.cameras.clone());
+        registry.register(
+            "cameras",
+            "Cameras assigned to this recorder",
+            m.cameras.clone(),
+        );
         Metrics { registry, ..m }
     }
 

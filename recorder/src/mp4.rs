@@ -106,7 +106,14 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>, unix_secs: i
             &video.sample_entry,
         );
         if let Some(a) = audio {
-            write_trak(b, AUDIO_TRACK_ID, a.timescale, mp4_time, None, &a.sample_entry);
+            write_trak(
+                b,
+                AUDIO_TRACK_ID,
+                a.timescale,
+                mp4_time,
+                None,
+                &a.sample_entry,
+            );
         }
         write_box(b, b"mvex", |b| {
             let trex = |b: &mut Vec<u8>, id: u32| {
@@ -243,7 +250,8 @@ pub fn moof(sequence: u32, runs: &[TrackRun<'_>]) -> Vec<u8> {
                 write_full_box(b, b"tfhd", 0, 0x02_0000, |b| u32be(b, r.track_id));
                 write_full_box(b, b"tfdt", 1, 0, |b| u64be(b, r.base_decode_time));
                 // data-offset | sample-duration | sample-size [| sample-flags]
-                let flags = 0x000001 | 0x000100 | 0x000200 | if r.sample_flags { 0x000400 } else { 0 };
+                let flags =
+                    0x000001 | 0x000100 | 0x000200 | if r.sample_flags { 0x000400 } else { 0 };
                 write_full_box(b, b"trun", 0, flags, |b| {
                     u32be(b, r.samples.len() as u32);
                     offset_fields.push(b.len());

@@ -29,7 +29,7 @@ pub enum Source {
     /// A fixed camera list (file mode).
     File(Vec<CameraConfig>),
     /// Cameras labelled for this pod.
-    Kubernetes(K8s),
+    Kubernetes(Box<K8s>),
 }
 
 pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> Result<()> {
@@ -123,8 +123,11 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
             Ok(())
         }
         Source::Kubernetes(k) => {
-            let k = Arc::new(k);
-            k8s_tasks.push(tokio::spawn(kubernetes::lease_loop(k.clone(), k8s_stop_rx.clone())));
+            let k: Arc<K8s> = Arc::from(k);
+            k8s_tasks.push(tokio::spawn(kubernetes::lease_loop(
+                k.clone(),
+                k8s_stop_rx.clone(),
+            )));
             k8s_tasks.push(tokio::spawn(kubernetes::status_loop(
                 k.clone(),
                 status.clone(),

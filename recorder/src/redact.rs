@@ -111,7 +111,9 @@ fn strip_userinfo(text: &str) -> String {
         out.push_str(&rest[..i + 3]);
         rest = &rest[i + 3..];
         let end = rest
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
             .unwrap_or(rest.len());
         if let Some(at) = rest[..end].rfind('@') {
             out.push_str("***@");

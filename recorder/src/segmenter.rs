@@ -372,10 +372,7 @@ impl Segmenter {
     fn open_segment(&mut self, f: VideoIn, out: &mut Vec<Event>) {
         let id = self.next_id;
         self.next_id += 1;
-        out.push(Event::Open {
-            id,
-            start_ts: f.ts,
-        });
+        out.push(Event::Open { id, start_ts: f.ts });
         self.open = Some(Seg::new(id, f.ts));
         self.cut_at_next_key = false;
         self.last = Some(f);
@@ -482,7 +479,10 @@ mod tests {
                     );
                 }
                 Event::Fragment { id, fragment } => {
-                    assert!(seen.closed.iter().all(|c| c.0 != id), "fragment after close");
+                    assert!(
+                        seen.closed.iter().all(|c| c.0 != id),
+                        "fragment after close"
+                    );
                     let b = seen.bytes.get_mut(&id).unwrap();
                     b.extend_from_slice(&fragment.moof);
                     b.extend_from_slice(&fragment.mdat_header);

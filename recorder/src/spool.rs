@@ -106,7 +106,9 @@ impl SpoolIndex {
         let mut adm = Admission::default();
         while self.total > self.max_bytes {
             let victim = self.items.iter().find_map(|(s, it)| match &it.key {
-                ObjectKey::Segment(k) if !self.in_flight.contains(&s.2) => Some((s.clone(), k.clone())),
+                ObjectKey::Segment(k) if !self.in_flight.contains(&s.2) => {
+                    Some((s.clone(), k.clone()))
+                }
                 _ => None,
             });
             let Some((s, k)) = victim else { break };
@@ -284,7 +286,9 @@ impl Spool {
                     let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     spool.admit_blocking(key, bytes)?;
                 }
-                Err(e) => warn!(path = %path.display(), error = %e, "ignoring unknown file in buffer"),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "ignoring unknown file in buffer")
+                }
             }
         }
         let recovered = spool.recover_partials()?;
@@ -365,7 +369,8 @@ impl Spool {
     /// Bytes of segments being recorded changed by `delta`.
     pub fn add_partial_bytes(&self, delta: i64) {
         if delta >= 0 {
-            self.partial_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+            self.partial_bytes
+                .fetch_add(delta as u64, Ordering::Relaxed);
         } else {
             self.partial_bytes
                 .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
@@ -396,9 +401,9 @@ impl Spool {
 
     /// Writes a gap record into the queue. Blocking.
     pub fn put_gap_blocking(&self, rec: &GapRecord) -> Result<()> {
-        let key = rec
-            .key()
-            .ok_or_else(|| Error::Layout(format!("gap {}-{} is empty", rec.start_ms, rec.end_ms)))?;
+        let key = rec.key().ok_or_else(|| {
+            Error::Layout(format!("gap {}-{} is empty", rec.start_ms, rec.end_ms))
+        })?;
         let okey = ObjectKey::Gap(key);
         let to = self.path_of(&okey);
         let body = serde_json::to_vec_pretty(rec)?;
@@ -421,7 +426,10 @@ impl Spool {
             }
             remove_empty_parents(&path, &self.ready);
             let labels = CamLabels::from(&seg.camera);
-            self.metrics.dropped_bytes.get_or_create(&labels).inc_by(seg_bytes);
+            self.metrics
+                .dropped_bytes
+                .get_or_create(&labels)
+                .inc_by(seg_bytes);
             self.metrics.dropped_segments.get_or_create(&labels).inc();
             self.metrics.record_gap(
                 &seg.camera,

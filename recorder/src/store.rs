@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 pub fn build(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
     match storage {
         StorageConfig::Local { path } => {
-            std::fs::create_dir_all(path).map_err(|e| Error::io("creating store directory", path, e))?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::io("creating store directory", path, e))?;
             Ok(Arc::new(LocalFileSystem::new_with_prefix(path)?))
         }
         StorageConfig::S3 {

@@ -88,7 +88,10 @@ impl Supervisor {
         async move {
             let _ = r.stop.send(true);
             let mut handle = r.handle;
-            if tokio::time::timeout(STOP_TIMEOUT, &mut handle).await.is_err() {
+            if tokio::time::timeout(STOP_TIMEOUT, &mut handle)
+                .await
+                .is_err()
+            {
                 warn!(camera = %id, "camera did not stop in time; aborting it");
                 handle.abort();
             }
@@ -100,7 +103,10 @@ impl Supervisor {
     /// Stops every camera (each saves its current segment).
     pub async fn stop_all(&mut self) {
         let all: Vec<(CameraId, Running)> = self.running.drain().collect();
-        let futs: Vec<_> = all.into_iter().map(|(id, r)| self.stop_one(id, r)).collect();
+        let futs: Vec<_> = all
+            .into_iter()
+            .map(|(id, r)| self.stop_one(id, r))
+            .collect();
         futures::future::join_all(futs).await;
         self.ctx.metrics.cameras.set(0);
     }

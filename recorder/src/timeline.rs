@@ -196,12 +196,12 @@ mod tests {
             // true capture time of RTP ts: camera ticks run (1 + ppm) fast.
             let truth = |ts: i64| start_us + ((ts as f64 / rate as f64) * 1e6 / (1.0 + ppm * 1e-6)) as i64;
             let lat = |r: u64| 5_000 + (r % 55_000) as i64;
-            let mut t = Timeline::new(rate as u32, 0, truth(0) + lat(rng.next()));
+            let mut t = Timeline::new(rate as u32, 0, truth(0) + lat(rng.next_u64()));
             let mut worst = 0i64;
             for seg in 0..360i64 {
                 for i in 0..250i64 {
                     let ts = (seg * 250 + i) * frame;
-                    t.observe(ts, truth(ts) + lat(rng.next()));
+                    t.observe(ts, truth(ts) + lat(rng.next_u64()));
                 }
                 let cut = (seg + 1) * 250 * frame;
                 let end_before = t.map_ms(cut);

@@ -34,7 +34,8 @@ impl Uploader {
     /// Runs until `stop` turns true, then keeps going until the buffer is empty or `deadline`
     /// (set when stopping) passes.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<Option<Instant>>) {
-        let mut backoff = Backoff::with_random_seed(Duration::from_millis(500), Duration::from_secs(5));
+        let mut backoff =
+            Backoff::with_random_seed(Duration::from_millis(500), Duration::from_secs(5));
         let mut tasks: JoinSet<(ObjectKey, Result<u64>, Duration)> = JoinSet::new();
         let mut paused_until: Option<tokio::time::Instant> = None;
         loop {
@@ -47,7 +48,10 @@ impl Uploader {
                 }
                 if Instant::now() >= d {
                     let (n, bytes) = self.spool.waiting();
-                    warn!(objects = n, bytes, "shutdown timeout: leaving objects in the buffer for the next start");
+                    warn!(
+                        objects = n,
+                        bytes, "shutdown timeout: leaving objects in the buffer for the next start"
+                    );
                     return;
                 }
             }

@@ -27,7 +27,9 @@ fn two_cameras_tile_and_a_dropped_stream_is_one_gap() {
     let tmp = tempfile::tempdir().unwrap();
     let sim = Sim::start(&[
         format!("name=cam1,codec=h264,bitrate=1500,fps={FPS},width=640,height=360,gop={GOP}"),
-        format!("name=cam2,codec=h265,bitrate=1500,fps={FPS},width=640,height=360,gop={GOP},audio=aac"),
+        format!(
+            "name=cam2,codec=h265,bitrate=1500,fps={FPS},width=640,height=360,gop={GOP},audio=aac"
+        ),
     ]);
     let store = tmp.path().join("store");
     let config = write_config(
@@ -50,7 +52,12 @@ cameras:
     );
     let rec = Recorder::start(
         &config,
-        &["--reconnect-min-ms", "200", "--reconnect-max-ms", &RECONNECT_MAX_MS.to_string()],
+        &[
+            "--reconnect-min-ms",
+            "200",
+            "--reconnect-max-ms",
+            &RECONNECT_MAX_MS.to_string(),
+        ],
         &tmp.path().join("recorder.log"),
     );
     let started = Instant::now();
@@ -77,15 +84,41 @@ cameras:
     let log = rec.stop();
 
     // Metrics and status saw the drop.
-    assert!(metric(&metrics, "vigil_recorder_reconnects_total", "camera=\"cam1\"") >= 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "vigil_recorder_reconnects_total", "camera=\"cam2\""), 0.0, "{metrics}");
+    assert!(
+        metric(
+            &metrics,
+            "vigil_recorder_reconnects_total",
+            "camera=\"cam1\""
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "vigil_recorder_reconnects_total",
+            "camera=\"cam2\""
+        ),
+        0.0,
+        "{metrics}"
+    );
     assert!(metric(&metrics, "vigil_recorder_bytes_in_total", "camera=\"cam2\"") > 0.0);
-    let kbps = metric(&metrics, "vigil_recorder_bitrate_bits_per_second", "camera=\"cam1\"") / 1000.0;
-    assert!((500.0..4000.0).contains(&kbps), "measured bitrate {kbps} kbit/s for a 1500 kbit/s stream");
+    let kbps = metric(
+        &metrics,
+        "vigil_recorder_bitrate_bits_per_second",
+        "camera=\"cam1\"",
+    ) / 1000.0;
+    assert!(
+        (500.0..4000.0).contains(&kbps),
+        "measured bitrate {kbps} kbit/s for a 1500 kbit/s stream"
+    );
     let cams = status["cameras"].as_array().unwrap();
     let cam1 = cams.iter().find(|c| c["camera"] == "cam1").unwrap();
     assert!(
-        cam1["gaps"].as_array().unwrap().iter().any(|g| g["reason"] == "stream-lost"),
+        cam1["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["reason"] == "stream-lost"),
         "{status}"
     );
 
@@ -107,20 +140,37 @@ cameras:
         assert!(c.holes.is_empty(), "{cam}: holes {:?}", c.holes);
         assert!(c.overlaps.is_empty(), "{cam}: overlaps {:?}", c.overlaps);
         // The recording spans the whole run (minus start-up and the last frame).
-        assert!(c.last_ms >= stop_ms - 2000, "{cam} ends at {} but stop was at {stop_ms}", c.last_ms);
+        assert!(
+            c.last_ms >= stop_ms - 2000,
+            "{cam} ends at {} but stop was at {stop_ms}",
+            c.last_ms
+        );
         // Frames match the frame rate over all footage.
         let expect = c.footage_ms as f64 / 1000.0 * f64::from(FPS);
-        assert!((c.frames as f64 - expect).abs() <= segs.len() as f64, "{cam}: {} frames, expected {expect}", c.frames);
+        assert!(
+            (c.frames as f64 - expect).abs() <= segs.len() as f64,
+            "{cam}: {} frames, expected {expect}",
+            c.frames
+        );
         // Segments are cut on the first keyframe after 10 s.
         for s in &segs[..segs.len() - 1] {
             let len = s.key.end_ms - s.key.start_ms;
             if !c.explained.iter().any(|g| g.start_ms == s.key.end_ms) {
-                assert!((10_000..10_000 + 1000 * i64::from(GOP) / i64::from(FPS) + 40).contains(&len), "{cam}: segment of {len} ms");
+                assert!(
+                    (10_000..10_000 + 1000 * i64::from(GOP) / i64::from(FPS) + 40).contains(&len),
+                    "{cam}: segment of {len} ms"
+                );
             }
         }
-        let lost: Vec<_> = gaps.iter().filter(|g| g.reason == vigil_recorder::gaps::GapReason::StreamLost).collect();
+        let lost: Vec<_> = gaps
+            .iter()
+            .filter(|g| g.reason == vigil_recorder::gaps::GapReason::StreamLost)
+            .collect();
         if cam == "cam2" {
-            assert!(lost.is_empty(), "cam2 must not be affected by cam1's drop: {lost:?}");
+            assert!(
+                lost.is_empty(),
+                "cam2 must not be affected by cam1's drop: {lost:?}"
+            );
             assert!(probe(&segs[0].path).audio_frames > 0, "cam2 has AAC audio");
             continue;
         }
@@ -133,8 +183,15 @@ cameras:
             "cam1 gap {}..{} ({len} ms); simulator dropped at {dropped_ms}, restored at {restored_ms} ({dropped} ms)",
             g.start_ms, g.end_ms
         );
-        assert!((g.start_ms - dropped_ms).abs() <= 1000, "gap starts at {}, drop at {dropped_ms}", g.start_ms);
-        assert!((len - dropped).abs() <= 1000, "gap of {len} ms for a drop of {dropped} ms");
+        assert!(
+            (g.start_ms - dropped_ms).abs() <= 1000,
+            "gap starts at {}, drop at {dropped_ms}",
+            g.start_ms
+        );
+        assert!(
+            (len - dropped).abs() <= 1000,
+            "gap of {len} ms for a drop of {dropped} ms"
+        );
     }
     assert!(!log.contains("panicked"), "{log}");
 }

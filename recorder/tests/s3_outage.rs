@@ -18,10 +18,18 @@ use vigil_recorder::gaps::GapReason;
 
 const FPS: u32 = 25;
 
-fn s3_config(dir: &std::path::Path, proxy: &Proxy, prefix: &str, cams: &[(&str, String)], extra: &str) -> std::path::PathBuf {
+fn s3_config(
+    dir: &std::path::Path,
+    proxy: &Proxy,
+    prefix: &str,
+    cams: &[(&str, String)],
+    extra: &str,
+) -> std::path::PathBuf {
     let mut cameras = String::new();
     for (name, url) in cams {
-        cameras.push_str(&format!("  - {{namespace: lot, name: {name}, url: \"{url}\"}}\n"));
+        cameras.push_str(&format!(
+            "  - {{namespace: lot, name: {name}, url: \"{url}\"}}\n"
+        ));
     }
     write_config(
         dir,
@@ -81,7 +89,11 @@ fn outage_is_buffered_and_nothing_is_lost() {
     proxy.up();
     // The backlog drains once the store is back.
     assert!(
-        wait_for(Duration::from_secs(30), || metric(&rec.metrics(), "vigil_recorder_buffer_objects", "") == 0.0),
+        wait_for(Duration::from_secs(30), || metric(
+            &rec.metrics(),
+            "vigil_recorder_buffer_objects",
+            ""
+        ) == 0.0),
         "buffer did not drain; log:\n{}",
         rec.log_text()
     );
@@ -94,9 +106,15 @@ fn outage_is_buffered_and_nothing_is_lost() {
         "outage of {outage} s: buffer peaked at {max_objects} objects / {max_buffer} bytes; {} upload errors",
         metric(&during, "vigil_recorder_upload_errors_total", "")
     );
-    assert!(max_buffer > 0.0 && max_objects >= 2.0, "buffer never filled during the outage");
+    assert!(
+        max_buffer > 0.0 && max_objects >= 2.0,
+        "buffer never filled during the outage"
+    );
     assert!(metric(&during, "vigil_recorder_upload_errors_total", "") >= 1.0);
-    assert_eq!(metric(&after, "vigil_recorder_dropped_bytes_total", ""), 0.0);
+    assert_eq!(
+        metric(&after, "vigil_recorder_dropped_bytes_total", ""),
+        0.0
+    );
     // Nothing was left behind in the buffer.
     let mut left = Vec::new();
     collect_files(&tmp.path().join("buf"), &mut left);
@@ -115,10 +133,25 @@ fn outage_is_buffered_and_nothing_is_lost() {
             c.holes
         );
         assert!(c.holes.is_empty() && c.overlaps.is_empty(), "{cam}: {c:?}");
-        assert!(c.explained.is_empty(), "{cam}: the outage must not cost footage: {:?}", c.explained);
-        assert!(gaps.iter().all(|g| g.reason == GapReason::Startup), "{gaps:?}");
-        let uploaded = metric(&after, "vigil_recorder_segments_uploaded_total", &format!("camera=\"{cam}\""));
-        assert!(uploaded >= segs.len() as f64 - 1.0, "{cam}: {uploaded} uploads for {} segments", segs.len());
+        assert!(
+            c.explained.is_empty(),
+            "{cam}: the outage must not cost footage: {:?}",
+            c.explained
+        );
+        assert!(
+            gaps.iter().all(|g| g.reason == GapReason::Startup),
+            "{gaps:?}"
+        );
+        let uploaded = metric(
+            &after,
+            "vigil_recorder_segments_uploaded_total",
+            &format!("camera=\"{cam}\""),
+        );
+        assert!(
+            uploaded >= segs.len() as f64 - 1.0,
+            "{cam}: {uploaded} uploads for {} segments",
+            segs.len()
+        );
     }
     assert!(!log.contains("panicked"));
 }
@@ -133,13 +166,27 @@ fn full_buffer_drops_oldest_and_records_the_loss() {
         "name=dock,codec=h264,bitrate=1000,fps={FPS},width=640,height=360"
     )]);
     // 2 s segments of a 1 Mbit/s stream are ~250 kB: the buffer holds about two.
-    let config = s3_config(tmp.path(), &proxy, "overflow", &[("dock", sim.url("dock"))], "segmentSeconds: 2");
-    let rec = Recorder::start(&config, &["--buffer-max-bytes", "600000"], &tmp.path().join("recorder.log"));
+    let config = s3_config(
+        tmp.path(),
+        &proxy,
+        "overflow",
+        &[("dock", sim.url("dock"))],
+        "segmentSeconds: 2",
+    );
+    let rec = Recorder::start(
+        &config,
+        &["--buffer-max-bytes", "600000"],
+        &tmp.path().join("recorder.log"),
+    );
     thread::sleep(Duration::from_secs(16));
     let during = rec.metrics();
     proxy.up();
     assert!(
-        wait_for(Duration::from_secs(30), || metric(&rec.metrics(), "vigil_recorder_buffer_objects", "") == 0.0),
+        wait_for(Duration::from_secs(30), || metric(
+            &rec.metrics(),
+            "vigil_recorder_buffer_objects",
+            ""
+        ) == 0.0),
         "buffer did not drain; log:\n{}",
         rec.log_text()
     );
@@ -147,16 +194,30 @@ fn full_buffer_drops_oldest_and_records_the_loss() {
     let after = rec.metrics();
     rec.stop();
 
-    let dropped_bytes = metric(&after, "vigil_recorder_dropped_bytes_total", "camera=\"dock\"");
-    let dropped_segs = metric(&after, "vigil_recorder_dropped_segments_total", "camera=\"dock\"");
-    eprintln!("dropped {dropped_segs} segments, {dropped_bytes} bytes; buffer at the end of the outage: {} bytes", metric(&during, "vigil_recorder_buffer_bytes", ""));
+    let dropped_bytes = metric(
+        &after,
+        "vigil_recorder_dropped_bytes_total",
+        "camera=\"dock\"",
+    );
+    let dropped_segs = metric(
+        &after,
+        "vigil_recorder_dropped_segments_total",
+        "camera=\"dock\"",
+    );
+    eprintln!(
+        "dropped {dropped_segs} segments, {dropped_bytes} bytes; buffer at the end of the outage: {} bytes",
+        metric(&during, "vigil_recorder_buffer_bytes", "")
+    );
     assert!(dropped_segs >= 3.0, "expected drops: {after}");
     assert!(metric(&during, "vigil_recorder_buffer_bytes", "") <= 600_000.0 + 2000.0);
 
     let dl = tmp.path().join("bucket");
     moto.download("overflow", &dl);
     let (segs, gaps) = read_store(&dl, "lot", "dock");
-    let overflow: Vec<_> = gaps.iter().filter(|g| g.reason == GapReason::BufferOverflow).collect();
+    let overflow: Vec<_> = gaps
+        .iter()
+        .filter(|g| g.reason == GapReason::BufferOverflow)
+        .collect();
     assert!(!overflow.is_empty(), "{gaps:?}");
     // The accounting in the gap records matches the metrics.
     let recorded: u64 = overflow.iter().map(|g| g.dropped_bytes.unwrap_or(0)).sum();
@@ -164,19 +225,33 @@ fn full_buffer_drops_oldest_and_records_the_loss() {
     // The oldest footage went first: every overflow gap precedes the surviving segments of
     // the outage, and segments plus gaps tile the time line.
     let c = check_camera(&segs, &gaps, FPS, "h264");
-    let mut items: Vec<(i64, i64)> = segs.iter().map(|s| (s.key.start_ms, s.key.end_ms)).collect();
+    let mut items: Vec<(i64, i64)> = segs
+        .iter()
+        .map(|s| (s.key.start_ms, s.key.end_ms))
+        .collect();
     items.extend(gaps.iter().map(|g| (g.start_ms, g.end_ms)));
     items.sort();
     for w in items.windows(2) {
-        assert!((w[1].0 - w[0].1).abs() <= 40, "hole or overlap between {:?} and {:?}", w[0], w[1]);
+        assert!(
+            (w[1].0 - w[0].1).abs() <= 40,
+            "hole or overlap between {:?} and {:?}",
+            w[0],
+            w[1]
+        );
     }
     assert!(c.holes.is_empty(), "{:?}", c.holes);
-    eprintln!("{} segments survived, {} overflow gap records covering {:.1} s", segs.len(), overflow.len(),
-        overflow.iter().map(|g| g.seconds).sum::<f64>());
+    eprintln!(
+        "{} segments survived, {} overflow gap records covering {:.1} s",
+        segs.len(),
+        overflow.len(),
+        overflow.iter().map(|g| g.seconds).sum::<f64>()
+    );
 }
 
 fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -96,7 +96,11 @@ impl Sim {
         let script = std::env::var("VIGIL_CAMERA_SIM")
             .map(PathBuf::from)
             .unwrap_or_else(|_| repo_root().join("e2e/camera-sim/camera_sim.py"));
-        assert!(script.exists(), "camera simulator not found at {}", script.display());
+        assert!(
+            script.exists(),
+            "camera simulator not found at {}",
+            script.display()
+        );
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(&script)
             .args(["--rtsp-port", "0", "--control-port", "0"])
@@ -105,7 +109,9 @@ impl Sim {
         for c in cameras {
             cmd.args(["--camera", c]);
         }
-        let mut child = cmd.spawn().expect("start camera simulator (/usr/bin/python3)");
+        let mut child = cmd
+            .spawn()
+            .expect("start camera simulator (/usr/bin/python3)");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
@@ -154,8 +160,13 @@ impl Sim {
     }
 
     fn post_event(&self, name: &str, what: &str) -> i64 {
-        let body = http("POST", self.control, &format!("/cameras/{name}/{what}"), b"")
-            .unwrap_or_else(|| panic!("camera-sim {what} failed"));
+        let body = http(
+            "POST",
+            self.control,
+            &format!("/cameras/{name}/{what}"),
+            b"",
+        )
+        .unwrap_or_else(|| panic!("camera-sim {what} failed"));
         let v: serde_json::Value = serde_json::from_str(&body).expect("camera-sim JSON");
         v["time_ms"].as_i64().unwrap_or_else(now_ms)
     }
@@ -195,12 +206,22 @@ impl Moto {
         let port = free_port();
         let python = std::env::var("VIGIL_MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
-        let proc = Proc { child, name: "moto" };
+        let proc = Proc {
+            child,
+            name: "moto",
+        };
         let t = Instant::now();
         while http("GET", port, "/", b"").is_none() {
             assert!(
@@ -309,7 +330,8 @@ impl Proxy {
                         };
                         conns.lock().unwrap().push(client.try_clone().unwrap());
                         conns.lock().unwrap().push(server.try_clone().unwrap());
-                        let (mut c1, mut s1) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let (mut c1, mut s1) =
+                            (client.try_clone().unwrap(), server.try_clone().unwrap());
                         let (mut c2, mut s2) = (client, server);
                         thread::spawn(move || {
                             let _ = std::io::copy(&mut c1, &mut s1);
@@ -334,7 +356,9 @@ impl Proxy {
         }
         // Wait for the accept loop to drop the listener.
         let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && t.elapsed() < Duration::from_secs(2) {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && t.elapsed() < Duration::from_secs(2)
+        {
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -380,7 +404,11 @@ impl Recorder {
         };
         let t = Instant::now();
         while r.get("/readyz").is_none() {
-            assert!(t.elapsed() < Duration::from_secs(30), "recorder not ready; log:\n{}", r.log_text());
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "recorder not ready; log:\n{}",
+                r.log_text()
+            );
             thread::sleep(Duration::from_millis(100));
         }
         r
@@ -419,9 +447,7 @@ impl Recorder {
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.split(['{', ' ']).next() == Some(name) && l.contains(labels)
-        })
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -459,7 +485,9 @@ pub fn read_store(root: &Path, namespace: &str, camera: &str) -> (Vec<Segment>, 
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -488,15 +516,26 @@ pub fn probe(path: &Path) -> Probe {
         .arg(path)
         .output()
         .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut p = Probe::default();
     for s in v["streams"].as_array().unwrap() {
-        let n: u64 = s["nb_read_frames"].as_str().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let n: u64 = s["nb_read_frames"]
+            .as_str()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
         match s["codec_type"].as_str() {
             Some("video") => {
                 p.video_frames = n;
-                p.video_seconds = s["duration"].as_str().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+                p.video_seconds = s["duration"]
+                    .as_str()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0.0);
                 p.video_codec = s["codec_name"].as_str().unwrap_or("").to_string();
             }
             Some("audio") => p.audio_frames = n,
