@@ -3,6 +3,9 @@
 //! The tests run against whatever cluster `KUBECONFIG` points at: the local control plane
 //! (`e2e/cluster/up.sh`, then `source /var/lib/vigil-cluster/env`) or a kind cluster in CI.
 
+pub mod harness;
+pub mod rig;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -226,6 +226,8 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
+            // The recorder makes its pod own its Lease, so the Lease goes when the pod goes.
+            field_env("POD_UID", "metadata.uid"),
             EnvVar {
                 name: "POOL_NAME".into(),
                 value: Some(pool.name_any()),
@@ -356,7 +358,7 @@ mod tests {
             .iter()
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POOL_NAME"]);
+        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_UID", "POOL_NAME"]);
         assert_eq!(
             c.resources
                 .as_ref()
