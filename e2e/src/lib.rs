@@ -206,19 +206,17 @@ pub fn json_contains(actual: &serde_json::Value, expected: &serde_json::Value) -
 
 /// The path of a workspace binary built by `cargo build` (e2e/test.sh builds them first).
 pub fn built_binary(name: &str) -> std::path::PathBuf {
-    // Test executables live in <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build -p vigil-operator -p vigil-recorder` first",
-        path.display()
-    );
-    path
+    // Tests live in <target>/<profile>/deps/, binaries (failover-bench) in <target>/<profile>/.
+    let exe = std::env::current_exe().expect("executable path");
+    let candidates: Vec<std::path::PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .collect();
+    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
+        panic!("{name} not built (looked at {candidates:?}): run `cargo build -p vigil-operator -p vigil-recorder` first")
+    })
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.

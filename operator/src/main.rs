@@ -148,12 +148,14 @@ async fn run(command: Command) -> Result<(), Error> {
                 image: recorder_image,
                 image_pull_policy: recorder_image_pull_policy,
             };
-            let ctx = Arc::new(Context::new(
+            let mut ctx = Context::new(
                 client.clone(),
                 metrics.clone(),
                 settings,
                 Duration::from_millis(resync_ms),
-            ));
+            );
+            ctx.pdb_api_version = controller::discover_pdb_api(&client).await;
+            let ctx = Arc::new(ctx);
             if no_leader_election {
                 metrics.is_leader.set(1);
                 tokio::select! {

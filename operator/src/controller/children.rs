@@ -314,6 +314,21 @@ pub fn metrics_service(pool: &RecorderPool) -> Service {
     }
 }
 
+/// A PodDisruptionBudget keeping all but one recorder up during voluntary disruptions (node
+/// drains), so a drain moves one recorder's cameras at a time. `api_version` is `policy/v1`, or
+/// `policy/v1beta1` on clusters older than 1.21.
+pub fn disruption_budget(pool: &RecorderPool, api_version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": api_version,
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(pool),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": pod_labels(pool)},
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +392,21 @@ mod tests {
                 .as_ref()
                 .and_then(|s| s.read_only_root_filesystem),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn disruption_budget_selects_the_pool_pods() {
+        let pdb = disruption_budget(&pool(), "policy/v1beta1");
+        assert_eq!(pdb["apiVersion"], "policy/v1beta1");
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        assert_eq!(
+            pdb["spec"]["selector"]["matchLabels"]["vigil.dev/pool"],
+            "main"
+        );
+        assert_eq!(
+            pdb["metadata"]["ownerReferences"][0]["kind"],
+            "RecorderPool"
         );
     }
 

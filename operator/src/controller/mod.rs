@@ -37,6 +37,10 @@ pub struct Context {
     pub settings: RecorderSettings,
     /// How often a pool is re-checked without any change (lease expiry is time, not an event).
     pub resync: Duration,
+    /// `policy/v1` or `policy/v1beta1`, whichever the cluster serves; None: no budgets.
+    pub pdb_api_version: Option<String>,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -59,15 +63,70 @@ impl Context {
             metrics,
             settings,
             resync,
+            pdb_api_version: None,
+            failures: Default::default(),
         }
     }
 }
 
-/// Failed reconciles are retried with per-object backoff by the controller; this sets the base.
-fn error_policy<K>(_object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(%error, "reconcile failed; retrying");
-    ctx.metrics.count_failure("any");
-    Action::requeue(Duration::from_secs(2))
+/// Failed reconciles are retried with per-object exponential backoff: 1 s, 2 s, 4 s … 60 s.
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
+    );
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff_delay(failures);
+    warn!(object = %key, %error, failures, retry_in = ?delay, "reconcile failed");
+    ctx.metrics.count_failure(&K::kind(&()));
+    Action::requeue(delay)
+}
+
+/// Delay before retry number `failures` (1-based).
+pub fn backoff_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Forgets the failures of an object after a successful reconcile.
+pub fn reset_backoff<K: kube::Resource<DynamicType = ()>>(ctx: &Context, object: &K) {
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
+    );
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key);
+}
+
+/// Which PodDisruptionBudget API the cluster serves.
+pub async fn discover_pdb_api(client: &Client) -> Option<String> {
+    for version in ["v1", "v1beta1"] {
+        if let Ok(list) = client
+            .list_api_group_resources(&format!("policy/{version}"))
+            .await
+            && list
+                .resources
+                .iter()
+                .any(|r| r.name == "poddisruptionbudgets")
+        {
+            return Some(format!("policy/{version}"));
+        }
+    }
+    None
 }
 
 /// Runs the RecorderPool and Camera controllers until SIGTERM.
@@ -123,4 +182,13 @@ pub async fn run(ctx: Arc<Context>) {
     .for_each(|_| async {});
     info!("controllers running");
     futures::join!(pools, cameras, backfills);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        let d: Vec<u64> = (1..=9).map(|n| super::backoff_delay(n).as_secs()).collect();
+        assert_eq!(d, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 }

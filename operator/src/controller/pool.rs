@@ -415,6 +415,7 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
     if pool.status.as_ref() != Some(&status) {
         apply_pool_status(&ctx, &pool, &ns, status).await?;
     }
+    super::reset_backoff(&ctx, pool.as_ref());
     Ok(Action::requeue(ctx.resync))
 }
 
@@ -577,6 +578,22 @@ async fn apply_children(ctx: &Context, pool: &RecorderPool, ns: &str) -> Result<
     apply(ctx, ns, &name, &children::role_binding(pool)).await?;
     apply(ctx, ns, &name, &children::deployment(pool, &ctx.settings)).await?;
     apply(ctx, ns, &name, &children::metrics_service(pool)).await?;
+    if let Some(api_version) = &ctx.pdb_api_version {
+        let pdb = children::disruption_budget(pool, api_version);
+        let (group, version) = api_version.split_once('/').unwrap_or(("policy", "v1"));
+        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            group,
+            version,
+            "PodDisruptionBudget",
+        ));
+        Api::<kube::core::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&pdb),
+            )
+            .await?;
+    }
     Ok(())
 }
 
