@@ -1036,7 +1036,9 @@ def _payloader_bin(name, codec, onvif):
     b = Gst.Bin.new(name)
     if codec in ('h264', 'h265'):
         parse = make('%sparse' % codec, config_interval=-1)
-        pay = make('rtp%spay' % codec, pt=96, config_interval=-1)
+        # the parser repeats SPS/PPS(/VPS) before every IDR; the payloader must
+        # not add a second copy (ffmpeg would then see two frames per IDR)
+        pay = make('rtp%spay' % codec, pt=96)
     else:
         parse = make('aacparse')
         pay = make('rtpmp4gpay', pt=97)
