@@ -47,7 +47,7 @@ stage "camera simulator self-test (GStreamer RTSP server, ONVIF replay)"
 count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
 
 stage "unit and component tests (recorder tests use the simulator and a real S3 server)"
-count_run unit cargo test --workspace --exclude vigil-e2e
+count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
 
 stage "local Kubernetes cluster"
 started_cluster=0
@@ -75,7 +75,7 @@ if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
   # The integration tests put these binaries into images and processes.
   check build-binaries cargo build --quiet -p vigil-operator -p vigil-recorder
-  count_run integration cargo test -p vigil-e2e -- --test-threads=2
+  count_run integration cargo test --no-fail-fast -p vigil-e2e -- --test-threads=2
 fi
 
 stage "Helm chart: lint, template, CRDs in sync, server-side dry run"
