@@ -881,7 +881,8 @@ class Camera:
             'started_at': iso_ms(self.started_at_ms), 'started_at_ms': self.started_at_ms,
             'width': c.width, 'height': c.height, 'fps': c.fps, 'bitrate_kbps': c.bitrate,
             'gop': c.gop, 'audio': c.audio, 'auth': c.user is not None,
-            'live_clients': len(self.sinks),
+            'live_medias': len(self.sinks),
+            'rtsp_clients': self.sim.client_count(c.name),
             'urls': {
                 'live': 'rtsp://%s:%d/%s/live' % (host, sim.rtsp_port, c.name),
                 'replay': 'rtsp://%s:%d/%s/replay' % (host, sim.rtsp_port, c.name),
@@ -1654,6 +1655,19 @@ class Simulator:
 
     def _on_client_closed(self, client):
         self.clients.pop(client, None)
+
+    def client_count(self, cam_name, kind=None):
+        """RTSP connections that addressed this camera (any thread)."""
+        pre = '/%s/%s' % (cam_name, kind) if kind else '/%s/' % cam_name
+        for _ in range(3):
+            try:
+                items = list(self.clients.items())
+                break
+            except RuntimeError:        # dict changed size on the main loop
+                continue
+        else:
+            return None
+        return sum(1 for _c, paths in items if any(p.startswith(pre) for p in paths))
 
     def drop(self, cam, scope='all'):
         if cam.state == 'down':
