@@ -131,6 +131,8 @@ pub fn start_operator(namespace: &str, identity: &str, port: u16, work: &Path) -
             "run",
             "--namespace",
             namespace,
+            "--watch-namespace",
+            namespace,
             "--identity",
             identity,
             "--resync-ms",

@@ -72,6 +72,8 @@ fn start_operator(ns: &str, identity: &str, port: u16) -> ChildGuard {
             "run",
             "--namespace",
             ns,
+            "--watch-namespace",
+            ns,
             "--identity",
             identity,
             "--resync-ms",

@@ -62,6 +62,9 @@ enum Command {
         /// Address of /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
+        /// Only manage Vigil objects in this namespace (default: all namespaces).
+        #[arg(long, env = "VIGIL_WATCH_NAMESPACE")]
+        watch_namespace: Option<String>,
     },
     /// Check that the API server answers, Vigil's CRDs are served and this identity (kubeconfig or
     /// in-cluster ServiceAccount) can read Cameras, RecorderPools and Backfills. Exit 1 if not.
@@ -124,6 +127,7 @@ async fn run(command: Command) -> Result<(), Error> {
             recorder_image_pull_policy,
             resync_ms,
             listen,
+            watch_namespace,
         } => {
             let client = kube::Client::try_default().await?;
             let metrics = Arc::new(Metrics::default());
@@ -155,6 +159,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 Duration::from_millis(resync_ms),
             );
             ctx.pdb_api_version = controller::discover_pdb_api(&client).await;
+            ctx.watch_namespace = watch_namespace;
             let ctx = Arc::new(ctx);
             if no_leader_election {
                 metrics.is_leader.set(1);

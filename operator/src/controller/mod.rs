@@ -37,6 +37,8 @@ pub struct Context {
     pub settings: RecorderSettings,
     /// How often a pool is re-checked without any change (lease expiry is time, not an event).
     pub resync: Duration,
+    /// Only watch this namespace (a namespace-scoped install); None: all namespaces.
+    pub watch_namespace: Option<String>,
     /// `policy/v1` or `policy/v1beta1`, whichever the cluster serves; None: no budgets.
     pub pdb_api_version: Option<String>,
     /// Consecutive failures per object, for exponential backoff.
@@ -63,6 +65,7 @@ impl Context {
             metrics,
             settings,
             resync,
+            watch_namespace: None,
             pdb_api_version: None,
             failures: Default::default(),
         }
@@ -129,26 +132,37 @@ pub async fn discover_pdb_api(client: &Client) -> Option<String> {
     None
 }
 
+/// An Api over one namespace or all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs the RecorderPool and Camera controllers until SIGTERM.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let pools = Controller::new(
-        Api::<RecorderPool>::all(client.clone()),
+        scoped::<RecorderPool>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default(),
     )
     .owns(
-        Api::<Deployment>::all(client.clone()),
+        scoped::<Deployment>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default().labels("app.kubernetes.io/managed-by=vigil-operator"),
     )
     .watches(
-        Api::<Camera>::all(client.clone()),
+        scoped::<Camera>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default(),
         |camera| {
             Some(ObjectRef::<RecorderPool>::new(&camera.spec.pool).within(&camera.namespace()?))
         },
     )
     .watches(
-        Api::<Pod>::all(client.clone()),
+        scoped::<Pod>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default().labels(POOL_LABEL),
         |pod| {
             let pool = pod.labels().get(POOL_LABEL)?.clone();
@@ -163,18 +177,18 @@ pub async fn run(ctx: Arc<Context>) {
         }
     });
     let backfills = Controller::new(
-        Api::<Backfill>::all(client.clone()),
+        scoped::<Backfill>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default(),
     )
     .owns(
-        Api::<Job>::all(client.clone()),
+        scoped::<Job>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default().labels(backfill::BACKFILL_LABEL),
     )
     .shutdown_on_signal()
     .run(backfill::reconcile, error_policy, ctx.clone())
     .for_each(|_| async {});
     let cameras = Controller::new(
-        Api::<Camera>::all(client.clone()),
+        scoped::<Camera>(&client, ctx.watch_namespace.as_deref()),
         watcher::Config::default(),
     )
     .shutdown_on_signal()
