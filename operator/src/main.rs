@@ -159,6 +159,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 Duration::from_millis(resync_ms),
             );
             ctx.pdb_api_version = controller::discover_pdb_api(&client).await;
+            ctx.cron_job_api_version = controller::discover_cron_job_api(&client).await;
             ctx.watch_namespace = watch_namespace;
             let ctx = Arc::new(ctx);
             if no_leader_election {

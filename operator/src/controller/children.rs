@@ -329,6 +329,51 @@ pub fn disruption_budget(pool: &RecorderPool, api_version: &str) -> serde_json::
     })
 }
 
+/// The hourly CronJob deleting footage older than each camera's `spec.retention.days`
+/// (`vigil-recorder retention --pool <ns>/<pool>`), running with the recorders' ServiceAccount
+/// and image. `api_version` is `batch/v1`, or `batch/v1beta1` on clusters older than 1.21.
+pub fn retention_cron_job(
+    pool: &RecorderPool,
+    settings: &RecorderSettings,
+    api_version: &str,
+) -> serde_json::Value {
+    let overrides = pool.spec.pod_overrides.clone().unwrap_or_default();
+    let ns = pool.namespace().unwrap_or_default();
+    let mut metadata = meta(pool);
+    metadata.name = Some(format!("vigil-retention-{}", pool.name_any()));
+    serde_json::json!({
+        "apiVersion": api_version,
+        "kind": "CronJob",
+        "metadata": metadata,
+        "spec": {
+            // Minute 17 of every hour: off the hour, when many other jobs run.
+            "schedule": "17 * * * *",
+            // A slow run must not overlap the next one; deletions are idempotent anyway.
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {
+                "backoffLimit": 2,
+                "template": {
+                    "metadata": {"labels": pod_labels(pool)},
+                    "spec": {
+                        "serviceAccountName": workload_name(pool),
+                        "restartPolicy": "Never",
+                        "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true},
+                        "containers": [{
+                            "name": "retention",
+                            "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
+                            "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
+                            "args": ["retention", "--pool", format!("{ns}/{}", pool.name_any())],
+                            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
+                        }],
+                    }
+                }
+            }}
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +453,23 @@ mod tests {
             pdb["metadata"]["ownerReferences"][0]["kind"],
             "RecorderPool"
         );
+    }
+
+    #[test]
+    fn retention_runs_hourly_for_the_pool() {
+        let settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "IfNotPresent".into(),
+        };
+        let cj = retention_cron_job(&pool(), &settings, "batch/v1beta1");
+        assert_eq!(cj["apiVersion"], "batch/v1beta1");
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+        let c = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["args"],
+            serde_json::json!(["retention", "--pool", "cams/main"])
+        );
+        assert_eq!(c["image"], "my/recorder:1");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Context {
     pub watch_namespace: Option<String>,
     /// `policy/v1` or `policy/v1beta1`, whichever the cluster serves; None: no budgets.
     pub pdb_api_version: Option<String>,
+    /// `batch/v1` or `batch/v1beta1` CronJob, whichever the cluster serves; None: no retention jobs.
+    pub cron_job_api_version: Option<String>,
     /// Consecutive failures per object, for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
@@ -67,6 +69,7 @@ impl Context {
             resync,
             watch_namespace: None,
             pdb_api_version: None,
+            cron_job_api_version: None,
             failures: Default::default(),
         }
     }
@@ -117,16 +120,22 @@ pub fn reset_backoff<K: kube::Resource<DynamicType = ()>>(ctx: &Context, object:
 
 /// Which PodDisruptionBudget API the cluster serves.
 pub async fn discover_pdb_api(client: &Client) -> Option<String> {
+    discover(client, "policy", "poddisruptionbudgets").await
+}
+
+/// Which CronJob API the cluster serves (batch/v1 from Kubernetes 1.21).
+pub async fn discover_cron_job_api(client: &Client) -> Option<String> {
+    discover(client, "batch", "cronjobs").await
+}
+
+async fn discover(client: &Client, group: &str, resource: &str) -> Option<String> {
     for version in ["v1", "v1beta1"] {
         if let Ok(list) = client
-            .list_api_group_resources(&format!("policy/{version}"))
+            .list_api_group_resources(&format!("{group}/{version}"))
             .await
-            && list
-                .resources
-                .iter()
-                .any(|r| r.name == "poddisruptionbudgets")
+            && list.resources.iter().any(|r| r.name == resource)
         {
-            return Some(format!("policy/{version}"));
+            return Some(format!("{group}/{version}"));
         }
     }
     None

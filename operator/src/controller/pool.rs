@@ -578,22 +578,37 @@ async fn apply_children(ctx: &Context, pool: &RecorderPool, ns: &str) -> Result<
     apply(ctx, ns, &name, &children::role_binding(pool)).await?;
     apply(ctx, ns, &name, &children::deployment(pool, &ctx.settings)).await?;
     apply(ctx, ns, &name, &children::metrics_service(pool)).await?;
+    if let Some(api_version) = &ctx.cron_job_api_version {
+        let cj = children::retention_cron_job(pool, &ctx.settings, api_version);
+        let cj_name = format!("vigil-retention-{}", pool.name_any());
+        apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await?;
+    }
     if let Some(api_version) = &ctx.pdb_api_version {
         let pdb = children::disruption_budget(pool, api_version);
-        let (group, version) = api_version.split_once('/').unwrap_or(("policy", "v1"));
-        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-            group,
-            version,
-            "PodDisruptionBudget",
-        ));
-        Api::<kube::core::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar)
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&pdb),
-            )
-            .await?;
+        apply_dynamic(ctx, ns, &name, api_version, "PodDisruptionBudget", &pdb).await?;
     }
+    Ok(())
+}
+
+/// Server-side applies an object whose API version is only known at run time.
+async fn apply_dynamic(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    api_version: &str,
+    kind: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+    let ar = kube::core::ApiResource::from_gvk(&gvk);
+    Api::<kube::core::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar)
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
     Ok(())
 }
 
