@@ -112,7 +112,7 @@ step "6/10 helm install vigil (operator ×2 with leader election, admission webh
 source e2e/chart/helm.sh
 install_helm
 export HELM_CACHE_HOME=$DEMO/helm HELM_CONFIG_HOME=$DEMO/helm HELM_DATA_HOME=$DEMO/helm
-kubectl apply --server-side -f crds/ >/dev/null
+kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 "$HELM" upgrade --install "$RELEASE" charts/vigil -n "$SYSTEM_NS" --create-namespace --wait --timeout 180s \
   --set image.repository=localhost/vigil/operator --set image.tag=demo --set image.pullPolicy=Never \
   --set recorder.image.repository=localhost/vigil/recorder --set recorder.image.tag=demo \
