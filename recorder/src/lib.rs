@@ -6,6 +6,7 @@
 //! playback; the I/O modules (`camera`, `spool`, `uploader`, `kubernetes`, `http`, `record`)
 //! wire it up.
 
+pub mod backfill;
 pub mod backoff;
 pub mod camera;
 pub mod config;
@@ -17,8 +18,10 @@ pub mod kubernetes;
 pub mod layout;
 pub mod metrics;
 pub mod mp4;
+pub mod onvif;
 pub mod record;
 pub mod redact;
+pub mod replay;
 pub mod segmenter;
 pub mod spool;
 pub mod status;

@@ -75,10 +75,92 @@ enum Cmd {
     /// Record cameras (file mode or Kubernetes mode).
     #[command(after_long_help = RECORD_HELP)]
     Record(RecordArgs),
-    /// Fill a window of a camera's footage from its edge storage (not implemented yet).
-    Backfill(Rest),
+    /// Fill a window of a camera's footage from its edge storage (Kubernetes Job or file mode).
+    #[command(after_long_help = BACKFILL_HELP)]
+    Backfill(BackfillArgs),
     /// Query and playback server (not implemented yet).
     Serve(Rest),
+}
+
+const BACKFILL_HELP: &str = r#"Lists what the store holds for the window, fetches only the missing intervals from the
+camera's edge storage (ONVIF Profile G replay at full speed, or a vendor RTSP playback URL in
+real time), writes them as <startMs>-<endMs>-backfill.mp4 segments, re-lists and retries what is
+still missing (3 passes), and reports seconds missing before / recovered / lost.
+
+KUBERNETES MODE (the operator's Job): backfill <namespace>/<name> [--bandwidth-mbps N]
+  Reads the Backfill, its Camera and RecorderPool; camera credentials from
+  VIGIL_CAMERA_USERNAME / VIGIL_CAMERA_PASSWORD; patches the Backfill status.
+
+FILE MODE: backfill --config cameras.yaml --camera ns/name --start RFC3339 --end RFC3339
+           (--onvif-device-url URL [--recording-token T] | --playback-template URL [--time-format F])
+  Storage (and the camera's credentials) from the record --config file; prints the report as JSON.
+
+Exit status 0 when the run finished (lost seconds are reported, not an error); 1 on faults worth
+a retry (camera or store unreachable and nothing recovered)."#;
+
+#[derive(Args)]
+struct BackfillArgs {
+    /// The Backfill object (Kubernetes mode).
+    #[arg(required_unless_present = "config", conflicts_with = "config")]
+    target: Option<String>,
+    /// Bandwidth cap on what is read from the camera, Mbit/s (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    bandwidth_mbps: f64,
+    /// File mode: the record --config file (storage, camera credentials).
+    #[arg(long, requires_all = ["camera", "start", "end"])]
+    config: Option<PathBuf>,
+    /// File mode: <namespace>/<name> of the camera.
+    #[arg(long)]
+    camera: Option<String>,
+    /// File mode: window start (RFC 3339).
+    #[arg(long)]
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    /// File mode: window end (RFC 3339).
+    #[arg(long)]
+    end: Option<chrono::DateTime<chrono::Utc>>,
+    /// File mode: ONVIF device service URL.
+    #[arg(long)]
+    onvif_device_url: Option<String>,
+    /// File mode: ONVIF recording token (default: the recording named like the camera, else the first).
+    #[arg(long)]
+    recording_token: Option<String>,
+    /// File mode: RTSP playback URL template with {start} and {end}.
+    #[arg(long)]
+    playback_template: Option<String>,
+    /// File mode: hikvision, dahua or rfc3339.
+    #[arg(long, default_value = "hikvision", value_parser = ["hikvision", "dahua", "rfc3339"])]
+    time_format: String,
+    /// File mode: segment length override.
+    #[arg(long)]
+    segment_seconds: Option<u32>,
+}
+
+async fn run_backfill(a: BackfillArgs) -> Result<(), Error> {
+    use vigil_operator::api::PlaybackTimeFormat;
+    if let Some(config) = a.config {
+        let report = vigil_recorder::backfill::run_file(vigil_recorder::backfill::FileArgs {
+            config,
+            camera: a.camera.unwrap_or_default(),
+            start: a.start.unwrap_or_default(),
+            end: a.end.unwrap_or_default(),
+            onvif_device_url: a.onvif_device_url,
+            recording_token: a.recording_token,
+            playback_template: a.playback_template,
+            time_format: match a.time_format.as_str() {
+                "dahua" => PlaybackTimeFormat::Dahua,
+                "rfc3339" => PlaybackTimeFormat::Rfc3339,
+                _ => PlaybackTimeFormat::Hikvision,
+            },
+            bandwidth_mbps: a.bandwidth_mbps,
+            segment_seconds: a.segment_seconds,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let target = a.target.unwrap_or_default();
+    vigil_recorder::backfill::k8s::run_job(&target, a.bandwidth_mbps).await?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -167,9 +249,25 @@ fn host_name() -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Backfill(_) => {
-            eprintln!("vigil-recorder backfill: not implemented yet");
-            ExitCode::from(2)
+        Cmd::Backfill(args) => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run_backfill(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %vigil_recorder::error::chain(&e), "backfill failed");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Serve(_) => {
             eprintln!("vigil-recorder serve: not implemented yet");
