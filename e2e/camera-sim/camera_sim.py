@@ -1756,6 +1756,27 @@ class Simulator:
         return False
 
 
+def warm_up_introspection():
+    """Resolves, on the main thread, every introspected method the streaming threads call.
+
+    PyGObject looks methods up lazily on first attribute access, and that lookup is not
+    thread-safe: when several cameras' streaming threads touch e.g. Gst.Segment.to_running_time
+    for the first time at once, one of them can get AttributeError (seen with 4 cameras
+    starting together), and that camera never produces a frame.
+    """
+    for owner, names in (
+        (Gst.Segment, ('to_running_time',)),
+        (Gst.Sample, ('get_buffer', 'get_segment', 'get_caps')),
+        (Gst.Structure, ('get_uint64', 'get_name', 'get_value')),
+        (Gst.Buffer, ('new_wrapped', 'get_size', 'has_flags')),
+        (GstVideo, ('buffer_add_video_meta',)),
+        (GstVideo.VideoOverlayRectangle, ('new_raw',)),
+        (GstVideo.VideoOverlayComposition, ('new',)),
+    ):
+        for name in names:
+            getattr(owner, name, None)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description='Vigil IP camera simulator (GStreamer RTSP server)')
     ap.add_argument('--rtsp-port', type=int, default=8554, help='RTSP port (0 = pick a free one)')
@@ -1780,6 +1801,7 @@ def main(argv=None):
     if args.sd_minutes < 1 or args.sd_chunk_seconds < 1:
         ap.error('--sd-minutes and --sd-chunk-seconds must be >= 1')
     Gst.init(None)
+    warm_up_introspection()
     try:
         sim = Simulator(args, cfgs)
         return sim.run()

@@ -150,6 +150,7 @@ def check_rbac(cr):
         ("events.k8s.io", "events", "create patch"),
         ("batch", "jobs", "get list watch create delete"),
         ("batch", "cronjobs", "get list watch create patch update"),
+        ("policy", "poddisruptionbudgets", "get list watch create patch update"),
     ]
     for group, resource, verbs in need:
         for verb in verbs.split():
