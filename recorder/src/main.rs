@@ -78,8 +78,10 @@ enum Cmd {
     /// Fill a window of a camera's footage from its edge storage (Kubernetes Job or file mode).
     #[command(after_long_help = BACKFILL_HELP)]
     Backfill(BackfillArgs),
-    /// Query and playback server (not implemented yet).
-    Serve(Rest),
+    /// Query and playback server: recordings as JSON, HLS, MP4 export, web page at `/`.
+    Serve(vigil_recorder::playback::ServeArgs),
+    /// Delete footage older than each camera's retention (file mode or `--pool ns/name`).
+    Retention(vigil_recorder::retention::RetentionArgs),
 }
 
 const BACKFILL_HELP: &str = r#"Lists what the store holds for the window, fetches only the missing intervals from the
@@ -161,12 +163,6 @@ async fn run_backfill(a: BackfillArgs) -> Result<(), Error> {
     let target = a.target.unwrap_or_default();
     vigil_recorder::backfill::k8s::run_job(&target, a.bandwidth_mbps).await?;
     Ok(())
-}
-
-#[derive(Args)]
-struct Rest {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -269,9 +265,45 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Serve(_) => {
-            eprintln!("vigil-recorder serve: not implemented yet");
-            ExitCode::from(2)
+        Cmd::Serve(args) => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(vigil_recorder::playback::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %vigil_recorder::error::chain(&e), "serve failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Retention(args) => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(vigil_recorder::retention::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %vigil_recorder::error::chain(&e), "retention failed");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Cmd::Record(args) => {
             init_logs(&cli.log_format);
