@@ -99,6 +99,14 @@ pub fn role(pool: &RecorderPool) -> Role {
                 &["cameras/status"],
                 &["get", "patch", "update"],
             ),
+            // Backfill Jobs run with the recorders' ServiceAccount: they read their Backfill and
+            // report progress and the seconds recovered or lost in its status.
+            rule(&["vigil.dev"], &["backfills"], &["get"]),
+            rule(
+                &["vigil.dev"],
+                &["backfills/status"],
+                &["get", "patch", "update"],
+            ),
             rule(&[""], &["secrets"], &["get"]),
             rule(
                 &["coordination.k8s.io"],
@@ -234,9 +242,11 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
                 ..Default::default()
             },
         ]),
+        // `protocol` spelled out: server-side apply on Kubernetes 1.20 wants every list-map key.
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
             container_port: METRICS_PORT,
+            protocol: Some("TCP".into()),
             ..Default::default()
         }]),
         readiness_probe: Some(http_probe("/readyz", 1, 2)),
@@ -491,5 +501,14 @@ mod tests {
             })
             .expect("secrets rule");
         assert_eq!(secrets.verbs, ["get"]);
+        let backfill_status = rules
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_ref()
+                    .is_some_and(|x| x.contains(&"backfills/status".to_string()))
+            })
+            .expect("backfill Jobs may report progress");
+        assert!(backfill_status.verbs.contains(&"patch".to_string()));
     }
 }
