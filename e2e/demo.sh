@@ -178,14 +178,19 @@ MOVED=$(kubectl -n "$NS" get cameras -o jsonpath="{range .items[?(@.status.recor
 note "victim: $VICTIM with cameras: $MOVED"
 kill_at=$(date +%s.%N)
 kubectl -n "$NS" delete pod "$VICTIM" --grace-period=0 --force >/dev/null 2>&1
+since_kill() { echo "$(date +%s.%N) - $kill_at" | bc | cut -c1-5; }
 deadline=$(( $(date +%s) + 90 ))
-while :; do
-  on_victim=$(kubectl -n "$NS" get cameras -o jsonpath='{range .items[*]}{.status.recorder}{"\n"}{end}' | grep -c "^$VICTIM$" || true)
-  if [ "$on_victim" = 0 ] && [ "$(recording)" = 4 ]; then break; fi
-  [ "$(date +%s)" -lt "$deadline" ] || die "cameras did not fail over within 90 s"
+until [ -z "$(kubectl -n "$NS" get cameras -l "vigil.dev/recorder=$VICTIM" -o name)" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || die "cameras not reassigned within 90 s"
+  sleep 0.2
+done
+note "cameras reassigned to the other recorders $(since_kill) s after the kill"
+until [ "$(recording)" = 4 ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || die "cameras not recording again within 90 s"
   sleep 0.5
 done
-note "all cameras recording again $(echo "$(date +%s.%N) - $kill_at" | bc | cut -c1-5) s after the kill"
+note "all cameras report Recording again $(since_kill) s after the kill (recorders write status every 15 s;"
+note "the failover itself, to the first segment bytes, is measured in docs/benchmarks.md)"
 kubectl -n "$NS" get cameras
 note "recording ${RECORD_SECONDS} s more, then waiting for the Backfills to fill the hole from the SD cards ..."
 sleep "$RECORD_SECONDS"
