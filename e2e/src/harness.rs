@@ -124,7 +124,13 @@ impl RecorderProcess {
 }
 
 /// `vigil-operator run` with leader election in `namespace`.
-pub fn start_operator(namespace: &str, identity: &str, port: u16, work: &Path) -> ChildGuard {
+pub fn start_operator(
+    namespace: &str,
+    identity: &str,
+    port: u16,
+    work: &Path,
+    extra_args: &[&str],
+) -> ChildGuard {
     let log = std::fs::File::create(work.join(format!("{identity}.log"))).expect("operator log");
     let child = Command::new(built_binary("vigil-operator"))
         .args([
@@ -144,6 +150,7 @@ pub fn start_operator(namespace: &str, identity: &str, port: u16, work: &Path) -
             "--recorder-image",
             "localhost/vigil/recorder:dev",
         ])
+        .args(extra_args)
         .env("RUST_LOG", "info,kube=warn")
         .stdout(Stdio::null())
         .stderr(log)

@@ -235,3 +235,47 @@ impl Drop for ChildGuard {
         self.kill();
     }
 }
+
+/// camera name → the recorder named by its `vigil.dev/recorder` label.
+pub async fn camera_assignments(
+    api: &Api<vigil_operator::api::Camera>,
+) -> std::collections::BTreeMap<String, String> {
+    api.list(&kube::api::ListParams::default())
+        .await
+        .expect("list cameras")
+        .items
+        .into_iter()
+        .filter_map(|c| {
+            Some((
+                c.name_any(),
+                c.labels().get(vigil_operator::api::RECORDER_LABEL)?.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Waits for a finished Backfill of `camera` (the operator labels them `vigil.dev/camera`).
+pub async fn finished_backfill(
+    api: &Api<vigil_operator::api::Backfill>,
+    camera: &str,
+    timeout: Duration,
+) -> vigil_operator::api::Backfill {
+    wait_for(
+        timeout,
+        &format!("a finished Backfill of {camera}"),
+        || async {
+            let b = api
+                .list(
+                    &kube::api::ListParams::default().labels(&format!("vigil.dev/camera={camera}")),
+                )
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()?;
+            b.status.as_ref()?.finished_at?;
+            Some(b)
+        },
+    )
+    .await
+}

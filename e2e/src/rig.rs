@@ -82,7 +82,7 @@ impl Rig {
                 .await
                 .expect("create camera");
         }
-        let operator = start_operator(&namespace, "operator-0", free_port(), &work);
+        let operator = start_operator(&namespace, "operator-0", free_port(), &work, &[]);
         let mut rig = Rig {
             client,
             namespace,
@@ -115,14 +115,7 @@ impl Rig {
 
     /// camera → recorder label.
     pub async fn assignments(&self) -> BTreeMap<String, String> {
-        self.cameras_api()
-            .list(&ListParams::default())
-            .await
-            .expect("list cameras")
-            .items
-            .into_iter()
-            .filter_map(|c| Some((c.name_any(), c.labels().get(RECORDER_LABEL)?.clone())))
-            .collect()
+        crate::camera_assignments(&self.cameras_api()).await
     }
 
     /// Waits until every camera is Recording on a live recorder and writing segment bytes there.

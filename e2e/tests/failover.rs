@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
@@ -96,26 +96,7 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
     // The moved cameras' outages became Backfills; without edge storage they fail honestly.
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &rig.namespace);
     for s in &samples {
-        let b = wait_for(
-            Duration::from_secs(30),
-            "the moved camera's Backfill",
-            || {
-                let backfills = backfills.clone();
-                let cam = s.camera.clone();
-                async move {
-                    let b = backfills
-                        .list(&ListParams::default().labels(&format!("vigil.dev/camera={cam}")))
-                        .await
-                        .ok()?
-                        .items
-                        .into_iter()
-                        .next()?;
-                    b.status.as_ref()?.finished_at?;
-                    Some(b)
-                }
-            },
-        )
-        .await;
+        let b = finished_backfill(&backfills, &s.camera, Duration::from_secs(30)).await;
         let st = b.status.expect("status");
         assert_eq!(
             st.phase,

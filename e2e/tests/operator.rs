@@ -14,12 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::Client;
 use vigil_e2e::*;
-use vigil_operator::api::{
-    Backfill, BackfillPhase, BackfillReason, Camera, RECORDER_LABEL, RecorderPool,
-};
+use vigil_operator::api::{Backfill, BackfillPhase, BackfillReason, Camera, RecorderPool};
 use vigil_operator::leader::micro_time_now;
 
 const RECORDERS: [&str; 3] = ["rec-a", "rec-b", "rec-c"];
@@ -67,45 +65,12 @@ fn spawn_lease(
 }
 
 fn start_operator(ns: &str, identity: &str, port: u16) -> ChildGuard {
-    let child = std::process::Command::new(built_binary("vigil-operator"))
-        .args([
-            "run",
-            "--namespace",
-            ns,
-            "--watch-namespace",
-            ns,
-            "--identity",
-            identity,
-            "--resync-ms",
-            "500",
-            "--leader-lease-seconds",
-            "3",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--recorder-image",
-            "localhost/vigil/recorder:dev",
-        ])
-        .env("RUST_LOG", "info,kube=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join(format!("{identity}.log")))
-                .expect("log file"),
-        )
-        .spawn()
-        .expect("start vigil-operator");
-    ChildGuard(child)
+    let extra = ["--leader-lease-seconds", "3"];
+    vigil_e2e::harness::start_operator(ns, identity, port, &std::env::temp_dir(), &extra)
 }
 
 async fn assignments(api: &Api<Camera>) -> BTreeMap<String, String> {
-    api.list(&ListParams::default())
-        .await
-        .expect("list cameras")
-        .items
-        .into_iter()
-        .filter_map(|c| Some((c.name_any(), c.labels().get(RECORDER_LABEL)?.clone())))
-        .collect()
+    camera_assignments(api).await
 }
 
 fn loads(
@@ -290,29 +255,20 @@ async fn places_fails_over_and_survives_leader_loss() {
     // edge storage, so the Backfill fails at once and counts the whole window as lost.
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
     for cam in &victims {
-        let done = wait_for(
+        // The camera records on its new recorder and its outage has been handed over.
+        wait_for(
             Duration::from_secs(15),
-            "the outage's Backfill to finish",
+            "Recording with no open outage",
             || {
-                let (backfills, cameras) = (backfills.clone(), cameras.clone());
+                let cameras = cameras.clone();
                 async move {
                     let s = cameras.get(cam).await.ok()?.status?;
-                    if s.state.as_deref() != Some("Recording") || !s.outages.is_empty() {
-                        return None;
-                    }
-                    let b = backfills
-                        .list(&ListParams::default().labels(&format!("vigil.dev/camera={cam}")))
-                        .await
-                        .ok()?
-                        .items
-                        .into_iter()
-                        .next()?;
-                    b.status.as_ref()?.finished_at?;
-                    Some(b)
+                    (s.state.as_deref() == Some("Recording") && s.outages.is_empty()).then_some(())
                 }
             },
         )
         .await;
+        let done = finished_backfill(&backfills, cam, Duration::from_secs(15)).await;
         assert_eq!(done.spec.reason, BackfillReason::RecorderFailure);
         let window = done.spec.window.seconds();
         assert!(

@@ -218,35 +218,8 @@ pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
     let Some(old) = &camera.status else {
         return true;
     };
-    let own = |c: &&Condition| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str());
-    let old_conditions: Vec<_> = old
-        .conditions
-        .iter()
-        .filter(own)
-        .map(|c| {
-            (
-                &c.type_,
-                c.status,
-                &c.reason,
-                &c.message,
-                c.observed_generation,
-            )
-        })
-        .collect();
-    let new_conditions: Vec<_> = new
-        .conditions
-        .iter()
-        .filter(own)
-        .map(|c| {
-            (
-                &c.type_,
-                c.status,
-                &c.reason,
-                &c.message,
-                c.observed_generation,
-            )
-        })
-        .collect();
+    let old_conditions = own_condition_keys(&old.conditions);
+    let new_conditions = own_condition_keys(&new.conditions);
     old.state.as_deref() != Some(new.state.as_str())
         || old.recorder != new.recorder
         || old.assigned_at != new.assigned_at
@@ -254,6 +227,25 @@ pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
         || old.observed_generation != new.observed_generation
         || old_conditions.len() != new_conditions.len()
         || old_conditions.iter().any(|c| !new_conditions.contains(c))
+}
+
+/// What `differs` compares of the operator's own conditions: everything but the transition time.
+fn own_condition_keys(
+    conditions: &[Condition],
+) -> Vec<(&str, ConditionStatus, &str, &str, Option<i64>)> {
+    conditions
+        .iter()
+        .filter(|c| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str()))
+        .map(|c| {
+            (
+                c.type_.as_str(),
+                c.status,
+                c.reason.as_str(),
+                c.message.as_str(),
+                c.observed_generation,
+            )
+        })
+        .collect()
 }
 
 /// The outage opened when a camera leaves a failed recorder: footage is safe up to the failed
