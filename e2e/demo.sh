@@ -216,7 +216,7 @@ FIRST=${MOVED%% *}
 [ -n "$FIRST" ] || FIRST=lobby
 note "exporting $FIRST for the demo window ($(date -u -d @"$WINDOW_START" +%T)–$(date -u -d @"$WINDOW_END" +%T) UTC) ..."
 rm -rf "$DEMO/export" && mkdir -p "$DEMO/export"
-awk '{print $2}' "$DEMO/$FIRST.keys" | while read -r key; do
+awk '$2 ~ /\.mp4$/ {print $2}' "$DEMO/$FIRST.keys" | while read -r key; do
   base=${key##*/}; start_ms=${base%%-*}; rest=${base#*-}; end_ms=${rest%%-*}
   if [ "$end_ms" -ge $((WINDOW_START * 1000)) ] && [ "$start_ms" -le $((WINDOW_END * 1000)) ]; then
     s3 "http://$HOST:$S3_PORT" get "$BUCKET" "$key" "$DEMO/export/$base"
