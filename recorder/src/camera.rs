@@ -82,6 +82,8 @@ struct CameraTask {
     ctx: Arc<Ctx>,
     stop: watch::Receiver<bool>,
     labels: CamLabels,
+    /// Per-frame counter, looked up once (a family lookup hashes the label strings).
+    bytes_in: prometheus_client::metrics::counter::Counter,
     gaps: GapTracker,
     ewma: BitrateEwma,
     redactor: Redactor,
@@ -105,8 +107,11 @@ impl CameraTask {
         if let CredentialSource::Static(c) = &cfg.credentials {
             redactor.add(&c.password);
         }
+        let labels = CamLabels::from(&cfg.id);
+        let bytes_in = ctx.metrics.bytes_in.get_or_create(&labels).clone();
         CameraTask {
-            labels: CamLabels::from(&cfg.id),
+            bytes_in,
+            labels,
             cfg,
             ctx,
             stop,
@@ -346,9 +351,9 @@ impl CameraTask {
             } else {
                 started + FIRST_KEYFRAME_TIMEOUT.max(s.stall_timeout)
             };
-            let item = tokio::select! {
-                _ = stop.wait_for(|s| *s) => break Ended::Stopped,
-                r = tokio::time::timeout_at(deadline.into(), demuxed.next()) => r,
+            let item = match next_item(&mut demuxed, &mut stop, deadline, s.read_batch).await {
+                Some(r) => r,
+                None => break Ended::Stopped,
             };
             let item = match item {
                 Err(_) if rec.segmenter.started() => {
@@ -370,11 +375,7 @@ impl CameraTask {
             match item {
                 CodecItem::VideoFrame(f) if f.stream_id() == vi => {
                     last_video = Instant::now();
-                    self.ctx
-                        .metrics
-                        .bytes_in
-                        .get_or_create(&self.labels)
-                        .inc_by(f.data().len() as u64);
+                    self.bytes_in.inc_by(f.data().len() as u64);
                     if f.has_new_parameters() || rec.video.is_none() {
                         match demuxed.streams()[vi].parameters() {
                             Some(ParametersRef::Video(p)) => match p.mp4_sample_entry().build() {
@@ -442,11 +443,7 @@ impl CameraTask {
                     }
                 }
                 CodecItem::AudioFrame(f) if Some(f.stream_id()) == ai => {
-                    self.ctx
-                        .metrics
-                        .bytes_in
-                        .get_or_create(&self.labels)
-                        .inc_by(f.data().len() as u64);
+                    self.bytes_in.inc_by(f.data().len() as u64);
                     let Some(vtl) = &rec.vtl else { continue };
                     let ts = f.timestamp().timestamp();
                     let recv = wall_us(f.ctx().received_wall().into());
@@ -583,13 +580,12 @@ impl CameraTask {
                     );
                     let path = f.path.clone();
                     file = blocking(move || {
-                        use std::io::Write;
                         let w = |e| Error::io("writing segment", &path, e);
-                        file.write_all(&fragment.moof).map_err(w)?;
-                        file.write_all(&fragment.mdat_header).map_err(w)?;
-                        for c in &fragment.chunks {
-                            file.write_all(c).map_err(w)?;
-                        }
+                        let mut parts: Vec<&[u8]> = Vec::with_capacity(fragment.chunks.len() + 2);
+                        parts.push(&fragment.moof);
+                        parts.push(&fragment.mdat_header);
+                        parts.extend(fragment.chunks.iter().map(Vec::as_slice));
+                        write_all_vectored(&mut file, &parts).map_err(w)?;
                         // Each fragment is durable before the next is recorded: a crash loses
                         // at most the fragment in memory (see docs/storage.md).
                         file.sync_data().map_err(w)?;
@@ -740,6 +736,25 @@ struct SegFile {
     bytes: u64,
 }
 
+/// One `writev` per fragment instead of one `write` per frame.
+fn write_all_vectored(f: &mut std::fs::File, parts: &[&[u8]]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    // Linux accepts at most 1024 iovecs per call (IOV_MAX).
+    for group in parts.chunks(1024) {
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|p| IoSlice::new(p)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match f.write_vectored(rest) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn create_with(path: &std::path::Path, init: Vec<u8>) -> Result<std::fs::File> {
     use std::io::Write;
     if let Some(d) = path.parent() {
@@ -756,6 +771,48 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Stream(format!("file task failed: {e}")))?
+}
+
+/// The next item of the session; `None` when asked to stop; `Err(())` at `deadline`.
+///
+/// With a non-zero `batch`, the socket is read at most every `batch`: when nothing is buffered,
+/// the task sleeps instead of waking for every RTP packet, and the next poll reads the packets
+/// that arrived meanwhile in one or two large reads. This halves the kernel and scheduler work
+/// per stream (see docs/benchmarks.md); the cost is up to `batch` of extra latency, which a
+/// recorder does not care about. Receipt times stay usable for the timeline because the anchor
+/// takes the earliest-arriving frames.
+async fn next_item(
+    demuxed: &mut Demuxed,
+    stop: &mut watch::Receiver<bool>,
+    deadline: Instant,
+    batch: Duration,
+) -> Option<Result<Option<Result<CodecItem, retina::Error>>, ()>> {
+    use futures::FutureExt;
+    if batch.is_zero() {
+        return tokio::select! {
+            _ = stop.wait_for(|s| *s) => None,
+            r = tokio::time::timeout_at(deadline.into(), demuxed.next()) => Some(r.map_err(|_| ())),
+        };
+    }
+    loop {
+        // Unconstrained: a long backlog must not be cut short by tokio's cooperative budget,
+        // whose wake-up would be lost on this no-op waker.
+        if let Some(r) = tokio::task::unconstrained(demuxed.next()).now_or_never() {
+            return Some(Ok(r));
+        }
+        if *stop.borrow() {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Some(Err(()));
+        }
+        let wake = (now + batch).min(deadline);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return None,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
 }
 
 fn wall_us(t: SystemTime) -> i64 {

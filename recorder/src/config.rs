@@ -288,6 +288,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// No frame for this long means the stream is lost.
     pub stall_timeout: Duration,
+    /// Read each camera's socket at most this often (0: on every packet). See `camera.rs`.
+    pub read_batch: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Who we are in gap records and status (pod name or host name).

@@ -30,6 +30,7 @@ use vigil_operator::api::{
     BackfillReason, Camera, Condition, ConditionStatus, LeaseTiming, Outage, POOL_LABEL,
     RECORDER_LABEL, RecorderPool, RecordingMode, RtspTransport, set_condition,
 };
+use vigil_operator::controller::pool::RECORDER_KIND_LABEL;
 
 use crate::camera::SecretReader;
 use crate::config::{
@@ -277,10 +278,17 @@ fn micro_time(t: DateTime<Utc>) -> String {
 
 /// The Lease this recorder renews, as a server-side-apply body.
 pub fn lease_body(k: &K8s, acquired: DateTime<Utc>, now: DateTime<Utc>) -> serde_json::Value {
+    // The operator lists Leases by pool, and tells a pod recorder (gone when its pod is gone)
+    // from one running elsewhere by the kind label.
+    let kind = if k.pod_uid.is_some() {
+        "pod"
+    } else {
+        "process"
+    };
     let mut meta = json!({
         "name": k.pod,
         "namespace": k.namespace,
-        "labels": { POOL_LABEL: k.pool },
+        "labels": { POOL_LABEL: k.pool, RECORDER_KIND_LABEL: kind },
     });
     if let Some(uid) = &k.pod_uid {
         // Owned by the pod, so that the Lease goes away with it.

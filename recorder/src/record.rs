@@ -33,6 +33,8 @@ pub enum Source {
 }
 
 pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> Result<()> {
+    // Bind first: a second recorder started by mistake fails here, before touching the buffer.
+    let listener = http::bind(listen).await?;
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(StatusBoard::new());
     let (spool, recovered) = {
@@ -82,12 +84,15 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
         metrics: metrics.clone(),
         prefix: settings.prefix.clone(),
         concurrency: settings.upload_concurrency.max(1),
+        local_root: match &settings.storage {
+            crate::config::StorageConfig::Local { path } => Some(path.clone()),
+            _ => None,
+        },
     });
     let upload_task = tokio::spawn(uploader.run(upload_stop_rx));
 
     let ready = Arc::new(AtomicBool::new(false));
     let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
-    let listener = http::bind(listen).await?;
     info!(%listen, "serving /healthz /readyz /metrics /status");
     let http_task = tokio::spawn(http::serve(
         listener,

@@ -229,6 +229,11 @@ pub struct Spool {
     recorder: String,
     seq: AtomicU64,
     partial_bytes: AtomicU64,
+    /// Serialises creating directories for new objects with removing empty ones after uploads;
+    /// otherwise an upload can delete the directory a camera just created for its next object.
+    dirs: Mutex<()>,
+    /// Held (flock) for the life of the process.
+    _lock: fs::File,
 }
 
 fn io<'a>(op: &'static str, p: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -256,6 +261,15 @@ impl Spool {
         let partial = dir.join("partial");
         fs::create_dir_all(&ready).map_err(io("creating", &ready))?;
         fs::create_dir_all(&partial).map_err(io("creating", &partial))?;
+        // Two recorders on one buffer would upload and delete each other's files.
+        let lock_path = dir.join("lock");
+        let lock = fs::File::create(&lock_path).map_err(io("creating", &lock_path))?;
+        lock.try_lock().map_err(|_| {
+            Error::Config(format!(
+                "buffer directory {} is in use by another recorder",
+                dir.display()
+            ))
+        })?;
         let spool = Arc::new(Spool {
             ready,
             partial,
@@ -266,6 +280,8 @@ impl Spool {
             recorder: recorder.to_string(),
             seq: AtomicU64::new(0),
             partial_bytes: AtomicU64::new(0),
+            dirs: Mutex::new(()),
+            _lock: lock,
         });
         spool.metrics.buffer_max_bytes.set(max_bytes as i64);
         let mut found = Vec::new();
@@ -390,8 +406,11 @@ impl Spool {
         let dir = to
             .parent()
             .ok_or_else(|| Error::Mp4("object path without parent".into()))?;
-        fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        fs::rename(from, &to).map_err(io("moving into buffer", &to))?;
+        {
+            let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            fs::create_dir_all(dir).map_err(io("creating", dir))?;
+            fs::rename(from, &to).map_err(io("moving into buffer", &to))?;
+        }
         sync_dir(dir)?;
         if let Some(p) = from.parent() {
             let _ = sync_dir(p);
@@ -408,11 +427,14 @@ impl Spool {
         let to = self.path_of(&okey);
         let body = serde_json::to_vec_pretty(rec)?;
         let tmp = to.with_extension("json.tmp");
-        write_synced(&tmp, &body)?;
         let dir = to
             .parent()
             .ok_or_else(|| Error::Mp4("object path without parent".into()))?;
-        fs::rename(&tmp, &to).map_err(io("moving into buffer", &to))?;
+        {
+            let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            write_synced(&tmp, &body)?;
+            fs::rename(&tmp, &to).map_err(io("moving into buffer", &to))?;
+        }
         sync_dir(dir)?;
         self.admit_blocking(okey, body.len() as u64)
     }
@@ -424,7 +446,10 @@ impl Spool {
             if let Err(e) = fs::remove_file(&path) {
                 warn!(path = %path.display(), error = %e, "cannot delete evicted segment");
             }
-            remove_empty_parents(&path, &self.ready);
+            {
+                let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                remove_empty_parents(&path, &self.ready);
+            }
             let labels = CamLabels::from(&seg.camera);
             self.metrics
                 .dropped_bytes
@@ -498,7 +523,10 @@ impl Spool {
         {
             warn!(path = %path.display(), error = %e, "cannot delete uploaded object from buffer");
         }
-        remove_empty_parents(&path, &self.ready);
+        {
+            let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            remove_empty_parents(&path, &self.ready);
+        }
         self.lock().remove(key);
         self.update_gauges();
     }

@@ -28,6 +28,9 @@ pub struct Uploader {
     pub metrics: Arc<Metrics>,
     pub prefix: String,
     pub concurrency: usize,
+    /// For a local store: its root. Objects are then moved with `rename` (no copy) when the
+    /// buffer is on the same file system.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 impl Uploader {
@@ -108,6 +111,16 @@ impl Uploader {
 
     async fn upload(&self, key: &ObjectKey) -> Result<u64> {
         let path = self.spool.path_of(key);
+        if let Some(root) = &self.local_root {
+            let dst = root.join(key.to_key(&self.prefix));
+            let src = path.clone();
+            let moved = tokio::task::spawn_blocking(move || move_file(&src, &dst))
+                .await
+                .map_err(|e| Error::Stream(format!("file task failed: {e}")))??;
+            if let Some(len) = moved {
+                return Ok(len);
+            }
+        }
         let data = tokio::fs::read(&path)
             .await
             .map_err(|e| Error::io("reading buffered object", &path, e))?;
@@ -117,5 +130,27 @@ impl Uploader {
             .put(&loc, PutPayload::from(Bytes::from(data)))
             .await?;
         Ok(len)
+    }
+}
+
+/// Moves a buffered object into a local store by renaming it (durably: the store directory is
+/// fsync'd). `None` if the two are on different file systems and the object must be copied.
+fn move_file(src: &std::path::Path, dst: &std::path::Path) -> Result<Option<u64>> {
+    let len = std::fs::metadata(src)
+        .map_err(|e| Error::io("reading buffered object", src, e))?
+        .len();
+    let Some(dir) = dst.parent() else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    match std::fs::rename(src, dst) {
+        Ok(()) => {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("syncing directory", dir, e))?;
+            Ok(Some(len))
+        }
+        Err(e) if e.raw_os_error() == Some(18) => Ok(None), // EXDEV
+        Err(e) => Err(Error::io("moving into the store", dst, e)),
     }
 }
