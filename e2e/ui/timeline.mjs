@@ -14,15 +14,17 @@ const check = (name, ok, detail = '') => {
 };
 
 const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-ui-chromium-'));
-const browser = await chromium.launch({
+// A fresh profile directory per run (playwright passes it as --user-data-dir).
+const browser = await chromium.launchPersistentContext(userDir, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
+  viewport: { width: 1400, height: 700 },
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${userDir}`, '--autoplay-policy=no-user-gesture-required'],
+    '--autoplay-policy=no-user-gesture-required'],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 700 } });
+  const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   await page.goto(base + '/', { waitUntil: 'load' });
@@ -65,7 +67,8 @@ try {
   check('clicking the timeline plays the footage with hls.js', played, JSON.stringify({ state, status }));
   check('export link offered', (await page.$$('#export a')).length === 1);
   check('no page errors', errors.length === 0, errors.join('; '));
-  await page.selectOption('#window', '3600000');
+  // Screenshot at 5 minutes so that the spans of this short recording are visible.
+  await page.selectOption('#window', '300000');
   await page.waitForFunction(() => document.querySelector('#cameras').dataset.loaded === 'true', null, { timeout: 20000 });
   await page.waitForTimeout(500);
   fs.mkdirSync(path.dirname(shot), { recursive: true });

@@ -80,6 +80,7 @@ function play(cam, from, end) {
 
 async function load() {
   const box = $('#cameras');
+  box.dataset.loaded = 'false';
   const len = Number($('#window').value);
   const end = Date.now(), start = end - len;
   let cams;
