@@ -5,6 +5,7 @@ Usage: check_render.py MODE RENDERED.yaml [CHART_DIR]
   MODE: default     chart defaults (webhook on, quickstart and ServiceMonitor off)
         full        quickstart + serviceMonitor enabled (see test.sh for the values)
         nowebhook   webhook.enabled=false
+        playback    playback.enabled=true, playback.pool=cams/main
 
 Prints one line per failed assertion; exit status 1 if any failed. Needs PyYAML; uses openssl to
 check the generated webhook certificate.
@@ -262,6 +263,49 @@ def check_full(docs):
         expect(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
 
 
+def check_playback(docs, pool_ns, pool):
+    """playback.enabled=true: `vigil-recorder serve --pool`, its Service, least-privilege RBAC."""
+    name = lambda d: d["metadata"]["name"]
+    pb = lambda kind: [d for d in by_kind(docs, kind) if name(d).endswith("-playback")]
+    deps = pb("Deployment")
+    if not expect(len(deps) == 1, "no playback Deployment"):
+        return
+    pod = deps[0]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    expect(c["image"].split("@")[0].split(":")[0].endswith("/vigil-recorder"), "playback image %s" % c["image"])
+    expect(c["args"][0] == "serve" and "--pool=%s" % pool in c["args"], "playback args %r" % c["args"])
+    expect("--no-auth" not in c["args"], "playback auth is off by default")
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}.get("http")
+    expect(("--listen=0.0.0.0:%s" % port) in c["args"], "listen port != container port")
+    expect(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness probe")
+    expect(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness probe")
+    expect(c["securityContext"].get("readOnlyRootFilesystem") is True, "playback root filesystem is writable")
+    svc = pb("Service")
+    if expect(len(svc) == 1, "no playback Service"):
+        expect(svc[0]["spec"]["selector"] == deps[0]["spec"]["selector"]["matchLabels"], "playback Service selector")
+        expect(svc[0]["spec"]["ports"][0]["targetPort"] == "http", "playback Service targetPort")
+    sa = pb("ServiceAccount")
+    expect(len(sa) == 1 and pod["serviceAccountName"] == name(sa[0]), "playback ServiceAccount")
+    cr, role = pb("ClusterRole"), pb("Role")
+    if expect(len(cr) == 1 and len(role) == 1, "playback ClusterRole/Role"):
+        got = sorted((g, r, v) for rule in cr[0]["rules"] for g in rule["apiGroups"]
+                     for r in rule["resources"] for v in rule["verbs"])
+        expect(got == [("authentication.k8s.io", "tokenreviews", "create"),
+                       ("authorization.k8s.io", "subjectaccessreviews", "create")],
+               "playback ClusterRole grants %r" % got)
+        expect(role[0]["metadata"]["namespace"] == pool_ns, "playback Role not in the pool's namespace")
+        got = sorted((g, r, v) for rule in role[0]["rules"] for g in rule["apiGroups"]
+                     for r in rule["resources"] for v in rule["verbs"])
+        expect(got == [("", "secrets", "get"), ("vigil.dev", "cameras", "get"), ("vigil.dev", "cameras", "list"),
+                       ("vigil.dev", "recorderpools", "get"), ("vigil.dev", "recorderpools", "list")],
+               "playback Role grants %r" % got)
+    for kind, ref in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        b = pb(kind)
+        if expect(len(b) == 1, "no playback " + kind):
+            expect(b[0]["roleRef"]["kind"] == ref and b[0]["subjects"][0]["name"] == name(sa[0]) if sa else False,
+                   "playback %s binds something else" % kind)
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     chart_dir = sys.argv[3] if len(sys.argv) > 3 else "charts/vigil"
@@ -275,6 +319,11 @@ def main():
         check_full(docs)
     elif mode == "nowebhook":
         check_common(docs, chart_dir, webhook=False)
+    elif mode == "playback":
+        # playback.enabled=true, playback.pool=cams/main (test.sh); the operator's objects are
+        # checked as usual, without the playback server's.
+        check_common([d for d in docs if not d["metadata"]["name"].endswith("-playback")], chart_dir)
+        check_playback(docs, "cams", "cams/main")
     else:
         sys.exit("unknown mode " + mode)
     for f in failures:

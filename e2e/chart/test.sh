@@ -111,6 +111,8 @@ check "helm template (quickstart + serviceMonitor)" render "$OUT/full.yaml" -f e
 check "render matches the binaries (quickstart + serviceMonitor)" "$PY" e2e/chart/check_render.py full "$OUT/full.yaml" "$CHART"
 check "helm template (webhook disabled)" render "$OUT/nowebhook.yaml" --set webhook.enabled=false
 check "render matches the binaries (webhook disabled)" "$PY" e2e/chart/check_render.py nowebhook "$OUT/nowebhook.yaml" "$CHART"
+check "helm template (playback server)" render "$OUT/playback.yaml" --set playback.enabled=true --set playback.pool=cams/main
+check "render matches the binaries (playback server)" "$PY" e2e/chart/check_render.py playback "$OUT/playback.yaml" "$CHART"
 check "helm template (local storage, existing TLS Secret, 1 replica)" render "$OUT/variants.yaml" \
   --set quickstart.enabled=true --set quickstart.storage.type=local --set quickstart.storage.local.claimName=footage \
   --set webhook.tls.existingSecret=my-tls --set webhook.tls.caBundle=Zm9v \
@@ -134,6 +136,8 @@ check_fails "schema refuses a non-URL S3 endpoint" render /dev/null --set quicks
 check_fails "chart refuses 2 replicas without leader election" render /dev/null --set operator.leaderElection.enabled=false
 check_fails "chart refuses s3Credentials.create without keys" render /dev/null --set quickstart.enabled=true \
   --set quickstart.s3Credentials.create=true
+check_fails "chart refuses the playback server without a pool" render /dev/null --set playback.enabled=true
+check_fails "schema refuses playback.pool=main (no namespace)" render /dev/null --set playback.enabled=true --set playback.pool=main
 check_fails "chart refuses an existing TLS Secret without a CA bundle" render /dev/null --set webhook.tls.existingSecret=x
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +175,11 @@ if [ -n "${KUBECONFIG:-}" ]; then
     --namespace "$NS" --validate -f e2e/chart/values-full.yaml --set serviceMonitor.enabled=false
   check "kubectl apply --dry-run=server (quickstart RecorderPool against the CRD schema)" \
     "${K[@]}" apply --dry-run=server -f "$OUT/cluster-quickstart.yaml"
+
+  check "helm template --validate (playback server)" render "$OUT/cluster-playback.yaml" \
+    --namespace "$NS" --validate --set playback.enabled=true --set playback.pool="$NS/main"
+  check "kubectl apply --dry-run=server (playback server)" \
+    "${K[@]}" apply --dry-run=server -f "$OUT/cluster-playback.yaml"
 
   if [ "${VIGIL_CHART_INSTALL:-}" = 1 ]; then
     # shellcheck source=e2e/chart/install-test.sh
