@@ -49,6 +49,9 @@ count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
 stage "unit and component tests (recorder tests use the simulator and a real S3 server)"
 count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
 
+stage "playback web page in headless Chromium (timeline, hls.js, screenshot)"
+count_run ui bash e2e/ui/test.sh
+
 stage "local Kubernetes cluster"
 started_cluster=0
 CLUSTER_ENV=${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env
