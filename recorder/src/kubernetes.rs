@@ -6,10 +6,13 @@
 //!   supervisor the desired camera set after every change.
 //! * Renews the Lease `<pod>` every `lease.renewSeconds` with server-side apply; the operator
 //!   declares the recorder failed when it expires.
-//! * Patches each Camera's status (state, measured bitrate, last segment time, the `Recording`
-//!   condition, new outages) at most every `STATUS_INTERVAL`, with a JSON merge patch on the
-//!   status subresource carrying `metadata.resourceVersion`, so that the lists it rewrites
-//!   (conditions, outages) never overwrite the operator's concurrent changes.
+//! * Patches each Camera's status at most every `STATUS_INTERVAL`: the fields recorders own
+//!   (`measuredBitrateKbps`, `lastSegmentTime`, the `Recording` condition; see the operator's
+//!   `controller/camera_status.rs`), plus new outages appended to the operator's list. `state` is
+//!   derived by the operator from the `Recording` condition and not written here, so that two
+//!   writers never fight over it. The patch is a JSON merge patch on the status subresource
+//!   carrying `metadata.resourceVersion`, so the lists it rewrites (conditions, outages) never
+//!   overwrite the operator's concurrent changes: a conflict is retried next round.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -351,15 +354,6 @@ pub async fn lease_loop(k: Arc<K8s>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn state_word(r: &CameraReport) -> &'static str {
-    match r.state {
-        CameraState::Recording => "Recording",
-        CameraState::Connecting if r.segments == 0 => "Pending",
-        CameraState::Connecting | CameraState::Reconnecting => "Degraded",
-        CameraState::Stopped => "Pending",
-    }
-}
-
 fn recording_condition(r: &CameraReport, generation: Option<i64>) -> Condition {
     match r.state {
         CameraState::Recording => Condition::new(
@@ -417,6 +411,11 @@ pub fn status_patch(
         &mut conditions,
         recording_condition(r, cam.metadata.generation),
     );
+    // Kubernetes 1.20 turns an empty string into null in a merge patch and the schema refuses
+    // it; other writers avoid empty messages too, this keeps a stray one from blocking us.
+    for c in conditions.iter_mut().filter(|c| c.message.is_empty()) {
+        c.message = c.reason.clone();
+    }
     let mut outages = old.outages.clone();
     // An open outage (the operator saw this camera's previous recorder fail) ends where this
     // recorder's footage begins.
@@ -431,7 +430,9 @@ pub fn status_patch(
             o.end = Some(first);
         }
     }
-    for g in new_gaps {
+    // Start-up gaps (assignment to first frame) are inside the operator's own failover outage,
+    // or precede any footage of a new camera: no backfill needed.
+    for g in new_gaps.iter().filter(|g| g.reason != GapReason::Startup) {
         if let Some(o) = outage(g, pod)
             && !outages.iter().any(|x| x.start == o.start && x.end == o.end)
         {
@@ -441,22 +442,17 @@ pub fn status_patch(
     if outages.len() > MAX_OUTAGES {
         outages.drain(..outages.len() - MAX_OUTAGES);
     }
-    let state = state_word(r);
     let last = r
         .last_segment_end_ms
         .and_then(DateTime::from_timestamp_millis);
-    let unchanged = old.state.as_deref() == Some(state)
-        && old.measured_bitrate_kbps == r.bitrate_kbps.or(old.measured_bitrate_kbps)
+    let unchanged = old.measured_bitrate_kbps == r.bitrate_kbps.or(old.measured_bitrate_kbps)
         && (last.is_none() || old.last_segment_time == last)
         && old.conditions == conditions
         && old.outages == outages;
     if unchanged {
         return None;
     }
-    let mut status = json!({
-        "state": state,
-        "conditions": conditions,
-    });
+    let mut status = json!({ "conditions": conditions });
     if let Some(k) = r.bitrate_kbps {
         status["measuredBitrateKbps"] = json!(k);
     }
@@ -572,9 +568,25 @@ mod tests {
             GapReason::StreamLost,
             "rec-0",
         );
-        let p = status_patch(&cam, &report(CameraState::Recording), &[g], "rec-0").unwrap();
+        let startup = GapRecord::new(
+            &CameraId::new("site", "door").unwrap(),
+            1_699_999_000_000,
+            1_699_999_001_000,
+            GapReason::Startup,
+            "rec-0",
+        );
+        let p = status_patch(
+            &cam,
+            &report(CameraState::Recording),
+            &[startup, g],
+            "rec-0",
+        )
+        .unwrap();
         assert_eq!(p["metadata"]["resourceVersion"], "42");
-        assert_eq!(p["status"]["state"], "Recording");
+        assert!(
+            p["status"].get("state").is_none(),
+            "state belongs to the operator"
+        );
         assert_eq!(p["status"]["measuredBitrateKbps"], 4100);
         assert_eq!(p["status"]["lastSegmentTime"], "2023-11-14T22:13:30.000Z");
         assert_eq!(p["status"]["conditions"][0]["type"], "Recording");

@@ -1,0 +1,331 @@
+//! `vigil-recorder record --kubernetes` against the real API server (the local cluster of
+//! e2e/cluster, or kind in CI), run as a process with the downward-API variables set by hand:
+//!
+//! * reads its RecorderPool (local storage, 4 s segments) and renews its Lease every second,
+//!   with the labels the operator looks for;
+//! * records the Cameras labelled `vigil.dev/recorder=<pod>`, with the password from the Secret
+//!   the Camera names, and starts/stops cameras as labels come and go;
+//! * patches Camera status: measured bitrate, last segment time, the `Recording` condition
+//!   (keeping conditions others wrote), and a stream loss as an outage; `state` is left to the
+//!   operator.
+//!
+//! Needs `KUBECONFIG` (e.g. `source /var/lib/vigil-cluster/env`); skipped without it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use vigil_operator::api::Camera;
+
+const POD: &str = "rec-test-0";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn apply_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for f in ["cameras", "recorderpools", "backfills"] {
+        let path = repo_root().join(format!("crds/{f}.vigil.dev.yaml"));
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("vigil-recorder-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+fn camera(name: &str, url: &str, labelled: bool) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    if labelled {
+        labels.insert("vigil.dev/recorder".into(), json!(POD));
+    }
+    json!({
+        "apiVersion": "vigil.dev/v1alpha1",
+        "kind": "Camera",
+        "metadata": { "name": name, "labels": labels },
+        "spec": {
+            "source": { "url": url },
+            "credentialsSecretRef": { "name": "cam-creds" },
+            "expectedBitrateKbps": 1000,
+            "pool": "main"
+        }
+    })
+}
+
+#[test]
+fn records_the_cameras_labelled_for_it_and_reports_status() {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        eprintln!("KUBECONFIG not set: skipped (source /var/lib/vigil-cluster/env)");
+        return;
+    }
+    vigil_operator::install_crypto_provider();
+    let rt = rt();
+    let client = rt
+        .block_on(Client::try_default())
+        .expect("client for KUBECONFIG");
+    let ns = format!("vigil-rec-{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let sim = Sim::start(&[
+        "name=door,codec=h264,bitrate=800,fps=25,width=640,height=360,user=viewer,password=Door-Pw-123".into(),
+        "name=yard,codec=h265,bitrate=800,fps=25,width=640,height=360,user=viewer,password=Door-Pw-123".into(),
+    ]);
+
+    rt.block_on(async {
+        apply_crds(&client).await;
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "cam-creds"},
+                    "stringData": {"username": "viewer", "password": "Door-Pw-123\n"}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let pools: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                "vigil.dev",
+                "v1alpha1",
+                "RecorderPool",
+            )),
+        );
+        pools
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "vigil.dev/v1alpha1",
+                    "kind": "RecorderPool",
+                    "metadata": {"name": "main"},
+                    "spec": {
+                        "replicas": 0,
+                        "capacityKbps": 100000,
+                        "storage": {"local": {"path": store.display().to_string()}},
+                        "segmentSeconds": 4,
+                        "localBufferMib": 64,
+                        "lease": {"durationSeconds": 4, "renewSeconds": 1}
+                    }
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let cams: Api<Camera> = Api::namespaced(client.clone(), &ns);
+        cams.create(
+            &PostParams::default(),
+            &serde_json::from_value(camera("door", &sim.url("door"), true)).unwrap(),
+        )
+        .await
+        .unwrap();
+        // Somebody else's condition, which the recorder must keep.
+        cams.patch_status(
+            "door",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{
+                "type": "Scheduled", "status": "True", "reason": "Assigned", "message": "by the test",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})),
+        )
+        .await
+        .unwrap();
+    });
+
+    let log = tmp.path().join("recorder.log");
+    let port = free_port();
+    let logf = std::fs::File::create(&log).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+        .args([
+            "record",
+            "--kubernetes",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--buffer-dir")
+        .arg(tmp.path().join("buf"))
+        .args(["--reconnect-max-ms", "500"])
+        .env("POD_NAME", POD)
+        .env("POD_NAMESPACE", &ns)
+        .env("POOL_NAME", "main")
+        .env("RUST_LOG", "info,vigil_recorder=debug")
+        .stderr(logf)
+        .spawn()
+        .unwrap();
+    let mut rec = Proc {
+        child,
+        name: "vigil-recorder",
+    };
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let metrics = || http("GET", port, "/metrics", b"").unwrap_or_default();
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let cams: Api<Camera> = Api::namespaced(client.clone(), &ns);
+            let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+            // The Lease is renewed every second, with the labels the operator lists by.
+            let mut first = None;
+            for _ in 0..40 {
+                if let Ok(l) = leases.get(POD).await {
+                    let spec = l.spec.clone().unwrap_or_default();
+                    assert_eq!(spec.holder_identity.as_deref(), Some(POD));
+                    assert_eq!(spec.lease_duration_seconds, Some(4));
+                    assert_eq!(
+                        l.labels().get("vigil.dev/pool").map(String::as_str),
+                        Some("main")
+                    );
+                    assert_eq!(
+                        l.labels()
+                            .get("vigil.dev/recorder-kind")
+                            .map(String::as_str),
+                        Some("process")
+                    );
+                    let renew = spec.renew_time.map(|t| t.0);
+                    match first {
+                        None => first = renew,
+                        Some(f) if renew > Some(f) => break,
+                        _ => {}
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert!(first.is_some(), "no Lease; log:\n{}", log_text());
+
+            // Status: Recording, bitrate, last segment, condition; the other condition kept.
+            let mut ok = false;
+            for _ in 0..60 {
+                let c = cams.get("door").await.unwrap();
+                let st = c.status.clone().unwrap_or_default();
+                let recording = st
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Recording")
+                    .is_some_and(|c| {
+                        c.status == vigil_operator::api::ConditionStatus::True
+                            && c.reason == "Streaming"
+                    });
+                if recording && st.measured_bitrate_kbps.is_some() && st.last_segment_time.is_some()
+                {
+                    // `state` is the operator's (derived from the Recording condition).
+                    assert!(st.state.is_none(), "{st:?}");
+                    assert!(
+                        st.conditions.iter().any(|c| c.type_ == "Scheduled"),
+                        "{st:?}"
+                    );
+                    let kbps = st.measured_bitrate_kbps.unwrap();
+                    assert!((300..3000).contains(&kbps), "bitrate {kbps}");
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            assert!(
+                ok,
+                "camera status never showed Recording; log:\n{}",
+                log_text()
+            );
+
+            // A second camera gets the label: the recorder starts it.
+            cams.create(
+                &PostParams::default(),
+                &serde_json::from_value(camera("yard", &sim.url("yard"), true)).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert!(
+                wait_for(Duration::from_secs(20), || metric(
+                    &metrics(),
+                    "vigil_recorder_segments_written_total",
+                    "camera=\"yard\""
+                ) >= 1.0),
+                "yard not recorded; log:\n{}",
+                log_text()
+            );
+            // The first camera loses its label: the recorder stops it.
+            cams.patch(
+                "door",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"vigil.dev/recorder": null}}})),
+            )
+            .await
+            .unwrap();
+            assert!(
+                wait_for(Duration::from_secs(20), || metric(
+                    &metrics(),
+                    "vigil_recorder_cameras",
+                    ""
+                ) == 1.0),
+                "door not stopped; log:\n{}",
+                log_text()
+            );
+
+            // A stream loss becomes an outage in the camera's status.
+            sim.drop_camera("yard");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            sim.restore_camera("yard");
+            let mut outage = None;
+            for _ in 0..40 {
+                let c = cams.get("yard").await.unwrap();
+                if let Some(o) = c.status.unwrap_or_default().outages.into_iter().find(|o| {
+                    matches!(o.reason, vigil_operator::api::BackfillReason::StreamLoss)
+                        && o.end
+                            .is_some_and(|e| (e - o.start).num_milliseconds() >= 2000)
+                }) {
+                    outage = Some(o);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let o = outage.unwrap_or_else(|| panic!("no StreamLoss outage; log:\n{}", log_text()));
+            eprintln!("outage {:?} .. {:?}", o.start, o.end);
+        })
+    }));
+
+    rec.signal("TERM");
+    let status = rec.wait_timeout(Duration::from_secs(40));
+    let text = log_text();
+    rt.block_on(async {
+        let nss: Api<Namespace> = Api::all(client.clone());
+        let _ = nss.delete(&ns, &DeleteParams::default()).await;
+    });
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "recorder did not exit cleanly: {text}"
+    );
+    assert!(
+        !text.contains("Door-Pw-123"),
+        "password in the log:\n{text}"
+    );
+    let (segs, _) = read_store(&store, &ns, "door");
+    assert!(segs.len() >= 2, "door segments: {segs:?}");
+    let (segs, _) = read_store(&store, &ns, "yard");
+    assert!(!segs.is_empty());
+}
