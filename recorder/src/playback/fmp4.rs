@@ -305,6 +305,109 @@ fn rewrite_traf(traf: &mut [u8], timing: &Timing) -> Result<()> {
     Ok(())
 }
 
+/// Re-times a whole buffered segment (after its init) so that each track spans exactly
+/// `span[track]` ticks starting at `start[track]`: sample durations are scaled (cumulatively
+/// rounded, so the total is exact) and every `tfdt` is rewritten. HLS segments are fetched one
+/// by one, so they cannot be chained like the export; stored key times come from the wall clock
+/// and differ from the sample clock by a few ms per segment, and without this consecutive
+/// segments would overlap or leave gaps. Tracks without per-sample durations are only shifted.
+pub fn retime(
+    data: &mut [u8],
+    start: &BTreeMap<u32, u64>,
+    span: &BTreeMap<u32, u64>,
+) -> Result<()> {
+    // (track) -> positions of duration fields, and (tfdt position, index of first sample).
+    let mut durations: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    let mut tfdts: Vec<(u32, usize, usize, bool)> = Vec::new();
+    for moof in boxes(data)?.into_iter().filter(|b| &b.fourcc == b"moof") {
+        let mbody = moof.offset + moof.header_len;
+        for traf in boxes(&data[mbody..moof.offset + moof.len])?
+            .into_iter()
+            .filter(|b| &b.fourcc == b"traf")
+        {
+            let tbody = mbody + traf.offset + traf.header_len;
+            let mut id = 0;
+            for b in boxes(&data[tbody..mbody + traf.offset + traf.len])? {
+                let at = tbody + b.offset + b.header_len;
+                match &b.fourcc {
+                    b"tfhd" => id = be32(data, at + 4)?,
+                    b"tfdt" => {
+                        let first = durations.get(&id).map_or(0, Vec::len);
+                        tfdts.push((id, at, first, data.get(at) == Some(&1)));
+                    }
+                    b"trun" => {
+                        let flags = be32(data, at)? & 0x00ff_ffff;
+                        let count = be32(data, at + 4)? as usize;
+                        let mut p = at + 8;
+                        if flags & 0x01 != 0 {
+                            p += 4;
+                        }
+                        if flags & 0x04 != 0 {
+                            p += 4;
+                        }
+                        let per = [0x100, 0x200, 0x400, 0x800]
+                            .iter()
+                            .filter(|f| flags & **f != 0)
+                            .count()
+                            * 4;
+                        if flags & 0x100 == 0 {
+                            continue;
+                        }
+                        let v = durations.entry(id).or_default();
+                        for i in 0..count {
+                            v.push(p + i * per);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Cumulative scaled time before each sample, per track.
+    let mut cum: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for (id, pos) in &durations {
+        let orig: Vec<u64> = pos
+            .iter()
+            .map(|&p| be32(data, p).map(u64::from))
+            .collect::<Result<_>>()?;
+        let total: u64 = orig.iter().sum();
+        let target = span.get(id).copied().unwrap_or(total);
+        let mut c = Vec::with_capacity(orig.len() + 1);
+        let mut acc = 0u64;
+        c.push(0);
+        for d in &orig {
+            acc += d;
+            let t = if total == 0 {
+                acc
+            } else {
+                (u128::from(acc) * u128::from(target) / u128::from(total)) as u64
+            };
+            c.push(t);
+        }
+        for (i, &p) in pos.iter().enumerate() {
+            let d = u32::try_from(c[i + 1] - c[i]).unwrap_or(u32::MAX);
+            data[p..p + 4].copy_from_slice(&d.to_be_bytes());
+        }
+        cum.insert(*id, c);
+    }
+    for (id, at, first, v1) in tfdts {
+        let base = start.get(&id).copied().unwrap_or(0);
+        let t = base
+            + cum
+                .get(&id)
+                .and_then(|c| c.get(first))
+                .copied()
+                .unwrap_or(0);
+        if v1 {
+            data[at + 4..at + 12].copy_from_slice(&t.to_be_bytes());
+        } else {
+            let t = u32::try_from(t).map_err(|_| Error::Mp4("32-bit tfdt overflow".into()))?;
+            data[at + 4..at + 8].copy_from_slice(&t.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
 /// What to do with the init boxes (`ftyp`, `moov`) of a segment being streamed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitMode {
@@ -507,6 +610,34 @@ pub(crate) mod tests {
         assert_eq!(joined.len(), d.len() - p_init(&d));
         // Chained fragments carry no tfdt any more.
         assert!(!joined.windows(4).any(|w| w == b"tfdt"));
+    }
+
+    #[test]
+    fn retime_fits_samples_to_the_key_span() {
+        let d = synthetic_segment(3, 25); // 3 s of samples
+        let init = p_init(&d);
+        let mut media = d[init..].to_vec();
+        let start = BTreeMap::from([(1u32, 900_000u64)]);
+        let span = BTreeMap::from([(1u32, 269_460u64)]); // the key says 2.994 s
+        retime(&mut media, &start, &span).unwrap();
+        let p = parse(&[&d[..init], &media[..]].concat()).unwrap();
+        let t: Vec<u64> = p.fragments.iter().map(|f| f.decode_times[&1]).collect();
+        assert_eq!(t[0], 900_000);
+        assert!(t[1] > 900_000 + 89_000 && t[1] < 900_000 + 90_000, "{t:?}");
+        // Every sample duration was rewritten so that the total is exact.
+        let mut total = 0u64;
+        for f in &p.fragments {
+            let moof = &media[f.offset - init..];
+            let (_, hl, len) = box_header(moof).unwrap();
+            let body = &moof[hl..len as usize];
+            let traf = child(body, b"traf").unwrap().unwrap();
+            let trun = child(traf, b"trun").unwrap().unwrap();
+            let n = be32(trun, 4).unwrap() as usize;
+            for i in 0..n {
+                total += u64::from(be32(trun, 12 + i * 12).unwrap());
+            }
+        }
+        assert_eq!(total, 269_460);
     }
 
     fn p_init(d: &[u8]) -> usize {

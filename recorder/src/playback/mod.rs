@@ -37,7 +37,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -543,6 +542,7 @@ async fn media_segment(
             .iter()
             .map(|(&id, &t)| (id, fmp4::ms_to_ticks(key.start_ms - base, t)))
             .collect();
+        // Buffered: the whole segment is needed to fit its samples to its key span (a few MB).
         let g =
             s.0.catalog
                 .store
@@ -555,28 +555,26 @@ async fn media_segment(
                 )
                 .await
                 .map_err(Error::from)?;
-        let len = g.range.end - g.range.start;
-        s.0.metrics.media_bytes.inc_by(len);
-        let mut rw = fmp4::Rewriter::new(
-            fmp4::InitMode::Keep,
-            None,
-            fmp4::Timing::Shift(Box::new(move |id, t| {
-                fmp4::shifted(t, shifts.get(&id).copied().unwrap_or(0))
-            })),
-        );
-        let body = g.into_stream().map(move |c| {
-            let c = c.map_err(std::io::Error::other)?;
-            let mut out = Vec::new();
-            rw.push(c, &mut out).map_err(std::io::Error::other)?;
-            Ok::<_, std::io::Error>(Bytes::from(out.concat()))
-        });
+        let mut media = g.bytes().await.map_err(Error::from)?.to_vec();
+        let start: std::collections::BTreeMap<u32, u64> = shifts
+            .iter()
+            .map(|(&id, &sh)| (id, sh.max(0) as u64))
+            .collect();
+        let span: std::collections::BTreeMap<u32, u64> = ts
+            .iter()
+            .map(|(&id, &t)| {
+                let ticks = fmp4::ms_to_ticks(key.end_ms - key.start_ms, t);
+                (id, ticks.max(0) as u64)
+            })
+            .collect();
+        fmp4::retime(&mut media, &start, &span)?;
+        s.0.metrics.media_bytes.inc_by(media.len() as u64);
         Ok((
             [
-                (header::CONTENT_TYPE, "video/iso.segment".to_string()),
-                (header::CONTENT_LENGTH, len.to_string()),
-                (header::CACHE_CONTROL, "max-age=86400".to_string()),
+                (header::CONTENT_TYPE, "video/iso.segment"),
+                (header::CACHE_CONTROL, "max-age=86400"),
             ],
-            Body::from_stream(body),
+            media,
         )
             .into_response())
     }
