@@ -330,8 +330,8 @@ impl Device {
         Url::parse(&uri).map_err(|e| Error::Rtsp(format!("ONVIF replay URI is not a URL: {e}")))
     }
 
-    /// The replay URI of `token`, or of the recording named like `camera_name`, else the
-    /// device's first recording.
+    /// The replay URI of `token`, or of the recording named like `camera_name`, else of the
+    /// device's only recording.
     pub async fn resolve(&self, token: Option<&str>, camera_name: &str) -> Result<(String, Url)> {
         let (search, replay) = self.services().await?;
         let token = match token {
@@ -339,16 +339,20 @@ impl Device {
             None => {
                 let all = self.recordings(&search).await?;
                 debug!(recordings = all.len(), "ONVIF recordings");
-                all.iter()
-                    .find(|t| t.as_str() == camera_name)
-                    .or_else(|| all.first())
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::Rtsp(format!(
-                            "ONVIF device {} lists no recordings",
-                            redact_url(&self.device_url)
-                        ))
-                    })?
+                // Only an unambiguous choice: a device holding several cameras' recordings
+                // (an NVR) lists only those the credentials may see, so "the first" could be
+                // another camera's footage.
+                match all.iter().find(|t| t.as_str() == camera_name) {
+                    Some(t) => t.clone(),
+                    None if all.len() == 1 => all[0].clone(),
+                    None => {
+                        return Err(Error::Rtsp(format!(
+                            "ONVIF device {} lists {} recordings, none named {camera_name:?}; set edgeStorage.onvif.recordingToken",
+                            redact_url(&self.device_url),
+                            all.len()
+                        )));
+                    }
+                }
             }
         };
         let uri = self.replay_uri(&replay, &token).await?;

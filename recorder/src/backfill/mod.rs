@@ -210,12 +210,25 @@ async fn fetch(
                 *replay_url = Some((clean, creds));
             }
             let (u, c) = replay_url.clone().unwrap_or_else(|| unreachable!());
+            // Hole edges come from the live recorder's clock, replay times from the camera's;
+            // they differ by a few ms. Asking from just inside the hole keeps the replay from
+            // starting a whole GOP early when the camera's keyframe falls a hair after the
+            // recorder's boundary, and from repeating the next live segment's first frame.
+            // A hole that starts where a segment ends starts on a keyframe (segments are cut on
+            // keyframes): ask from a little inside it so the camera's copy of that keyframe is
+            // the one the replay starts at, then align the replay's clock to the live
+            // recorder's there (see `Timing::Onvif`). Frames are kept up to half a frame
+            // (25 fps) before the next segment.
+            let inside = 100.min(iv.len_ms() / 4).max(0);
+            let align = (iv.start > job.window.start).then_some(iv.start);
             (
                 u,
                 c,
                 Timing::Onvif {
-                    start_ms: iv.start,
-                    end_ms: iv.end,
+                    start_ms: iv.start + if align.is_some() { inside } else { 0 },
+                    end_ms: iv.end + 500,
+                    clip_end_ms: iv.end - 20.min(iv.len_ms() / 4),
+                    align_ms: align,
                 },
             )
         }

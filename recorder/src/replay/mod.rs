@@ -61,6 +61,12 @@ impl Throttle {
     }
 }
 
+/// Largest camera/recorder clock offset corrected by `align_ms`. The live recorder stamps
+/// frames on receipt, so its timeline trails the camera's by the stream's latency (measured
+/// ~0.5 s against the simulator); beyond this the first replayed keyframe is not taken to be
+/// the live boundary's (with 1 s GOPs it could be the neighbouring one).
+pub const MAX_ALIGN_MS: i64 = 750;
+
 /// A video access unit placed on the wall clock.
 #[derive(Debug)]
 pub struct Frame {
@@ -83,8 +89,18 @@ pub trait Sink {
 /// How frame times are found.
 #[derive(Clone, Copy, Debug)]
 pub enum Timing {
-    /// ONVIF replay of `[start_ms, end_ms)` with absolute times from 0xABAC.
-    Onvif { start_ms: i64, end_ms: i64 },
+    /// ONVIF replay asking for `[start_ms, end_ms)`, absolute times from 0xABAC, frames at or
+    /// after `clip_end_ms` dropped. With `align_ms`, the first frame (a keyframe) is taken to
+    /// be the one the live recorder stamped `align_ms` when they are within
+    /// `MAX_ALIGN_MS`: live times come from the recorder's receive clock, replay times from the
+    /// camera's, and without this the two disagree by the stream's latency (tens of ms) or the
+    /// camera's clock error, leaving overlaps or slivers at the seams.
+    Onvif {
+        start_ms: i64,
+        end_ms: i64,
+        clip_end_ms: i64,
+        align_ms: Option<i64>,
+    },
     /// Plain RTSP: the first frame is at `base_ms`; stop at `end_ms`.
     Relative { base_ms: i64, end_ms: i64 },
 }
@@ -158,7 +174,9 @@ pub async fn play<S: Sink>(
         .unwrap_or(0);
     let mut h = require.clone();
     match timing {
-        Timing::Onvif { start_ms, end_ms } => {
+        Timing::Onvif {
+            start_ms, end_ms, ..
+        } => {
             h.push((
                 "Range",
                 format!("clock={}-{}", clock_time(start_ms), clock_time(end_ms)),
@@ -172,9 +190,15 @@ pub async fn play<S: Sink>(
     debug!(range = ?p.header("range"), "PLAY accepted");
     sink.start(codec, video.fmtp.as_deref())?;
 
-    let end_us = match timing {
-        Timing::Onvif { end_ms, .. } | Timing::Relative { end_ms, .. } => end_ms * 1000,
+    let (end_us, align_us) = match timing {
+        Timing::Onvif {
+            clip_end_ms,
+            align_ms,
+            ..
+        } => (clip_end_ms * 1000, align_ms.map(|a| a * 1000)),
+        Timing::Relative { end_ms, .. } => (end_ms * 1000, None),
     };
+    let mut offset_us: Option<i64> = None;
     let mut depack = Depacketizer::new(codec);
     let mut stats = PlayStats::default();
     // First 0xABAC time seen per RTP timestamp (recent ones only).
@@ -275,6 +299,11 @@ pub async fn play<S: Sink>(
                     false,
                 ),
             };
+            let off = *offset_us.get_or_insert_with(|| match align_us {
+                Some(a) if (a - unix_us).abs() <= MAX_ALIGN_MS * 1000 => a - unix_us,
+                _ => 0,
+            });
+            let unix_us = unix_us + off;
             if unix_us >= end_us {
                 stats.stopped = "window end";
                 done = true;
