@@ -53,6 +53,8 @@ impl Part {
 
 pub struct Plan {
     pub parts: Vec<Part>,
+    /// `fmp4::track_signature` of the init every streamed segment must match.
+    pub tracks: Vec<u8>,
     pub total: u64,
     /// Holes inside the requested window (not in the output).
     pub holes: Vec<Span>,
@@ -130,6 +132,7 @@ pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<
         (a, b)
     };
     let p0 = fmp4::parse(&first_data)?;
+    let tracks = fmp4::track_signature(&first_data[..p0.init_len])?;
     let video = fmp4::video_track(&p0.timescales);
     let vts = p0.timescales.get(&video).copied().unwrap_or(90_000);
     let frag_ms = |k: &SegmentKey, f: &fmp4::Fragment| {
@@ -182,7 +185,7 @@ pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<
             });
         }
         let pl = fmp4::parse(&last_data)?;
-        if pl.timescales != p0.timescales {
+        if fmp4::track_signature(&last_data[..pl.init_len])? != tracks {
             // Different tracks cannot share the first init; stop at the segment before.
             warn!(camera = %camera, key = %last.0.relative(), "track layout changed; export ends early");
         } else {
@@ -204,6 +207,7 @@ pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<
     let total = parts.iter().map(Part::len).sum();
     Ok(Some(Plan {
         parts,
+        tracks,
         total,
         holes,
         start_ms,
@@ -222,7 +226,7 @@ pub fn stream(
     // drains the current one, without buffering whole objects.
     let (mut tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
-        if let Err(e) = stream_parts(&store, plan.parts, range, &mut tx).await {
+        if let Err(e) = stream_parts(&store, plan.parts, &plan.tracks, range, &mut tx).await {
             warn!(error = %crate::error::chain(&e), "export stream failed");
             let _ = tx
                 .send(Err(std::io::Error::other("export failed while streaming")))
@@ -237,6 +241,7 @@ type Tx = mpsc::Sender<std::result::Result<Bytes, std::io::Error>>;
 async fn stream_parts(
     store: &Arc<dyn ObjectStore>,
     parts: Vec<Part>,
+    tracks: &[u8],
     range: Range<u64>,
     tx: &mut Tx,
 ) -> Result<()> {
@@ -282,7 +287,10 @@ async fn stream_parts(
             continue;
         }
         let Some(mut body) = body else { continue };
-        let mut rw = Rewriter::new(InitMode::Free, None, Timing::Chain);
+        // A camera whose codec parameters changed mid-range cannot share the first init; the
+        // stream is cut off (and logged) rather than turning undecodable.
+        let mut rw =
+            Rewriter::new(InitMode::Free, None, Timing::Chain).expect_tracks(tracks.to_vec());
         let mut pos = 0u64;
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {

@@ -111,6 +111,35 @@ pub fn timescales(init: &[u8]) -> Result<BTreeMap<u32, u32>> {
     Ok(out)
 }
 
+/// What two segments must share for one's fragments to play with the other's init: per track
+/// its id, timescale and sample description (`stsd`: codec, resolution, SPS/PPS). Takes a
+/// `moov` body (or a whole init segment).
+pub fn track_signature(init: &[u8]) -> Result<Vec<u8>> {
+    let moov = child(init, b"moov")?.unwrap_or(init);
+    let mut sig = Vec::new();
+    for t in boxes(moov)?.into_iter().filter(|b| &b.fourcc == b"trak") {
+        let trak = &moov[t.offset + t.header_len..t.offset + t.len];
+        let stsd = child(trak, b"mdia")?
+            .map(|m| child(m, b"minf"))
+            .transpose()?
+            .flatten()
+            .map(|m| child(m, b"stbl"))
+            .transpose()?
+            .flatten()
+            .map(|m| child(m, b"stsd"))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| Error::Mp4("trak without stsd".into()))?;
+        sig.extend_from_slice(&(stsd.len() as u32).to_be_bytes());
+        sig.extend_from_slice(stsd);
+    }
+    for (id, ts) in timescales(init)? {
+        sig.extend_from_slice(&id.to_be_bytes());
+        sig.extend_from_slice(&ts.to_be_bytes());
+    }
+    Ok(sig)
+}
+
 /// One `moof`+`mdat` fragment of a parsed segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fragment {
@@ -424,8 +453,11 @@ pub struct Rewriter {
     timing: Timing,
     next_sequence: Option<u32>,
     header: BytesMut,
-    /// The current box: (fourcc, bytes left, buffered moof or None when passing through).
+    /// The current box: (fourcc, bytes left, buffered box or None when passing through).
     current: Option<([u8; 4], u64, Option<BytesMut>)>,
+    /// `track_signature` every `moov` must have (fragments are about to be played with
+    /// another segment's init).
+    expect_tracks: Option<Vec<u8>>,
 }
 
 impl Rewriter {
@@ -436,7 +468,15 @@ impl Rewriter {
             next_sequence: first_sequence,
             header: BytesMut::new(),
             current: None,
+            expect_tracks: None,
         }
+    }
+
+    /// Fails (instead of producing an undecodable stream) when a `moov` describes other
+    /// tracks than `signature` (see `track_signature`).
+    pub fn expect_tracks(mut self, signature: Vec<u8>) -> Self {
+        self.expect_tracks = Some(signature);
+        self
     }
 
     pub fn next_sequence(&self) -> Option<u32> {
@@ -471,7 +511,8 @@ impl Rewriter {
                     header[hl - 4..hl].copy_from_slice(b"free");
                 }
                 let left = len - hl as u64;
-                if &fourcc == b"moof" {
+                let check = &fourcc == b"moov" && self.expect_tracks.is_some();
+                if &fourcc == b"moof" || check {
                     self.current = Some((fourcc, left, Some(header)));
                 } else {
                     if !drop {
@@ -500,13 +541,28 @@ impl Rewriter {
         if !matches!(&self.current, Some((_, 0, _))) {
             return Ok(());
         }
-        // The box is complete: a buffered moof is re-timed and emitted; anything else was
-        // already passed through.
-        if let Some((_, _, Some(mut moof))) = self.current.take() {
-            let seq = self.next_sequence;
-            rewrite_moof(&mut moof, seq, &self.timing)?;
-            self.next_sequence = seq.map(|s| s.wrapping_add(1));
-            out.push(moof.freeze());
+        // The box is complete: a buffered moof is re-timed and emitted, a buffered moov checked;
+        // anything else was already passed through.
+        match self.current.take() {
+            Some((fourcc, _, Some(moov))) if &fourcc == b"moov" => {
+                let hl = box_header(&moov).map_or(8, |h| h.1);
+                let sig = track_signature(&moov[hl..])?;
+                if self.expect_tracks.as_ref().is_some_and(|e| *e != sig) {
+                    return Err(Error::Mp4(
+                        "segment has other tracks or codec parameters than the first one".into(),
+                    ));
+                }
+                if self.init != InitMode::Drop {
+                    out.push(moov.freeze());
+                }
+            }
+            Some((_, _, Some(mut moof))) => {
+                let seq = self.next_sequence;
+                rewrite_moof(&mut moof, seq, &self.timing)?;
+                self.next_sequence = seq.map(|s| s.wrapping_add(1));
+                out.push(moof.freeze());
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -638,6 +694,22 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(total, 269_460);
+    }
+
+    #[test]
+    fn rewriter_refuses_other_tracks() {
+        let d = synthetic_segment(2, 25);
+        let sig = track_signature(&d[..p_init(&d)]).unwrap();
+        let mut out = Vec::new();
+        let mut r = Rewriter::new(InitMode::Free, None, Timing::Chain).expect_tracks(sig.clone());
+        for c in d.chunks(5) {
+            r.push(Bytes::copy_from_slice(c), &mut out).unwrap();
+        }
+        assert_eq!(out.concat().len(), d.len());
+        let mut other = sig;
+        other[10] ^= 1;
+        let mut r = Rewriter::new(InitMode::Free, None, Timing::Chain).expect_tracks(other);
+        assert!(r.push(Bytes::from(d.clone()), &mut Vec::new()).is_err());
     }
 
     fn p_init(d: &[u8]) -> usize {
