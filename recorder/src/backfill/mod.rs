@@ -331,7 +331,13 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
     let mut replay_url = None;
     let mut todo = before.clone();
     let mut transient = 0usize;
-    for pass in 1..=job.passes.max(1) {
+    // Without edge storage there is nothing to fetch: everything missing is lost.
+    let passes = if matches!(job.source, EdgeSource::None) {
+        0
+    } else {
+        job.passes.max(1)
+    };
+    for pass in 1..=passes {
         if todo.is_empty() {
             break;
         }
