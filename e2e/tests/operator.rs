@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use vigil_e2e::*;
 use vigil_operator::api::{Backfill, BackfillPhase, BackfillReason, Camera, RecorderPool};
 use vigil_operator::leader::micro_time_now;
