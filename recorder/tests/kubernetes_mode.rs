@@ -229,7 +229,9 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
                         c.status == vigil_operator::api::ConditionStatus::True
                             && c.reason == "Streaming"
                     });
-                if recording && st.measured_bitrate_kbps.is_some() && st.last_segment_time.is_some()
+                if let Some(kbps) = st.measured_bitrate_kbps
+                    && recording
+                    && st.last_segment_time.is_some()
                 {
                     // `state` is the operator's (derived from the Recording condition).
                     assert!(st.state.is_none(), "{st:?}");
@@ -237,7 +239,6 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
                         st.conditions.iter().any(|c| c.type_ == "Scheduled"),
                         "{st:?}"
                     );
-                    let kbps = st.measured_bitrate_kbps.unwrap();
                     assert!((300..3000).contains(&kbps), "bitrate {kbps}");
                     ok = true;
                     break;
