@@ -4,7 +4,9 @@
 #   recorder/benches/ingest_vs_ffmpeg.sh [N] [SECONDS]
 #   env: WIDTH HEIGHT (default 1920x1080), BITRATE (kbit/s, default 4000), FPS (25),
 #        SEGMENT (s, 10), WARMUP (s, 8), NO_BUILD=1 to skip `cargo build --release`,
-#        REC_ARGS (extra `vigil-recorder record` flags)
+#        REC_ARGS (extra `vigil-recorder record` flags),
+#        STORE=s3 to upload to a moto S3 server on loopback instead of a local directory
+#        (needs `python3 -m moto.server`; moto's own CPU is not counted)
 #
 # Starts the camera simulator (e2e/camera-sim) with N H.264 streams, then records every stream
 # at once with the release `vigil-recorder` (one process, local store + buffer) and with one
@@ -53,14 +55,26 @@ for _ in $(seq 1 120); do grep -qs '^READY' "$WORK/sim.out" && break; sleep 0.5;
 RTSP=$(sed -n 's/^READY rtsp=\([0-9]*\) .*/\1/p' "$WORK/sim.out")
 [ -n "$RTSP" ] || { echo "simulator did not start" >&2; cat "$WORK/sim.err" >&2; exit 1; }
 
+if [ "${STORE:-local}" = s3 ]; then
+  S3PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" >"$WORK/moto.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$S3PORT/" >/dev/null && break; sleep 0.5; done
+  curl -sf -X PUT "http://127.0.0.1:$S3PORT/bench" >/dev/null
+  STORAGE="storage: {s3: {bucket: bench, endpoint: \"http://127.0.0.1:$S3PORT\", pathStyle: true}}"
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
+else
+  STORAGE="storage: {local: {path: $WORK/store}}"
+fi
 {
-  echo "storage: {local: {path: $WORK/store}}"
+  echo "$STORAGE"
   echo "segmentSeconds: $SEGMENT"
   echo "buffer: {dir: $WORK/buf}"
   echo "cameras:"
   for i in $(seq 1 "$N"); do echo "  - {name: cam$i, url: \"rtsp://127.0.0.1:$RTSP/cam$i/live\"}"; done
 } >"$WORK/cameras.yaml"
-RUST_LOG=warn "$BIN" record --config "$WORK/cameras.yaml" --listen 127.0.0.1:0 ${REC_ARGS:-} 2>"$WORK/recorder.log" &
+HTTP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+RUST_LOG=warn "$BIN" record --config "$WORK/cameras.yaml" --listen "127.0.0.1:$HTTP" ${REC_ARGS:-} 2>"$WORK/recorder.log" &
 REC=$!
 PIDS+=("$REC")
 FF=()
@@ -81,7 +95,6 @@ sleep "$WARMUP"
 declare -A c0 pmax rmax
 for p in "$REC" "${FF[@]}"; do c0[$p]=$(cpu "$p"); pmax[$p]=0; rmax[$p]=0; done
 t0=$(date +%s.%N)
-frames0=$(find "$WORK/store" -name '*.mp4' | wc -l)
 for _ in $(seq 1 "$SECS"); do
   for p in "$REC" "${FF[@]}"; do
     [ -d "/proc/$p" ] || { echo "process $p died" >&2; tail "$WORK"/*.log >&2; exit 1; }
@@ -118,5 +131,7 @@ awk -v n="$N" -v hz="$HZ" -v t0="$t0" -v t1="$t1" \
   printf "recorder process total: %.1f MiB private, %.1f MiB RSS (one process for all %d streams)\n", rp / 1024, rr / 1024, n
   printf "simulator CPU so far: %.1f s\n", sim
 }'
-echo "segments: recorder $(find "$WORK/store" -name '*.mp4' | wc -l), ffmpeg $(find "$WORK"/ff* -name '*.mp4' | wc -l)"
+rec_mib=$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '/^vigil_recorder_bytes_in_total/ {s += $NF} END {printf "%.0f", s / 1048576}')
+up_mib=$(curl -s "http://127.0.0.1:$HTTP/metrics" | awk '/^vigil_recorder_bytes_out_total/ {s += $NF} END {printf "%.0f", s / 1048576}')
+echo "store: ${STORE:-local}; received by vigil-recorder: $rec_mib MiB (stored: $up_mib MiB); written by ffmpeg: $(du -cm "$WORK"/ff*/ | tail -1 | cut -f1) MiB in $(find "$WORK"/ff* -name '*.mp4' | wc -l) segments"
 if grep -qiE 'warn|error' "$WORK/recorder.log"; then echo "recorder log:"; head -20 "$WORK/recorder.log"; fi

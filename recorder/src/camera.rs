@@ -336,6 +336,7 @@ impl CameraTask {
             pending_start_ms: None,
             segments: 0,
             h265: false,
+            last_video_ts: 0,
         };
         self.ctx.status.update(&self.cfg.id, |r| {
             r.audio = audio.as_ref().map(|a| a.1.clone());
@@ -343,6 +344,7 @@ impl CameraTask {
         });
         let started = Instant::now();
         let mut last_video = Instant::now();
+        let mut now = last_video;
         let mut events = Vec::new();
         let mut stop = self.stop.clone();
         let ended = loop {
@@ -351,10 +353,11 @@ impl CameraTask {
             } else {
                 started + FIRST_KEYFRAME_TIMEOUT.max(s.stall_timeout)
             };
-            let item = match next_item(&mut demuxed, &mut stop, deadline, s.read_batch).await {
-                Some(r) => r,
-                None => break Ended::Stopped,
-            };
+            let item =
+                match next_item(&mut demuxed, &mut stop, deadline, s.read_batch, &mut now).await {
+                    Some(r) => r,
+                    None => break Ended::Stopped,
+                };
             let item = match item {
                 Err(_) if rec.segmenter.started() => {
                     break Ended::Lost(Error::Stream(format!(
@@ -374,7 +377,9 @@ impl CameraTask {
             };
             match item {
                 CodecItem::VideoFrame(f) if f.stream_id() == vi => {
-                    last_video = Instant::now();
+                    // The time of the last read (at most one batch old) is close enough for the
+                    // stall timeout and saves a clock read per frame.
+                    last_video = now;
                     self.bytes_in.inc_by(f.data().len() as u64);
                     if f.has_new_parameters() || rec.video.is_none() {
                         match demuxed.streams()[vi].parameters() {
@@ -408,6 +413,7 @@ impl CameraTask {
                         }
                     }
                     let ts = f.timestamp().timestamp();
+                    rec.last_video_ts = ts;
                     let recv = wall_us(f.start_ctx().received_wall().into());
                     match &mut rec.vtl {
                         Some(t) => t.observe(ts, recv),
@@ -541,6 +547,7 @@ impl CameraTask {
                             start_ms,
                             end_ms: None,
                             bytes: len,
+                            named_start_ms: Some(provisional),
                         },
                     );
                     rec.current = Some(id);
@@ -565,6 +572,7 @@ impl CameraTask {
                     let mut resumed = None;
                     if let Some(vtl) = &mut rec.vtl
                         && !vtl.is_locked()
+                        && vtl.settled(rec.last_video_ts)
                     {
                         let start_ms = *f.start_ms.get_or_insert(vtl.map_ms(f.start_ts));
                         vtl.lock();
@@ -578,8 +586,23 @@ impl CameraTask {
                         fragment.payload_bytes,
                         fragment.video_ticks as f64 / 90_000.0,
                     );
+                    // Once the start is final, the partial file's name says so: a crash
+                    // recovers the segment under its real start time.
+                    let rename = match resumed {
+                        Some(ms) if Some(ms) != f.named_start_ms => {
+                            let to = self.ctx.spool.partial_path(&rec.cam, ms);
+                            let from = std::mem::replace(&mut f.path, to.clone());
+                            f.named_start_ms = Some(ms);
+                            Some((from, to))
+                        }
+                        _ => None,
+                    };
                     let path = f.path.clone();
                     file = blocking(move || {
+                        if let Some((from, to)) = &rename {
+                            std::fs::rename(from, to)
+                                .map_err(|e| Error::io("renaming segment", to, e))?;
+                        }
                         let w = |e| Error::io("writing segment", &path, e);
                         let mut parts: Vec<&[u8]> = Vec::with_capacity(fragment.chunks.len() + 2);
                         parts.push(&fragment.moof);
@@ -710,6 +733,8 @@ struct Recording {
     segments: u64,
     /// CRA pictures count as keyframes too (see `h265_is_irap`).
     h265: bool,
+    /// RTP time of the newest video frame.
+    last_video_ts: i64,
 }
 
 impl Recording {
@@ -734,6 +759,8 @@ struct SegFile {
     start_ms: Option<i64>,
     end_ms: Option<i64>,
     bytes: u64,
+    /// The start time in the partial file's name (what crash recovery would use).
+    named_start_ms: Option<i64>,
 }
 
 /// One `writev` per fragment instead of one `write` per frame.
@@ -777,22 +804,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 ///
 /// With a non-zero `batch`, the socket is read at most every `batch`: when nothing is buffered,
 /// the task sleeps instead of waking for every RTP packet, and the next poll reads the packets
-/// that arrived meanwhile in one or two large reads. This halves the kernel and scheduler work
-/// per stream (see docs/benchmarks.md); the cost is up to `batch` of extra latency, which a
-/// recorder does not care about. Receipt times stay usable for the timeline because the anchor
-/// takes the earliest-arriving frames.
+/// that arrived meanwhile in one or two large reads; all cameras wake on the same ticks. This
+/// more than halves the kernel and scheduler work per stream (see docs/benchmarks.md); the cost
+/// is up to `batch` of extra latency, which a recorder does not care about. Receipt times stay
+/// usable for the timeline: the newest frame of a batch arrived at most one frame interval
+/// before the read, and the anchor takes the smallest apparent latency.
 async fn next_item(
     demuxed: &mut Demuxed,
     stop: &mut watch::Receiver<bool>,
     deadline: Instant,
     batch: Duration,
+    now: &mut Instant,
 ) -> Option<Result<Option<Result<CodecItem, retina::Error>>, ()>> {
     use futures::FutureExt;
     if batch.is_zero() {
-        return tokio::select! {
+        let r = tokio::select! {
             _ = stop.wait_for(|s| *s) => None,
             r = tokio::time::timeout_at(deadline.into(), demuxed.next()) => Some(r.map_err(|_| ())),
         };
+        *now = Instant::now();
+        return r;
     }
     loop {
         // Unconstrained: a long backlog must not be cut short by tokio's cooperative budget,
@@ -803,16 +834,26 @@ async fn next_item(
         if *stop.borrow() {
             return None;
         }
-        let now = Instant::now();
-        if now >= deadline {
+        *now = Instant::now();
+        if *now >= deadline {
             return Some(Err(()));
         }
-        let wake = (now + batch).min(deadline);
+        let wake = next_tick(*now, batch).min(deadline);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return None,
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
     }
+}
+
+/// The next multiple of `period` on a process-wide grid: every camera wakes on the same ticks,
+/// so one runtime wake-up serves all of them instead of one per camera.
+fn next_tick(now: Instant, period: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let p = period.as_nanos().max(1);
+    let n = now.saturating_duration_since(epoch).as_nanos() / p + 1;
+    epoch + Duration::from_nanos((n * p).min(u128::from(u64::MAX)) as u64)
 }
 
 fn wall_us(t: SystemTime) -> i64 {

@@ -205,9 +205,10 @@ struct RecordArgs {
     /// A stream without video for this many seconds is lost.
     #[arg(long, default_value_t = 5)]
     stall_timeout: u64,
-    /// Read each camera's socket at most every this many ms (0: wake for every packet).
-    /// Batching reads costs that much latency and saves about half the CPU per stream.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// Read each camera's socket at most every this many ms (0: wake for every packet), all
+    /// cameras on the same ticks. Batching reads costs that much latency and saves more than
+    /// half the CPU per stream (docs/benchmarks.md).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=1000))]
     read_batch_ms: u64,
     /// Reconnect backoff: first delay (ms).
     #[arg(long, default_value_t = 500)]

@@ -523,9 +523,24 @@ impl Spool {
         {
             warn!(path = %path.display(), error = %e, "cannot delete uploaded object from buffer");
         }
-        {
-            let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            remove_empty_parents(&path, &self.ready);
+        // The current hour's directory (and `gaps/`) will be needed again in a moment; only
+        // older hours are pruned, which saves a mkdir/rmdir pair per segment.
+        let hour_ms = 3_600_000;
+        let current = crate::status::now_ms().div_euclid(hour_ms);
+        if let ObjectKey::Segment(k) = key {
+            let prune = if k.start_ms.div_euclid(hour_ms) < current {
+                Some(path.clone())
+            } else {
+                // Tidy the previous hour, which may have been left behind.
+                let prev = (current - 1) * hour_ms;
+                SegmentKey::new(k.camera.clone(), prev, prev + 1, Origin::Live)
+                    .ok()
+                    .map(|p| self.path_of(&ObjectKey::Segment(p)))
+            };
+            if let Some(p) = prune {
+                let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                remove_empty_parents(&p, &self.ready);
+            }
         }
         self.lock().remove(key);
         self.update_gauges();

@@ -36,7 +36,12 @@ pub struct Timeline {
     ppm: f64,
     locked: bool,
     seg_min_err_us: Option<i64>,
+    /// RTP time of the last frame that moved the unlocked anchor by more than `SETTLE_US`.
+    last_move_ts: i64,
 }
+
+/// An anchor that moved less than this during the last second is settled.
+const SETTLE_US: i64 = 20_000;
 
 /// What `boundary` did, for logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,6 +65,7 @@ impl Timeline {
             ppm: 0.0,
             locked: false,
             seg_min_err_us: None,
+            last_move_ts: ts,
         }
     }
 
@@ -91,10 +97,20 @@ impl Timeline {
         if !self.locked {
             if err < 0 {
                 self.base_wall_us += err;
+                if err < -SETTLE_US {
+                    self.last_move_ts = ts;
+                }
             }
         } else {
             self.seg_min_err_us = Some(self.seg_min_err_us.map_or(err, |m| m.min(err)));
         }
+    }
+
+    /// True when the anchor has not moved by more than 20 ms during the last second of stream
+    /// time before `ts`. Cameras that send a burst of buffered frames after PLAY keep moving it
+    /// until real-time frames arrive; locking before that would misdate the whole session.
+    pub fn settled(&self, ts: i64) -> bool {
+        ts - self.last_move_ts >= i64::from(self.clock_rate)
     }
 
     /// Fixes the anchor without a boundary (once the first fragment is on disk, so that the
@@ -147,6 +163,35 @@ mod tests {
         t.observe(1000 + 7200, 10_400_200);
         t.observe(1000 + 10_800, 10_130_000); // 120 ms of latency, captured at 10.010 s
         assert_eq!(t.map_us(1000), 10_010_000);
+    }
+
+    #[test]
+    fn burst_after_play_is_not_taken_as_real_time() {
+        // 2 s of buffered frames arrive at once at t = 10 s, then frames arrive in real time:
+        // frame k (k >= 50) at 10 s + (k - 50) * 40 ms + 5 ms.
+        let base = 10_000_000;
+        let mut t = Timeline::new(90_000, 0, base);
+        let mut settled_at = None;
+        for k in 1..150i64 {
+            let ts = k * 3600;
+            let recv = if k < 50 {
+                base + k * 10
+            } else {
+                base + (k - 50) * 40_000 + 5_000
+            };
+            t.observe(ts, recv);
+            if settled_at.is_none() && k % 25 == 0 && t.settled(ts) {
+                settled_at = Some(k);
+            }
+        }
+        // Capture of frame 0 was 2 s before the burst; the anchor finds it within 10 ms.
+        assert!(
+            (t.map_us(0) - (base - 2_000_000)).abs() < 10_000,
+            "{}",
+            t.map_us(0)
+        );
+        // Not settled during the burst: only a second after real-time frames began.
+        assert!(settled_at.is_some_and(|k| k >= 75), "{settled_at:?}");
     }
 
     #[test]

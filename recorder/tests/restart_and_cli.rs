@@ -69,8 +69,9 @@ fn sigkill_loses_at_most_a_fragment() {
         recovered.key.end_ms - recovered.key.start_ms,
         p.video_frames
     );
-    // Fragments are 1 s and fsync'd: at most one fragment plus a frame is lost.
-    assert!((0..=1100).contains(&lost_ms), "lost {lost_ms} ms");
+    // Fragments are 1 s and fsync'd, sockets are read every 250 ms: at most one fragment, one
+    // read batch and a frame are lost (the bound is not below 0 by more than timing noise).
+    assert!((-50..=1300).contains(&lost_ms), "lost {lost_ms} ms");
     assert!(p.video_frames >= 6 * FPS as u64);
     // The restart shows as a gap from the recovered end to the next footage.
     let restart: Vec<_> = gaps
