@@ -15,9 +15,11 @@
 //!   is slewed in proportion to the smallest apparent latency seen during the last segment,
 //!   limited to ±1000 ppm. Proportional control leaves a steady error of
 //!   `clock error × HORIZON` (6 ms at 100 ppm), far below one frame.
-//! * **Steps.** If the error exceeds `STEP_US` (the host clock was stepped, the camera stalled),
-//!   slewing would take hours, so the timeline jumps; the keys then show a hole or an overlap of
-//!   that size at one boundary, which readers handle like any other.
+//! * **Steps.** If the error exceeds `STEP_US` at two boundaries in a row (the host clock was
+//!   stepped, the camera's clock jumped), slewing would take hours, so the timeline jumps; the
+//!   keys then show a hole or an overlap of that size at one boundary, which readers handle like
+//!   any other. One segment's worth of late frames (a congested link, an overloaded camera) is
+//!   not enough: it is only slewed, by at most 1000 ppm.
 //!
 //! RTCP sender reports are not used: many cameras send NTP times from an unsynchronised clock.
 
@@ -38,6 +40,8 @@ pub struct Timeline {
     seg_min_err_us: Option<i64>,
     /// RTP time of the last frame that moved the unlocked anchor by more than `SETTLE_US`.
     last_move_ts: i64,
+    /// A step-sized error seen at the previous boundary, waiting for confirmation.
+    pending_step: Option<i64>,
 }
 
 /// An anchor that moved less than this during the last second is settled.
@@ -66,6 +70,7 @@ impl Timeline {
             locked: false,
             seg_min_err_us: None,
             last_move_ts: ts,
+            pending_step: None,
         }
     }
 
@@ -141,9 +146,16 @@ impl Timeline {
             return Adjust::Slewed(self.ppm);
         };
         if err.abs() > STEP_US {
-            self.base_wall_us += err;
-            self.ppm = 0.0;
-            return Adjust::Stepped(err);
+            if let Some(prev) = self.pending_step.take()
+                && prev.signum() == err.signum()
+            {
+                self.base_wall_us += err;
+                self.ppm = 0.0;
+                return Adjust::Stepped(err);
+            }
+            self.pending_step = Some(err);
+        } else {
+            self.pending_step = None;
         }
         self.ppm = (err as f64 / HORIZON_US * 1e6).clamp(-MAX_PPM, MAX_PPM);
         Adjust::Slewed(self.ppm)
@@ -221,12 +233,28 @@ mod tests {
     }
 
     #[test]
-    fn large_offset_steps() {
+    fn large_offset_steps_once_confirmed() {
         let mut t = Timeline::new(90_000, 0, 0);
         t.boundary(0);
+        // One segment of late frames is only slewed.
         t.observe(90_000, 1_000_000 + 5_000_000);
-        assert_eq!(t.boundary(90_000), Adjust::Stepped(5_000_000));
-        assert_eq!(t.map_us(90_000), 6_000_000);
+        assert_eq!(t.boundary(90_000), Adjust::Slewed(MAX_PPM));
+        let here = t.map_us(180_000);
+        // The next segment confirms it: step.
+        t.observe(180_000, here + 5_000_000);
+        assert_eq!(t.boundary(180_000), Adjust::Stepped(5_000_000));
+        assert_eq!(t.map_us(180_000), here + 5_000_000);
+    }
+
+    #[test]
+    fn a_late_segment_then_normal_does_not_step() {
+        let mut t = Timeline::new(90_000, 0, 0);
+        t.boundary(0);
+        t.observe(900_000, 10_000_000 + 2_500_000);
+        assert!(matches!(t.boundary(900_000), Adjust::Slewed(_)));
+        let here = t.map_us(1_800_000);
+        t.observe(1_800_000, here);
+        assert!(matches!(t.boundary(1_800_000), Adjust::Slewed(_)));
     }
 
     proptest! {
