@@ -56,7 +56,9 @@ pub fn build(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
             // Signing the payload means a SHA-256 over every byte recorded (15 % of the
             // recorder's CPU in the S3 benchmark). Over TLS the transport already protects the
             // body, so only plain-HTTP endpoints (lab setups) pay for it.
-            let tls = endpoint.as_deref().is_none_or(|e| e.starts_with("https://"));
+            let tls = endpoint
+                .as_deref()
+                .is_none_or(|e| e.starts_with("https://"));
             b = b.with_unsigned_payload(tls);
             if let Some(c) = credentials {
                 b = b
