@@ -46,12 +46,6 @@ export VIGIL_MOTO_PYTHON=${VIGIL_MOTO_PYTHON:-${VIGIL_CACHE:-/var/cache/vigil}/v
 stage "camera simulator self-test (GStreamer RTSP server, ONVIF replay)"
 count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
 
-stage "unit and component tests (recorder tests use the simulator and a real S3 server)"
-count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
-
-stage "playback web page in headless Chromium (timeline, hls.js, screenshot)"
-count_run ui bash e2e/ui/test.sh
-
 stage "local Kubernetes cluster"
 started_cluster=0
 CLUSTER_ENV=${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env
@@ -73,6 +67,16 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# With a cluster up, a Kubernetes-mode test that finds no KUBECONFIG fails instead of skipping.
+if [ -n "${KUBECONFIG:-}" ]; then export VIGIL_REQUIRE_CLUSTER=1; fi
+
+# After the cluster, so the recorder's Kubernetes-mode tests (recorder/tests/kubernetes_mode.rs,
+# playback_k8s.rs, …) run against the real API server instead of skipping for want of KUBECONFIG.
+stage "unit and component tests (recorder tests use the simulator, a real S3 server and the API server)"
+count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
+
+stage "playback web page in headless Chromium (timeline, hls.js, screenshot)"
+count_run ui bash e2e/ui/test.sh
 
 if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"

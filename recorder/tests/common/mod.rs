@@ -41,6 +41,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a Kubernetes API server is configured (`KUBECONFIG`). Without one the Kubernetes-mode
+/// tests skip, loudly — unless `VIGIL_REQUIRE_CLUSTER=1` (set by e2e/test.sh once its cluster is
+/// up), where a missing cluster is a failure: a skipped test must never pass for a tested one in CI.
+pub fn cluster_available() -> bool {
+    if std::env::var_os("KUBECONFIG").is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var("VIGIL_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+        "VIGIL_REQUIRE_CLUSTER=1 but KUBECONFIG is not set"
+    );
+    eprintln!("KUBECONFIG not set: skipped (source /var/lib/vigil-cluster/env)");
+    false
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
