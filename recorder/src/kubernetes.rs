@@ -21,7 +21,6 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -31,14 +30,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use vigil_operator::api::{
     BackfillReason, Camera, Condition, ConditionStatus, LeaseTiming, Outage, POOL_LABEL,
-    RECORDER_LABEL, RecorderPool, RecordingMode, RtspTransport, set_condition,
+    RECORDER_LABEL, RecordingMode, RtspTransport, set_condition,
 };
 use vigil_operator::controller::pool::RECORDER_KIND_LABEL;
 
 use crate::camera::SecretReader;
 use crate::config::{
-    CameraConfig, CredentialSource, Credentials, S3Credentials, StorageConfig, Transport,
-    validate_segment_seconds,
+    CameraConfig, CredentialSource, StorageConfig, Transport, validate_segment_seconds,
 };
 use crate::error::{Error, Result};
 use crate::gaps::{GapReason, GapRecord};
@@ -90,52 +88,9 @@ pub async fn connect() -> Result<(K8s, PoolSettings)> {
     let pool_name = env("POOL_NAME")?;
     let pod_uid = std::env::var("POD_UID").ok().filter(|v| !v.is_empty());
     let client = Client::try_default().await?;
-    let pools: Api<RecorderPool> = Api::namespaced(client.clone(), &namespace);
-    let pool = pools.get(&pool_name).await?;
+    let (pool, storage, prefix) =
+        crate::pool_store::get_pool_storage(&client, &namespace, &pool_name).await?;
     let spec = pool.spec;
-    let (storage, prefix) = match (&spec.storage.s3, &spec.storage.local) {
-        (Some(s3), None) => {
-            let r = &s3.credentials_secret_ref;
-            // The pool documents accessKeyId/secretAccessKey as the default keys.
-            let creds = read_secret(
-                &client,
-                &namespace,
-                &r.name,
-                r.username_key.as_deref().unwrap_or("accessKeyId"),
-                r.password_key.as_deref().unwrap_or("secretAccessKey"),
-            )
-            .await?;
-            (
-                StorageConfig::S3 {
-                    bucket: s3.bucket.clone(),
-                    endpoint: s3.endpoint.clone(),
-                    region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                    path_style: s3.path_style,
-                    // The API has no allowHttp field: an http:// endpoint is the user's choice.
-                    allow_http: s3
-                        .endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://")),
-                    credentials: Some(S3Credentials {
-                        access_key_id: creds.username,
-                        secret_access_key: creds.password,
-                    }),
-                },
-                s3.prefix.clone().unwrap_or_default(),
-            )
-        }
-        (None, Some(local)) => (
-            StorageConfig::Local {
-                path: local.path.clone().into(),
-            },
-            String::new(),
-        ),
-        _ => {
-            return Err(Error::Config(format!(
-                "RecorderPool {pool_name}: storage must set exactly one of s3 or local"
-            )));
-        }
-    };
     let settings = PoolSettings {
         storage,
         prefix,
@@ -157,37 +112,11 @@ pub async fn connect() -> Result<(K8s, PoolSettings)> {
     ))
 }
 
-async fn read_secret(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    user_key: &str,
-    pass_key: &str,
-) -> Result<Credentials> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let s = secrets.get(name).await?;
-    let data = s.data.unwrap_or_default();
-    let get = |k: &str| -> Result<String> {
-        let v = data
-            .get(k)
-            .ok_or_else(|| Error::Config(format!("Secret {namespace}/{name} has no key {k:?}")))?;
-        let text = String::from_utf8(v.0.clone()).map_err(|_| {
-            Error::Config(format!("Secret {namespace}/{name} key {k:?} is not UTF-8"))
-        })?;
-        // `kubectl create secret --from-file` keeps the file's trailing newline.
-        Ok(text.trim_end_matches(['\r', '\n']).to_string())
-    };
-    Ok(Credentials {
-        username: get(user_key)?,
-        password: get(pass_key)?,
-    })
-}
-
 /// Reads camera credentials at every connection attempt.
 pub fn secret_reader(client: Client) -> SecretReader {
     Arc::new(move |ns, name, uk, pk| {
         let client = client.clone();
-        Box::pin(async move { read_secret(&client, &ns, &name, &uk, &pk).await })
+        Box::pin(async move { crate::pool_store::read_secret(&client, &ns, &name, &uk, &pk).await })
     })
 }
 

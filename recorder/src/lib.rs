@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod mp4;
 pub mod onvif;
 pub mod playback;
+pub mod pool_store;
 pub mod record;
 pub mod redact;
 pub mod replay;

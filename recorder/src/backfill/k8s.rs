@@ -8,9 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 use url::Url;
@@ -18,68 +17,9 @@ use vigil_operator::api::{Backfill, Camera, RecorderPool};
 
 use super::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use super::{EdgeSource, Job, Progress, Report, env_credentials, run};
-use crate::config::{S3Credentials, StorageConfig, validate_segment_seconds};
+use crate::config::validate_segment_seconds;
 use crate::error::{Error, Result};
 use crate::layout::CameraId;
-
-/// Storage settings of a pool. Mirrors `kubernetes::connect` (kept separate because that
-/// function also builds the recorder's own identity from the pod's environment).
-pub async fn pool_storage(
-    client: &Client,
-    namespace: &str,
-    pool: &RecorderPool,
-) -> Result<(StorageConfig, String)> {
-    let spec = &pool.spec;
-    match (&spec.storage.s3, &spec.storage.local) {
-        (Some(s3), None) => {
-            let r = &s3.credentials_secret_ref;
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let s = secrets.get(&r.name).await?;
-            let data = s.data.unwrap_or_default();
-            let get = |k: &str| -> Result<String> {
-                let v = data.get(k).ok_or_else(|| {
-                    Error::Config(format!("Secret {namespace}/{} has no key {k:?}", r.name))
-                })?;
-                let t = String::from_utf8(v.0.clone()).map_err(|_| {
-                    Error::Config(format!(
-                        "Secret {namespace}/{} key {k:?} is not UTF-8",
-                        r.name
-                    ))
-                })?;
-                Ok(t.trim_end_matches(['\r', '\n']).to_string())
-            };
-            let access = get(r.username_key.as_deref().unwrap_or("accessKeyId"))?;
-            let secret = get(r.password_key.as_deref().unwrap_or("secretAccessKey"))?;
-            Ok((
-                StorageConfig::S3 {
-                    bucket: s3.bucket.clone(),
-                    endpoint: s3.endpoint.clone(),
-                    region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                    path_style: s3.path_style,
-                    allow_http: s3
-                        .endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://")),
-                    credentials: Some(S3Credentials {
-                        access_key_id: access,
-                        secret_access_key: secret,
-                    }),
-                },
-                s3.prefix.clone().unwrap_or_default(),
-            ))
-        }
-        (None, Some(local)) => Ok((
-            StorageConfig::Local {
-                path: local.path.clone().into(),
-            },
-            String::new(),
-        )),
-        _ => Err(Error::Config(format!(
-            "RecorderPool {}: storage must set exactly one of s3 or local",
-            pool.name_any()
-        ))),
-    }
-}
 
 /// The camera's edge storage as a fetch source.
 pub fn edge_source(cam: &Camera) -> Result<EdgeSource> {
@@ -135,7 +75,7 @@ pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
     let pool: RecorderPool = Api::namespaced(client.clone(), &ns)
         .get(&cam.spec.pool)
         .await?;
-    let (storage, prefix) = pool_storage(&client, &ns, &pool).await?;
+    let (storage, prefix) = crate::pool_store::pool_storage(&client, &ns, &pool).await?;
     info!(backfill = %name, camera = %bf.spec.camera, storage = %storage.describe(), "backfill job");
     let store = crate::store::build(&storage)?;
     let window = Interval::new(
