@@ -11,20 +11,61 @@ pub fn should_record(spec: &RecordingSpec, now: DateTime<Utc>) -> bool {
     match spec.mode {
         RecordingMode::Continuous => true,
         RecordingMode::Off => false,
+        RecordingMode::Scheduled => scheduled_at(spec, time_zone(spec), now),
+    }
+}
+
+fn time_zone(spec: &RecordingSpec) -> chrono_tz::Tz {
+    spec.time_zone
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(chrono_tz::UTC)
+}
+
+fn scheduled_at(spec: &RecordingSpec, tz: chrono_tz::Tz, now: DateTime<Utc>) -> bool {
+    let local = now.with_timezone(&tz);
+    let day = weekday(local.weekday());
+    let minute = local.hour() * 60 + local.minute();
+    spec.schedule.iter().any(|w| {
+        w.days.contains(&day)
+            && schedule_window_minutes(w).is_ok_and(|(start, end)| minute >= start && minute < end)
+    })
+}
+
+/// The parts of `[start, end)` in which `spec` says to record, in order, disjoint and
+/// non-adjacent. Schedule windows are whole minutes of local time and every IANA offset in use
+/// is a whole number of minutes, so evaluating [`should_record`] once per UTC minute is exact.
+pub fn recording_intervals(
+    spec: &RecordingSpec,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    if end <= start {
+        return Vec::new();
+    }
+    match spec.mode {
+        RecordingMode::Continuous => vec![(start, end)],
+        RecordingMode::Off => Vec::new(),
         RecordingMode::Scheduled => {
-            let tz: chrono_tz::Tz = spec
-                .time_zone
-                .as_deref()
-                .and_then(|z| z.parse().ok())
-                .unwrap_or(chrono_tz::UTC);
-            let local = now.with_timezone(&tz);
-            let day = weekday(local.weekday());
-            let minute = local.hour() * 60 + local.minute();
-            spec.schedule.iter().any(|w| {
-                w.days.contains(&day)
-                    && schedule_window_minutes(w)
-                        .is_ok_and(|(start, end)| minute >= start && minute < end)
-            })
+            let tz = time_zone(spec);
+            let minute = chrono::TimeDelta::minutes(1);
+            let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+            let mut m = start
+                .with_second(0)
+                .and_then(|t| t.with_nanosecond(0))
+                .unwrap_or(start);
+            while m < end {
+                let next = m + minute;
+                if scheduled_at(spec, tz, m) {
+                    let (a, b) = (m.max(start), next.min(end));
+                    match out.last_mut() {
+                        Some(last) if last.1 == a => last.1 = b,
+                        _ => out.push((a, b)),
+                    }
+                }
+                m = next;
+            }
+            out
         }
     }
 }
@@ -71,6 +112,50 @@ mod tests {
         assert!(
             !should_record(&spec, at("2026-11-24T12:00:00Z")),
             "Tuesday is not scheduled"
+        );
+    }
+
+    #[test]
+    fn recording_intervals_follow_the_schedule() {
+        let spec = RecordingSpec {
+            mode: RecordingMode::Scheduled,
+            time_zone: Some("Europe/Berlin".into()),
+            schedule: vec![ScheduleWindow {
+                days: vec![Weekday::Mon],
+                start: "06:00".into(),
+                end: "22:00".into(),
+            }],
+        };
+        // Sunday noon to Tuesday noon (UTC): Monday 05:00–21:00 UTC.
+        let v = recording_intervals(
+            &spec,
+            at("2026-11-22T12:00:30Z"),
+            at("2026-11-24T12:00:00Z"),
+        );
+        assert_eq!(
+            v,
+            vec![(at("2026-11-23T05:00:00Z"), at("2026-11-23T21:00:00Z"))]
+        );
+        // Clipped to the range, including a range starting mid-minute.
+        let v = recording_intervals(
+            &spec,
+            at("2026-11-23T20:30:30Z"),
+            at("2026-11-23T22:00:00Z"),
+        );
+        assert_eq!(
+            v,
+            vec![(at("2026-11-23T20:30:30Z"), at("2026-11-23T21:00:00Z"))]
+        );
+        let mut off = spec.clone();
+        off.mode = RecordingMode::Off;
+        assert!(
+            recording_intervals(&off, at("2026-11-23T00:00:00Z"), at("2026-11-24T00:00:00Z"))
+                .is_empty()
+        );
+        off.mode = RecordingMode::Continuous;
+        assert_eq!(
+            recording_intervals(&off, at("2026-11-23T00:00:00Z"), at("2026-11-24T00:00:00Z")).len(),
+            1
         );
     }
 

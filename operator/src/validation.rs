@@ -115,6 +115,31 @@ fn parse_hhmm(s: &str) -> Option<u32> {
     Some(h * 60 + m)
 }
 
+/// A CronJob schedule: five fields (minute hour day-of-month month day-of-week) of digits,
+/// names, `*`, `/`, `,`, `-`, `?`, or a descriptor such as `@hourly`. The API server checks
+/// the details; this catches what would make every apply of the CronJob fail.
+pub fn cron_schedule(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if let Some(d) = s.strip_prefix('@') {
+        return if !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ') {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not a cron descriptor like @hourly"))
+        };
+    }
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    let ok_chars = fields.iter().all(|f| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?'))
+    });
+    if fields.len() != 5 || !ok_chars {
+        return Err(format!(
+            "{s:?} is not a cron schedule (five fields: minute hour day month weekday, e.g. \"*/15 * * * *\")"
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_pool(spec: &RecorderPoolSpec) -> Vec<FieldError> {
     let mut errors = vec![];
     match (&spec.storage.s3, &spec.storage.local) {
@@ -124,6 +149,9 @@ pub fn validate_pool(spec: &RecorderPoolSpec) -> Vec<FieldError> {
         )),
         (None, None) => errors.push(err("spec.storage", "set one of s3 or local")),
         _ => {}
+    }
+    if let Err(m) = cron_schedule(&spec.audit.schedule) {
+        errors.push(err("spec.audit.schedule", m));
     }
     if spec.lease.renew_seconds >= spec.lease.duration_seconds {
         errors.push(err(
@@ -236,5 +264,26 @@ mod tests {
             ..ok.clone()
         };
         assert!(describe(&validate_backfill(&bad)).contains("must be after start"));
+    }
+
+    #[test]
+    fn audit_cron_schedules() {
+        for ok in [
+            "*/15 * * * *",
+            "17 * * * *",
+            "0 8-18/2 * * MON-FRI",
+            "@hourly",
+        ] {
+            assert!(cron_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "*/15 * * *",
+            "every 15 minutes",
+            "* * * * * *",
+            "@",
+            "0 0 * * 1;rm",
+        ] {
+            assert!(cron_schedule(bad).is_err(), "{bad}");
+        }
     }
 }

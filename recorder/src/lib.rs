@@ -6,6 +6,7 @@
 //! playback; the I/O modules (`camera`, `spool`, `uploader`, `kubernetes`, `http`, `record`)
 //! wire it up.
 
+pub mod audit;
 pub mod backfill;
 pub mod backoff;
 pub mod camera;

@@ -1,5 +1,5 @@
-//! `vigil-recorder`: the binary of recorder pods (`record`), backfill Jobs (`backfill`) and the
-//! playback server (`serve`).
+//! `vigil-recorder`: the binary of recorder pods (`record`), backfill Jobs (`backfill`), the
+//! playback server (`serve`) and the pool CronJobs (`retention`, `audit`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,7 +82,26 @@ enum Cmd {
     Serve(vigil_recorder::playback::ServeArgs),
     /// Delete footage older than each camera's retention (file mode or `--pool ns/name`).
     Retention(vigil_recorder::retention::RetentionArgs),
+    /// Coverage audit of a pool's cameras: writes `status.coverage` and reports holes that no
+    /// outage or Backfill covers as `Audit` outages (which the operator turns into Backfills).
+    #[command(after_long_help = AUDIT_HELP)]
+    Audit(vigil_recorder::audit::AuditArgs),
 }
+
+const AUDIT_HELP: &str = r#"Run by the operator as the CronJob vigil-audit-<pool> (RecorderPool spec.audit), with the
+recorders' ServiceAccount: audit --pool <namespace>/<name> [--window-hours 24]
+
+For each Camera of the pool: lists its segments in the store for [now - window, now - settle]
+(settle = 2 x segmentSeconds + 60 s: footage still being recorded or uploaded), counts only the
+time the camera should have been recording (its schedule; not before it was created plus the
+start-up grace; not before its retention cut-off), and patches status.coverage (window, percent,
+missingSeconds, expectedSeconds, checkedAt). Each hole of at least 1 s that no Backfill (any
+phase) or outage already covers is appended to status.outages with reason Audit (holes less than
+5 minutes apart as one); the operator creates its Backfill. A hole reaching the end of the window
+while the camera is not recording is left to the live path. Cameras with autoBackfill off get
+coverage only.
+
+Exit status 0 when every camera was audited; 1 otherwise (the others are still written)."#;
 
 const BACKFILL_HELP: &str = r#"Lists what the store holds for the window, fetches only the missing intervals from the
 camera's edge storage (ONVIF Profile G replay at full speed, or a vendor RTSP playback URL in
@@ -322,6 +341,26 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = %vigil_recorder::error::chain(&e), "retention failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Audit(args) => {
+            init_logs(&cli.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    error!(error = %e, "cannot start the runtime");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(vigil_recorder::audit::run(args)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = %vigil_recorder::error::chain(&e), "audit failed");
                     ExitCode::FAILURE
                 }
             }

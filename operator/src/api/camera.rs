@@ -224,16 +224,23 @@ pub struct CameraStatus {
     pub observed_generation: Option<i64>,
 }
 
-/// How much of a recent window the store holds for a camera.
+/// How much of a recent window the store holds for a camera, written by the pool's coverage
+/// audit (`vigil-recorder audit`). Only the time the camera should have been recording counts:
+/// outside its schedule, before it existed and the last minutes (still being uploaded) do not.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Coverage {
     /// The window checked.
     pub window: TimeWindow,
-    /// Percentage of the window present in the store, as text for `kubectl get` (e.g. `99.98%`).
+    /// Percentage of the expected time present in the store, as text for `kubectl get`,
+    /// rounded down (e.g. `99.98%`; `100.00%` only when nothing is missing), or `n/a` when the
+    /// camera was not expected to record at all in the window.
     pub percent: String,
     /// Seconds of the window missing from the store.
     pub missing_seconds: f64,
+    /// Seconds of the window the camera should have been recording.
+    #[serde(default)]
+    pub expected_seconds: f64,
     /// When the check ran.
     pub checked_at: DateTime<Utc>,
 }

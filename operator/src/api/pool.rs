@@ -55,6 +55,9 @@ pub struct RecorderPoolSpec {
     /// Limits for backfill Jobs of this pool.
     #[serde(default)]
     pub backfill: BackfillLimits,
+    /// The periodic coverage audit of this pool's cameras.
+    #[serde(default)]
+    pub audit: AuditSpec,
     /// Overrides for the recorder pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_overrides: Option<PodOverrides>,
@@ -153,6 +156,46 @@ impl Default for BackfillLimits {
         BackfillLimits {
             max_concurrent: 2,
             bandwidth_mbps: 50,
+        }
+    }
+}
+
+/// The coverage audit: a CronJob (`vigil-recorder audit --pool <ns>/<name>`) that lists each
+/// camera's recent footage in the store, writes `status.coverage`, and reports holes that no
+/// outage or Backfill accounts for as outages with reason `Audit` (which become Backfills).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSpec {
+    /// Run the audit. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Cron schedule of the audit (the CronJob's time zone, normally UTC). Default every 15
+    /// minutes.
+    #[serde(default = "default_audit_schedule")]
+    #[schemars(length(min = 9, max = 100))]
+    pub schedule: String,
+    /// How far back each run looks, hours. Default 24.
+    #[serde(default = "default_audit_window_hours")]
+    #[schemars(range(min = 1, max = 720))]
+    pub window_hours: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_audit_schedule() -> String {
+    "*/15 * * * *".into()
+}
+fn default_audit_window_hours() -> u32 {
+    24
+}
+
+impl Default for AuditSpec {
+    fn default() -> Self {
+        AuditSpec {
+            enabled: true,
+            schedule: default_audit_schedule(),
+            window_hours: default_audit_window_hours(),
         }
     }
 }

@@ -79,6 +79,7 @@ pub fn service_account(pool: &RecorderPool) -> ServiceAccount {
 
 /// What a recorder may do, and nothing more: read its cameras and pool, write camera status,
 /// read the Secrets holding camera and S3 credentials, keep its own Lease, and post Events.
+/// Backfill Jobs and the retention and audit CronJobs run with the same ServiceAccount.
 pub fn role(pool: &RecorderPool) -> Role {
     let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| PolicyRule {
         api_groups: Some(groups.iter().map(|s| s.to_string()).collect()),
@@ -100,8 +101,9 @@ pub fn role(pool: &RecorderPool) -> Role {
                 &["get", "patch", "update"],
             ),
             // Backfill Jobs run with the recorders' ServiceAccount: they read their Backfill and
-            // report progress and the seconds recovered or lost in its status.
-            rule(&["vigil.dev"], &["backfills"], &["get"]),
+            // report progress and the seconds recovered or lost in its status. The coverage
+            // audit lists Backfills to skip holes one already covers.
+            rule(&["vigil.dev"], &["backfills"], &["get", "list"]),
             rule(
                 &["vigil.dev"],
                 &["backfills/status"],
@@ -339,26 +341,29 @@ pub fn disruption_budget(pool: &RecorderPool, api_version: &str) -> serde_json::
     })
 }
 
-/// The hourly CronJob deleting footage older than each camera's `spec.retention.days`
-/// (`vigil-recorder retention --pool <ns>/<pool>`), running with the recorders' ServiceAccount
-/// and image. `api_version` is `batch/v1`, or `batch/v1beta1` on clusters older than 1.21.
-pub fn retention_cron_job(
+/// A CronJob of `pool` running `vigil-recorder <args>` with the recorders' ServiceAccount and
+/// image. `api_version` is `batch/v1`, or `batch/v1beta1` on clusters older than 1.21.
+fn pool_cron_job(
     pool: &RecorderPool,
     settings: &RecorderSettings,
     api_version: &str,
+    name: String,
+    schedule: &str,
+    suspend: bool,
+    args: Vec<String>,
 ) -> serde_json::Value {
     let overrides = pool.spec.pod_overrides.clone().unwrap_or_default();
-    let ns = pool.namespace().unwrap_or_default();
+    let container = args.first().cloned().unwrap_or_default();
     let mut metadata = meta(pool);
-    metadata.name = Some(format!("vigil-retention-{}", pool.name_any()));
+    metadata.name = Some(name);
     serde_json::json!({
         "apiVersion": api_version,
         "kind": "CronJob",
         "metadata": metadata,
         "spec": {
-            // Minute 17 of every hour: off the hour, when many other jobs run.
-            "schedule": "17 * * * *",
-            // A slow run must not overlap the next one; deletions are idempotent anyway.
+            "schedule": schedule,
+            "suspend": suspend,
+            // A slow run must not overlap the next one; both jobs are idempotent anyway.
             "concurrencyPolicy": "Forbid",
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
@@ -371,10 +376,10 @@ pub fn retention_cron_job(
                         "restartPolicy": "Never",
                         "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true},
                         "containers": [{
-                            "name": "retention",
+                            "name": container,
                             "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
                             "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
-                            "args": ["retention", "--pool", format!("{ns}/{}", pool.name_any())],
+                            "args": args,
                             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
                         }],
                     }
@@ -382,6 +387,69 @@ pub fn retention_cron_job(
             }}
         }
     })
+}
+
+fn pool_ref(pool: &RecorderPool) -> String {
+    format!(
+        "{}/{}",
+        pool.namespace().unwrap_or_default(),
+        pool.name_any()
+    )
+}
+
+/// Name of the pool's retention CronJob.
+pub fn retention_cron_job_name(pool: &RecorderPool) -> String {
+    format!("vigil-retention-{}", pool.name_any())
+}
+
+/// Name of the pool's coverage-audit CronJob.
+pub fn audit_cron_job_name(pool: &RecorderPool) -> String {
+    format!("vigil-audit-{}", pool.name_any())
+}
+
+/// The hourly CronJob deleting footage older than each camera's `spec.retention.days`
+/// (`vigil-recorder retention --pool <ns>/<pool>`).
+pub fn retention_cron_job(
+    pool: &RecorderPool,
+    settings: &RecorderSettings,
+    api_version: &str,
+) -> serde_json::Value {
+    pool_cron_job(
+        pool,
+        settings,
+        api_version,
+        retention_cron_job_name(pool),
+        // Minute 17 of every hour: off the hour, when many other jobs run.
+        "17 * * * *",
+        false,
+        vec!["retention".into(), "--pool".into(), pool_ref(pool)],
+    )
+}
+
+/// The coverage-audit CronJob (`vigil-recorder audit --pool <ns>/<pool> --window-hours N`) on
+/// `spec.audit.schedule`; suspended, not deleted, when `spec.audit.enabled` is false, so that
+/// turning it off and on keeps its history.
+pub fn audit_cron_job(
+    pool: &RecorderPool,
+    settings: &RecorderSettings,
+    api_version: &str,
+) -> serde_json::Value {
+    let a = &pool.spec.audit;
+    pool_cron_job(
+        pool,
+        settings,
+        api_version,
+        audit_cron_job_name(pool),
+        &a.schedule,
+        !a.enabled,
+        vec![
+            "audit".into(),
+            "--pool".into(),
+            pool_ref(pool),
+            "--window-hours".into(),
+            a.window_hours.to_string(),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -483,6 +551,39 @@ mod tests {
     }
 
     #[test]
+    fn audit_runs_on_the_pool_schedule_and_can_be_suspended() {
+        let settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "IfNotPresent".into(),
+        };
+        let mut p = pool();
+        let cj = audit_cron_job(&p, &settings, "batch/v1");
+        assert_eq!(cj["metadata"]["name"], "vigil-audit-main");
+        assert_eq!(cj["spec"]["schedule"], "*/15 * * * *");
+        assert_eq!(cj["spec"]["suspend"], false);
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+        let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "vigil-recorder-main");
+        let c = &pod["containers"][0];
+        assert_eq!(c["name"], "audit");
+        assert_eq!(
+            c["args"],
+            serde_json::json!(["audit", "--pool", "cams/main", "--window-hours", "24"])
+        );
+        assert_eq!(c["image"], "my/recorder:1");
+        p.spec.audit.enabled = false;
+        p.spec.audit.schedule = "5 * * * *".into();
+        p.spec.audit.window_hours = 48;
+        let cj = audit_cron_job(&p, &settings, "batch/v1");
+        assert_eq!(cj["spec"]["suspend"], true);
+        assert_eq!(cj["spec"]["schedule"], "5 * * * *");
+        assert_eq!(
+            cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][4],
+            "48"
+        );
+    }
+
+    #[test]
     fn role_is_least_privilege() {
         let r = role(&pool());
         let rules = r.rules.expect("rules");
@@ -510,5 +611,18 @@ mod tests {
             })
             .expect("backfill Jobs may report progress");
         assert!(backfill_status.verbs.contains(&"patch".to_string()));
+        let backfills = rules
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_ref()
+                    .is_some_and(|x| x.contains(&"backfills".to_string()))
+            })
+            .expect("backfills rule");
+        assert_eq!(
+            backfills.verbs,
+            ["get", "list"],
+            "the audit lists Backfills"
+        );
     }
 }

@@ -580,8 +580,14 @@ async fn apply_children(ctx: &Context, pool: &RecorderPool, ns: &str) -> Result<
     apply(ctx, ns, &name, &children::metrics_service(pool)).await?;
     if let Some(api_version) = &ctx.cron_job_api_version {
         let cj = children::retention_cron_job(pool, &ctx.settings, api_version);
-        let cj_name = format!("vigil-retention-{}", pool.name_any());
+        let cj_name = children::retention_cron_job_name(pool);
         apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await?;
+        // The audit is an extra: a CronJob the API server refuses must not stop placement.
+        let cj = children::audit_cron_job(pool, &ctx.settings, api_version);
+        let cj_name = children::audit_cron_job_name(pool);
+        if let Err(e) = apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await {
+            warn!(pool = %pool.name_any(), error = %e, "cannot apply the coverage-audit CronJob");
+        }
     }
     if let Some(api_version) = &ctx.pdb_api_version {
         let pdb = children::disruption_budget(pool, api_version);
