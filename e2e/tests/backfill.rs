@@ -1,0 +1,1099 @@
+//! End to end, the promise of the product: when a recorder dies, the hole it leaves is filled
+//! from the cameras' SD cards, and the store ends up holding the whole window.
+//!
+//! Real pieces: the API server, the operator and two `vigil-recorder record --kubernetes`
+//! processes on the host, an S3 server (moto) and the GStreamer camera simulator (four cameras
+//! with an SD card, ONVIF Profile G replay), both on the host address the pods reach
+//! (`VIGIL_HOST_IP`, 10.244.0.1 on the local cluster). The Backfill Jobs the operator creates run
+//! as real pods on the kubelet, from an image built from the debug `vigil-recorder` binary.
+//!
+//! Scenario: the four cameras (three with ONVIF edge storage — H.264, H.265 behind a password,
+//! H.264 at 25 fps — and one without) record on `rec-0`; `rec-1` joins (the cameras stay put);
+//! `rec-0` is SIGKILLed. Checks: the cameras resume on `rec-1`; a RecorderFailure Backfill is
+//! created for each camera; the edge cameras' Jobs run as pods and end Succeeded with 0 s lost;
+//! the camera without edge storage ends Failed/NoEdgeStorage with `secondsLost` covering the
+//! hole its store really has; over the test window (first live segment .. last uploaded
+//! segment) every edge camera's coverage in the bucket is complete to within one frame
+//! interval; every backfilled segment plays in ffprobe/ffmpeg, its duration matches its key,
+//! and it meets its neighbours within one frame. Measured numbers go to stderr.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::{Client, ResourceExt};
+use vigil_e2e::harness::{RecorderProcess, free_port, partial_segment_bytes, start_operator};
+use vigil_e2e::*;
+use vigil_operator::api::{
+    Backfill, BackfillPhase, BackfillReason, Camera, RECORDER_LABEL, RecorderPool,
+};
+
+const BUCKET: &str = "vigil-e2e-backfill";
+const PREFIX: &str = "footage";
+const POOL: &str = "main";
+const SEGMENT_SECONDS: i64 = 4;
+const LEASE_SECONDS: i64 = 2;
+const IMAGE_REF: &str = "localhost/vigil/recorder:e2e-backfill";
+
+/// One simulated camera of the scenario.
+struct CamSpec {
+    name: &'static str,
+    /// Codec as the simulator names it, and as ffprobe does.
+    codec: (&'static str, &'static str),
+    fps: u32,
+    kbps: u32,
+    edge: bool,
+    auth: bool,
+}
+
+const CAMERAS: [CamSpec; 4] = [
+    CamSpec {
+        name: "edge-h264",
+        codec: ("h264", "h264"),
+        fps: 15,
+        kbps: 400,
+        edge: true,
+        auth: false,
+    },
+    CamSpec {
+        name: "edge-h265",
+        codec: ("h265", "hevc"),
+        fps: 15,
+        kbps: 400,
+        edge: true,
+        auth: true,
+    },
+    CamSpec {
+        name: "edge-25fps",
+        codec: ("h264", "h264"),
+        fps: 25,
+        kbps: 500,
+        edge: true,
+        auth: false,
+    },
+    CamSpec {
+        name: "no-edge",
+        codec: ("h264", "h264"),
+        fps: 15,
+        kbps: 300,
+        edge: false,
+        auth: false,
+    },
+];
+const CAMERA_USER: &str = "admin";
+const CAMERA_PASSWORD: &str = "e2e-s3cret";
+
+impl CamSpec {
+    /// One frame interval, rounded up to whole milliseconds (keys are milliseconds).
+    fn frame_ms(&self) -> i64 {
+        (1000 + i64::from(self.fps) - 1) / i64::from(self.fps)
+    }
+}
+
+#[tokio::test]
+async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
+    let t0 = Instant::now();
+    let client = client().await;
+    apply_crds(&client).await;
+    let image = recorder_image();
+    let host = std::env::var("VIGIL_HOST_IP").unwrap_or_else(|_| "10.244.0.1".into());
+
+    let ns = create_namespace(&client, "vigil-e2e-backfill", &[]).await;
+    let _ns_guard = NamespaceGuard(ns.clone());
+    let work = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&work).expect("work dir");
+    eprintln!("namespace {ns}; logs and downloads in {}", work.display());
+
+    // S3 and cameras on the host address, so that host processes and pods reach them alike.
+    let moto = Moto::start(&host, &work);
+    let sim = Simulator::start(&host, &work);
+
+    create_objects(&client, &ns, &host, &moto, &sim, &image).await;
+    let _operator = start_operator(&ns, "operator-0", free_port(), &work, &[]);
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
+
+    // All four cameras on rec-0, then a second recorder joins: the healthy assignments stay.
+    let mut rec0 = RecorderProcess::start(&ns, POOL, "rec-0", free_port(), &work);
+    wait_recording_on(&cameras, &ns, &rec0, Duration::from_secs(90)).await;
+    eprintln!(
+        "all cameras recording on rec-0 after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let rec1 = RecorderProcess::start(&ns, POOL, "rec-1", free_port(), &work);
+    let pools: Api<RecorderPool> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        Duration::from_secs(30),
+        "rec-1 ready in the pool",
+        || async {
+            let st = pools.get(POOL).await.ok()?.status?;
+            (st.ready_recorders == 2).then_some(())
+        },
+    )
+    .await;
+
+    // Some footage on rec-0 first: at least three live segments of every camera in the bucket.
+    wait_for(
+        Duration::from_secs(60),
+        "three live segments of every camera",
+        || async {
+            CAMERAS
+                .iter()
+                .all(|c| {
+                    segments(&moto.addr, &ns, c.name)
+                        .iter()
+                        .filter(|s| !s.backfill)
+                        .count()
+                        >= 3
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The victim holds every camera.
+    let placed = camera_assignments(&cameras).await;
+    assert!(
+        CAMERAS
+            .iter()
+            .all(|c| placed.get(c.name).map(String::as_str) == Some("rec-0")),
+        "a second healthy recorder must not take cameras from a healthy one: {placed:?}"
+    );
+
+    // SIGKILL rec-0 (a lost pod: its buffer is gone with it) and time the failover to the first
+    // segment bytes on rec-1.
+    let kill_ms = now_ms();
+    let killed_at = Instant::now();
+    rec0.child.kill();
+    let mut resumed: BTreeMap<&str, f64> = BTreeMap::new();
+    while resumed.len() < CAMERAS.len() {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(45),
+            "cameras not recording on rec-1 within 45 s of the kill; resumed: {resumed:?}, \
+             assignments: {:?}",
+            camera_assignments(&cameras).await
+        );
+        let now = camera_assignments(&cameras).await;
+        for c in &CAMERAS {
+            if !resumed.contains_key(c.name)
+                && now.get(c.name).map(String::as_str) == Some("rec-1")
+                && partial_segment_bytes(&rec1.buffer_dir, &ns, c.name) > 0
+            {
+                resumed.insert(c.name, killed_at.elapsed().as_secs_f64());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (cam, s) in &resumed {
+        eprintln!("failover: {cam} recording on rec-1 {s:.2} s after the SIGKILL");
+    }
+
+    // Every camera's outage becomes a Backfill; wait until each is finished.
+    let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
+    let finished: BTreeMap<&str, Backfill> = loop {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(180),
+            "no finished RecorderFailure Backfill of every camera within 180 s of the kill: {:#?}",
+            backfills.list(&ListParams::default()).await.map(|l| l
+                .items
+                .into_iter()
+                .map(|b| (b.spec, b.status))
+                .collect::<Vec<_>>())
+        );
+        let list = backfills
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for b in &list {
+            first_seen
+                .entry(b.name_any())
+                .or_insert_with(|| killed_at.elapsed().as_secs_f64());
+        }
+        let done: BTreeMap<&str, Backfill> = CAMERAS
+            .iter()
+            .filter_map(|c| {
+                let b = list.iter().find(|b| {
+                    b.spec.camera == c.name
+                        && b.spec.reason == BackfillReason::RecorderFailure
+                        && b.status.as_ref().is_some_and(|s| s.finished_at.is_some())
+                })?;
+                Some((c.name, b.clone()))
+            })
+            .collect();
+        if done.len() == CAMERAS.len() {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let all_backfills = backfills
+        .list(&ListParams::default())
+        .await
+        .expect("list backfills")
+        .items;
+    for b in &all_backfills {
+        let st = b.status.clone().unwrap_or_default();
+        eprintln!(
+            "backfill {} ({}, {:?}): window {} .. {} ({:.2} s), phase {:?}, missing before {:?} s, \
+             recovered {:?} s, lost {:?} s, bytes {:?}, attempts {}, job {:?}; seen {:.1} s after \
+             the kill, ran {}",
+            b.name_any(),
+            b.spec.camera,
+            b.spec.reason,
+            b.spec.window.start,
+            b.spec.window.end,
+            b.spec.window.seconds(),
+            st.phase,
+            st.seconds_missing_before,
+            st.seconds_recovered,
+            st.seconds_lost,
+            st.bytes,
+            st.attempts,
+            st.job_name,
+            first_seen.get(&b.name_any()).copied().unwrap_or(f64::NAN),
+            match (st.started_at, st.finished_at) {
+                (Some(s), Some(f)) => format!("{:.1} s", (f - s).num_milliseconds() as f64 / 1e3),
+                _ => "-".into(),
+            }
+        );
+    }
+    for c in &CAMERAS {
+        let n = all_backfills
+            .iter()
+            .filter(|b| b.spec.camera == c.name)
+            .count();
+        assert_eq!(n, 1, "{}: one outage, one Backfill", c.name);
+    }
+
+    // Let rec-1 upload a few segments after the hole, so the hole has live neighbours on both
+    // sides and the test window extends past it.
+    wait_for(
+        Duration::from_secs(60),
+        "two live segments after every hole",
+        || async {
+            CAMERAS
+                .iter()
+                .all(|c| {
+                    let end = finished[c.name].spec.window.end.timestamp_millis();
+                    segments(&moto.addr, &ns, c.name)
+                        .iter()
+                        .filter(|s| !s.backfill && s.start >= end - c.frame_ms())
+                        .count()
+                        >= 2
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut failures = vec![];
+    for c in &CAMERAS {
+        let b = &finished[c.name];
+        let st = b.status.clone().unwrap_or_default();
+        let window = (
+            b.spec.window.start.timestamp_millis(),
+            b.spec.window.end.timestamp_millis(),
+        );
+        assert!(
+            window.0 < kill_ms && window.1 > kill_ms,
+            "{}: Backfill window {window:?} does not contain the kill at {kill_ms}",
+            c.name
+        );
+        let segs = segments(&moto.addr, &ns, c.name);
+        let live: Vec<&Seg> = segs.iter().filter(|s| !s.backfill).collect();
+        let test_window = (
+            live.first().expect("live segments").start,
+            segs.iter().map(|s| s.end).max().expect("segments"),
+        );
+        let holes = uncovered(test_window, &segs);
+        let missing_ms: i64 = holes.iter().map(|(a, b)| b - a).sum();
+        let span = (test_window.1 - test_window.0) as f64;
+        let backfilled: Vec<&Seg> = segs.iter().filter(|s| s.backfill).collect();
+        eprintln!(
+            "{}: test window {:.1} s, {} live + {} backfilled segments, coverage {:.4} %, \
+             {missing_ms} ms missing in {} hole(s) {holes:?}",
+            c.name,
+            span / 1e3,
+            live.len(),
+            backfilled.len(),
+            100.0 * (span - missing_ms as f64) / span,
+            holes.len()
+        );
+
+        if !c.edge {
+            // Ends at once, no Job, the window counted lost; and the count is honest: the
+            // reported window (`stillMissing`) holds the hole the store really has, and
+            // overstates it by no more than the failover's own uncertainty: the outage opens at
+            // "last lease renewal − one segment" (docs/storage.md), i.e. up to one segment plus
+            // one lease duration before the last footage that reached the store.
+            let st_phase = st.phase;
+            assert_eq!(st_phase, Some(BackfillPhase::Failed), "{}: {st:?}", c.name);
+            let reason = st
+                .conditions
+                .iter()
+                .find(|k| k.type_ == "Complete")
+                .map(|k| k.reason.clone());
+            assert_eq!(reason.as_deref(), Some("NoEdgeStorage"), "{st:?}");
+            assert!(
+                st.job_name.is_none(),
+                "no Job for a camera without edge storage"
+            );
+            assert!(backfilled.is_empty(), "{}: {backfilled:?}", c.name);
+            let lost = st.seconds_lost.expect("secondsLost reported");
+            assert!(
+                (lost - b.spec.window.seconds()).abs() < 0.01,
+                "{}: lost {lost} s of a {} s window",
+                c.name,
+                b.spec.window.seconds()
+            );
+            assert_eq!(
+                holes.len(),
+                1,
+                "{}: one hole, the outage: {holes:?}",
+                c.name
+            );
+            let (hs, he) = holes[0];
+            let hole_s = (he - hs) as f64 / 1e3;
+            eprintln!(
+                "{}: hole in the store {hole_s:.3} s ({hs}..{he}), reported lost {lost:.3} s \
+                 (window {}..{})",
+                c.name, window.0, window.1
+            );
+            assert!(
+                hs >= window.0 - c.frame_ms() && he <= window.1 + c.frame_ms(),
+                "{}: the hole {hs}..{he} is not inside the reported window {window:?}",
+                c.name
+            );
+            assert_eq!(
+                st.still_missing
+                    .iter()
+                    .map(|w| (w.start.timestamp_millis(), w.end.timestamp_millis()))
+                    .collect::<Vec<_>>(),
+                vec![window],
+                "{}: stillMissing is the window",
+                c.name
+            );
+            assert!(
+                lost <= hole_s + (SEGMENT_SECONDS + LEASE_SECONDS) as f64 + 0.5,
+                "{}: {lost} s reported lost for a {hole_s} s hole",
+                c.name
+            );
+            continue;
+        }
+
+        // Edge cameras: the Job ran as a pod on the kubelet and recovered the whole hole.
+        let job_name = st.job_name.clone().unwrap_or_default();
+        let job_pods = pods
+            .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+            .await
+            .expect("job pods")
+            .items;
+        let ok = st.phase == Some(BackfillPhase::Succeeded)
+            && st.seconds_lost == Some(0.0)
+            && st.still_missing.is_empty()
+            && st.seconds_recovered.unwrap_or(0.0) > 0.0;
+        if !ok {
+            for p in &job_pods {
+                let logs = pods
+                    .logs(&p.name_any(), &LogParams::default())
+                    .await
+                    .unwrap_or_else(|e| format!("(no logs: {e})"));
+                eprintln!("--- pod {} log:\n{logs}", p.name_any());
+            }
+            failures.push(format!("{}: backfill not complete: {st:?}", c.name));
+            continue;
+        }
+        let job = jobs.get(&job_name).await.expect("the Backfill's Job");
+        assert!(
+            job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) >= 1,
+            "{}: Job {job_name} did not succeed: {:?}",
+            c.name,
+            job.status
+        );
+        let ran = job_pods
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+            .unwrap_or_else(|| panic!("{}: no Succeeded pod of Job {job_name}", c.name));
+        let spec = ran.spec.as_ref().expect("pod spec");
+        assert!(spec.node_name.is_some(), "the pod ran on a node");
+        assert_eq!(spec.containers[0].image.as_deref(), Some(image.as_str()));
+        let recovered = st.seconds_recovered.unwrap_or(0.0);
+        let before = st.seconds_missing_before.unwrap_or(0.0);
+        assert!(
+            before >= 1.0,
+            "{}: the kill left only {before} s missing: nothing to test",
+            c.name
+        );
+        let args = spec.containers[0].args.clone().unwrap_or_default();
+        assert_eq!(
+            args.get(..2),
+            Some(&["backfill".to_string(), format!("{ns}/{}", b.name_any())][..]),
+            "{}: the Job runs `vigil-recorder backfill <ns>/<name>`",
+            c.name
+        );
+        assert!(
+            (recovered - before).abs() < 0.001,
+            "{}: recovered {recovered} s of {before} s missing",
+            c.name
+        );
+        eprintln!(
+            "{}: Job {job_name} ran as pod {} on {}; {recovered:.3} s recovered in {}",
+            c.name,
+            ran.name_any(),
+            spec.node_name.clone().unwrap_or_default(),
+            match (st.started_at, st.finished_at) {
+                (Some(s), Some(f)) => {
+                    let secs = (f - s).num_milliseconds() as f64 / 1e3;
+                    format!(
+                        "{secs:.1} s, pod start included ({:.1}x real time)",
+                        recovered / secs
+                    )
+                }
+                _ => "?".into(),
+            }
+        );
+
+        // The store holds the whole test window, to within one frame interval.
+        assert!(!backfilled.is_empty(), "{}: no backfilled segment", c.name);
+        for (a, z) in &holes {
+            assert!(
+                z - a <= c.frame_ms(),
+                "{}: {} ms missing at {a}..{z} (one frame is {} ms); all holes {holes:?}",
+                c.name,
+                z - a,
+                c.frame_ms()
+            );
+        }
+        for s in &backfilled {
+            assert!(
+                s.start >= window.0 - c.frame_ms() && s.end <= window.1 + c.frame_ms() + 20,
+                "{}: backfilled {s:?} outside the Backfill window {window:?}",
+                c.name
+            );
+        }
+
+        // Every backfilled segment plays, its duration matches its key, and it meets its
+        // neighbours within one frame.
+        let dir = work.join("segments").join(c.name);
+        for (i, s) in segs.iter().enumerate() {
+            if !s.backfill {
+                continue;
+            }
+            let prev = i.checked_sub(1).map(|j| &segs[j]);
+            let next = segs.get(i + 1);
+            let prev = prev.unwrap_or_else(|| panic!("{}: {s:?} has no predecessor", c.name));
+            let next = next.unwrap_or_else(|| panic!("{}: {s:?} has no successor", c.name));
+            let p = probe(&moto.download(&s.key, &dir), c);
+            let key_ms = s.end - s.start;
+            eprintln!(
+                "{}: backfilled {}..{} ({key_ms} ms): ffprobe {} {} frames {:.3} s; after {} by \
+                 {} ms, before {} by {} ms",
+                c.name,
+                s.start,
+                s.end,
+                p.codec,
+                p.frames,
+                p.seconds,
+                prev.origin(),
+                s.start - prev.end,
+                next.origin(),
+                next.start - s.end
+            );
+            assert_eq!(p.codec, c.codec.1, "{}: {}", c.name, s.key);
+            let probe_ms = (p.seconds * 1000.0).round() as i64;
+            assert!(
+                (probe_ms - key_ms).abs() <= c.frame_ms() + 1,
+                "{}: {} says {key_ms} ms, the file plays {probe_ms} ms",
+                c.name,
+                s.key
+            );
+            let expect_frames = (p.seconds * f64::from(c.fps)).round() as i64;
+            assert!(
+                (p.frames as i64 - expect_frames).abs() <= 1,
+                "{}: {} frames in {} s at {} fps",
+                c.name,
+                p.frames,
+                p.seconds,
+                c.fps
+            );
+            assert!(
+                (s.start - prev.end).abs() <= c.frame_ms(),
+                "{}: {s:?} starts {} ms from the end of {prev:?}",
+                c.name,
+                s.start - prev.end
+            );
+            assert!(
+                (next.start - s.end).abs() <= c.frame_ms(),
+                "{}: {s:?} ends {} ms from the start of {next:?}",
+                c.name,
+                next.start - s.end
+            );
+            // The live neighbours play too (the backfill did not clobber them).
+            for n in [prev, next].into_iter().filter(|n| !n.backfill) {
+                let q = probe(&moto.download(&n.key, &dir), c);
+                assert_eq!(q.codec, c.codec.1, "{}", n.key);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    eprintln!("backfill e2e passed in {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+async fn create_objects(
+    client: &Client,
+    ns: &str,
+    host: &str,
+    moto: &Moto,
+    sim: &Simulator,
+    image: &str,
+) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, data) in [
+        (
+            "s3-credentials",
+            serde_json::json!({"accessKeyId": "test", "secretAccessKey": "test"}),
+        ),
+        (
+            "camera-credentials",
+            serde_json::json!({"username": CAMERA_USER, "password": CAMERA_PASSWORD}),
+        ),
+    ] {
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data
+        }))
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create secret");
+    }
+    let pool: RecorderPool = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vigil.dev/v1alpha1", "kind": "RecorderPool", "metadata": {"name": POOL},
+        "spec": {
+            // The recorders are the processes of this test; the pool's pods are only its Jobs.
+            "replicas": 0, "capacityKbps": 20000, "failoverHeadroomPercent": 20,
+            "segmentSeconds": SEGMENT_SECONDS,
+            "lease": {"durationSeconds": LEASE_SECONDS, "renewSeconds": 1},
+            "storage": {"s3": {
+                "bucket": BUCKET, "endpoint": format!("http://{}", moto.addr), "prefix": PREFIX,
+                "pathStyle": true,
+                "credentialsSecretRef": {"name": "s3-credentials", "usernameKey": "accessKeyId", "passwordKey": "secretAccessKey"}
+            }},
+            "backfill": {"maxConcurrent": 3, "bandwidthMbps": 50},
+            // Only the failure path creates Backfills here.
+            "audit": {"enabled": false},
+            "podOverrides": {"image": image, "imagePullPolicy": "Never"}
+        }
+    }))
+    .expect("pool");
+    Api::<RecorderPool>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pool)
+        .await
+        .expect("create pool");
+    let api: Api<Camera> = Api::namespaced(client.clone(), ns);
+    for c in &CAMERAS {
+        let mut spec = serde_json::json!({
+            "source": {"url": format!("rtsp://{host}:{}/{}/live", sim.rtsp_port, c.name)},
+            "expectedBitrateKbps": c.kbps, "pool": POOL,
+        });
+        if c.edge {
+            // The camera's own ONVIF device (the simulator's per-camera view of its services).
+            spec["edgeStorage"] = serde_json::json!({"onvif": {"deviceUrl":
+                format!("http://{host}:{}/onvif/{}/device_service", sim.control_port, c.name)}});
+        }
+        if c.auth {
+            spec["credentialsSecretRef"] = serde_json::json!({"name": "camera-credentials"});
+        }
+        let cam: Camera = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera", "metadata": {"name": c.name},
+            "spec": spec
+        }))
+        .expect("camera");
+        api.create(&PostParams::default(), &cam)
+            .await
+            .expect("create camera");
+    }
+}
+
+/// Waits until every camera is Recording on `rec` and writing segment bytes there.
+async fn wait_recording_on(
+    cameras: &Api<Camera>,
+    ns: &str,
+    rec: &RecorderProcess,
+    timeout: Duration,
+) {
+    wait_for(
+        timeout,
+        &format!("every camera recording on {}", rec.name),
+        || async {
+            let items = cameras.list(&ListParams::default()).await.ok()?.items;
+            for c in &CAMERAS {
+                let cam = items.iter().find(|x| x.name_any() == c.name)?;
+                let ok = cam.labels().get(RECORDER_LABEL) == Some(&rec.name)
+                    && cam.status.as_ref()?.state.as_deref() == Some("Recording")
+                    && partial_segment_bytes(&rec.buffer_dir, ns, c.name) > 0;
+                if !ok {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
+/// Deletes the test's namespace when dropped, also when the test fails (set `VIGIL_E2E_KEEP` to
+/// keep it for a post-mortem).
+struct NamespaceGuard(String);
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        if std::env::var_os("VIGIL_E2E_KEEP").is_some() {
+            eprintln!("keeping namespace {}", self.0);
+            return;
+        }
+        let ns = self.0.clone();
+        // A runtime of its own: this may run while the test's runtime unwinds.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = Client::try_default().await.ok()?;
+                delete_namespace(&client, &ns).await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recorder image for the Backfill Jobs
+
+/// Builds (or finds up to date) an image of the current debug `vigil-recorder`, without its
+/// debug info, in the cluster's containerd; e2e/images/build.sh skips unchanged inputs.
+fn recorder_image() -> String {
+    let binary = built_binary("vigil-recorder");
+    let dir = std::env::temp_dir().join("vigil-e2e-backfill-image");
+    std::fs::create_dir_all(&dir).expect("image dir");
+    let stripped = dir.join("vigil-recorder");
+    let tmp = dir.join(format!("vigil-recorder.{}", std::process::id()));
+    let status = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&binary)
+        .arg(&tmp)
+        .status()
+        .expect("run objcopy");
+    assert!(
+        status.success(),
+        "objcopy --strip-debug {}",
+        binary.display()
+    );
+    std::fs::rename(&tmp, &stripped).expect("rename stripped binary");
+    let t = Instant::now();
+    let out = Command::new("bash")
+        .arg(repo_root().join("e2e/images/build.sh"))
+        .args(["--ref", IMAGE_REF, "recorder-e2e-backfill"])
+        .arg(&stripped)
+        .output()
+        .expect("run e2e/images/build.sh");
+    assert!(
+        out.status.success(),
+        "image build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("image name printed")
+        .trim()
+        .to_string();
+    eprintln!("image {image} ready in {:.1} s", t.elapsed().as_secs_f64());
+    image
+}
+
+// ---------------------------------------------------------------------------------------------
+// Camera simulator on the host address
+
+struct Simulator {
+    rtsp_port: u16,
+    control_port: u16,
+    _child: ChildGuard,
+}
+
+impl Simulator {
+    fn start(host: &str, work: &Path) -> Simulator {
+        let sd = work.join("sd");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
+            .args(["--bind", host, "--rtsp-port", "0", "--control-port", "0"])
+            .arg("--sd-dir")
+            .arg(&sd);
+        for c in &CAMERAS {
+            let mut spec = format!(
+                "name={},codec={},bitrate={},fps={},gop={},width=320,height=180",
+                c.name, c.codec.0, c.kbps, c.fps, c.fps
+            );
+            if c.auth {
+                spec.push_str(&format!(",user={CAMERA_USER},password={CAMERA_PASSWORD}"));
+            }
+            cmd.args(["--camera", &spec]);
+        }
+        let log = std::fs::File::create(work.join("camera-sim.log")).expect("sim log");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/python3 camera_sim.py");
+        let stdout = child.stdout.take().expect("sim stdout");
+        let guard = ChildGuard(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("READY") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("camera simulator READY within 60 s");
+        let port = |key: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Simulator {
+            rtsp_port: port("rtsp="),
+            control_port: port("control="),
+            _child: guard,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3: moto on the host address. The bucket is created and listed with plain unsigned HTTP
+// (moto does not check signatures, and the anonymous creator owns the bucket); objects belong to
+// the recorders' account, so they are downloaded with a signed client (boto3, next to moto).
+
+struct Moto {
+    /// host:port
+    addr: String,
+    python: String,
+    _child: ChildGuard,
+}
+
+impl Moto {
+    fn start(host: &str, work: &Path) -> Moto {
+        let port = TcpListener::bind((host, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port on {host}: {e}"));
+        let python = std::env::var("VIGIL_MOTO_PYTHON").unwrap_or_else(|_| {
+            let venv = "/var/cache/vigil/venv/bin/python";
+            if Path::new(venv).exists() {
+                venv.into()
+            } else {
+                "python3".into()
+            }
+        });
+        let log = std::fs::File::create(work.join("moto.log")).expect("moto log");
+        let child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", host, "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {python} -m moto.server: {e}"));
+        let moto = Moto {
+            addr: format!("{host}:{port}"),
+            python,
+            _child: ChildGuard(child),
+        };
+        let t = Instant::now();
+        while http(&moto.addr, "GET", "/").is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "moto did not come up on {} (is `{} -m moto.server` installed?)",
+                moto.addr,
+                moto.python
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (code, body) = http(&moto.addr, "PUT", &format!("/{BUCKET}")).expect("create bucket");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        moto
+    }
+
+    /// Downloads `key` into `dir` (named after its last component); the file's path.
+    fn download(&self, key: &str, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("download dir");
+        let path = dir.join(key.rsplit('/').next().unwrap_or(key));
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                DOWNLOAD_PY,
+                &format!("http://{}", self.addr),
+                BUCKET,
+                key,
+            ])
+            .arg(&path)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("run boto3 download");
+        assert!(
+            out.status.success(),
+            "downloading {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+}
+
+const DOWNLOAD_PY: &str = "import sys, boto3
+endpoint, bucket, key, dest = sys.argv[1:5]
+boto3.client('s3', endpoint_url=endpoint).download_file(bucket, key, dest)
+";
+
+/// Every key under `prefix` in the bucket at `addr`.
+fn s3_list(addr: &str, prefix: &str) -> Vec<String> {
+    let mut keys = vec![];
+    let mut token: Option<String> = None;
+    loop {
+        let mut path = format!("/{BUCKET}?list-type=2&prefix={}", pct(prefix));
+        if let Some(t) = &token {
+            path.push_str(&format!("&continuation-token={}", pct(t)));
+        }
+        let (code, body) = http(addr, "GET", &path).expect("list objects");
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(code, 200, "listing {prefix}: {text}");
+        keys.extend(xml_values(&text, "Key"));
+        if xml_values(&text, "IsTruncated").first().map(String::as_str) != Some("true") {
+            return keys;
+        }
+        token = xml_values(&text, "NextContinuationToken")
+            .into_iter()
+            .next();
+        assert!(token.is_some(), "truncated listing without a token");
+    }
+}
+
+/// An HTTP/1.0 request without a body: (status, body).
+fn http(addr: &str, method: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = vec![];
+    s.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp[split + 4..].to_vec();
+    if let Some(len) = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    }) && len != body.len()
+    {
+        return None; // cut short
+    }
+    Some((code, body))
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The text of every `<tag>…</tag>` in `xml`, entities decoded.
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = vec![];
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        rest = &rest[i + open.len()..];
+        let Some(j) = rest.find(&close) else { break };
+        out.push(
+            rest[..j]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &rest[j + close.len()..];
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segments in the store (layout in docs/storage.md)
+
+/// A segment object: `<prefix>/<ns>/<camera>/YYYY/MM/DD/HH/<startMs>-<endMs>-<origin>.mp4`.
+#[derive(Debug, Clone)]
+struct Seg {
+    key: String,
+    start: i64,
+    end: i64,
+    backfill: bool,
+}
+
+impl Seg {
+    fn origin(&self) -> &'static str {
+        if self.backfill { "backfill" } else { "live" }
+    }
+}
+
+/// The camera's segments in the bucket, in time order (gap records are skipped).
+fn segments(addr: &str, ns: &str, camera: &str) -> Vec<Seg> {
+    let prefix = format!("{PREFIX}/{ns}/{camera}/");
+    let mut out: Vec<Seg> = s3_list(addr, &prefix)
+        .into_iter()
+        .filter(|k| !k.starts_with(&format!("{prefix}gaps/")))
+        .map(|k| parse_segment(&prefix, &k))
+        .collect();
+    out.sort_by_key(|s| (s.start, s.end));
+    out
+}
+
+fn parse_segment(prefix: &str, key: &str) -> Seg {
+    try_parse_segment(prefix, key).unwrap_or_else(|| panic!("unexpected object {key:?}"))
+}
+
+fn try_parse_segment(prefix: &str, key: &str) -> Option<Seg> {
+    let parts: Vec<&str> = key.strip_prefix(prefix)?.split('/').collect();
+    if parts.len() != 5
+        || !parts[..4]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut it = parts[4].strip_suffix(".mp4")?.splitn(3, '-');
+    let start: i64 = it.next()?.parse().ok()?;
+    let end: i64 = it.next()?.parse().ok()?;
+    let backfill = match it.next()? {
+        "live" => false,
+        "backfill" => true,
+        _ => return None,
+    };
+    assert!(end > start, "{key}: empty interval");
+    // The hour directory is the UTC hour of the start.
+    let hour = chrono::DateTime::from_timestamp_millis(start)?
+        .format("%Y/%m/%d/%H")
+        .to_string();
+    assert_eq!(
+        parts[..4].join("/"),
+        hour,
+        "{key}: filed under the wrong hour"
+    );
+    Some(Seg {
+        key: key.to_string(),
+        start,
+        end,
+        backfill,
+    })
+}
+
+/// The parts of `window` no segment covers (segments of both origins merged).
+fn uncovered(window: (i64, i64), segs: &[Seg]) -> Vec<(i64, i64)> {
+    let mut sorted: Vec<(i64, i64)> = segs.iter().map(|s| (s.start, s.end)).collect();
+    sorted.sort();
+    let mut holes = vec![];
+    let mut cursor = window.0;
+    for (s, e) in sorted {
+        if cursor >= window.1 {
+            break;
+        }
+        if s > cursor {
+            holes.push((cursor, s.min(window.1)));
+        }
+        cursor = cursor.max(e);
+    }
+    if cursor < window.1 {
+        holes.push((cursor, window.1));
+    }
+    holes
+}
+
+// ---------------------------------------------------------------------------------------------
+// ffprobe
+
+struct Probe {
+    codec: String,
+    frames: u64,
+    seconds: f64,
+}
+
+/// ffprobe the video stream (every frame read) and check that ffmpeg decodes the file without
+/// a single error.
+fn probe(path: &Path, cam: &CamSpec) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames,duration"])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "{}: ffprobe failed on {}: {}",
+        cam.name,
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = &v["streams"][0];
+    let num = |k: &str| s[k].as_str().and_then(|x| x.parse::<f64>().ok());
+    let p = Probe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_string(),
+        frames: num("nb_read_frames").unwrap_or(0.0) as u64,
+        seconds: num("duration").unwrap_or(0.0),
+    };
+    let dec = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        dec.status.success() && dec.stderr.is_empty(),
+        "{}: {} does not decode cleanly: {}",
+        cam.name,
+        path.display(),
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    p
+}
