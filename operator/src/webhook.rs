@@ -134,9 +134,12 @@ fn validate_object(
         "Camera" => Ok(validation::validate_camera(
             &serde_json::from_value::<CameraSpec>(spec).map_err(parse_error)?,
         )),
-        "RecorderPool" => Ok(validation::validate_pool(
-            &serde_json::from_value::<RecorderPoolSpec>(spec).map_err(parse_error)?,
-        )),
+        "RecorderPool" => {
+            let spec = serde_json::from_value::<RecorderPoolSpec>(spec).map_err(parse_error)?;
+            let mut errors = validation::validate_pool(&spec);
+            errors.extend(validation::validate_pool_audit(&spec));
+            Ok(errors)
+        }
         "Backfill" => Ok(validation::validate_backfill(
             &serde_json::from_value::<BackfillSpec>(spec).map_err(parse_error)?,
         )),

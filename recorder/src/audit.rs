@@ -32,6 +32,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use object_store::ObjectStore;
@@ -271,6 +272,9 @@ pub struct AuditArgs {
     /// recorded (assignment, connection, first keyframe).
     #[arg(long, default_value_t = 60)]
     pub startup_grace_seconds: u32,
+    /// Cameras audited at once (each lists its window's hour directories 8 at a time).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
     /// Compute and log, but write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -341,9 +345,16 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
         dry_run: a.dry_run,
     };
     let mut total = Summary::default();
-    for cam in &cameras {
+    let ctx = &ctx;
+    let mut results = futures::stream::iter(
+        cameras
+            .iter()
+            .map(|cam| async move { (cam, audit_camera(ctx, cam).await) }),
+    )
+    .buffer_unordered(a.concurrency as usize);
+    while let Some((cam, result)) = results.next().await {
         total.cameras += 1;
-        match audit_camera(&ctx, cam).await {
+        match result {
             Ok((c, reported)) => {
                 total.holes += c.missing.len() as u64;
                 total.missing_ms += c.missing_ms();

@@ -582,16 +582,24 @@ async fn apply_children(ctx: &Context, pool: &RecorderPool, ns: &str) -> Result<
         let cj = children::retention_cron_job(pool, &ctx.settings, api_version);
         let cj_name = children::retention_cron_job_name(pool);
         apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await?;
-        // The audit is an extra: a CronJob the API server refuses must not stop placement.
-        let cj = children::audit_cron_job(pool, &ctx.settings, api_version);
-        let cj_name = children::audit_cron_job_name(pool);
-        if let Err(e) = apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await {
-            warn!(pool = %pool.name_any(), error = %e, "cannot apply the coverage-audit CronJob");
-        }
     }
     if let Some(api_version) = &ctx.pdb_api_version {
         let pdb = children::disruption_budget(pool, api_version);
         apply_dynamic(ctx, ns, &name, api_version, "PodDisruptionBudget", &pdb).await?;
+    }
+    // Last, so that a refused audit schedule (reported in WorkloadApplied like any apply error)
+    // holds nothing else back.
+    if let Some(api_version) = &ctx.cron_job_api_version {
+        let errors = validation::validate_pool_audit(&pool.spec);
+        if !errors.is_empty() {
+            return Err(Error::Check(format!(
+                "coverage-audit CronJob not applied: {}",
+                validation::describe(&errors)
+            )));
+        }
+        let cj = children::audit_cron_job(pool, &ctx.settings, api_version);
+        let cj_name = children::audit_cron_job_name(pool);
+        apply_dynamic(ctx, ns, &cj_name, api_version, "CronJob", &cj).await?;
     }
     Ok(())
 }
