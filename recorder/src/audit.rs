@@ -175,6 +175,20 @@ pub fn to_report(
     out
 }
 
+/// True when the store has no segment of the camera in the whole window although its recorder
+/// reported footage ending after the window's start (`status.lastSegmentTime`): the audit is
+/// probably looking at the wrong store (prefix, mount), or uploads are stuck; reporting the
+/// whole window as holes would only start Backfills of footage that may well exist. (A camera
+/// that just came back after a day offline has its hole reported by the next run, once its new
+/// footage is older than the settle margin.)
+pub fn store_looks_wrong(
+    c: &CameraCoverage,
+    segments: &[Interval],
+    last_segment_ms: Option<i64>,
+) -> bool {
+    segments.is_empty() && c.expected_ms > 0 && last_segment_ms.is_some_and(|t| t > c.window.start)
+}
+
 /// Windows the failure path already handles for `camera`: its Backfills (any phase) and the
 /// outages in its status (an open one reaches to the end of time).
 pub fn known_windows(camera: &Camera, backfills: &[Backfill]) -> Vec<Interval> {
@@ -309,6 +323,16 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
     let (ns, name) = crate::playback::pool::parse_ref(&a.pool)?;
     let client = Client::try_default().await?;
     let (pool, storage, prefix) = crate::pool_store::get_pool_storage(&client, &ns, &name).await?;
+    // An empty store would look like 100 % missing footage and a Backfill for every camera:
+    // a local store that is not there (volume not mounted) is an error, not an empty store.
+    if let crate::config::StorageConfig::Local { path } = &storage
+        && !path.is_dir()
+    {
+        return Err(Error::Config(format!(
+            "store directory {} does not exist (is the pool's volume mounted here?)",
+            path.display()
+        )));
+    }
     let store: Arc<dyn ObjectStore> = crate::store::build(&storage)?;
     let now_ms = a.now_ms.unwrap_or_else(|| Utc::now().timestamp_millis());
     let settle = a.settle_seconds.map_or_else(
@@ -431,6 +455,17 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
     };
     let c = coverage(w, &expected, &segments, DEFAULT_TOLERANCE_MS);
     let cov = coverage_status(&c, ctx.now_ms)?;
+    let last_segment_ms = cam
+        .status
+        .as_ref()
+        .and_then(|s| s.last_segment_time)
+        .map(|t| t.timestamp_millis());
+    let suspicious = store_looks_wrong(&c, &segments, last_segment_ms);
+    if suspicious {
+        warn!(camera = %id, last_segment = %rfc3339(last_segment_ms.unwrap_or_default()),
+              "the store holds nothing of this camera in the window although its recorder reported \
+               footage in it: not reporting holes (wrong storage settings, or a store outage)");
+    }
     let mut current = cam.clone();
     let mut reported = 0u64;
     for attempt in 0..5 {
@@ -438,7 +473,7 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
             find_condition(&s.conditions, "Recording")
                 .is_some_and(|r| r.status == ConditionStatus::True)
         });
-        let report = if current.spec.auto_backfill {
+        let report = if current.spec.auto_backfill && !suspicious {
             to_report(
                 &c,
                 &known_windows(&current, ctx.backfills),
@@ -627,6 +662,25 @@ mod tests {
             to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 1).len(),
             1
         );
+    }
+
+    #[test]
+    fn an_empty_store_with_recent_footage_reported_is_suspicious() {
+        let w = iv(0, 24 * H);
+        let c = coverage(w, &[w], &[], 100);
+        assert_eq!(c.missing, vec![w]);
+        assert!(store_looks_wrong(&c, &[], Some(20 * H)));
+        assert!(
+            !store_looks_wrong(&c, &[], None),
+            "never recorded: the hole is real"
+        );
+        assert!(
+            !store_looks_wrong(&c, &[], Some(-H)),
+            "nothing reported in the window"
+        );
+        let some = tiles(0, H);
+        let c = coverage(w, &[w], &some, 100);
+        assert!(!store_looks_wrong(&c, &some, Some(20 * H)));
     }
 
     #[test]

@@ -86,15 +86,9 @@ fn write_segments(
     }
 }
 
-fn run_audit(ns: &str, now_ms: i64) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
-        .args([
-            "audit",
-            "--pool",
-            &format!("{ns}/main"),
-            "--window-hours",
-            "24",
-        ])
+fn audit(pool: &str, now_ms: i64) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+        .args(["audit", "--pool", pool, "--window-hours", "24"])
         .args([
             "--startup-grace-seconds",
             "0",
@@ -103,7 +97,11 @@ fn run_audit(ns: &str, now_ms: i64) -> String {
         ])
         .env("RUST_LOG", "info")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn run_audit(ns: &str, now_ms: i64) -> String {
+    let out = audit(&format!("{ns}/main"), now_ms);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -233,6 +231,40 @@ fn audit_reports_coverage_and_one_outage_per_unknown_hole() {
     write_segments(&store, &cam_id, created - 20_000, now, &[hole_a, hole_b]);
 
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A local store that is not there is an error, not a store with every camera missing.
+        rt.block_on(async {
+            let pools: Api<kube::api::DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                &ns,
+                &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+                    "vigil.dev",
+                    "v1alpha1",
+                    "RecorderPool",
+                )),
+            );
+            pools
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({
+                        "apiVersion": "vigil.dev/v1alpha1",
+                        "kind": "RecorderPool",
+                        "metadata": {"name": "unmounted"},
+                        "spec": {
+                            "replicas": 0,
+                            "capacityKbps": 100000,
+                            "storage": {"local": {"path": tmp.path().join("missing").display().to_string()}}
+                        }
+                    }))
+                    .unwrap(),
+                )
+                .await
+                .unwrap();
+        });
+        let out = audit(&format!("{ns}/unmounted"), now);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("does not exist"), "{stderr}");
+
         rt.block_on(async {
             // Hole B is already being handled.
             let bfs: Api<Backfill> = Api::namespaced(client.clone(), &ns);

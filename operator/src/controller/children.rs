@@ -356,6 +356,18 @@ fn pool_cron_job(
     let container = args.first().cloned().unwrap_or_default();
     let mut metadata = meta(pool);
     metadata.name = Some(name);
+    // A local store is only visible through the recorders' claim: mount it at the same path
+    // (without it the job finds no store directory and fails, rather than seeing an empty store).
+    let (volumes, mounts) = match &pool.spec.storage.local {
+        Some(local) => match &local.claim_name {
+            Some(claim) => (
+                serde_json::json!([{"name": "store", "persistentVolumeClaim": {"claimName": claim}}]),
+                serde_json::json!([{"name": "store", "mountPath": local.path}]),
+            ),
+            None => (serde_json::json!([]), serde_json::json!([])),
+        },
+        None => (serde_json::json!([]), serde_json::json!([])),
+    };
     serde_json::json!({
         "apiVersion": api_version,
         "kind": "CronJob",
@@ -374,9 +386,11 @@ fn pool_cron_job(
                     "spec": {
                         "serviceAccountName": workload_name(pool),
                         "restartPolicy": "Never",
-                        "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true},
+                        "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true, "fsGroup": 65532},
+                        "volumes": volumes,
                         "containers": [{
                             "name": container,
+                            "volumeMounts": mounts,
                             "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
                             "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
                             "args": args,
@@ -571,6 +585,12 @@ mod tests {
             serde_json::json!(["audit", "--pool", "cams/main", "--window-hours", "24"])
         );
         assert_eq!(c["image"], "my/recorder:1");
+        // The local store is the recorders' claim, mounted at the same path.
+        assert_eq!(
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "footage"
+        );
+        assert_eq!(c["volumeMounts"][0]["mountPath"], "/data");
         p.spec.audit.enabled = false;
         p.spec.audit.schedule = "5 * * * *".into();
         p.spec.audit.window_hours = 48;
