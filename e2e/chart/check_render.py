@@ -249,7 +249,7 @@ def check_full(docs):
         expect("local" not in spec["storage"], "both storage targets rendered")
         expect(spec["replicas"] == 2 and spec["capacityKbps"] == 100000, "replicas/capacity %r" % spec)
         expect(spec["lease"] == {"durationSeconds": 4, "renewSeconds": 1}, "lease %r" % spec.get("lease"))
-        expect(spec["backfill"] == {"maxConcurrent": 2, "bandwidthMbps": 50}, "backfill %r" % spec.get("backfill"))
+        expect(spec["backfill"] == {"maxConcurrent": 2, "bandwidthMbps": 50, "edgeSettleSeconds": 15}, "backfill %r" % spec.get("backfill"))
         expect(spec.get("podOverrides", {}).get("resources", {}).get("requests", {}).get("cpu") == "250m",
                "podOverrides not passed through")
         ref = spec["storage"]["s3"]["credentialsSecretRef"]

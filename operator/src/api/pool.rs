@@ -149,6 +149,16 @@ pub struct BackfillLimits {
     /// Bandwidth cap per backfill Job, Mbit/s; 0 means no cap. Default 50.
     #[schemars(range(min = 0))]
     pub bandwidth_mbps: u32,
+    /// Seconds to wait after an outage window ends before fetching it from the camera: cameras
+    /// write their SD card in chunks (often 10 s or more) and index them with a delay, so an
+    /// immediate fetch misses the window's tail. Default 15.
+    #[serde(default = "default_edge_settle_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub edge_settle_seconds: u32,
+}
+
+fn default_edge_settle_seconds() -> u32 {
+    15
 }
 
 impl Default for BackfillLimits {
@@ -156,6 +166,7 @@ impl Default for BackfillLimits {
         BackfillLimits {
             max_concurrent: 2,
             bandwidth_mbps: 50,
+            edge_settle_seconds: default_edge_settle_seconds(),
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct World<'a> {
     pub running_for_camera: usize,
     /// Backfills of the same pool that are Running (this one excluded).
     pub running_in_pool: usize,
+    /// The current time (the window must have settled on the camera's SD card).
+    pub now: DateTime<Utc>,
 }
 
 /// Decides the next step for `backfill`. Pure.
@@ -206,6 +208,17 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
             ),
         };
     }
+    let settled_at = backfill.spec.window.end
+        + chrono::Duration::seconds(i64::from(pool.spec.backfill.edge_settle_seconds));
+    if world.now < settled_at {
+        return Decision::Wait {
+            reason: "EdgeSettling".into(),
+            message: format!(
+                "waiting until {} for the camera to finish writing the window to its edge storage (backfill.edgeSettleSeconds)",
+                settled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        };
+    }
     Decision::StartJob {
         attempt: status.attempts + 1,
     }
@@ -308,8 +321,9 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         job: job_now.as_ref(),
         running_for_camera,
         running_in_pool,
+        now: Utc::now(),
     };
-    let now = Utc::now();
+    let now = world.now;
     let generation = backfill.metadata.generation;
     let mut next = OperatorBackfillStatus::from(&status);
     next.observed_generation = generation;
@@ -574,7 +588,27 @@ mod tests {
             job,
             running_for_camera: 0,
             running_in_pool: 0,
+            now: Utc::now(),
         }
+    }
+
+    #[test]
+    fn waits_for_the_window_to_settle_on_the_sd_card() {
+        let (c, p) = (camera(true), pool());
+        let b = backfill(None); // window ended 30 s ago; default settle 15 s
+        let end = b.spec.window.end;
+        let early = World {
+            now: end + chrono::Duration::seconds(5),
+            ..world(&c, &p, None)
+        };
+        assert!(
+            matches!(decide(&b, &early), Decision::Wait { reason, .. } if reason == "EdgeSettling")
+        );
+        let settled = World {
+            now: end + chrono::Duration::seconds(15),
+            ..world(&c, &p, None)
+        };
+        assert_eq!(decide(&b, &settled), Decision::StartJob { attempt: 1 });
     }
 
     #[test]
