@@ -16,22 +16,37 @@
 //! segment) every edge camera's coverage in the bucket is complete to within one frame
 //! interval; every backfilled segment plays in ffprobe/ffmpeg, its duration matches its key,
 //! and it meets its neighbours within one frame. Measured numbers go to stderr.
+//!
+//! Second scenario, the coverage audit (docs/architecture.md): two edge cameras record on one
+//! recorder; two live segments of one of them are deleted from the bucket (a lost upload that
+//! nothing reports). The audit runs as production runs it, as a pod: a Job made from the pool's
+//! CronJob `vigil-audit-<pool>` (its schedule idle during the test), with `--settle-seconds` and
+//! `--startup-grace-seconds` fitted to the short test window. Checks: `status.coverage` shows
+//! the deleted seconds missing (the other camera 100 %); exactly one `Audit` outage, the hole,
+//! appears in the camera's status; the operator's Audit Backfill waits `edgeSettleSeconds`, runs
+//! as a pod and ends Succeeded with 0 s lost; the store is complete again to within one frame and
+//! the refilled segments play; a second audit run reports nothing missing and adds no outage.
+//! The scenarios run one at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use vigil_e2e::harness::{RecorderProcess, free_port, partial_segment_bytes, start_operator};
 use vigil_e2e::*;
 use vigil_operator::api::{
-    Backfill, BackfillPhase, BackfillReason, Camera, RECORDER_LABEL, RecorderPool,
+    Backfill, BackfillPhase, BackfillReason, Camera, Coverage, RECORDER_LABEL, RecorderPool,
 };
 
 const BUCKET: &str = "vigil-e2e-backfill";
@@ -98,6 +113,7 @@ impl CamSpec {
 
 #[tokio::test]
 async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
+    let _serial = SCENARIO.lock().await;
     let t0 = Instant::now();
     let client = client().await;
     apply_crds(&client).await;
@@ -112,16 +128,21 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
 
     // S3 and cameras on the host address, so that host processes and pods reach them alike.
     let moto = Moto::start(&host, &work);
-    let sim = Simulator::start(&host, &work);
+    let sim = Simulator::start(&host, &work, &CAMERAS);
 
-    create_objects(&client, &ns, &host, &moto, &sim, &image).await;
+    // Only the failure path creates Backfills here.
+    let pool_spec = serde_json::json!({"audit": {"enabled": false}});
+    create_objects(
+        &client, &ns, &host, &moto, &sim, &image, &CAMERAS, pool_spec,
+    )
+    .await;
     let _operator = start_operator(&ns, "operator-0", free_port(), &work, &[]);
     let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
 
     // All four cameras on rec-0, then a second recorder joins: the healthy assignments stay.
     let mut rec0 = RecorderProcess::start(&ns, POOL, "rec-0", free_port(), &work);
-    wait_recording_on(&cameras, &ns, &rec0, Duration::from_secs(90)).await;
+    wait_recording_on(&cameras, &ns, &rec0, &CAMERAS, Duration::from_secs(90)).await;
     eprintln!(
         "all cameras recording on rec-0 after {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -485,74 +506,625 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
 
         // Every backfilled segment plays, its duration matches its key, and it meets its
         // neighbours within one frame.
-        let dir = work.join("segments").join(c.name);
-        for (i, s) in segs.iter().enumerate() {
-            if !s.backfill {
-                continue;
-            }
-            let prev = i.checked_sub(1).map(|j| &segs[j]);
-            let next = segs.get(i + 1);
-            let prev = prev.unwrap_or_else(|| panic!("{}: {s:?} has no predecessor", c.name));
-            let next = next.unwrap_or_else(|| panic!("{}: {s:?} has no successor", c.name));
-            let p = probe(&moto.download(&s.key, &dir), c);
-            let key_ms = s.end - s.start;
-            eprintln!(
-                "{}: backfilled {}..{} ({key_ms} ms): ffprobe {} {} frames {:.3} s; after {} by \
-                 {} ms, before {} by {} ms",
-                c.name,
-                s.start,
-                s.end,
-                p.codec,
-                p.frames,
-                p.seconds,
-                prev.origin(),
-                s.start - prev.end,
-                next.origin(),
-                next.start - s.end
-            );
-            assert_eq!(p.codec, c.codec.1, "{}: {}", c.name, s.key);
-            let probe_ms = (p.seconds * 1000.0).round() as i64;
-            assert!(
-                (probe_ms - key_ms).abs() <= c.frame_ms() + 1,
-                "{}: {} says {key_ms} ms, the file plays {probe_ms} ms",
-                c.name,
-                s.key
-            );
-            let expect_frames = (p.seconds * f64::from(c.fps)).round() as i64;
-            assert!(
-                (p.frames as i64 - expect_frames).abs() <= 1,
-                "{}: {} frames in {} s at {} fps",
-                c.name,
-                p.frames,
-                p.seconds,
-                c.fps
-            );
-            assert!(
-                (s.start - prev.end).abs() <= c.frame_ms(),
-                "{}: {s:?} starts {} ms from the end of {prev:?}",
-                c.name,
-                s.start - prev.end
-            );
-            assert!(
-                (next.start - s.end).abs() <= c.frame_ms(),
-                "{}: {s:?} ends {} ms from the start of {next:?}",
-                c.name,
-                next.start - s.end
-            );
-            // The live neighbours play too (the backfill did not clobber them).
-            for n in [prev, next].into_iter().filter(|n| !n.backfill) {
-                let q = probe(&moto.download(&n.key, &dir), c);
-                assert_eq!(q.codec, c.codec.1, "{}", n.key);
-            }
-        }
+        check_backfilled_segments(&moto, &work.join("segments").join(c.name), &segs, c);
     }
     assert!(failures.is_empty(), "{failures:#?}");
     eprintln!("backfill e2e passed in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
+/// Settle margin of the test's audit runs (`--settle-seconds`): three segments, so that the
+/// audited window ends before the segment being recorded and the upload queue.
+const AUDIT_SETTLE_SECONDS: i64 = 3 * SEGMENT_SECONDS;
+/// A schedule that does not fire during the test: the runs are the test's own Jobs.
+const AUDIT_SCHEDULE: &str = "0 0 1 1 *";
+
+#[tokio::test]
+async fn lost_upload_is_found_by_the_audit_and_backfilled() {
+    let _serial = SCENARIO.lock().await;
+    let t0 = Instant::now();
+    let client = client().await;
+    apply_crds(&client).await;
+    let image = recorder_image();
+    let host = std::env::var("VIGIL_HOST_IP").unwrap_or_else(|_| "10.244.0.1".into());
+
+    let ns = create_namespace(&client, "vigil-e2e-audit", &[]).await;
+    let _ns_guard = NamespaceGuard(ns.clone());
+    let work = std::env::temp_dir().join(&ns);
+    std::fs::create_dir_all(&work).expect("work dir");
+    eprintln!("namespace {ns}; logs and downloads in {}", work.display());
+
+    // Two edge cameras: the victim loses uploads, the other one must come out clean.
+    let cams = &CAMERAS[..2];
+    let (victim, control) = (&cams[0], &cams[1]);
+    let moto = Moto::start(&host, &work);
+    let sim = Simulator::start(&host, &work, cams);
+    let pool_spec = serde_json::json!({
+        "audit": {"enabled": true, "schedule": AUDIT_SCHEDULE, "windowHours": 1}
+    });
+    create_objects(&client, &ns, &host, &moto, &sim, &image, cams, pool_spec).await;
+    let _operator = start_operator(&ns, "operator-0", free_port(), &work, &[]);
+    let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
+
+    // Every Audit outage that ever appears in a camera's status (the operator hands it over
+    // to a Backfill and removes it within a reconcile, so polling could miss it).
+    let audit_outages = Arc::new(Mutex::new(BTreeSet::<(String, i64, i64)>::new()));
+    let watch = tokio::spawn({
+        let seen = audit_outages.clone();
+        let api = cameras.clone();
+        async move {
+            let mut events =
+                std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
+            while let Some(ev) = events.next().await {
+                let Ok(cam) = ev else { continue };
+                let name = cam.name_any();
+                for o in cam.status.iter().flat_map(|s| &s.outages) {
+                    if o.reason == BackfillReason::Audit {
+                        seen.lock().expect("outages").insert((
+                            name.clone(),
+                            o.start.timestamp_millis(),
+                            o.end.map_or(i64::MAX, |e| e.timestamp_millis()),
+                        ));
+                    }
+                }
+            }
+        }
+    });
+    let audit_outages_of = |cam: &str| -> Vec<(i64, i64)> {
+        audit_outages
+            .lock()
+            .expect("outages")
+            .iter()
+            .filter(|o| o.0 == cam)
+            .map(|o| (o.1, o.2))
+            .collect()
+    };
+
+    // The pool's audit CronJob exists, on its (here idle) schedule, running
+    // `vigil-recorder audit --pool <ns>/<pool> --window-hours 1`.
+    let cron_job = audit_cron_job(&client, &ns).await;
+    assert_eq!(cron_job.data["spec"]["schedule"], AUDIT_SCHEDULE);
+    assert_eq!(cron_job.data["spec"]["suspend"], false);
+
+    let rec = RecorderProcess::start(&ns, POOL, "rec-0", free_port(), &work);
+    wait_recording_on(&cameras, &ns, &rec, cams, Duration::from_secs(90)).await;
+    eprintln!(
+        "cameras recording on rec-0 after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Four live segments of the victim (and two of the other camera) in the store.
+    wait_for(
+        Duration::from_secs(60),
+        "four live segments of the victim",
+        || async {
+            let n = |c: &CamSpec| segments(&moto.addr, &ns, c.name).len();
+            (n(victim) >= 4 && n(control) >= 2).then_some(())
+        },
+    )
+    .await;
+
+    // Lose the victim's second and third segments: nothing reports this as an outage.
+    let before = segments(&moto.addr, &ns, victim.name);
+    assert!(before.iter().all(|s| !s.backfill), "{before:?}");
+    for s in &before[1..3] {
+        moto.delete(&s.key);
+    }
+    let deleted = (before[1].start, before[2].end);
+    let after = segments(&moto.addr, &ns, victim.name);
+    assert_eq!(after.len(), before.len() - 2, "{after:?}");
+    let holes = uncovered(
+        (after[0].start, after.last().expect("segments").end),
+        &after,
+    );
+    let hole = *holes
+        .iter()
+        .find(|(a, z)| z - a > 1000)
+        .unwrap_or_else(|| panic!("no hole after deleting {deleted:?}: {holes:?}"));
+    let hole_s = (hole.1 - hole.0) as f64 / 1e3;
+    assert!(
+        (hole.0 - deleted.0).abs() <= victim.frame_ms()
+            && (hole.1 - deleted.1).abs() <= victim.frame_ms(),
+        "the hole {hole:?} is not the deleted {deleted:?}"
+    );
+    eprintln!(
+        "deleted {} and {} from the store: a {hole_s:.3} s hole {}..{}",
+        before[1].key, before[2].key, hole.0, hole.1
+    );
+
+    // The start-up grace of the test's audit runs: from the cameras' creation (whole seconds)
+    // to their first footage, so that only the deleted footage is missing.
+    let mut grace_ms = 0;
+    for c in cams {
+        let created = cameras
+            .get(c.name)
+            .await
+            .expect("camera")
+            .creation_timestamp()
+            .expect("creationTimestamp")
+            .0
+            .as_millisecond();
+        let first = segments(&moto.addr, &ns, c.name)[0].start;
+        grace_ms = grace_ms.max(first - created);
+    }
+    let grace_s = grace_ms / 1000 + 2;
+    eprintln!(
+        "first footage {:.3} s after the cameras' creation: audit with \
+         --startup-grace-seconds {grace_s} --settle-seconds {AUDIT_SETTLE_SECONDS}",
+        grace_ms as f64 / 1e3
+    );
+    let audit_args = [
+        "--settle-seconds".to_string(),
+        AUDIT_SETTLE_SECONDS.to_string(),
+        "--startup-grace-seconds".into(),
+        grace_s.to_string(),
+    ];
+
+    // The audited window must reach past the hole.
+    let audit_from = hole.1 + AUDIT_SETTLE_SECONDS * 1000 + 1000;
+    tokio::time::sleep(Duration::from_millis((audit_from - now_ms()).max(0) as u64)).await;
+
+    // First run: the hole is found and reported, once, for the victim only.
+    let run1 = run_audit_job(&client, &ns, &cron_job, "audit-1", &audit_args, &image).await;
+    let audit_done = Instant::now();
+    eprintln!(
+        "audit run 1: Job succeeded {:.1} s after its creation; {}",
+        run1.seconds, run1.summary_line
+    );
+    assert_eq!(
+        run1.summary.get("cameras").map(String::as_str),
+        Some("2"),
+        "{}",
+        run1.summary_line
+    );
+    assert_eq!(
+        run1.summary.get("reported").map(String::as_str),
+        Some("1"),
+        "{}",
+        run1.summary_line
+    );
+    assert_eq!(
+        run1.summary.get("errors").map(String::as_str),
+        Some("0"),
+        "{}",
+        run1.summary_line
+    );
+    let cov = coverage_of(&cameras, victim.name).await;
+    eprintln!(
+        "{}: coverage {} over {} .. {}: {:.3} s missing of {:.3} s expected",
+        victim.name,
+        cov.percent,
+        cov.window.start,
+        cov.window.end,
+        cov.missing_seconds,
+        cov.expected_seconds
+    );
+    assert!(
+        cov.window.end.timestamp_millis() >= hole.1,
+        "the audited window {:?} does not reach past the hole {hole:?}",
+        cov.window
+    );
+    assert!(
+        (cov.missing_seconds - hole_s).abs() * 1000.0 <= 2.0 * victim.frame_ms() as f64,
+        "{}: the audit found {} s missing, {hole_s} s were deleted",
+        victim.name,
+        cov.missing_seconds
+    );
+    assert!(percent(&cov.percent) < 100.0, "{}: {cov:?}", victim.name);
+    assert!(
+        cov.expected_seconds > cov.missing_seconds,
+        "{}: {cov:?}",
+        victim.name
+    );
+    let cov_control = coverage_of(&cameras, control.name).await;
+    eprintln!(
+        "{}: coverage {}, {:.3} s missing of {:.3} s expected",
+        control.name,
+        cov_control.percent,
+        cov_control.missing_seconds,
+        cov_control.expected_seconds
+    );
+    assert_eq!(
+        cov_control.percent, "100.00%",
+        "{}: {cov_control:?}",
+        control.name
+    );
+    assert_eq!(cov_control.missing_seconds, 0.0);
+
+    // One Audit outage, the deleted interval; the operator turns it into a Backfill.
+    let outage = wait_for(Duration::from_secs(10), "the Audit outage seen", || async {
+        audit_outages_of(victim.name).first().copied()
+    })
+    .await;
+    assert_eq!(
+        audit_outages_of(victim.name),
+        vec![outage],
+        "one Audit outage"
+    );
+    assert!(
+        audit_outages_of(control.name).is_empty(),
+        "no Audit outage of {}",
+        control.name
+    );
+    assert!(
+        outage.0 <= hole.0 + victim.frame_ms() && outage.1 >= hole.1 - victim.frame_ms(),
+        "the Audit outage {outage:?} does not cover the hole {hole:?}"
+    );
+    assert!(
+        ((outage.1 - outage.0) as f64 / 1e3 - hole_s).abs() * 1000.0
+            <= 2.0 * victim.frame_ms() as f64,
+        "the Audit outage {outage:?} is not the {hole_s} s hole {hole:?}"
+    );
+
+    let backfill = wait_for(
+        Duration::from_secs(120),
+        "a finished Audit Backfill of the victim",
+        || async {
+            let list = backfills.list(&ListParams::default()).await.ok()?.items;
+            let b = list
+                .into_iter()
+                .find(|b| b.spec.camera == victim.name && b.spec.reason == BackfillReason::Audit)?;
+            b.status.as_ref()?.finished_at?;
+            Some(b)
+        },
+    )
+    .await;
+    let backfill_done = audit_done.elapsed().as_secs_f64();
+    let st = backfill.status.clone().unwrap_or_default();
+    let ran = match (st.started_at, st.finished_at) {
+        (Some(s), Some(f)) => (f - s).num_milliseconds() as f64 / 1e3,
+        _ => f64::NAN,
+    };
+    eprintln!(
+        "backfill {} (Audit): window {} .. {} ({:.3} s), phase {:?}, missing before {:?} s, \
+         recovered {:?} s, lost {:?} s, bytes {:?}, job {:?}; ran {ran:.1} s, finished \
+         {backfill_done:.1} s after the audit (edgeSettleSeconds included)",
+        backfill.name_any(),
+        backfill.spec.window.start,
+        backfill.spec.window.end,
+        backfill.spec.window.seconds(),
+        st.phase,
+        st.seconds_missing_before,
+        st.seconds_recovered,
+        st.seconds_lost,
+        st.bytes,
+        st.job_name,
+    );
+    assert_eq!(
+        (
+            backfill.spec.window.start.timestamp_millis(),
+            backfill.spec.window.end.timestamp_millis()
+        ),
+        outage,
+        "the Backfill's window is the Audit outage"
+    );
+    if !(st.phase == Some(BackfillPhase::Succeeded)
+        && st.seconds_lost == Some(0.0)
+        && st.still_missing.is_empty())
+    {
+        panic!(
+            "Audit backfill not complete: {st:?}\n{}",
+            describe_pods(&client, &ns).await
+        );
+    }
+    // The Job waited for the camera to finish writing the window to its SD card.
+    let edge_settle = Api::<RecorderPool>::namespaced(client.clone(), &ns)
+        .get(POOL)
+        .await
+        .expect("pool")
+        .spec
+        .backfill
+        .edge_settle_seconds;
+    let started = st.started_at.expect("startedAt");
+    assert!(
+        started >= backfill.spec.window.end + chrono::Duration::seconds(i64::from(edge_settle)),
+        "the Backfill started at {started}, before the window's end {} + edgeSettleSeconds \
+         {edge_settle}",
+        backfill.spec.window.end
+    );
+    let recovered = st.seconds_recovered.unwrap_or(0.0);
+    assert!(
+        (recovered - hole_s).abs() * 1000.0 <= 2.0 * victim.frame_ms() as f64,
+        "recovered {recovered} s of a {hole_s} s hole"
+    );
+    let job_name = st.job_name.clone().expect("the Backfill's Job");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let job_pods = pods
+        .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+        .await
+        .expect("job pods")
+        .items;
+    let bf_pod = job_pods
+        .iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+        .unwrap_or_else(|| panic!("no Succeeded pod of Job {job_name}"));
+    let spec = bf_pod.spec.as_ref().expect("pod spec");
+    assert!(spec.node_name.is_some(), "the pod ran on a node");
+    assert_eq!(spec.containers[0].image.as_deref(), Some(image.as_str()));
+
+    // The store holds the whole window again: the deleted footage came back from the SD card.
+    let segs = segments(&moto.addr, &ns, victim.name);
+    let window = (
+        segs[0].start,
+        segs.iter().map(|s| s.end).max().expect("segments"),
+    );
+    let holes = uncovered(window, &segs);
+    let missing_ms: i64 = holes.iter().map(|(a, z)| z - a).sum();
+    let span = (window.1 - window.0) as f64;
+    let backfilled: Vec<&Seg> = segs.iter().filter(|s| s.backfill).collect();
+    eprintln!(
+        "{}: store window {:.1} s, {} live + {} backfilled segments, coverage {:.4} %, \
+         {missing_ms} ms missing in {} hole(s) {holes:?}",
+        victim.name,
+        span / 1e3,
+        segs.len() - backfilled.len(),
+        backfilled.len(),
+        100.0 * (span - missing_ms as f64) / span,
+        holes.len()
+    );
+    assert!(!backfilled.is_empty(), "no backfilled segment");
+    for (a, z) in &holes {
+        assert!(
+            z - a <= victim.frame_ms(),
+            "{} ms missing at {a}..{z} (one frame is {} ms); all holes {holes:?}",
+            z - a,
+            victim.frame_ms()
+        );
+    }
+    for s in &backfilled {
+        assert!(
+            s.start >= outage.0 - victim.frame_ms() && s.end <= outage.1 + victim.frame_ms() + 20,
+            "backfilled {s:?} outside the Backfill window {outage:?}"
+        );
+    }
+    check_backfilled_segments(
+        &moto,
+        &work.join("segments").join(victim.name),
+        &segs,
+        victim,
+    );
+
+    // Second run: nothing missing any more, nothing reported again.
+    let run2 = run_audit_job(&client, &ns, &cron_job, "audit-2", &audit_args, &image).await;
+    eprintln!(
+        "audit run 2: Job succeeded {:.1} s after its creation; {}",
+        run2.seconds, run2.summary_line
+    );
+    assert_eq!(
+        run2.summary.get("reported").map(String::as_str),
+        Some("0"),
+        "{}",
+        run2.summary_line
+    );
+    assert_eq!(
+        run2.summary.get("errors").map(String::as_str),
+        Some("0"),
+        "{}",
+        run2.summary_line
+    );
+    let cov2 = coverage_of(&cameras, victim.name).await;
+    assert!(
+        cov2.checked_at > cov.checked_at,
+        "coverage rewritten: {cov2:?}"
+    );
+    eprintln!(
+        "{}: coverage after the backfill {}: {:.3} s missing of {:.3} s expected",
+        victim.name, cov2.percent, cov2.missing_seconds, cov2.expected_seconds
+    );
+    assert!(
+        cov2.missing_seconds * 1000.0 <= victim.frame_ms() as f64,
+        "{}: {cov2:?}",
+        victim.name
+    );
+    assert!(
+        cov2.window.start.timestamp_millis() <= hole.0
+            && cov2.window.end.timestamp_millis() >= hole.1,
+        "the second run audits the refilled hole: {cov2:?}"
+    );
+    let cov2_control = coverage_of(&cameras, control.name).await;
+    assert_eq!(
+        cov2_control.percent, "100.00%",
+        "{}: {cov2_control:?}",
+        control.name
+    );
+    // No new outage or Backfill (give the watch a moment to see any status write).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        audit_outages_of(victim.name),
+        vec![outage],
+        "no new Audit outage"
+    );
+    assert!(audit_outages_of(control.name).is_empty());
+    let audit_backfills = backfills
+        .list(&ListParams::default())
+        .await
+        .expect("list backfills")
+        .items
+        .into_iter()
+        .filter(|b| b.spec.reason == BackfillReason::Audit)
+        .count();
+    assert_eq!(audit_backfills, 1, "one Audit Backfill");
+    watch.abort();
+    eprintln!(
+        "audit e2e: audit runs {:.1} s and {:.1} s (Job created to succeeded), {:.3} s found \
+         missing of {hole_s:.3} s deleted, backfill done {backfill_done:.1} s after the audit \
+         (Job ran {ran:.1} s), coverage {} → {} ({:.3} s missing); passed in {:.1} s",
+        run1.seconds,
+        run2.seconds,
+        cov.missing_seconds,
+        cov.percent,
+        cov2.percent,
+        cov2.missing_seconds,
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// The scenarios share the machine's two cores with the cluster: they run one at a time.
+static SCENARIO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The camera's `status.coverage` (written by an audit run).
+async fn coverage_of(cameras: &Api<Camera>, name: &str) -> Coverage {
+    let cam = cameras.get(name).await.expect("camera");
+    cam.status
+        .and_then(|s| s.coverage)
+        .unwrap_or_else(|| panic!("{name}: no status.coverage"))
+}
+
+/// `99.87%` → 99.87.
+fn percent(text: &str) -> f64 {
+    text.trim_end_matches('%')
+        .parse()
+        .unwrap_or_else(|_| panic!("coverage percent {text:?}"))
+}
+
+/// The pool's audit CronJob, as the operator applied it (batch/v1, or batch/v1beta1 before
+/// Kubernetes 1.21).
+async fn audit_cron_job(client: &Client, ns: &str) -> DynamicObject {
+    let name = format!("vigil-audit-{POOL}");
+    wait_for(
+        Duration::from_secs(60),
+        &format!("CronJob {name}"),
+        || async {
+            for version in ["v1", "v1beta1"] {
+                let gvk = GroupVersionKind::gvk("batch", version, "CronJob");
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+                if let Ok(cj) = api.get(&name).await {
+                    return Some(cj);
+                }
+            }
+            None
+        },
+    )
+    .await
+}
+
+/// One audit run.
+struct AuditRun {
+    /// From creating the Job to seeing it succeeded.
+    seconds: f64,
+    /// The run's `audit: cameras=… holes=… …` line, and its fields.
+    summary_line: String,
+    summary: BTreeMap<String, String>,
+}
+
+/// Runs the audit as production does, as a pod: a Job from the CronJob's jobTemplate (what
+/// `kubectl create job --from=cronjob/…` does: owned by the CronJob, annotated as a manual
+/// instantiation), with `extra_args` appended to the container's arguments. Waits until it
+/// succeeded; checks that its pod ran with the CronJob's ServiceAccount and the test's image.
+async fn run_audit_job(
+    client: &Client,
+    ns: &str,
+    cron_job: &DynamicObject,
+    name: &str,
+    extra_args: &[String],
+    image: &str,
+) -> AuditRun {
+    let template = &cron_job.data["spec"]["jobTemplate"];
+    let mut spec = template["spec"].clone();
+    let pod_spec = spec["template"]["spec"].clone();
+    let args = spec["template"]["spec"]["containers"][0]["args"]
+        .as_array_mut()
+        .expect("the CronJob's container has args");
+    assert_eq!(
+        args.iter()
+            .map(|a| a.as_str().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        [
+            "audit",
+            "--pool",
+            &format!("{ns}/{POOL}"),
+            "--window-hours",
+            "1"
+        ],
+        "the CronJob runs `vigil-recorder audit`"
+    );
+    args.extend(extra_args.iter().map(|a| serde_json::json!(a)));
+    let types = cron_job.types.as_ref().expect("CronJob apiVersion");
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": name,
+            "labels": template["metadata"]["labels"],
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            "ownerReferences": [{
+                "apiVersion": types.api_version, "kind": "CronJob",
+                "name": cron_job.name_any(), "uid": cron_job.uid().expect("CronJob uid"),
+                "controller": true,
+            }],
+        },
+        "spec": spec,
+    }))
+    .expect("Job");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let t = Instant::now();
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create the audit Job");
+    wait_for(
+        Duration::from_secs(120),
+        &format!("audit Job {name} succeeded"),
+        || async {
+            let st = jobs.get(name).await.ok()?.status?;
+            if st.failed.unwrap_or(0) > 0 {
+                panic!(
+                    "audit Job {name} failed: {st:?}\n{}",
+                    describe_pods(client, ns).await
+                );
+            }
+            (st.succeeded.unwrap_or(0) >= 1).then_some(())
+        },
+    )
+    .await;
+    let seconds = t.elapsed().as_secs_f64();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await
+        .expect("audit pods")
+        .items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+        .unwrap_or_else(|| panic!("no Succeeded pod of audit Job {name}"));
+    let spec = pod.spec.as_ref().expect("pod spec");
+    assert!(spec.node_name.is_some(), "the audit pod ran on a node");
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        pod_spec["serviceAccountName"].as_str(),
+        "the audit runs with the CronJob's ServiceAccount"
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some(format!("vigil-recorder-{POOL}").as_str())
+    );
+    assert_eq!(spec.containers[0].image.as_deref(), Some(image));
+    let log = pods
+        .logs(&pod.name_any(), &LogParams::default())
+        .await
+        .expect("audit pod log");
+    let summary_line = log
+        .lines()
+        .find(|l| l.starts_with("audit: "))
+        .unwrap_or_else(|| panic!("no summary line in the audit log:\n{log}"))
+        .to_string();
+    let summary = summary_line
+        .trim_start_matches("audit: ")
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    AuditRun {
+        seconds,
+        summary_line,
+        summary,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Objects
 
+/// Secrets, the pool (`pool_spec`: fields set over the common ones) and `cams`.
+#[allow(clippy::too_many_arguments)]
 async fn create_objects(
     client: &Client,
     ns: &str,
@@ -560,6 +1132,8 @@ async fn create_objects(
     moto: &Moto,
     sim: &Simulator,
     image: &str,
+    cams: &[CamSpec],
+    pool_spec: serde_json::Value,
 ) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     for (name, data) in [
@@ -581,7 +1155,7 @@ async fn create_objects(
             .await
             .expect("create secret");
     }
-    let pool: RecorderPool = serde_json::from_value(serde_json::json!({
+    let mut pool = serde_json::json!({
         "apiVersion": "vigil.dev/v1alpha1", "kind": "RecorderPool", "metadata": {"name": POOL},
         "spec": {
             // The recorders are the processes of this test; the pool's pods are only its Jobs.
@@ -594,18 +1168,22 @@ async fn create_objects(
                 "credentialsSecretRef": {"name": "s3-credentials", "usernameKey": "accessKeyId", "passwordKey": "secretAccessKey"}
             }},
             "backfill": {"maxConcurrent": 3, "bandwidthMbps": 50},
-            // Only the failure path creates Backfills here.
-            "audit": {"enabled": false},
             "podOverrides": {"image": image, "imagePullPolicy": "Never"}
         }
-    }))
-    .expect("pool");
+    });
+    let serde_json::Value::Object(extra) = pool_spec else {
+        panic!("pool_spec is an object")
+    };
+    for (k, v) in extra {
+        pool["spec"][k] = v;
+    }
+    let pool: RecorderPool = serde_json::from_value(pool).expect("pool");
     Api::<RecorderPool>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &pool)
         .await
         .expect("create pool");
     let api: Api<Camera> = Api::namespaced(client.clone(), ns);
-    for c in &CAMERAS {
+    for c in cams {
         let mut spec = serde_json::json!({
             "source": {"url": format!("rtsp://{host}:{}/{}/live", sim.rtsp_port, c.name)},
             "expectedBitrateKbps": c.kbps, "pool": POOL,
@@ -634,6 +1212,7 @@ async fn wait_recording_on(
     cameras: &Api<Camera>,
     ns: &str,
     rec: &RecorderProcess,
+    cams: &[CamSpec],
     timeout: Duration,
 ) {
     wait_for(
@@ -641,7 +1220,7 @@ async fn wait_recording_on(
         &format!("every camera recording on {}", rec.name),
         || async {
             let items = cameras.list(&ListParams::default()).await.ok()?.items;
-            for c in &CAMERAS {
+            for c in cams {
                 let cam = items.iter().find(|x| x.name_any() == c.name)?;
                 let ok = cam.labels().get(RECORDER_LABEL) == Some(&rec.name)
                     && cam.status.as_ref()?.state.as_deref() == Some("Recording")
@@ -773,14 +1352,14 @@ struct Simulator {
 }
 
 impl Simulator {
-    fn start(host: &str, work: &Path) -> Simulator {
+    fn start(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
         let sd = work.join("sd");
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
             .args(["--bind", host, "--rtsp-port", "0", "--control-port", "0"])
             .arg("--sd-dir")
             .arg(&sd);
-        for c in &CAMERAS {
+        for c in cams {
             let mut spec = format!(
                 "name={},codec={},bitrate={},fps={},gop={},width=320,height=180",
                 c.name, c.codec.0, c.kbps, c.fps, c.fps
@@ -901,11 +1480,37 @@ impl Moto {
         );
         path
     }
+    /// Deletes `key` (a lost upload).
+    fn delete(&self, key: &str) {
+        let out = Command::new(&self.python)
+            .args([
+                "-c",
+                DELETE_PY,
+                &format!("http://{}", self.addr),
+                BUCKET,
+                key,
+            ])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("run boto3 delete");
+        assert!(
+            out.status.success(),
+            "deleting {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 const DOWNLOAD_PY: &str = "import sys, boto3
 endpoint, bucket, key, dest = sys.argv[1:5]
 boto3.client('s3', endpoint_url=endpoint).download_file(bucket, key, dest)
+";
+
+const DELETE_PY: &str = "import sys, boto3
+endpoint, bucket, key = sys.argv[1:4]
+boto3.client('s3', endpoint_url=endpoint).delete_object(Bucket=bucket, Key=key)
 ";
 
 /// Every key under `prefix` in the bucket at `addr`.
@@ -1081,6 +1686,71 @@ fn uncovered(window: (i64, i64), segs: &[Seg]) -> Vec<(i64, i64)> {
 
 // ---------------------------------------------------------------------------------------------
 // ffprobe
+
+/// Every backfilled segment of `segs` (one camera's, in time order) plays in ffprobe/ffmpeg,
+/// its duration matches its key, and it meets its neighbours within one frame; the live
+/// neighbours play too (the backfill did not clobber them). Downloads go to `dir`.
+fn check_backfilled_segments(moto: &Moto, dir: &Path, segs: &[Seg], c: &CamSpec) {
+    for (i, s) in segs.iter().enumerate() {
+        if !s.backfill {
+            continue;
+        }
+        let prev = i.checked_sub(1).map(|j| &segs[j]);
+        let next = segs.get(i + 1);
+        let prev = prev.unwrap_or_else(|| panic!("{}: {s:?} has no predecessor", c.name));
+        let next = next.unwrap_or_else(|| panic!("{}: {s:?} has no successor", c.name));
+        let p = probe(&moto.download(&s.key, dir), c);
+        let key_ms = s.end - s.start;
+        eprintln!(
+            "{}: backfilled {}..{} ({key_ms} ms): ffprobe {} {} frames {:.3} s; after {} by \
+             {} ms, before {} by {} ms",
+            c.name,
+            s.start,
+            s.end,
+            p.codec,
+            p.frames,
+            p.seconds,
+            prev.origin(),
+            s.start - prev.end,
+            next.origin(),
+            next.start - s.end
+        );
+        assert_eq!(p.codec, c.codec.1, "{}: {}", c.name, s.key);
+        let probe_ms = (p.seconds * 1000.0).round() as i64;
+        assert!(
+            (probe_ms - key_ms).abs() <= c.frame_ms() + 1,
+            "{}: {} says {key_ms} ms, the file plays {probe_ms} ms",
+            c.name,
+            s.key
+        );
+        let expect_frames = (p.seconds * f64::from(c.fps)).round() as i64;
+        assert!(
+            (p.frames as i64 - expect_frames).abs() <= 1,
+            "{}: {} frames in {} s at {} fps",
+            c.name,
+            p.frames,
+            p.seconds,
+            c.fps
+        );
+        assert!(
+            (s.start - prev.end).abs() <= c.frame_ms(),
+            "{}: {s:?} starts {} ms from the end of {prev:?}",
+            c.name,
+            s.start - prev.end
+        );
+        assert!(
+            (next.start - s.end).abs() <= c.frame_ms(),
+            "{}: {s:?} ends {} ms from the start of {next:?}",
+            c.name,
+            next.start - s.end
+        );
+        // The live neighbours play too (the backfill did not clobber them).
+        for n in [prev, next].into_iter().filter(|n| !n.backfill) {
+            let q = probe(&moto.download(&n.key, dir), c);
+            assert_eq!(q.codec, c.codec.1, "{}", n.key);
+        }
+    }
+}
 
 struct Probe {
     codec: String,
