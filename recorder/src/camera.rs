@@ -51,7 +51,9 @@ pub struct Ctx {
 
 /// RTSP request timeout (DESCRIBE, SETUP, PLAY each).
 const RTSP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A session must deliver its first keyframe within this long.
+/// A session must deliver its first keyframe within this long (long GOPs, "smart" codecs). A
+/// session that delivers no video at all is given up after the stall timeout instead: a camera
+/// (or an RTSP server) that accepts PLAY and then sends nothing is retried in seconds.
 const FIRST_KEYFRAME_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a session ended.
@@ -343,6 +345,7 @@ impl CameraTask {
             r.sessions += 1;
         });
         let started = Instant::now();
+        let mut any_video = false;
         let mut last_video = Instant::now();
         let mut now = last_video;
         let mut events = Vec::new();
@@ -350,8 +353,10 @@ impl CameraTask {
         let ended = loop {
             let deadline = if rec.segmenter.started() {
                 last_video + s.stall_timeout
-            } else {
+            } else if any_video {
                 started + FIRST_KEYFRAME_TIMEOUT.max(s.stall_timeout)
+            } else {
+                started + s.stall_timeout
             };
             let item =
                 match next_item(&mut demuxed, &mut stop, deadline, s.read_batch, &mut now).await {
@@ -362,6 +367,12 @@ impl CameraTask {
                 Err(_) if rec.segmenter.started() => {
                     break Ended::Lost(Error::Stream(format!(
                         "no video for {} s",
+                        s.stall_timeout.as_secs()
+                    )));
+                }
+                Err(_) if !any_video => {
+                    break Ended::Lost(Error::Stream(format!(
+                        "no video within {} s of PLAY",
                         s.stall_timeout.as_secs()
                     )));
                 }
@@ -380,6 +391,7 @@ impl CameraTask {
                     // The time of the last read (at most one batch old) is close enough for the
                     // stall timeout and saves a clock read per frame.
                     last_video = now;
+                    any_video = true;
                     self.bytes_in.inc_by(f.data().len() as u64);
                     if f.has_new_parameters() || rec.video.is_none() {
                         match demuxed.streams()[vi].parameters() {
