@@ -1561,6 +1561,11 @@ class Simulator:
         self.server = GstRtspServer.RTSPOnvifServer()
         self.server.set_address(args.bind)
         self.server.set_service(str(args.rtsp_port))
+        # One thread per client connection, as a camera serves its clients: with the default
+        # (max-threads 0) every client runs in the main context, and a DESCRIBE that waits for a
+        # media to start (up to a GOP) blocks every other client's requests, so N recorders
+        # reconnecting at once after a failover waited N × that.
+        self.server.get_thread_pool().set_max_threads(64)
         self.mounts = self.server.get_mount_points()
         self.user_roles = sorted({'user:' + c.cfg.user for c in self.cameras.values() if c.cfg.user})
         self.auth = None

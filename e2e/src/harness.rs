@@ -229,13 +229,15 @@ pub fn stored_segments(store: &Path, namespace: &str, camera: &str) -> Vec<PathB
 }
 
 /// One failover measured: camera, from, to, seconds from SIGKILL to its first segment bytes
-/// on the new recorder.
+/// on the new recorder, and seconds from SIGKILL to the operator's reassignment (the part the
+/// operator controls; the rest is the camera answering RTSP and sending a keyframe).
 #[derive(Debug, Clone)]
 pub struct FailoverSample {
     pub camera: String,
     pub from: String,
     pub to: String,
     pub seconds: f64,
+    pub reassigned_seconds: f64,
 }
 
 /// Percentile (nearest rank) of `values`, which need not be sorted.

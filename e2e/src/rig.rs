@@ -161,12 +161,16 @@ impl Rig {
         killed.child.kill();
         let mut samples = vec![];
         let mut pending = orphans.clone();
+        let mut reassigned: BTreeMap<String, f64> = BTreeMap::new();
         while !pending.is_empty() && start.elapsed() < timeout {
             let now = self.assignments().await;
             pending.retain(|cam| {
                 let Some(to) = now.get(cam).filter(|r| *r != victim) else {
                     return true;
                 };
+                let reassigned_seconds = *reassigned
+                    .entry(cam.clone())
+                    .or_insert_with(|| start.elapsed().as_secs_f64());
                 let Some(r) = self.recorders.get(to) else {
                     return true;
                 };
@@ -178,6 +182,7 @@ impl Rig {
                     from: victim.into(),
                     to: to.clone(),
                     seconds: start.elapsed().as_secs_f64(),
+                    reassigned_seconds,
                 });
                 false
             });

@@ -28,6 +28,7 @@ async fn main() {
     let mut rig = Rig::start(client.clone(), &config).await;
     rig.wait_all_recording(Duration::from_secs(120)).await;
     let mut all = vec![];
+    let mut reassigned = vec![];
     for kill in 1..=kills {
         // Kill the recorder holding the most cameras, so every kill moves several.
         let assignments = rig.assignments().await;
@@ -44,8 +45,12 @@ async fn main() {
             samples.len()
         );
         for s in &samples {
-            println!("    {} → {}: {:.2} s", s.camera, s.to, s.seconds);
+            println!(
+                "    {} → {}: reassigned after {:.2} s, recording after {:.2} s",
+                s.camera, s.to, s.reassigned_seconds, s.seconds
+            );
         }
+        reassigned.extend(samples.iter().map(|s| s.reassigned_seconds));
         all.extend(samples.into_iter().map(|s| s.seconds));
         rig.add_recorder();
         rig.wait_all_recording(Duration::from_secs(60)).await;
@@ -56,6 +61,12 @@ async fn main() {
         percentile(&all, 50.0),
         percentile(&all, 95.0),
         percentile(&all, 100.0)
+    );
+    println!(
+        "of which SIGKILL → reassigned by the operator (lease expiry + detection): p50 {:.2} s, p95 {:.2} s, max {:.2} s",
+        percentile(&reassigned, 50.0),
+        percentile(&reassigned, 95.0),
+        percentile(&reassigned, 100.0)
     );
     vigil_e2e::delete_namespace(&client, &rig.namespace).await;
 }
