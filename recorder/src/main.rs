@@ -284,111 +284,48 @@ fn tune_malloc() {
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match cli.cmd {
-        Cmd::Backfill(args) => {
-            init_logs(&cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "cannot start the runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(run_backfill(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %vigil_recorder::error::chain(&e), "backfill failed");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Cmd::Serve(args) => {
-            init_logs(&cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "cannot start the runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(vigil_recorder::playback::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %vigil_recorder::error::chain(&e), "serve failed");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Cmd::Retention(args) => {
-            init_logs(&cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "cannot start the runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(vigil_recorder::retention::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %vigil_recorder::error::chain(&e), "retention failed");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Cmd::Audit(args) => {
-            init_logs(&cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "cannot start the runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(vigil_recorder::audit::run(args)) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %vigil_recorder::error::chain(&e), "audit failed");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Cmd::Backfill(args) => run_to_exit(&mut runtime, "backfill", run_backfill(args)),
+        Cmd::Serve(args) => run_to_exit(&mut runtime, "serve", vigil_recorder::playback::run(args)),
+        Cmd::Retention(args) => run_to_exit(
+            &mut runtime,
+            "retention",
+            vigil_recorder::retention::run(args),
+        ),
+        Cmd::Audit(args) => run_to_exit(&mut runtime, "audit", vigil_recorder::audit::run(args)),
         Cmd::Record(args) => {
-            init_logs(&cli.log_format);
             // File work runs on blocking threads, one short job per fragment per camera. Keep
             // them alive between fragments (creating threads costs CPU and private memory) and
             // bound their number (each costs a stack).
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
+            runtime
                 .max_blocking_threads(32)
-                .thread_keep_alive(Duration::from_secs(120))
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "cannot start the runtime");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(run_record(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    error!(error = %e, "recorder failed");
-                    ExitCode::FAILURE
-                }
-            }
+                .thread_keep_alive(Duration::from_secs(120));
+            run_to_exit(&mut runtime, "recorder", run_record(args))
+        }
+    }
+}
+
+/// Runs one subcommand to completion on a runtime from `runtime`; logs a failure with its
+/// causes and turns it into the exit code.
+fn run_to_exit<T>(
+    runtime: &mut tokio::runtime::Builder,
+    what: &str,
+    work: impl Future<Output = Result<T, Error>>,
+) -> ExitCode {
+    let rt = match runtime.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(work) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %vigil_recorder::error::chain(&e), "{what} failed");
+            ExitCode::FAILURE
         }
     }
 }

@@ -112,9 +112,12 @@ pub async fn get_pool_storage(
     namespace: &str,
     name: &str,
 ) -> Result<(RecorderPool, StorageConfig, String)> {
+    // A missing pool is the usual mistake (wrong --pool, or POOL_NAME): say so plainly rather
+    // than with the API server's whole Status object.
     let pool = Api::<RecorderPool>::namespaced(client.clone(), namespace)
-        .get(name)
-        .await?;
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Error::Config(format!("RecorderPool {namespace}/{name} not found")))?;
     let (storage, prefix) = pool_storage(client, namespace, &pool).await?;
     Ok((pool, storage, prefix))
 }

@@ -12,41 +12,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use vigil_operator::api::{Backfill, BackfillReason, Camera};
 use vigil_recorder::layout::{CameraId, Origin, SegmentKey};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn apply_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for f in ["cameras", "recorderpools", "backfills"] {
-        let path = repo_root().join(format!("crds/{f}.vigil.dev.yaml"));
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply("vigil-recorder-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-}
 
 /// Empty segment files tiling `[from, to)` in 10 s steps, minus `holes`.
 fn write_segments(

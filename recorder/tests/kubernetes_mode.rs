@@ -18,38 +18,12 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use vigil_operator::api::Camera;
 
 const POD: &str = "rec-test-0";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn apply_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for f in ["cameras", "recorderpools", "backfills"] {
-        let path = repo_root().join(format!("crds/{f}.vigil.dev.yaml"));
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply("vigil-recorder-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-}
 
 fn camera(name: &str, url: &str, labelled: bool) -> serde_json::Value {
     let mut labels = serde_json::Map::new();

@@ -56,6 +56,37 @@ pub fn cluster_available() -> bool {
     false
 }
 
+/// A small runtime for the Kubernetes-mode tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Installs (server-side applies) the committed CRDs and gives the API server a moment to
+/// serve them.
+pub async fn apply_crds(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::ResourceExt;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for f in ["cameras", "recorderpools", "backfills"] {
+        let path = repo_root().join(format!("crds/{f}.vigil.dev.yaml"));
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("vigil-recorder-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
