@@ -50,7 +50,9 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
             "{} moved {} → {} in {:.2} s",
             s.camera, s.from, s.to, s.seconds
         );
-        assert!(s.seconds < 15.0, "{s:?}");
+        // Lease 2 s + renewal ≤ 1 s + RTSP start and first keyframe: 2.6–4.6 s measured;
+        // the margin is for CI's load (docs/benchmarks.md "Failover" has the measured spread).
+        assert!(s.seconds < 10.0, "{s:?}");
     }
     let after = rig.assignments().await;
     for (cam, rec) in &placed {

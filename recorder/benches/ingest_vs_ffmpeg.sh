@@ -6,7 +6,8 @@
 #        SEGMENT (s, 10), WARMUP (s, 8), NO_BUILD=1 to skip `cargo build --release`,
 #        REC_ARGS (extra `vigil-recorder record` flags),
 #        STORE=s3 to upload to a moto S3 server on loopback instead of a local directory
-#        (needs `python3 -m moto.server`; moto's own CPU is not counted)
+#        (needs `python3 -m moto.server`; moto's own CPU is not counted), STORE=s3tls for the
+#        same over https with a throw-away CA (needs openssl)
 #
 # Starts the camera simulator (e2e/camera-sim) with N H.264 streams, then records every stream
 # at once with the release `vigil-recorder` (one process, local store + buffer) and with one
@@ -55,13 +56,32 @@ for _ in $(seq 1 120); do grep -qs '^READY' "$WORK/sim.out" && break; sleep 0.5;
 RTSP=$(sed -n 's/^READY rtsp=\([0-9]*\) .*/\1/p' "$WORK/sim.out")
 [ -n "$RTSP" ] || { echo "simulator did not start" >&2; cat "$WORK/sim.err" >&2; exit 1; }
 
-if [ "${STORE:-local}" = s3 ]; then
+if [ "${STORE:-local}" = s3 ] || [ "${STORE:-local}" = s3tls ]; then
   S3PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" >"$WORK/moto.log" 2>&1 &
+  SCHEME=http
+  TLSARGS=()
+  CURLARGS=()
+  if [ "$STORE" = s3tls ]; then
+    # The production case: an https:// endpoint (the recorder then sends UNSIGNED-PAYLOAD and
+    # pays TLS instead of a SHA-256 over every byte). A throw-away CA, trusted by the recorder
+    # through SSL_CERT_FILE (rustls-platform-verifier reads the system store, which honours it).
+    SCHEME=https
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca \
+      -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$WORK/s3.key" \
+      -out "$WORK/s3.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/s3.ext"
+    openssl x509 -req -in "$WORK/s3.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
+      -CAcreateserial -days 1 -extfile "$WORK/s3.ext" -out "$WORK/s3.pem" 2>/dev/null
+    TLSARGS=(-c "$WORK/s3.pem" -k "$WORK/s3.key")
+    CURLARGS=(--cacert "$WORK/ca.pem")
+    export SSL_CERT_FILE=$WORK/ca.pem
+  fi
+  python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" "${TLSARGS[@]}" >"$WORK/moto.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 60); do curl -sf "http://127.0.0.1:$S3PORT/" >/dev/null && break; sleep 0.5; done
-  curl -sf -X PUT "http://127.0.0.1:$S3PORT/bench" >/dev/null
-  STORAGE="storage: {s3: {bucket: bench, endpoint: \"http://127.0.0.1:$S3PORT\", pathStyle: true}}"
+  for _ in $(seq 1 60); do curl -sf "${CURLARGS[@]}" "$SCHEME://127.0.0.1:$S3PORT/" >/dev/null && break; sleep 0.5; done
+  curl -sf "${CURLARGS[@]}" -X PUT "$SCHEME://127.0.0.1:$S3PORT/bench" >/dev/null
+  STORAGE="storage: {s3: {bucket: bench, endpoint: \"$SCHEME://127.0.0.1:$S3PORT\", pathStyle: true}}"
   export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 else
   STORAGE="storage: {local: {path: $WORK/store}}"

@@ -126,11 +126,23 @@ impl Uploader {
             .map_err(|e| Error::io("reading buffered object", &path, e))?;
         let len = data.len() as u64;
         let loc = StorePath::from(key.to_key(&self.prefix));
-        self.store
-            .put(&loc, PutPayload::from(Bytes::from(data)))
-            .await?;
+        self.store.put(&loc, payload_in_chunks(data)).await?;
         Ok(len)
     }
+}
+
+/// Size of the pieces an upload body is handed to the HTTP client in.
+const UPLOAD_CHUNK_BYTES: usize = 256 << 10;
+
+/// The object as a payload of zero-copy slices. Over TLS, hyper cannot write vectored and
+/// copies each body chunk into its own write buffer: one 5 MB chunk meant a second copy of the
+/// segment per concurrent upload (measured: 4.4 MiB more private memory per upload over https).
+fn payload_in_chunks(data: Vec<u8>) -> PutPayload {
+    let data = Bytes::from(data);
+    (0..data.len())
+        .step_by(UPLOAD_CHUNK_BYTES)
+        .map(|at| data.slice(at..(at + UPLOAD_CHUNK_BYTES).min(data.len())))
+        .collect()
 }
 
 /// Moves a buffered object into a local store by renaming it (durably: the store directory is
@@ -152,5 +164,23 @@ fn move_file(src: &std::path::Path, dst: &std::path::Path) -> Result<Option<u64>
         }
         Err(e) if e.raw_os_error() == Some(18) => Ok(None), // EXDEV
         Err(e) => Err(Error::io("moving into the store", dst, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_chunks_cover_the_object_without_copies() {
+        let data: Vec<u8> = (0..(UPLOAD_CHUNK_BYTES * 2 + 7)).map(|i| i as u8).collect();
+        let expect = data.clone();
+        let p = payload_in_chunks(data);
+        let chunks: Vec<_> = p.iter().collect();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[2].len(), 7);
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(joined, expect);
+        assert_eq!(payload_in_chunks(Vec::new()).content_length(), 0);
     }
 }
