@@ -360,10 +360,11 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
 
         if !c.edge {
             // Ends at once, no Job, the window counted lost; and the count is honest: the
-            // reported window (`stillMissing`) holds the hole the store really has, and
-            // overstates it by no more than the failover's own uncertainty: the outage opens at
-            // "last lease renewal − one segment" (docs/storage.md), i.e. up to one segment plus
-            // one lease duration before the last footage that reached the store.
+            // reported window (`stillMissing`) holds the hole the store really has, and is that
+            // hole: the operator opens the outage at "last lease renewal − one segment", and the
+            // new recorder moves its start to where the store's footage ends before the outage
+            // closes (kubernetes::stored_until). The end is the new recorder's first proof of
+            // recording, which may be a little later than its first segment's start.
             let st_phase = st.phase;
             assert_eq!(st_phase, Some(BackfillPhase::Failed), "{}: {st:?}", c.name);
             let reason = st
@@ -412,7 +413,13 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
                 c.name
             );
             assert!(
-                lost <= hole_s + (SEGMENT_SECONDS + LEASE_SECONDS) as f64 + 0.5,
+                (hs - window.0).abs() <= c.frame_ms(),
+                "{}: the window starts at {} but the store's footage ends at {hs}",
+                c.name,
+                window.0
+            );
+            assert!(
+                lost <= hole_s + 1.0,
                 "{}: {lost} s reported lost for a {hole_s} s hole",
                 c.name
             );

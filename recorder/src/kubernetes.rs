@@ -28,6 +28,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
+use object_store::ObjectStore;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -37,6 +38,7 @@ use vigil_operator::api::{
 };
 use vigil_operator::controller::pool::RECORDER_KIND_LABEL;
 
+use crate::backfill::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use crate::camera::SecretReader;
 use crate::config::{
     CameraConfig, CredentialSource, StorageConfig, Transport, validate_segment_seconds,
@@ -332,12 +334,25 @@ pub fn outage(g: &GapRecord, pod: &str) -> Option<Outage> {
     })
 }
 
-/// The merge patch for one camera, or `None` if nothing changed.
+/// Where the footage in the store that covers `start_ms` ends: the end of the stored interval
+/// (merged, see [`crate::backfill::intervals::merge`]) containing `start_ms`, if one does. An
+/// open failover outage starts at the failed recorder's last lease renewal minus one segment, a
+/// safe guess; everything up to this point is in fact stored, so the outage can start here.
+pub fn stored_until(start_ms: i64, stored: &[Interval]) -> Option<i64> {
+    stored
+        .iter()
+        .find(|iv| iv.start <= start_ms + DEFAULT_TOLERANCE_MS && iv.end > start_ms)
+        .map(|iv| iv.end)
+}
+
+/// The merge patch for one camera, or `None` if nothing changed. `outage_starts` moves the
+/// start of open outages (old start → new start; see [`stored_until`]).
 pub fn status_patch(
     cam: &Camera,
     r: &CameraReport,
     new_gaps: &[GapRecord],
     pod: &str,
+    outage_starts: &BTreeMap<DateTime<Utc>, DateTime<Utc>>,
 ) -> Option<serde_json::Value> {
     let old = cam.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone();
@@ -351,6 +366,11 @@ pub fn status_patch(
         c.message = c.reason.clone();
     }
     let mut outages = old.outages.clone();
+    for o in outages.iter_mut().filter(|o| o.end.is_none()) {
+        if let Some(start) = outage_starts.get(&o.start) {
+            o.start = (*start).max(o.start);
+        }
+    }
     // An open outage (the operator saw this camera's previous recorder fail) ends where this
     // recorder's footage begins.
     if let Some(first) = r
@@ -402,6 +422,32 @@ pub fn status_patch(
     }))
 }
 
+/// The store the recorder uploads to, and its key prefix.
+pub type StoreRef = (Arc<dyn ObjectStore>, String);
+
+/// Where the camera's stored footage that covers `start` ends (see [`stored_until`]); `None` if
+/// nothing stored covers it or the store cannot be listed (the outage then keeps its start).
+async fn stored_footage_until(
+    (store, prefix): &StoreRef,
+    camera: &CameraId,
+    start: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let from = start.timestamp_millis();
+    let window = Interval::new(from, Utc::now().timestamp_millis());
+    match crate::backfill::coverage(store.as_ref(), prefix, camera, window).await {
+        Ok(stored) => {
+            let until = stored_until(from, &stored)?;
+            info!(camera = %camera, outage_start = %start, stored_until_ms = until,
+                "failover outage starts where the store's footage ends");
+            DateTime::from_timestamp_millis(until)
+        }
+        Err(e) => {
+            warn!(camera = %camera, error = %e, "cannot list the store to place an outage's start");
+            None
+        }
+    }
+}
+
 /// Whether `patch` (from [`status_patch`]) carries something the operator acts on at once: a
 /// change to the outages (closing a failover outage starts its Backfill) or a flip of the
 /// `Recording` condition's status (the camera's state). Bitrate and last segment time can wait.
@@ -429,11 +475,18 @@ pub fn is_urgent(cam: &Camera, patch: &serde_json::Value) -> bool {
 
 /// Patches the status of every running camera: urgent changes within `URGENT_CHECK_INTERVAL`,
 /// the rest at most every `STATUS_INTERVAL`.
-pub async fn status_loop(k: Arc<K8s>, board: Arc<StatusBoard>, mut stop: watch::Receiver<bool>) {
+pub async fn status_loop(
+    k: Arc<K8s>,
+    board: Arc<StatusBoard>,
+    store: StoreRef,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<Camera> = Api::namespaced(k.client.clone(), &k.namespace);
     let mut tick = tokio::time::interval(URGENT_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_patched: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
+    // Open outages already checked against the store: (camera, start) → where stored footage ends.
+    let mut checked: BTreeMap<(String, DateTime<Utc>), Option<DateTime<Utc>>> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -442,6 +495,7 @@ pub async fn status_loop(k: Arc<K8s>, board: Arc<StatusBoard>, mut stop: watch::
         let now = tokio::time::Instant::now();
         let reports = board.snapshot();
         last_patched.retain(|camera, _| reports.iter().any(|r| &r.camera == camera));
+        checked.retain(|(camera, _), _| reports.iter().any(|r| &r.camera == camera));
         for r in reports {
             let Ok(id) = CameraId::new(&r.namespace, &r.camera) else {
                 continue;
@@ -452,8 +506,22 @@ pub async fn status_loop(k: Arc<K8s>, board: Arc<StatusBoard>, mut stop: watch::
             let routine_due = last_patched
                 .get(&r.camera)
                 .is_none_or(|t| now.duration_since(*t) >= STATUS_INTERVAL);
+            let mut outage_starts = BTreeMap::new();
+            for o in cam.status.iter().flat_map(|s| &s.outages) {
+                if o.end.is_some() || o.reason != BackfillReason::RecorderFailure {
+                    continue;
+                }
+                let key = (r.camera.clone(), o.start);
+                if !checked.contains_key(&key) {
+                    let until = stored_footage_until(&store, &id, o.start).await;
+                    checked.insert(key.clone(), until);
+                }
+                if let Some(Some(until)) = checked.get(&key) {
+                    outage_starts.insert(o.start, *until);
+                }
+            }
             let gaps = board.take_unreported_gaps(&id);
-            let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod) else {
+            let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod, &outage_starts) else {
                 continue;
             };
             if !routine_due && !is_urgent(&cam, &patch) {
@@ -531,10 +599,53 @@ mod tests {
     }
 
     #[test]
+    fn failover_outage_starts_where_stored_footage_ends() {
+        let stored = [Interval::new(1_000, 60_000), Interval::new(70_000, 80_000)];
+        assert_eq!(stored_until(50_000, &stored), Some(60_000));
+        assert_eq!(
+            stored_until(1_050, &stored),
+            Some(60_000),
+            "within tolerance"
+        );
+        assert_eq!(stored_until(65_000, &stored), None, "already in a hole");
+        assert_eq!(stored_until(500, &stored), None, "before any footage");
+        // The open outage moves to where the footage ends; a closed one is left alone.
+        let mut cam = camera();
+        let old = DateTime::from_timestamp_millis(1_699_999_990_000).unwrap();
+        let until = DateTime::from_timestamp_millis(1_699_999_994_500).unwrap();
+        cam.status = Some(vigil_operator::api::CameraStatus {
+            outages: vec![Outage {
+                start: old,
+                end: None,
+                reason: BackfillReason::RecorderFailure,
+                recorder: Some("rec-old".into()),
+            }],
+            ..Default::default()
+        });
+        let mut r = report(CameraState::Connecting);
+        r.first_segment_start_ms = None;
+        let starts = BTreeMap::from([(old, until)]);
+        let p = status_patch(&cam, &r, &[], "rec-0", &starts).unwrap();
+        assert_eq!(
+            p["status"]["outages"][0]["start"], "2023-11-14T22:13:14.500Z",
+            "{p}"
+        );
+        assert!(p["status"]["outages"][0]["end"].is_null(), "{p}");
+        assert!(is_urgent(&cam, &p));
+    }
+
+    #[test]
     fn urgent_only_for_outages_and_recording_flips() {
         let mut cam = camera();
         // First report of a recording camera: the Recording condition appears → urgent.
-        let p = status_patch(&cam, &report(CameraState::Recording), &[], "rec-0").unwrap();
+        let p = status_patch(
+            &cam,
+            &report(CameraState::Recording),
+            &[],
+            "rec-0",
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(is_urgent(&cam, &p));
         // Once the object carries Recording=True, a new bitrate alone is routine.
         let mut status = cam.status.clone().unwrap_or_default();
@@ -545,10 +656,17 @@ mod tests {
         cam.status = Some(status.clone());
         let mut faster = report(CameraState::Recording);
         faster.bitrate_kbps = Some(5000);
-        let p = status_patch(&cam, &faster, &[], "rec-0").unwrap();
+        let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
         assert!(!is_urgent(&cam, &p), "{p}");
         // A stream loss flips the condition → urgent.
-        let p = status_patch(&cam, &report(CameraState::Reconnecting), &[], "rec-0").unwrap();
+        let p = status_patch(
+            &cam,
+            &report(CameraState::Reconnecting),
+            &[],
+            "rec-0",
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(is_urgent(&cam, &p), "{p}");
         // An open failover outage closed by this recorder's first segment → urgent.
         status.outages.push(Outage {
@@ -558,7 +676,7 @@ mod tests {
             recorder: Some("rec-old".into()),
         });
         cam.status = Some(status);
-        let p = status_patch(&cam, &faster, &[], "rec-0").unwrap();
+        let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
         assert!(p["status"]["outages"][0]["end"].is_string(), "{p}");
         assert!(is_urgent(&cam, &p));
     }
@@ -585,6 +703,7 @@ mod tests {
             &report(CameraState::Recording),
             &[startup, g],
             "rec-0",
+            &BTreeMap::new(),
         )
         .unwrap();
         assert_eq!(p["metadata"]["resourceVersion"], "42");
@@ -614,7 +733,7 @@ mod tests {
         ));
         cam.status = Some(st);
         let r = report(CameraState::Recording);
-        let p = status_patch(&cam, &r, &[], "rec-0").unwrap();
+        let p = status_patch(&cam, &r, &[], "rec-0", &BTreeMap::new()).unwrap();
         let conds = p["status"]["conditions"].as_array().unwrap();
         assert_eq!(conds.len(), 2);
         assert!(p["status"].get("outages").is_none());
@@ -623,7 +742,7 @@ mod tests {
         let s: vigil_operator::api::CameraStatus =
             serde_json::from_value(p["status"].clone()).unwrap();
         applied.status = Some(s);
-        assert!(status_patch(&applied, &r, &[], "rec-0").is_none());
+        assert!(status_patch(&applied, &r, &[], "rec-0", &BTreeMap::new()).is_none());
     }
 
     #[test]
@@ -637,7 +756,14 @@ mod tests {
             recorder: Some("rec-1".into()),
         });
         cam.status = Some(st);
-        let p = status_patch(&cam, &report(CameraState::Recording), &[], "rec-0").unwrap();
+        let p = status_patch(
+            &cam,
+            &report(CameraState::Recording),
+            &[],
+            "rec-0",
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(p["status"]["outages"][0]["end"], "2023-11-14T22:13:20Z");
         assert_eq!(p["status"]["outages"][0]["recorder"], "rec-1");
     }

@@ -65,6 +65,8 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
         "starting recorder"
     );
     let object_store = store::build(&settings.storage)?;
+    // The Kubernetes status loop lists the store to place failover outages exactly.
+    let store_ref = (object_store.clone(), settings.prefix.clone());
     let secrets: Option<SecretReader> = match &source {
         Source::Kubernetes(k) => Some(kubernetes::secret_reader(k.client.clone())),
         Source::File(_) => None,
@@ -136,6 +138,7 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
             k8s_tasks.push(tokio::spawn(kubernetes::status_loop(
                 k.clone(),
                 status.clone(),
+                store_ref.clone(),
                 k8s_stop_rx.clone(),
             )));
             let (tx, mut rx) = mpsc::channel::<Vec<CameraConfig>>(4);
