@@ -118,6 +118,22 @@ impl Depacketizer {
         true
     }
 
+    /// The NAL units of an aggregation packet's payload (H.264 STAP-A, H.265 AP without DONL):
+    /// each one a 16-bit big-endian size and the unit. False if a size overruns the packet.
+    fn add_aggregated(&mut self, mut rest: &[u8]) -> bool {
+        while rest.len() >= 2 {
+            let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            let Some(nal) = rest.get(2..2 + n) else {
+                return false;
+            };
+            if !self.add_nal(nal) {
+                return false;
+            }
+            rest = &rest[2 + n..];
+        }
+        rest.is_empty()
+    }
+
     fn push_h264(&mut self, p: &[u8]) -> bool {
         let Some(&h) = p.first() else {
             return false;
@@ -130,18 +146,7 @@ impl Depacketizer {
             24 => {
                 // STAP-A: [header][size16 nal]...
                 self.fu = None;
-                let mut rest = &p[1..];
-                while rest.len() >= 2 {
-                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                    let Some(nal) = rest.get(2..2 + n) else {
-                        return false;
-                    };
-                    if !self.add_nal(nal) {
-                        return false;
-                    }
-                    rest = &rest[2 + n..];
-                }
-                rest.is_empty()
+                self.add_aggregated(&p[1..])
             }
             28 => {
                 // FU-A: [indicator][S E R type][fragment]
@@ -167,18 +172,7 @@ impl Depacketizer {
             48 => {
                 // AP: [2-byte header][size16 nal]... (no DONL: sprop-max-don-diff is 0)
                 self.fu = None;
-                let mut rest = &p[2..];
-                while rest.len() >= 2 {
-                    let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                    let Some(nal) = rest.get(2..2 + n) else {
-                        return false;
-                    };
-                    if !self.add_nal(nal) {
-                        return false;
-                    }
-                    rest = &rest[2 + n..];
-                }
-                rest.is_empty()
+                self.add_aggregated(&p[2..])
             }
             49 => {
                 // FU: [2-byte header][S E type6][fragment]
