@@ -17,19 +17,30 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Starts the simulator with the given `--camera` specs; `sd_dir` enables its SD card.
+    /// Starts the simulator on loopback with the given `--camera` specs; `sd_dir` enables its
+    /// SD card.
     pub fn start(cameras: &[String], sd_dir: Option<&Path>) -> Simulator {
+        let log = std::env::temp_dir().join("vigil-e2e-camera-sim.log");
+        Simulator::start_on("127.0.0.1", cameras, sd_dir, &log)
+    }
+
+    /// Starts the simulator on `bind` (e.g. the host address pods reach), logging to `log`.
+    pub fn start_on(
+        bind: &str,
+        cameras: &[String],
+        sd_dir: Option<&Path>,
+        log: &Path,
+    ) -> Simulator {
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
-            .args(["--rtsp-port", "0", "--control-port", "0"]);
+            .args(["--bind", bind, "--rtsp-port", "0", "--control-port", "0"]);
         for c in cameras {
             cmd.args(["--camera", c]);
         }
         if let Some(dir) = sd_dir {
             cmd.arg("--sd-dir").arg(dir);
         }
-        let log = std::fs::File::create(std::env::temp_dir().join("vigil-e2e-camera-sim.log"))
-            .expect("sim log");
+        let log = std::fs::File::create(log).expect("sim log");
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(log)

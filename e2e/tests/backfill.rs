@@ -29,7 +29,7 @@
 //! The scenarios run one at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,7 +43,9 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use vigil_e2e::harness::{RecorderProcess, free_port, partial_segment_bytes, start_operator};
+use vigil_e2e::harness::{
+    RecorderProcess, Simulator, free_port, partial_segment_bytes, start_operator,
+};
 use vigil_e2e::*;
 use vigil_operator::api::{
     Backfill, BackfillPhase, BackfillReason, Camera, Coverage, RECORDER_LABEL, RecorderPool,
@@ -128,7 +130,7 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
 
     // S3 and cameras on the host address, so that host processes and pods reach them alike.
     let moto = Moto::start(&host, &work);
-    let sim = Simulator::start(&host, &work, &CAMERAS);
+    let sim = start_simulator(&host, &work, &CAMERAS);
 
     // Only the failure path creates Backfills here.
     let pool_spec = serde_json::json!({"audit": {"enabled": false}});
@@ -544,7 +546,7 @@ async fn lost_upload_is_found_by_the_audit_and_backfilled() {
     let cams = &CAMERAS[..2];
     let (victim, control) = (&cams[0], &cams[1]);
     let moto = Moto::start(&host, &work);
-    let sim = Simulator::start(&host, &work, cams);
+    let sim = start_simulator(&host, &work, cams);
     let pool_spec = serde_json::json!({
         "audit": {"enabled": true, "schedule": AUDIT_SCHEDULE, "windowHours": 1}
     });
@@ -1352,21 +1354,11 @@ fn recorder_image() -> String {
 // ---------------------------------------------------------------------------------------------
 // Camera simulator on the host address
 
-struct Simulator {
-    rtsp_port: u16,
-    control_port: u16,
-    _child: ChildGuard,
-}
-
-impl Simulator {
-    fn start(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
-        let sd = work.join("sd");
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
-            .args(["--bind", host, "--rtsp-port", "0", "--control-port", "0"])
-            .arg("--sd-dir")
-            .arg(&sd);
-        for c in cams {
+/// The simulator on the host address, with an SD card, serving `cams`.
+fn start_simulator(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
+    let specs: Vec<String> = cams
+        .iter()
+        .map(|c| {
             let mut spec = format!(
                 "name={},codec={},bitrate={},fps={},gop={},width=320,height=180",
                 c.name, c.codec.0, c.kbps, c.fps, c.fps
@@ -1374,39 +1366,15 @@ impl Simulator {
             if c.auth {
                 spec.push_str(&format!(",user={CAMERA_USER},password={CAMERA_PASSWORD}"));
             }
-            cmd.args(["--camera", &spec]);
-        }
-        let log = std::fs::File::create(work.join("camera-sim.log")).expect("sim log");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/python3 camera_sim.py");
-        let stdout = child.stdout.take().expect("sim stdout");
-        let guard = ChildGuard(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("READY") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("camera simulator READY within 60 s");
-        let port = |key: &str| -> u16 {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(key))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        };
-        Simulator {
-            rtsp_port: port("rtsp="),
-            control_port: port("control="),
-            _child: guard,
-        }
-    }
+            spec
+        })
+        .collect();
+    Simulator::start_on(
+        host,
+        &specs,
+        Some(&work.join("sd")),
+        &work.join("camera-sim.log"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
