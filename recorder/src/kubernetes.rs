@@ -50,7 +50,7 @@ use crate::status::{CameraReport, CameraState, StatusBoard};
 
 /// Minimum time between two routine status patches of one camera (bitrate, last segment time).
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(15);
-/// How often the status loop looks for changes the operator acts on at once (see [`is_urgent`]).
+/// How often the status loop looks for changes the operator acts on at once (see [`StatusPatch::urgent`]).
 pub const URGENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Outages kept in a Camera's status; older ones remain as gap records in the store.
 const MAX_OUTAGES: usize = 100;
@@ -345,6 +345,16 @@ pub fn stored_until(start_ms: i64, stored: &[Interval]) -> Option<i64> {
         .map(|iv| iv.end)
 }
 
+/// A Camera status merge patch.
+#[derive(Debug)]
+pub struct StatusPatch {
+    pub body: serde_json::Value,
+    /// Whether it carries something the operator acts on at once: a change to the outages
+    /// (closing a failover outage starts its Backfill) or a flip of the `Recording` condition's
+    /// status (the camera's state). Bitrate and last segment time can wait.
+    pub urgent: bool,
+}
+
 /// The merge patch for one camera, or `None` if nothing changed. `outage_starts` moves the
 /// start of open outages (old start → new start; see [`stored_until`]).
 pub fn status_patch(
@@ -353,7 +363,7 @@ pub fn status_patch(
     new_gaps: &[GapRecord],
     pod: &str,
     outage_starts: &BTreeMap<DateTime<Utc>, DateTime<Utc>>,
-) -> Option<serde_json::Value> {
+) -> Option<StatusPatch> {
     let old = cam.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone();
     set_condition(
@@ -416,10 +426,14 @@ pub fn status_patch(
     if outages != old.outages {
         status["outages"] = serde_json::to_value(&outages).ok()?;
     }
-    Some(json!({
-        "metadata": { "resourceVersion": cam.resource_version() },
-        "status": status,
-    }))
+    let recording = |cs: &[Condition]| cs.iter().find(|c| c.type_ == "Recording").map(|c| c.status);
+    Some(StatusPatch {
+        body: json!({
+            "metadata": { "resourceVersion": cam.resource_version() },
+            "status": status,
+        }),
+        urgent: outages != old.outages || recording(&conditions) != recording(&old.conditions),
+    })
 }
 
 /// The store the recorder uploads to, and its key prefix.
@@ -446,31 +460,6 @@ async fn stored_footage_until(
             None
         }
     }
-}
-
-/// Whether `patch` (from [`status_patch`]) carries something the operator acts on at once: a
-/// change to the outages (closing a failover outage starts its Backfill) or a flip of the
-/// `Recording` condition's status (the camera's state). Bitrate and last segment time can wait.
-pub fn is_urgent(cam: &Camera, patch: &serde_json::Value) -> bool {
-    let status = &patch["status"];
-    if status.get("outages").is_some() {
-        return true;
-    }
-    let recording_status = |conditions: Option<&Vec<serde_json::Value>>| {
-        conditions
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Recording")
-            .and_then(|c| c["status"].as_str().map(str::to_string))
-    };
-    let old = cam.status.as_ref().and_then(|s| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "Recording")
-            .and_then(|c| serde_json::to_value(c.status).ok())
-            .and_then(|v| v.as_str().map(str::to_string))
-    });
-    recording_status(status["conditions"].as_array()) != old
 }
 
 /// Patches the status of every running camera: urgent changes within `URGENT_CHECK_INTERVAL`,
@@ -524,13 +513,17 @@ pub async fn status_loop(
             let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod, &outage_starts) else {
                 continue;
             };
-            if !routine_due && !is_urgent(&cam, &patch) {
+            if !routine_due && !patch.urgent {
                 board.requeue_gaps(&id, gaps);
                 continue;
             }
             last_patched.insert(r.camera.clone(), now);
             match api
-                .patch_status(&r.camera, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &r.camera,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch.body),
+                )
                 .await
             {
                 Ok(updated) => {
@@ -627,11 +620,16 @@ mod tests {
         let starts = BTreeMap::from([(old, until)]);
         let p = status_patch(&cam, &r, &[], "rec-0", &starts).unwrap();
         assert_eq!(
-            p["status"]["outages"][0]["start"], "2023-11-14T22:13:14.500Z",
-            "{p}"
+            p.body["status"]["outages"][0]["start"], "2023-11-14T22:13:14.500Z",
+            "{}",
+            p.body
         );
-        assert!(p["status"]["outages"][0]["end"].is_null(), "{p}");
-        assert!(is_urgent(&cam, &p));
+        assert!(
+            p.body["status"]["outages"][0]["end"].is_null(),
+            "{}",
+            p.body
+        );
+        assert!(p.urgent);
     }
 
     #[test]
@@ -646,7 +644,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert!(is_urgent(&cam, &p));
+        assert!(p.urgent);
         // Once the object carries Recording=True, a new bitrate alone is routine.
         let mut status = cam.status.clone().unwrap_or_default();
         set_condition(
@@ -657,7 +655,7 @@ mod tests {
         let mut faster = report(CameraState::Recording);
         faster.bitrate_kbps = Some(5000);
         let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
-        assert!(!is_urgent(&cam, &p), "{p}");
+        assert!(!p.urgent, "{}", p.body);
         // A stream loss flips the condition → urgent.
         let p = status_patch(
             &cam,
@@ -667,7 +665,7 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert!(is_urgent(&cam, &p), "{p}");
+        assert!(p.urgent, "{}", p.body);
         // An open failover outage closed by this recorder's first segment → urgent.
         status.outages.push(Outage {
             start: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
@@ -677,8 +675,12 @@ mod tests {
         });
         cam.status = Some(status);
         let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
-        assert!(p["status"]["outages"][0]["end"].is_string(), "{p}");
-        assert!(is_urgent(&cam, &p));
+        assert!(
+            p.body["status"]["outages"][0]["end"].is_string(),
+            "{}",
+            p.body
+        );
+        assert!(p.urgent);
     }
 
     #[test]
@@ -706,18 +708,27 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(p.body["metadata"]["resourceVersion"], "42");
         assert!(
-            p["status"].get("state").is_none(),
+            p.body["status"].get("state").is_none(),
             "state belongs to the operator"
         );
-        assert_eq!(p["status"]["measuredBitrateKbps"], 4100);
-        assert_eq!(p["status"]["lastSegmentTime"], "2023-11-14T22:13:30.000Z");
-        assert_eq!(p["status"]["conditions"][0]["type"], "Recording");
-        assert_eq!(p["status"]["conditions"][0]["status"], "True");
-        assert_eq!(p["status"]["outages"][0]["reason"], "StreamLoss");
-        assert_eq!(p["status"]["outages"][0]["start"], "2023-11-14T22:13:20Z");
-        assert_eq!(p["status"]["outages"][0]["end"], "2023-11-14T22:13:24Z");
+        assert_eq!(p.body["status"]["measuredBitrateKbps"], 4100);
+        assert_eq!(
+            p.body["status"]["lastSegmentTime"],
+            "2023-11-14T22:13:30.000Z"
+        );
+        assert_eq!(p.body["status"]["conditions"][0]["type"], "Recording");
+        assert_eq!(p.body["status"]["conditions"][0]["status"], "True");
+        assert_eq!(p.body["status"]["outages"][0]["reason"], "StreamLoss");
+        assert_eq!(
+            p.body["status"]["outages"][0]["start"],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            p.body["status"]["outages"][0]["end"],
+            "2023-11-14T22:13:24Z"
+        );
     }
 
     #[test]
@@ -734,13 +745,13 @@ mod tests {
         cam.status = Some(st);
         let r = report(CameraState::Recording);
         let p = status_patch(&cam, &r, &[], "rec-0", &BTreeMap::new()).unwrap();
-        let conds = p["status"]["conditions"].as_array().unwrap();
+        let conds = p.body["status"]["conditions"].as_array().unwrap();
         assert_eq!(conds.len(), 2);
-        assert!(p["status"].get("outages").is_none());
+        assert!(p.body["status"].get("outages").is_none());
         // Apply it and ask again: nothing to do.
         let mut applied = cam.clone();
         let s: vigil_operator::api::CameraStatus =
-            serde_json::from_value(p["status"].clone()).unwrap();
+            serde_json::from_value(p.body["status"].clone()).unwrap();
         applied.status = Some(s);
         assert!(status_patch(&applied, &r, &[], "rec-0", &BTreeMap::new()).is_none());
     }
@@ -764,8 +775,11 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap();
-        assert_eq!(p["status"]["outages"][0]["end"], "2023-11-14T22:13:20Z");
-        assert_eq!(p["status"]["outages"][0]["recorder"], "rec-1");
+        assert_eq!(
+            p.body["status"]["outages"][0]["end"],
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(p.body["status"]["outages"][0]["recorder"], "rec-1");
     }
 
     #[test]
