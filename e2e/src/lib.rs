@@ -26,7 +26,7 @@ pub fn repo_root() -> PathBuf {
 /// A client for the cluster under test. Panics with instructions when no cluster is configured,
 /// so a missing cluster is a failed test, never a skipped one.
 pub async fn client() -> Client {
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     if std::env::var_os("KUBECONFIG").is_none() {
         panic!(
             "KUBECONFIG is not set. Start the local cluster with `e2e/cluster/up.sh` and \
@@ -238,7 +238,7 @@ impl Drop for ChildGuard {
 
 /// camera name → the recorder named by its `vigil.dev/recorder` label.
 pub async fn camera_assignments(
-    api: &Api<vigil_operator::api::Camera>,
+    api: &Api<vigil_api::Camera>,
 ) -> std::collections::BTreeMap<String, String> {
     api.list(&kube::api::ListParams::default())
         .await
@@ -248,7 +248,7 @@ pub async fn camera_assignments(
         .filter_map(|c| {
             Some((
                 c.name_any(),
-                c.labels().get(vigil_operator::api::RECORDER_LABEL)?.clone(),
+                c.labels().get(vigil_api::RECORDER_LABEL)?.clone(),
             ))
         })
         .collect()
@@ -256,10 +256,10 @@ pub async fn camera_assignments(
 
 /// Waits for a finished Backfill of `camera` (the operator labels them `vigil.dev/camera`).
 pub async fn finished_backfill(
-    api: &Api<vigil_operator::api::Backfill>,
+    api: &Api<vigil_api::Backfill>,
     camera: &str,
     timeout: Duration,
-) -> vigil_operator::api::Backfill {
+) -> vigil_api::Backfill {
     wait_for(
         timeout,
         &format!("a finished Backfill of {camera}"),

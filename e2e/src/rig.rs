@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
-use vigil_operator::api::{Camera, RECORDER_LABEL, RecorderPool};
+use vigil_api::{Camera, RECORDER_LABEL, RecorderPool};
 
 use crate::harness::*;
 use crate::{ChildGuard, create_namespace, wait_for};

@@ -43,13 +43,13 @@ use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use vigil_api::{
+    Backfill, BackfillPhase, BackfillReason, Camera, Coverage, RECORDER_LABEL, RecorderPool,
+};
 use vigil_e2e::harness::{
     RecorderProcess, Simulator, free_port, partial_segment_bytes, start_operator,
 };
 use vigil_e2e::*;
-use vigil_operator::api::{
-    Backfill, BackfillPhase, BackfillReason, Camera, Coverage, RECORDER_LABEL, RecorderPool,
-};
 
 const BUCKET: &str = "vigil-e2e-backfill";
 const PREFIX: &str = "footage";

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kube::api::Api;
+use vigil_api::{Backfill, BackfillPhase, RecorderPool};
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
-use vigil_operator::api::{Backfill, BackfillPhase, RecorderPool};
 
 #[tokio::test]
 async fn sigkilled_recorder_cameras_resume_on_the_others() {

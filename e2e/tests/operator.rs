@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use vigil_api::{Backfill, BackfillPhase, BackfillReason, Camera, RecorderPool};
 use vigil_e2e::*;
-use vigil_operator::api::{Backfill, BackfillPhase, BackfillReason, Camera, RecorderPool};
 use vigil_operator::leader::micro_time_now;
 
 const RECORDERS: [&str; 3] = ["rec-a", "rec-b", "rec-c"];

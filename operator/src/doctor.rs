@@ -4,8 +4,8 @@
 
 use kube::{Api, Client, api::ListParams, discovery};
 
-use crate::api::{Backfill, Camera, GROUP, RecorderPool, VERSION};
 use crate::error::{Error, Result};
+use vigil_api::{Backfill, Camera, GROUP, RecorderPool, VERSION};
 
 /// Outcome of one check, as printed.
 pub struct Check {

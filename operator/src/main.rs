@@ -228,9 +228,9 @@ async fn run(command: Command) -> Result<(), Error> {
             webhook::serve(listen, cert).await
         }
         Command::Crds => {
-            for (_, crd) in vigil_operator::crd::all() {
+            for (_, crd) in vigil_api::crd::all() {
                 let yaml =
-                    vigil_operator::crd::to_yaml(&crd).map_err(|e| Error::Check(e.to_string()))?;
+                    vigil_api::crd::to_yaml(&crd).map_err(|e| Error::Check(e.to_string()))?;
                 println!("---\n{yaml}");
             }
             Ok(())

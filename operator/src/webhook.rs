@@ -2,7 +2,7 @@
 //!
 //! The OpenAPI schema already refuses most bad input (URL scheme, bitrate 0, retention < 1 day).
 //! What it cannot express on every supported Kubernetes version — rules that compare fields, such
-//! as "a window must end after it starts" — is checked here with [`crate::validation`], so the API
+//! as "a window must end after it starts" — is checked here with [`vigil_api::validation`], so the API
 //! server refuses such an object at `kubectl apply` time with a message naming the field.
 //!
 //! The webhook serves HTTPS with a certificate given on the command line, or a self-signed one it
@@ -18,9 +18,9 @@ use kube::core::{
 };
 use tracing::{info, warn};
 
-use crate::api::{BackfillSpec, CameraSpec, RecorderPoolSpec};
 use crate::error::{Error, Result};
-use crate::validation::{self, FieldError};
+use vigil_api::validation::{self, FieldError};
+use vigil_api::{BackfillSpec, CameraSpec, RecorderPoolSpec};
 
 /// Path the API server posts AdmissionReviews to.
 pub const VALIDATE_PATH: &str = "/validate";

@@ -38,7 +38,7 @@ use kube::{Client, ResourceExt};
 use object_store::ObjectStore;
 use serde_json::json;
 use tracing::{info, warn};
-use vigil_operator::api::{
+use vigil_api::{
     Backfill, BackfillReason, Camera, ConditionStatus, Coverage, Outage, TimeWindow, find_condition,
 };
 
@@ -319,7 +319,7 @@ struct Ctx<'a> {
 
 /// `vigil-recorder audit`.
 pub async fn run(a: AuditArgs) -> Result<Summary> {
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     let (ns, name) = crate::playback::pool::parse_ref(&a.pool)?;
     let client = Client::try_default().await?;
     let (pool, storage, prefix) = crate::pool_store::get_pool_storage(&client, &ns, &name).await?;
@@ -419,7 +419,7 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
 /// The schedule's recording intervals over `[from, to)`, in ms.
 fn recording_ms(cam: &Camera, from: i64, to: i64) -> Result<Vec<Interval>> {
     Ok(
-        vigil_operator::schedule::recording_intervals(&cam.spec.recording, time(from)?, time(to)?)
+        vigil_api::schedule::recording_intervals(&cam.spec.recording, time(from)?, time(to)?)
             .into_iter()
             .map(|(a, b)| Interval::new(a.timestamp_millis(), b.timestamp_millis()))
             .collect(),
@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn patch_appends_audit_outages_once() {
-        use vigil_operator::api::{CameraSource, CameraSpec, CameraStatus};
+        use vigil_api::{CameraSource, CameraSpec, CameraStatus};
         let mut cam = Camera::new(
             "door",
             CameraSpec {

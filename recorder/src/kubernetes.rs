@@ -32,11 +32,11 @@ use object_store::ObjectStore;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
-use vigil_operator::api::{
+use vigil_api::labels::RECORDER_KIND_LABEL;
+use vigil_api::{
     BackfillReason, Camera, Condition, ConditionStatus, LeaseTiming, Outage, POOL_LABEL,
     RECORDER_LABEL, RecordingMode, RtspTransport, set_condition,
 };
-use vigil_operator::controller::pool::RECORDER_KIND_LABEL;
 
 use crate::backfill::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use crate::camera::SecretReader;
@@ -89,7 +89,7 @@ fn env(name: &str) -> Result<String> {
 
 /// Connects to the API server and reads the pool.
 pub async fn connect() -> Result<(K8s, PoolSettings)> {
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     let namespace = env("POD_NAMESPACE")?;
     let pod = env("POD_NAME")?;
     let pool_name = env("POOL_NAME")?;
@@ -545,7 +545,7 @@ pub async fn status_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_operator::api::{CameraSource, CameraSpec};
+    use vigil_api::{CameraSource, CameraSpec};
 
     fn camera() -> Camera {
         let mut c = Camera::new(
@@ -606,7 +606,7 @@ mod tests {
         let mut cam = camera();
         let old = DateTime::from_timestamp_millis(1_699_999_990_000).unwrap();
         let until = DateTime::from_timestamp_millis(1_699_999_994_500).unwrap();
-        cam.status = Some(vigil_operator::api::CameraStatus {
+        cam.status = Some(vigil_api::CameraStatus {
             outages: vec![Outage {
                 start: old,
                 end: None,
@@ -734,7 +734,7 @@ mod tests {
     #[test]
     fn keeps_operator_conditions_and_skips_no_ops() {
         let mut cam = camera();
-        let mut st = vigil_operator::api::CameraStatus::default();
+        let mut st = vigil_api::CameraStatus::default();
         st.conditions.push(Condition::new(
             "Scheduled",
             ConditionStatus::True,
@@ -750,8 +750,7 @@ mod tests {
         assert!(p.body["status"].get("outages").is_none());
         // Apply it and ask again: nothing to do.
         let mut applied = cam.clone();
-        let s: vigil_operator::api::CameraStatus =
-            serde_json::from_value(p.body["status"].clone()).unwrap();
+        let s: vigil_api::CameraStatus = serde_json::from_value(p.body["status"].clone()).unwrap();
         applied.status = Some(s);
         assert!(status_patch(&applied, &r, &[], "rec-0", &BTreeMap::new()).is_none());
     }
@@ -759,7 +758,7 @@ mod tests {
     #[test]
     fn closes_open_outage_at_first_footage() {
         let mut cam = camera();
-        let mut st = vigil_operator::api::CameraStatus::default();
+        let mut st = vigil_api::CameraStatus::default();
         st.outages.push(Outage {
             start: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
             end: None,

@@ -157,7 +157,7 @@ struct BackfillArgs {
 }
 
 async fn run_backfill(a: BackfillArgs) -> Result<(), Error> {
-    use vigil_operator::api::PlaybackTimeFormat;
+    use vigil_api::PlaybackTimeFormat;
     if let Some(config) = a.config {
         let report = vigil_recorder::backfill::run_file(vigil_recorder::backfill::FileArgs {
             config,

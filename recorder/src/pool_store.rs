@@ -9,7 +9,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
-use vigil_operator::api::{RecorderPool, S3Storage};
+use vigil_api::{RecorderPool, S3Storage};
 
 use crate::config::{Credentials, S3Credentials, StorageConfig};
 use crate::error::{Error, Result};

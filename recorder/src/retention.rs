@@ -127,7 +127,7 @@ pub async fn run(a: RetentionArgs) -> Result<()> {
         .now_ms
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     let (store, prefix, cameras) = if let Some(p) = &a.pool {
-        vigil_operator::install_crypto_provider();
+        vigil_api::install_crypto_provider();
         let (ns, name) = crate::playback::pool::parse_ref(p)?;
         let client = kube::Client::try_default().await?;
         let (storage, prefix) = crate::playback::pool::storage(&client, &ns, &name).await?;

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-use vigil_operator::api::{Backfill, BackfillReason, Camera};
+use vigil_api::{Backfill, BackfillReason, Camera};
 use vigil_recorder::layout::{CameraId, Origin, SegmentKey};
 
 /// Empty segment files tiling `[from, to)` in 10 s steps, minus `holes`.
@@ -122,7 +122,7 @@ fn audit_reports_coverage_and_one_outage_per_unknown_hole() {
     if !cluster_available() {
         return;
     }
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     let rt = rt();
     let client = rt
         .block_on(Client::try_default())

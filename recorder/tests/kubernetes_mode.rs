@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use vigil_operator::api::Camera;
+use vigil_api::Camera;
 
 const POD: &str = "rec-test-0";
 
@@ -48,7 +48,7 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
     if !cluster_available() {
         return;
     }
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     let rt = rt();
     let client = rt
         .block_on(Client::try_default())
@@ -199,8 +199,7 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
                     .iter()
                     .find(|c| c.type_ == "Recording")
                     .is_some_and(|c| {
-                        c.status == vigil_operator::api::ConditionStatus::True
-                            && c.reason == "Streaming"
+                        c.status == vigil_api::ConditionStatus::True && c.reason == "Streaming"
                     });
                 if let Some(kbps) = st.measured_bitrate_kbps
                     && recording
@@ -266,7 +265,7 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
             for _ in 0..40 {
                 let c = cams.get("yard").await.unwrap();
                 if let Some(o) = c.status.unwrap_or_default().outages.into_iter().find(|o| {
-                    matches!(o.reason, vigil_operator::api::BackfillReason::StreamLoss)
+                    matches!(o.reason, vigil_api::BackfillReason::StreamLoss)
                         && o.end
                             .is_some_and(|e| (e - o.start).num_milliseconds() >= 2000)
                 }) {

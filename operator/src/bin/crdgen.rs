@@ -27,10 +27,10 @@ fn main() -> ExitCode {
 }
 
 fn render() -> Result<Vec<(&'static str, String)>, String> {
-    vigil_operator::crd::all()
+    vigil_api::crd::all()
         .into_iter()
         .map(|(file, crd)| {
-            vigil_operator::crd::to_yaml(&crd)
+            vigil_api::crd::to_yaml(&crd)
                 .map(|y| (file, y))
                 .map_err(|e| e.to_string())
         })

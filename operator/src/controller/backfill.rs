@@ -20,17 +20,17 @@ use tracing::info;
 
 use super::children::{RecorderSettings, workload_name};
 use super::{Context, FIELD_MANAGER};
-use crate::api::{
+use crate::error::{Error, Result};
+use vigil_api::validation;
+use vigil_api::{
     Backfill, BackfillPhase, BackfillSpec, BackfillStatus, Camera, Condition, ConditionStatus,
     Outage, RecorderPool, TimeWindow, set_condition,
 };
-use crate::error::{Error, Result};
-use crate::validation;
 
 /// Attempts before a Backfill is given up as Failed.
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Label on a backfill Job naming its Backfill.
-pub const BACKFILL_LABEL: &str = "vigil.dev/backfill";
+pub use vigil_api::labels::BACKFILL_LABEL;
 
 /// The Backfill for a closed outage. Its name is derived from the camera and the outage start,
 /// so creating it twice (a retried reconcile) finds the first one instead of a duplicate.
@@ -541,8 +541,8 @@ async fn running_counts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::BackfillReason;
     use k8s_openapi::api::batch::v1::JobStatus;
+    use vigil_api::BackfillReason;
 
     fn camera(edge: bool) -> Camera {
         let mut spec = serde_json::json!({"source": {"url": "rtsp://cam/live"}, "expectedBitrateKbps": 4000, "pool": "main"});

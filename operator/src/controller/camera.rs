@@ -12,10 +12,10 @@ use kube::runtime::events::EventType;
 
 use super::Context;
 use super::camera_status::{CameraFacts, differs, operator_status};
-use crate::api::{Camera, RECORDER_LABEL, RecorderPool};
 use crate::error::{Error, Result};
-use crate::schedule::should_record;
-use crate::validation;
+use vigil_api::schedule::should_record;
+use vigil_api::validation;
+use vigil_api::{Camera, RECORDER_LABEL, RecorderPool};
 
 pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.count_reconcile("camera");

@@ -6,7 +6,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-use crate::api::{
+use vigil_api::{
     BackfillReason, Camera, Condition, ConditionStatus, Outage, find_condition, set_condition,
 };
 
@@ -268,7 +268,7 @@ pub fn failover_outage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CameraSpec, CameraStatus};
+    use vigil_api::{CameraSpec, CameraStatus};
 
     fn camera(status: Option<CameraStatus>) -> Camera {
         let spec: CameraSpec = serde_json::from_value(serde_json::json!({

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{POOL_LABEL, RecorderPool};
+use vigil_api::{POOL_LABEL, RecorderPool};
 
 /// Settings the operator gives every pool.
 #[derive(Clone, Debug)]
@@ -469,7 +469,7 @@ pub fn audit_cron_job(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::RecorderPoolSpec;
+    use vigil_api::RecorderPoolSpec;
 
     fn pool() -> RecorderPool {
         let spec: RecorderPoolSpec = serde_yaml::from_str(

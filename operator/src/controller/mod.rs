@@ -21,10 +21,10 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{Backfill, Camera, POOL_LABEL, RecorderPool};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use children::RecorderSettings;
+use vigil_api::{Backfill, Camera, POOL_LABEL, RecorderPool};
 
 /// The one field manager for everything the operator applies.
 pub const FIELD_MANAGER: &str = "vigil-operator";

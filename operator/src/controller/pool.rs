@@ -23,20 +23,20 @@ use super::backfill::backfill_for_outage;
 use super::camera_status::{CameraFacts, differs, failover_outage, operator_status};
 use super::children;
 use super::{Context, FIELD_MANAGER};
-use crate::api::{
-    Backfill, Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
-    RecorderPoolStatus, RecorderState, set_condition,
-};
 use crate::error::{Error, Result};
 use crate::leader::micro_time_to_chrono;
 use crate::liveness::{PodObservation, RecorderHealth, RecorderObservation, recorder_health};
 use crate::placement::{self, MoveReason, PlacementCamera, PlacementInput, PlacementRecorder};
-use crate::schedule::should_record;
-use crate::validation;
+use vigil_api::schedule::should_record;
+use vigil_api::validation;
+use vigil_api::{
+    Backfill, Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
+    RecorderPoolStatus, RecorderState, set_condition,
+};
 
 /// Label a recorder puts on its Lease: `pod` when it runs as a pod (so a missing pod means the
 /// recorder is gone), `process` when it runs outside Kubernetes.
-pub const RECORDER_KIND_LABEL: &str = "vigil.dev/recorder-kind";
+pub use vigil_api::labels::RECORDER_KIND_LABEL;
 /// Expired Leases of recorders without cameras are deleted after this long.
 const LEASE_GC_SECONDS: i64 = 300;
 
@@ -425,7 +425,7 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
 async fn hand_over_closed_outages(
     ctx: &Context,
     camera: &Camera,
-    outages: &mut Vec<crate::api::Outage>,
+    outages: &mut Vec<vigil_api::Outage>,
 ) -> Result<()> {
     let ns = camera.namespace().unwrap_or_default();
     let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);

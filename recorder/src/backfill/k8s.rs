@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 use url::Url;
-use vigil_operator::api::{Backfill, Camera, RecorderPool};
+use vigil_api::{Backfill, Camera, RecorderPool};
 
 use super::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use super::{EdgeSource, Job, Progress, Report, env_credentials, run};
@@ -56,7 +56,7 @@ fn status_body(r: &Report) -> serde_json::Value {
 
 /// Runs `backfill <namespace>/<name>`.
 pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
-    vigil_operator::install_crypto_provider();
+    vigil_api::install_crypto_provider();
     let (ns, name) = match target.split_once('/') {
         Some((n, b)) => (n.to_string(), b.to_string()),
         None => (

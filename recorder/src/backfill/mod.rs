@@ -23,7 +23,7 @@ use object_store::path::Path as StorePath;
 use serde::Serialize;
 use tracing::{info, warn};
 use url::Url;
-use vigil_operator::api::PlaybackTimeFormat;
+use vigil_api::PlaybackTimeFormat;
 
 use crate::config::Credentials;
 use crate::error::{Error, Result, chain};

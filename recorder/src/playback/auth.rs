@@ -74,7 +74,7 @@ pub fn access_review(user: &User, camera: &CameraId) -> SubjectAccessReview {
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(camera.namespace.clone()),
                 verb: Some("get".into()),
-                group: Some(vigil_operator::api::GROUP.into()),
+                group: Some(vigil_api::GROUP.into()),
                 resource: Some("cameras".into()),
                 subresource: Some("recordings".into()),
                 name: Some(camera.name.clone()),

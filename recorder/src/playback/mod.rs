@@ -721,7 +721,7 @@ pub fn router(state: AppState) -> Router {
 /// mode, to the API server).
 pub async fn state(a: &ServeArgs) -> Result<AppState> {
     let (storage, prefix, cameras, client) = if let Some(p) = &a.pool {
-        vigil_operator::install_crypto_provider();
+        vigil_api::install_crypto_provider();
         let (ns, name) = pool::parse_ref(p)?;
         let client = kube::Client::try_default().await?;
         let (storage, prefix) = pool::storage(&client, &ns, &name).await?;
@@ -745,7 +745,7 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
         let client = if a.no_auth {
             None
         } else {
-            vigil_operator::install_crypto_provider();
+            vigil_api::install_crypto_provider();
             Some(kube::Client::try_default().await.map_err(|e| {
                 Error::Config(format!(
                     "authentication needs the Kubernetes API ({e}); pass --no-auth for local use"

@@ -3,7 +3,7 @@
 
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use vigil_operator::api::Camera;
+use vigil_api::Camera;
 
 use crate::config::StorageConfig;
 use crate::error::{Error, Result};

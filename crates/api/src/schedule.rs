@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::api::{RecordingMode, RecordingSpec, Weekday};
 use crate::validation::schedule_window_minutes;
+use crate::{RecordingMode, RecordingSpec, Weekday};
 
 /// True when `spec` says to record at `now`. An unknown time zone falls back to UTC; validation
 /// reports it separately, so recording errs on the side of recording.
@@ -85,7 +85,7 @@ fn weekday(d: chrono::Weekday) -> Weekday {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ScheduleWindow;
+    use crate::ScheduleWindow;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)

@@ -14,7 +14,11 @@
 mod backfill;
 mod camera;
 mod condition;
+pub mod crd;
+pub mod labels;
 mod pool;
+pub mod schedule;
+pub mod validation;
 
 pub use backfill::*;
 pub use camera::*;
@@ -25,10 +29,7 @@ pub use pool::*;
 pub const GROUP: &str = "vigil.dev";
 /// The API version of every Vigil resource.
 pub const VERSION: &str = "v1alpha1";
-/// Label on a Camera naming the recorder pod that records it.
-pub const RECORDER_LABEL: &str = "vigil.dev/recorder";
-/// Label on recorder pods naming their pool.
-pub const POOL_LABEL: &str = "vigil.dev/pool";
+pub use labels::{POOL_LABEL, RECORDER_LABEL};
 
 /// A reference to a Secret in the same namespace, with the keys to read from it.
 #[derive(
@@ -72,4 +73,10 @@ impl TimeWindow {
     pub fn seconds(&self) -> f64 {
         (self.end - self.start).num_milliseconds() as f64 / 1000.0
     }
+}
+
+/// Installs rustls' process-wide crypto provider. kube's rustls client panics without one,
+/// so every binary that talks to the API server calls this first. Calling it twice is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

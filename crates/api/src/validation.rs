@@ -4,7 +4,7 @@
 //! by the reconcilers (so an object that got in without the webhook shows an `Invalid`
 //! condition instead of failing later). Pure functions, no I/O.
 
-use crate::api::{BackfillSpec, CameraSpec, RecorderPoolSpec, RecordingMode, ScheduleWindow};
+use crate::{BackfillSpec, CameraSpec, RecorderPoolSpec, RecordingMode, ScheduleWindow};
 
 /// One problem with an object, addressed by its JSON path so the user finds the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub fn validate_backfill(spec: &BackfillSpec) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::*;
+    use crate::*;
 
     fn camera(url: &str) -> CameraSpec {
         CameraSpec {
