@@ -14,6 +14,7 @@ WORKDIR /src
 # The whole workspace (every member's manifest must be there for --locked); .dockerignore keeps
 # target/, .git and the like out of the context.
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY operator ./operator
 COPY recorder ./recorder
 COPY e2e/Cargo.toml ./e2e/Cargo.toml
@@ -23,9 +24,10 @@ COPY e2e/src ./e2e/src
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p vigil-operator -p vigil-recorder \
+    cargo build --release --locked -p vigil-operator -p vigil-recorder -p vigil-jobs -p vigil-access \
  && mkdir -p /out \
- && cp target/release/vigil-operator target/release/vigil-recorder /out/
+ && cp target/release/vigil-operator target/release/vigil-recorder target/release/vigil-jobs \
+       target/release/vigil-access /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-base
 LABEL org.opencontainers.image.source="https://github.com/vigil-nvr/vigil" \
@@ -34,11 +36,12 @@ LABEL org.opencontainers.image.source="https://github.com/vigil-nvr/vigil" \
 USER 65532:65532
 WORKDIR /
 
-# The recorder: `record` in recorder pods, `backfill` in backfill Jobs, `serve` for playback.
+# The data path: `vigil-recorder record` in recorder pods (the entrypoint), `vigil-jobs` in
+# backfill Jobs and the audit/retention CronJobs, `vigil-access serve` for the access point.
 FROM runtime-base AS recorder
 LABEL org.opencontainers.image.title="vigil-recorder" \
       org.opencontainers.image.description="Vigil recorder: RTSP ingest into fMP4 segments in object storage, backfill Jobs, playback."
-COPY --from=builder /out/vigil-recorder /usr/local/bin/vigil-recorder
+COPY --from=builder /out/vigil-recorder /out/vigil-jobs /out/vigil-access /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/vigil-recorder"]
 
 # The operator (also the admission webhook: `vigil-operator webhook`). Last, so a plain

@@ -57,11 +57,11 @@ stop_processes
 step "1/10 dependencies (Debian packages; Kubernetes 1.20.2 built once into $CACHE, ~8 min the first time)"
 bash e2e/cluster/deps.sh
 
-step "2/10 building vigil-operator and vigil-recorder"
-cargo build --quiet -p vigil-operator -p vigil-recorder
+step "2/10 building vigil-operator, vigil-recorder, vigil-jobs and vigil-access"
+cargo build --quiet -p vigil-operator -p vigil-recorder -p vigil-jobs -p vigil-access
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 mkdir -p "$DEMO/bin"
-for b in vigil-operator vigil-recorder; do objcopy --strip-debug "$TARGET/$b" "$DEMO/bin/$b"; done
+for b in vigil-operator vigil-recorder vigil-jobs vigil-access; do objcopy --strip-debug "$TARGET/$b" "$DEMO/bin/$b"; done
 
 step "3/10 local Kubernetes cluster (etcd, API server, scheduler, controller-manager, kubelet, kube-proxy, containerd)"
 bash e2e/cluster/up.sh
@@ -71,7 +71,7 @@ HOST=$VIGIL_HOST_IP   # this machine as the pods see it
 
 step "4/10 container images (from scratch with buildah, imported into containerd)"
 bash e2e/images/build.sh --ref localhost/vigil/operator:demo operator-demo "$DEMO/bin/vigil-operator" | tail -n1
-bash e2e/images/build.sh --ref localhost/vigil/recorder:demo recorder-demo "$DEMO/bin/vigil-recorder" | tail -n1
+bash e2e/images/build.sh --ref localhost/vigil/recorder:demo recorder-demo "$DEMO/bin/vigil-recorder" "$DEMO/bin/vigil-jobs" "$DEMO/bin/vigil-access" | tail -n1
 
 step "5/10 S3 server (moto) on $HOST:$S3_PORT and 4 simulated cameras (GStreamer RTSP + ONVIF, SD card)"
 PY=$CACHE/venv/bin/python

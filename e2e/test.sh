@@ -81,7 +81,7 @@ count_run ui bash e2e/ui/test.sh
 if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
   # The integration tests put these binaries into images and processes.
-  check build-binaries cargo build --quiet -p vigil-operator -p vigil-recorder
+  check build-binaries cargo build --quiet -p vigil-operator -p vigil-recorder -p vigil-jobs -p vigil-access
   count_run integration cargo test --no-fail-fast -p vigil-e2e -- --test-threads=2
 fi
 

@@ -264,7 +264,7 @@ def check_full(docs):
 
 
 def check_playback(docs, pool_ns, pool):
-    """playback.enabled=true: `vigil-recorder serve --pool`, its Service, least-privilege RBAC."""
+    """playback.enabled=true: `vigil-access serve --pool`, its Service, least-privilege RBAC."""
     name = lambda d: d["metadata"]["name"]
     pb = lambda kind: [d for d in by_kind(docs, kind) if name(d).endswith("-playback")]
     deps = pb("Deployment")
@@ -273,6 +273,7 @@ def check_playback(docs, pool_ns, pool):
     pod = deps[0]["spec"]["template"]["spec"]
     c = pod["containers"][0]
     expect(c["image"].split("@")[0].split(":")[0].endswith("/vigil-recorder"), "playback image %s" % c["image"])
+    expect(c.get("command") == ["/usr/local/bin/vigil-access"], "playback command %r" % c.get("command"))
     expect(c["args"][0] == "serve" and "--pool=%s" % pool in c["args"], "playback args %r" % c["args"])
     expect("--no-auth" not in c["args"], "playback auth is off by default")
     port = {p["name"]: p["containerPort"] for p in c["ports"]}.get("http")

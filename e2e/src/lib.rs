@@ -215,7 +215,7 @@ pub fn built_binary(name: &str) -> std::path::PathBuf {
         .map(|d| d.join(name))
         .collect();
     candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
-        panic!("{name} not built (looked at {candidates:?}): run `cargo build -p vigil-operator -p vigil-recorder` first")
+        panic!("{name} not built (looked at {candidates:?}): run `cargo build -p vigil-operator -p vigil-recorder -p vigil-jobs -p vigil-access` first")
     })
 }
 

@@ -469,7 +469,7 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
         assert_eq!(
             args.get(..2),
             Some(&["backfill".to_string(), format!("{ns}/{}", b.name_any())][..]),
-            "{}: the Job runs `vigil-recorder backfill <ns>/<name>`",
+            "{}: the Job runs `vigil-jobs backfill <ns>/<name>`",
             c.name
         );
         assert!(
@@ -590,7 +590,7 @@ async fn lost_upload_is_found_by_the_audit_and_backfilled() {
     };
 
     // The pool's audit CronJob exists, on its (here idle) schedule, running
-    // `vigil-recorder audit --pool <ns>/<pool> --window-hours 1`.
+    // `vigil-jobs audit --pool <ns>/<pool> --window-hours 1`.
     let cron_job = audit_cron_job(&client, &ns).await;
     assert_eq!(cron_job.data["spec"]["schedule"], AUDIT_SCHEDULE);
     assert_eq!(cron_job.data["spec"]["suspend"], false);
@@ -1046,7 +1046,7 @@ async fn run_audit_job(
             "--window-hours",
             "1"
         ],
-        "the CronJob runs `vigil-recorder audit`"
+        "the CronJob runs `vigil-jobs audit`"
     );
     args.extend(extra_args.iter().map(|a| serde_json::json!(a)));
     let types = cron_job.types.as_ref().expect("CronJob apiVersion");
@@ -1309,31 +1309,39 @@ fn now_ms() -> i64 {
 // ---------------------------------------------------------------------------------------------
 // The recorder image for the Backfill Jobs
 
-/// Builds (or finds up to date) an image of the current debug `vigil-recorder`, without its
-/// debug info, in the cluster's containerd; e2e/images/build.sh skips unchanged inputs.
+/// Builds (or finds up to date) the recorder image from the current debug binaries, without
+/// their debug info, in the cluster's containerd; e2e/images/build.sh skips unchanged inputs.
+/// As the release image: `vigil-recorder` is the entrypoint, and the Backfill Jobs and the
+/// audit CronJob run `vigil-jobs` from the same image.
 fn recorder_image() -> String {
-    let binary = built_binary("vigil-recorder");
     let dir = std::env::temp_dir().join("vigil-e2e-backfill-image");
     std::fs::create_dir_all(&dir).expect("image dir");
-    let stripped = dir.join("vigil-recorder");
-    let tmp = dir.join(format!("vigil-recorder.{}", std::process::id()));
-    let status = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(&binary)
-        .arg(&tmp)
-        .status()
-        .expect("run objcopy");
-    assert!(
-        status.success(),
-        "objcopy --strip-debug {}",
-        binary.display()
-    );
-    std::fs::rename(&tmp, &stripped).expect("rename stripped binary");
+    let binaries: Vec<PathBuf> = ["vigil-recorder", "vigil-jobs"]
+        .iter()
+        .map(|name| {
+            let binary = built_binary(name);
+            let stripped = dir.join(name);
+            let tmp = dir.join(format!("{name}.{}", std::process::id()));
+            let status = Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(&binary)
+                .arg(&tmp)
+                .status()
+                .expect("run objcopy");
+            assert!(
+                status.success(),
+                "objcopy --strip-debug {}",
+                binary.display()
+            );
+            std::fs::rename(&tmp, &stripped).expect("rename stripped binary");
+            stripped
+        })
+        .collect();
     let t = Instant::now();
     let out = Command::new("bash")
         .arg(repo_root().join("e2e/images/build.sh"))
         .args(["--ref", IMAGE_REF, "recorder-e2e-backfill"])
-        .arg(&stripped)
+        .args(&binaries)
         .output()
         .expect("run e2e/images/build.sh");
     assert!(

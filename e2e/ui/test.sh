@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Web page test: records real footage from the camera simulator (one stream dropped for a few
 # seconds, plus a backfilled segment placed in the hole) into a local store, starts
-# `vigil-recorder serve --no-auth`, and drives the page in headless Debian Chromium
+# `vigil-access serve --no-auth`, and drives the page in headless Debian Chromium
 # (playwright-core, never a downloaded browser). Prints "N passed, M failed"; writes a
 # screenshot to $VIGIL_UI_OUT (default target/ui/timeline.png).
 set -euo pipefail
@@ -19,8 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build -q -p vigil-recorder
+cargo build -q -p vigil-recorder -p vigil-access
 bin=$target/debug/vigil-recorder
+access=$target/debug/vigil-access
 if [ ! -d e2e/ui/node_modules/playwright-core ]; then
   (cd e2e/ui && npm install --no-audit --no-fund >/dev/null)
 fi
@@ -79,7 +80,7 @@ PY
 
 printf 'storage:\n  local: {path: %s}\n' "$work/store" >"$work/serve.yaml"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --config "$work/serve.yaml" --no-auth --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+"$access" serve --config "$work/serve.yaml" --no-auth --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 

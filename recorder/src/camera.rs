@@ -21,19 +21,20 @@ use retina::codec::{CodecItem, FrameFormat, ParametersRef};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::backoff::Backoff;
-use crate::config::{CameraConfig, CredentialSource, Credentials, Settings, Transport};
 use crate::error::{Error, Result};
-use crate::ewma::BitrateEwma;
-use crate::gaps::{Gap, GapReason, GapRecord, GapTracker};
-use crate::layout::{CameraId, ObjectKey, Origin, SegmentKey};
 use crate::metrics::{CamLabels, Metrics};
-use crate::mp4;
-use crate::redact::{Redactor, redact_url};
-use crate::segmenter::{AudioIn, Event, Policy, Segmenter, VideoIn};
 use crate::spool::Spool;
 use crate::status::{CameraState, StatusBoard, now_ms};
-use crate::timeline::{Adjust, Timeline};
+use vigil_api::redact::Credentials;
+use vigil_api::redact::{Redactor, redact_url};
+use vigil_config::{CameraConfig, CredentialSource, Settings, Transport};
+use vigil_media::backoff::Backoff;
+use vigil_media::ewma::BitrateEwma;
+use vigil_media::mp4;
+use vigil_media::segmenter::{AudioIn, Event, Policy, Segmenter, VideoIn};
+use vigil_media::timeline::{Adjust, Timeline};
+use vigil_store::gaps::{Gap, GapReason, GapRecord, GapTracker};
+use vigil_store::layout::{CameraId, ObjectKey, Origin, SegmentKey};
 
 /// Reads a Secret's user name and password: (namespace, secret, username key, password key).
 pub type SecretReader = Arc<
@@ -432,7 +433,7 @@ impl CameraTask {
                         None => rec.vtl = Some(Timeline::new(mp4::VIDEO_TIMESCALE, ts, recv)),
                     }
                     let key = f.is_random_access_point()
-                        || (rec.h265 && crate::segmenter::h265_is_irap(f.data()));
+                        || (rec.h265 && vigil_media::segmenter::h265_is_irap(f.data()));
                     let frame = VideoIn {
                         ts,
                         key,

@@ -51,6 +51,17 @@ pub enum Error {
 
     #[error("HTTP server: {0}")]
     Http(String),
+
+    /// Key layout, catalog listing, storage target.
+    #[error(transparent)]
+    Catalog(#[from] vigil_store::Error),
+
+    /// MP4 writing, segmenting, camera protocols.
+    #[error(transparent)]
+    Media(#[from] vigil_media::Error),
+
+    #[error(transparent)]
+    FileConfig(#[from] vigil_config::Error),
 }
 
 impl Error {
@@ -65,18 +76,4 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The error and all its sources on one line, for logs: library errors often keep the useful
-/// part ("connection refused") in a source.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use vigil_store::error::chain;

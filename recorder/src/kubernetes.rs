@@ -38,15 +38,14 @@ use vigil_api::{
     RECORDER_LABEL, RecordingMode, RtspTransport, set_condition,
 };
 
-use crate::backfill::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use crate::camera::SecretReader;
-use crate::config::{
-    CameraConfig, CredentialSource, StorageConfig, Transport, validate_segment_seconds,
-};
 use crate::error::{Error, Result};
-use crate::gaps::{GapReason, GapRecord};
-use crate::layout::CameraId;
 use crate::status::{CameraReport, CameraState, StatusBoard};
+use vigil_config::{CameraConfig, CredentialSource, Transport, validate_segment_seconds};
+use vigil_store::StorageConfig;
+use vigil_store::gaps::{GapReason, GapRecord};
+use vigil_store::intervals::{DEFAULT_TOLERANCE_MS, Interval};
+use vigil_store::layout::CameraId;
 
 /// Minimum time between two routine status patches of one camera (bitrate, last segment time).
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(15);
@@ -96,7 +95,7 @@ pub async fn connect() -> Result<(K8s, PoolSettings)> {
     let pod_uid = std::env::var("POD_UID").ok().filter(|v| !v.is_empty());
     let client = Client::try_default().await?;
     let (pool, storage, prefix) =
-        crate::pool_store::get_pool_storage(&client, &namespace, &pool_name).await?;
+        vigil_store::pool_store::get_pool_storage(&client, &namespace, &pool_name).await?;
     let spec = pool.spec;
     let settings = PoolSettings {
         storage,
@@ -123,7 +122,9 @@ pub async fn connect() -> Result<(K8s, PoolSettings)> {
 pub fn secret_reader(client: Client) -> SecretReader {
     Arc::new(move |ns, name, uk, pk| {
         let client = client.clone();
-        Box::pin(async move { crate::pool_store::read_secret(&client, &ns, &name, &uk, &pk).await })
+        Box::pin(async move {
+            Ok(vigil_store::pool_store::read_secret(&client, &ns, &name, &uk, &pk).await?)
+        })
     })
 }
 
@@ -146,7 +147,7 @@ pub fn camera_config(cam: &Camera) -> Result<Option<CameraConfig>> {
         RtspTransport::Tcp => Transport::Tcp,
         RtspTransport::Udp => Transport::Udp,
     };
-    CameraConfig::new(id, &cam.spec.source.url, credentials, transport, true).map(Some)
+    Ok(CameraConfig::new(id, &cam.spec.source.url, credentials, transport, true).map(Some)?)
 }
 
 /// Watches this pod's Cameras and sends the full desired set after every change.
@@ -335,7 +336,7 @@ pub fn outage(g: &GapRecord, pod: &str) -> Option<Outage> {
 }
 
 /// Where the footage in the store that covers `start_ms` ends: the end of the stored interval
-/// (merged, see [`crate::backfill::intervals::merge`]) containing `start_ms`, if one does. An
+/// (merged, see [`vigil_store::intervals::merge`]) containing `start_ms`, if one does. An
 /// open failover outage starts at the failed recorder's last lease renewal minus one segment, a
 /// safe guess; everything up to this point is in fact stored, so the outage can start here.
 pub fn stored_until(start_ms: i64, stored: &[Interval]) -> Option<i64> {
@@ -448,7 +449,7 @@ async fn stored_footage_until(
 ) -> Option<DateTime<Utc>> {
     let from = start.timestamp_millis();
     let window = Interval::new(from, Utc::now().timestamp_millis());
-    match crate::backfill::coverage(store.as_ref(), prefix, camera, window).await {
+    match vigil_store::catalog::covered(store.as_ref(), prefix, camera, window).await {
         Ok(stored) => {
             let until = stored_until(from, &stored)?;
             info!(camera = %camera, outage_start = %start, stored_until_ms = until,

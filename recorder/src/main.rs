@@ -1,5 +1,5 @@
-//! `vigil-recorder`: the binary of recorder pods (`record`), backfill Jobs (`backfill`), the
-//! playback server (`serve`) and the pool CronJobs (`retention`, `audit`).
+//! `vigil-recorder`: the binary of recorder pods (`record`). Backfill Jobs and the pool CronJobs
+//! run `vigil-jobs`; the access point runs `vigil-access`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::error;
-use vigil_recorder::config::{
-    DEFAULT_BUFFER_DIR, FileConfig, Overrides, Settings, validate_segment_seconds,
-};
+use vigil_config::cli::{init_logs, run_to_exit};
+use vigil_config::{DEFAULT_BUFFER_DIR, FileConfig, Overrides, Settings, validate_segment_seconds};
 use vigil_recorder::record::{Source, record};
 use vigil_recorder::{Error, kubernetes};
 
@@ -75,113 +73,6 @@ enum Cmd {
     /// Record cameras (file mode or Kubernetes mode).
     #[command(after_long_help = RECORD_HELP)]
     Record(RecordArgs),
-    /// Fill a window of a camera's footage from its edge storage (Kubernetes Job or file mode).
-    #[command(after_long_help = BACKFILL_HELP)]
-    Backfill(BackfillArgs),
-    /// Query and playback server: recordings as JSON, HLS, MP4 export, web page at `/`.
-    Serve(vigil_recorder::playback::ServeArgs),
-    /// Delete footage older than each camera's retention (file mode or `--pool ns/name`).
-    Retention(vigil_recorder::retention::RetentionArgs),
-    /// Coverage audit of a pool's cameras: writes `status.coverage` and reports holes that no
-    /// outage or Backfill covers as `Audit` outages (which the operator turns into Backfills).
-    #[command(after_long_help = AUDIT_HELP)]
-    Audit(vigil_recorder::audit::AuditArgs),
-}
-
-const AUDIT_HELP: &str = r#"Run by the operator as the CronJob vigil-audit-<pool> (RecorderPool spec.audit), with the
-recorders' ServiceAccount: audit --pool <namespace>/<name> [--window-hours 24]
-
-For each Camera of the pool: lists its segments in the store for [now - window, now - settle]
-(settle = 2 x segmentSeconds + 60 s: footage still being recorded or uploaded), counts only the
-time the camera should have been recording (its schedule; not before it was created plus the
-start-up grace; not before its retention cut-off), and patches status.coverage (window, percent,
-missingSeconds, expectedSeconds, checkedAt). Each hole of at least 1 s that no Backfill (any
-phase) or outage already covers is appended to status.outages with reason Audit (holes less than
-5 minutes apart as one); the operator creates its Backfill. A hole reaching the end of the window
-while the camera is not recording is left to the live path. Cameras with autoBackfill off get
-coverage only.
-
-Exit status 0 when every camera was audited; 1 otherwise (the others are still written)."#;
-
-const BACKFILL_HELP: &str = r#"Lists what the store holds for the window, fetches only the missing intervals from the
-camera's edge storage (ONVIF Profile G replay at full speed, or a vendor RTSP playback URL in
-real time), writes them as <startMs>-<endMs>-backfill.mp4 segments, re-lists and retries what is
-still missing (3 passes), and reports seconds missing before / recovered / lost.
-
-KUBERNETES MODE (the operator's Job): backfill <namespace>/<name> [--bandwidth-mbps N]
-  Reads the Backfill, its Camera and RecorderPool; camera credentials from
-  VIGIL_CAMERA_USERNAME / VIGIL_CAMERA_PASSWORD; patches the Backfill status.
-
-FILE MODE: backfill --config cameras.yaml --camera ns/name --start RFC3339 --end RFC3339
-           (--onvif-device-url URL [--recording-token T] | --playback-template URL [--time-format F])
-  Storage (and the camera's credentials) from the record --config file; prints the report as JSON.
-
-Exit status 0 when the run finished (lost seconds are reported, not an error); 1 on faults worth
-a retry (camera or store unreachable and nothing recovered)."#;
-
-#[derive(Args)]
-struct BackfillArgs {
-    /// The Backfill object (Kubernetes mode).
-    #[arg(required_unless_present = "config", conflicts_with = "config")]
-    target: Option<String>,
-    /// Bandwidth cap on what is read from the camera, Mbit/s (0 = none).
-    #[arg(long, default_value_t = 0.0)]
-    bandwidth_mbps: f64,
-    /// File mode: the record --config file (storage, camera credentials).
-    #[arg(long, requires_all = ["camera", "start", "end"])]
-    config: Option<PathBuf>,
-    /// File mode: <namespace>/<name> of the camera.
-    #[arg(long)]
-    camera: Option<String>,
-    /// File mode: window start (RFC 3339).
-    #[arg(long)]
-    start: Option<chrono::DateTime<chrono::Utc>>,
-    /// File mode: window end (RFC 3339).
-    #[arg(long)]
-    end: Option<chrono::DateTime<chrono::Utc>>,
-    /// File mode: ONVIF device service URL.
-    #[arg(long)]
-    onvif_device_url: Option<String>,
-    /// File mode: ONVIF recording token (default: the recording named like the camera, else the first).
-    #[arg(long)]
-    recording_token: Option<String>,
-    /// File mode: RTSP playback URL template with {start} and {end}.
-    #[arg(long)]
-    playback_template: Option<String>,
-    /// File mode: hikvision, dahua or rfc3339.
-    #[arg(long, default_value = "hikvision", value_parser = ["hikvision", "dahua", "rfc3339"])]
-    time_format: String,
-    /// File mode: segment length override.
-    #[arg(long)]
-    segment_seconds: Option<u32>,
-}
-
-async fn run_backfill(a: BackfillArgs) -> Result<(), Error> {
-    use vigil_api::PlaybackTimeFormat;
-    if let Some(config) = a.config {
-        let report = vigil_recorder::backfill::run_file(vigil_recorder::backfill::FileArgs {
-            config,
-            camera: a.camera.unwrap_or_default(),
-            start: a.start.unwrap_or_default(),
-            end: a.end.unwrap_or_default(),
-            onvif_device_url: a.onvif_device_url,
-            recording_token: a.recording_token,
-            playback_template: a.playback_template,
-            time_format: match a.time_format.as_str() {
-                "dahua" => PlaybackTimeFormat::Dahua,
-                "rfc3339" => PlaybackTimeFormat::Rfc3339,
-                _ => PlaybackTimeFormat::Hikvision,
-            },
-            bandwidth_mbps: a.bandwidth_mbps,
-            segment_seconds: a.segment_seconds,
-        })
-        .await?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    let target = a.target.unwrap_or_default();
-    vigil_recorder::backfill::k8s::run_job(&target, a.bandwidth_mbps).await?;
-    Ok(())
 }
 
 #[derive(Args)]
@@ -240,19 +131,6 @@ struct RecordArgs {
     recorder_name: Option<String>,
 }
 
-fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 fn host_name() -> String {
     std::env::var("POD_NAME")
         .ok()
@@ -287,14 +165,6 @@ fn main() -> ExitCode {
     init_logs(&cli.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     match cli.cmd {
-        Cmd::Backfill(args) => run_to_exit(&mut runtime, "backfill", run_backfill(args)),
-        Cmd::Serve(args) => run_to_exit(&mut runtime, "serve", vigil_recorder::playback::run(args)),
-        Cmd::Retention(args) => run_to_exit(
-            &mut runtime,
-            "retention",
-            vigil_recorder::retention::run(args),
-        ),
-        Cmd::Audit(args) => run_to_exit(&mut runtime, "audit", vigil_recorder::audit::run(args)),
         Cmd::Record(args) => {
             // File work runs on blocking threads, one short job per fragment per camera. Keep
             // them alive between fragments (creating threads costs CPU and private memory) and
@@ -307,29 +177,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one subcommand to completion on a runtime from `runtime`; logs a failure with its
-/// causes and turns it into the exit code.
-fn run_to_exit<T>(
-    runtime: &mut tokio::runtime::Builder,
-    what: &str,
-    work: impl Future<Output = Result<T, Error>>,
-) -> ExitCode {
-    let rt = match runtime.enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(work) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!(error = %vigil_recorder::error::chain(&e), "{what} failed");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 async fn run_record(a: RecordArgs) -> Result<(), Error> {
     let overrides = Overrides {
         segment_seconds: a.segment_seconds,
@@ -337,7 +184,7 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         buffer_max_bytes: a.buffer_max_bytes,
     };
     let mut settings = Settings {
-        storage: vigil_recorder::config::StorageConfig::Local {
+        storage: vigil_store::StorageConfig::Local {
             path: PathBuf::new(),
         },
         prefix: String::new(),
@@ -349,7 +196,7 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BUFFER_DIR)),
         buffer_max_bytes: a
             .buffer_max_bytes
-            .unwrap_or(vigil_recorder::config::DEFAULT_BUFFER_MAX_BYTES),
+            .unwrap_or(vigil_config::DEFAULT_BUFFER_MAX_BYTES),
         upload_concurrency: a.upload_concurrency,
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),

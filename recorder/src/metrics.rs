@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::layout::CameraId;
+use vigil_store::layout::CameraId;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CamLabels {
@@ -186,7 +186,7 @@ impl Metrics {
         self.dropped_segments.remove(&l);
         self.bitrate_bps.remove(&l);
         self.camera_up.remove(&l);
-        for reason in crate::gaps::ALL_REASONS {
+        for reason in vigil_store::gaps::ALL_REASONS {
             let g = GapLabels {
                 namespace: l.namespace.clone(),
                 camera: l.camera.clone(),
@@ -197,7 +197,7 @@ impl Metrics {
         }
     }
 
-    pub fn record_gap(&self, c: &CameraId, reason: crate::gaps::GapReason, seconds: f64) {
+    pub fn record_gap(&self, c: &CameraId, reason: vigil_store::gaps::GapReason, seconds: f64) {
         let g = GapLabels {
             namespace: c.namespace.clone(),
             camera: c.name.clone(),

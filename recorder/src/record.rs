@@ -13,17 +13,17 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::camera::{Ctx, SecretReader};
-use crate::config::{CameraConfig, Settings};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
 use crate::kubernetes::{self, K8s};
-use crate::layout::CameraId;
 use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::status::StatusBoard;
-use crate::store;
 use crate::supervisor::Supervisor;
 use crate::uploader::Uploader;
+use vigil_config::{CameraConfig, Settings};
+use vigil_store::backend as store;
+use vigil_store::layout::CameraId;
 
 pub enum Source {
     /// A fixed camera list (file mode).
@@ -87,7 +87,7 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
         prefix: settings.prefix.clone(),
         concurrency: settings.upload_concurrency.max(1),
         local_root: match &settings.storage {
-            crate::config::StorageConfig::Local { path } => Some(path.clone()),
+            vigil_store::StorageConfig::Local { path } => Some(path.clone()),
             _ => None,
         },
     });

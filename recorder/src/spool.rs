@@ -25,11 +25,11 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
-use crate::gaps::{GapReason, GapRecord};
-use crate::layout::{CameraId, GapKey, ObjectKey, Origin, SegmentKey};
 use crate::metrics::{CamLabels, Metrics};
-use crate::mp4;
 use crate::status::StatusBoard;
+use vigil_media::mp4;
+use vigil_store::gaps::{GapReason, GapRecord};
+use vigil_store::layout::{CameraId, GapKey, ObjectKey, Origin, SegmentKey};
 
 // ---------------------------------------------------------------------------------------------
 // Pure accounting.

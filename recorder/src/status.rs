@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::gaps::GapRecord;
-use crate::layout::CameraId;
+use vigil_store::gaps::GapRecord;
+use vigil_store::layout::CameraId;
 
 /// Recent gaps kept per camera in memory (all of them are in the store).
 const RECENT_GAPS: usize = 50;

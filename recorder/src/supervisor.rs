@@ -9,9 +9,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::camera::{Ctx, run_camera};
-use crate::config::CameraConfig;
-use crate::layout::CameraId;
-use crate::redact::redact_url;
+use vigil_api::redact::redact_url;
+use vigil_config::CameraConfig;
+use vigil_store::layout::CameraId;
 
 /// How long a stopping camera may take to save its last segment.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);

@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::layout::ObjectKey;
 use crate::metrics::{CamLabels, Metrics};
 use crate::spool::Spool;
+use vigil_media::backoff::Backoff;
+use vigil_store::layout::ObjectKey;
 
 pub struct Uploader {
     pub store: Arc<dyn ObjectStore>,

@@ -11,17 +11,15 @@
 //!
 //! Needs `KUBECONFIG` (e.g. `source /var/lib/vigil-cluster/env`); skipped without it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use vigil_api::Camera;
+use vigil_testkit::*;
 
 const POD: &str = "rec-test-0";
 
@@ -133,7 +131,7 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
     let log = tmp.path().join("recorder.log");
     let port = free_port();
     let logf = std::fs::File::create(&log).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+    let child = std::process::Command::new(bin("vigil-recorder"))
         .args([
             "record",
             "--kubernetes",

@@ -4,12 +4,10 @@
 //! time line within one frame, that frame counts match the frame rate, and that the drop is one
 //! gap of the right length with a reconnect.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use vigil_testkit::*;
 
 const FPS: u32 = 25;
 /// Short GOP and reconnect delay so that the time to the first keyframe after the restore
@@ -166,7 +164,7 @@ cameras:
         }
         let lost: Vec<_> = gaps
             .iter()
-            .filter(|g| g.reason == vigil_recorder::gaps::GapReason::StreamLost)
+            .filter(|g| g.reason == vigil_store::gaps::GapReason::StreamLost)
             .collect();
         if cam == "cam2" {
             assert!(

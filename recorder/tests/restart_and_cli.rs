@@ -8,14 +8,12 @@
 //! * `command_line`: subcommands in --help, the file format in `record --help`, and a bad
 //!   configuration is a clean error.
 
-mod common;
-
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
-use vigil_recorder::gaps::GapReason;
+use vigil_store::gaps::GapReason;
+use vigil_testkit::*;
 
 const FPS: u32 = 25;
 
@@ -141,15 +139,24 @@ fn credentials_never_leak() {
 
 #[test]
 fn command_line() {
-    let help = Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+    let help = Command::new(bin("vigil-recorder"))
         .arg("--help")
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for sub in ["record", "backfill", "serve"] {
-        assert!(help.contains(sub), "{help}");
+    assert!(help.contains("record"), "{help}");
+    // Backfill, audit and retention are the jobs' binary; playback is the access point's.
+    for (binary, subs) in [
+        ("vigil-jobs", &["backfill", "audit", "retention"][..]),
+        ("vigil-access", &["serve"][..]),
+    ] {
+        let out = Command::new(bin(binary)).arg("--help").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in subs {
+            assert!(text.contains(sub), "{binary}: {text}");
+        }
     }
-    let rh = Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+    let rh = Command::new(bin("vigil-recorder"))
         .args(["record", "--help"])
         .output()
         .unwrap();
@@ -164,7 +171,7 @@ fn command_line() {
         tmp.path(),
         "storage: {local: {path: /tmp/x}}\ncameras: [{name: Bad_Name, url: 'rtsp://h/'}]\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil-recorder"))
+    let out = Command::new(bin("vigil-recorder"))
         .args(["record", "--config"])
         .arg(&bad)
         .output()

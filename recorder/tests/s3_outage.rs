@@ -8,13 +8,11 @@
 //!   oldest footage is dropped, counted, and recorded as gap records that, together with the
 //!   segments that survived, tile the camera's time line.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
-use vigil_recorder::gaps::GapReason;
+use vigil_store::gaps::GapReason;
+use vigil_testkit::*;
 
 const FPS: u32 = 25;
 

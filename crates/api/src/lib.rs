@@ -17,6 +17,7 @@ mod condition;
 pub mod crd;
 pub mod labels;
 mod pool;
+pub mod redact;
 pub mod schedule;
 pub mod validation;
 

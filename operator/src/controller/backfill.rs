@@ -1,7 +1,7 @@
 //! Backfills: outage → Backfill object → Job, and the Job's outcome → Backfill status.
 //!
 //! The decisions are pure ([`backfill_for_outage`], [`decide`], [`job`]); [`reconcile`] only
-//! reads the world and carries them out. The Job (`vigil-recorder backfill <ns>/<name>`) writes
+//! reads the world and carries them out. The Job (`vigil-jobs backfill <ns>/<name>`) writes
 //! the figures of the status (seconds missing before / recovered / lost, intervals still
 //! missing, bytes, progress) with its own field manager; the operator writes phase, Job name,
 //! attempts, times and conditions.
@@ -278,6 +278,7 @@ pub fn job(
                         "name": "backfill",
                         "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
                         "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
+                        "command": [super::children::JOBS_COMMAND],
                         "args": ["backfill", format!("{ns}/{}", backfill.name_any()), "--bandwidth-mbps", pool.spec.backfill.bandwidth_mbps.to_string()],
                         "env": env,
                         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
@@ -747,6 +748,10 @@ mod tests {
         assert!(name.len() <= 63 && name.ends_with("-2"), "{name}");
         let pod = j.spec.expect("job spec").template.spec.expect("pod spec");
         let c = &pod.containers[0];
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&[super::super::children::JOBS_COMMAND.to_string()][..])
+        );
         assert_eq!(
             c.args.as_ref().expect("args")[0..2],
             ["backfill".to_string(), format!("site/{}", b.name_any())]

@@ -37,6 +37,9 @@ pub struct RecorderSettings {
 pub const BUFFER_PATH: &str = "/var/lib/vigil/buffer";
 /// The recorders' metrics / health port.
 pub const METRICS_PORT: i32 = 9090;
+/// The jobs' binary in the recorder image (whose entrypoint is `vigil-recorder`): backfill Jobs
+/// and the pool's audit and retention CronJobs run it.
+pub const JOBS_COMMAND: &str = "/usr/local/bin/vigil-jobs";
 
 /// Name shared by a pool's Deployment, ServiceAccount, Role, RoleBinding and Service.
 pub fn workload_name(pool: &RecorderPool) -> String {
@@ -341,7 +344,7 @@ pub fn disruption_budget(pool: &RecorderPool, api_version: &str) -> serde_json::
     })
 }
 
-/// A CronJob of `pool` running `vigil-recorder <args>` with the recorders' ServiceAccount and
+/// A CronJob of `pool` running `vigil-jobs <args>` with the recorders' ServiceAccount and
 /// image. `api_version` is `batch/v1`, or `batch/v1beta1` on clusters older than 1.21.
 fn pool_cron_job(
     pool: &RecorderPool,
@@ -393,6 +396,7 @@ fn pool_cron_job(
                             "volumeMounts": mounts,
                             "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
                             "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
+                            "command": [JOBS_COMMAND],
                             "args": args,
                             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
                         }],
@@ -422,7 +426,7 @@ pub fn audit_cron_job_name(pool: &RecorderPool) -> String {
 }
 
 /// The hourly CronJob deleting footage older than each camera's `spec.retention.days`
-/// (`vigil-recorder retention --pool <ns>/<pool>`).
+/// (`vigil-jobs retention --pool <ns>/<pool>`).
 pub fn retention_cron_job(
     pool: &RecorderPool,
     settings: &RecorderSettings,
@@ -440,7 +444,7 @@ pub fn retention_cron_job(
     )
 }
 
-/// The coverage-audit CronJob (`vigil-recorder audit --pool <ns>/<pool> --window-hours N`) on
+/// The coverage-audit CronJob (`vigil-jobs audit --pool <ns>/<pool> --window-hours N`) on
 /// `spec.audit.schedule`; suspended, not deleted, when `spec.audit.enabled` is false, so that
 /// turning it off and on keeps its history.
 pub fn audit_cron_job(
@@ -580,6 +584,7 @@ mod tests {
         assert_eq!(pod["serviceAccountName"], "vigil-recorder-main");
         let c = &pod["containers"][0];
         assert_eq!(c["name"], "audit");
+        assert_eq!(c["command"], serde_json::json!([JOBS_COMMAND]));
         assert_eq!(
             c["args"],
             serde_json::json!(["audit", "--pool", "cams/main", "--window-hours", "24"])

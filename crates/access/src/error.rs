@@ -1,0 +1,54 @@
+//! The access point's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The arguments, file or RecorderPool are unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A stored segment is damaged or not what was expected.
+    #[error("mp4: {0}")]
+    Mp4(String),
+
+    /// Reading the store directly (segments, init sections).
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+
+    #[error("Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("HTTP server: {0}")]
+    Http(String),
+
+    /// Listing the catalog, the pool's storage target.
+    #[error(transparent)]
+    Catalog(#[from] vigil_store::Error),
+
+    #[error(transparent)]
+    Media(#[from] vigil_media::Error),
+
+    #[error(transparent)]
+    FileConfig(#[from] vigil_config::Error),
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,817 @@
+//! `vigil-recorder audit --pool <ns>/<name>`: the periodic coverage audit, run by the operator
+//! as a CronJob per pool (`spec.audit`).
+//!
+//! For each Camera of the pool it lists the segments of the recent window in the store,
+//! computes how much of the time the camera should have been recording is there, writes that to
+//! `status.coverage`, and reports every hole that no outage or Backfill accounts for as a closed
+//! outage with reason `Audit` in the camera's status — the operator turns it into a Backfill as
+//! it does for recorder failures and stream losses, so the operator stays the only creator of
+//! Backfills.
+//!
+//! What counts as expected (pure, [`expected`]):
+//! * the window `[now − windowHours, now − settle)`, where the settle margin
+//!   ([`settle_ms`], `2 × segmentSeconds + 60 s`) leaves out footage that may still be in a
+//!   segment being recorded or in a recorder's upload queue;
+//! * only while the camera's schedule says to record (`Off` cameras expect nothing), minus a
+//!   start-up grace after every schedule window opens (the operator must assign the camera and
+//!   the recorder connect and wait for a keyframe; the recorder does not report that start-up
+//!   gap either);
+//! * not before the camera existed (plus the same grace), nor before its retention cut-off.
+//!
+//! Holes up to one frame (100 ms) are segment-boundary jitter, not missing footage. A hole is
+//! reported when it is at least [`MIN_REPORT_MS`] long after removing what existing Backfills
+//! (any phase: a Failed one already reported its lost seconds) and outages still in the status
+//! cover; holes less than [`REPORT_JOIN_MS`] apart are reported as one window (the backfill job
+//! fetches only what is missing inside it). A hole reaching the end of the window while the
+//! camera is not recording is left to the live path, which reports it when the stream returns;
+//! otherwise a camera that stays offline would get a new Backfill every run.
+//!
+//! The status is written with a JSON merge patch carrying `metadata.resourceVersion`, like the
+//! operator's and the recorders' writes, and retried on a conflict with the newer object.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use object_store::ObjectStore;
+use serde_json::json;
+use tracing::{info, warn};
+use vigil_api::{
+    Backfill, BackfillReason, Camera, ConditionStatus, Coverage, Outage, TimeWindow, find_condition,
+};
+
+use crate::error::{Error, Result};
+use vigil_store::catalog::Catalog;
+use vigil_store::gaps::rfc3339;
+use vigil_store::intervals::{self, DEFAULT_TOLERANCE_MS, Interval};
+use vigil_store::layout::CameraId;
+use vigil_store::spans::Span;
+
+/// Holes shorter than this are not reported (jitter between two recorders' timelines, a lost
+/// frame): a Backfill is worth it for at least a second of footage.
+pub const MIN_REPORT_MS: i64 = 1_000;
+/// Holes closer together than this are reported as one outage (one Backfill, one SD-card read).
+pub const REPORT_JOIN_MS: i64 = 5 * 60_000;
+/// At most this many outages are added to one camera per run; the rest wait for the next run.
+pub const MAX_REPORTS_PER_RUN: usize = 20;
+/// Outages kept in a Camera's status (as the recorder keeps).
+const MAX_OUTAGES: usize = 100;
+
+/// The settle margin: footage younger than this may still be in a segment being recorded
+/// (up to `segmentSeconds` plus a GOP) or waiting in a recorder's upload queue, so it is not
+/// audited yet. Two segment lengths plus a minute.
+pub fn settle_ms(segment_seconds: u32) -> i64 {
+    2 * i64::from(segment_seconds) * 1000 + 60_000
+}
+
+/// The parts of `window` the camera should have been recording: the schedule's recording
+/// intervals (`recording`, computed from `startup_grace_ms` before the window on, so that a
+/// window opening inside the audit window can be told from one clipped by it) each shortened
+/// by the start-up grace at its start, clipped to the window and to `not_before_ms`.
+pub fn expected(
+    window: Interval,
+    recording: &[Interval],
+    not_before_ms: i64,
+    startup_grace_ms: i64,
+) -> Vec<Interval> {
+    let start = window.start.max(not_before_ms);
+    intervals::merge(
+        intervals::merge(recording.to_vec())
+            .iter()
+            .map(|r| {
+                Interval::new(
+                    r.start.saturating_add(startup_grace_ms.max(0)).max(start),
+                    r.end.min(window.end),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Coverage of one camera over the audit window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CameraCoverage {
+    pub window: Interval,
+    pub expected_ms: i64,
+    pub covered_ms: i64,
+    /// Holes longer than the tolerance inside the expected time, in order.
+    pub missing: Vec<Interval>,
+}
+
+impl CameraCoverage {
+    pub fn missing_ms(&self) -> i64 {
+        intervals::total_ms(&self.missing)
+    }
+
+    /// `99.97%`, rounded down so that `100.00%` means nothing is missing; `n/a` when nothing
+    /// was expected.
+    pub fn percent_text(&self) -> String {
+        if self.expected_ms <= 0 {
+            return "n/a".into();
+        }
+        let hundredths = (i128::from(self.covered_ms) * 10_000 / i128::from(self.expected_ms))
+            .clamp(0, 10_000) as i64;
+        format!("{}.{:02}%", hundredths / 100, hundredths % 100)
+    }
+}
+
+/// What the store holds of `expected` (from [`expected`]) given the camera's segment intervals
+/// (live and backfilled, overlapping or not). Holes of at most `tolerance_ms` count as covered.
+pub fn coverage(
+    window: Interval,
+    expected: &[Interval],
+    segments: &[Interval],
+    tolerance_ms: i64,
+) -> CameraCoverage {
+    let expected = intervals::merge(expected.to_vec());
+    let segments = intervals::merge(segments.to_vec());
+    let missing: Vec<Interval> = expected
+        .iter()
+        .flat_map(|e| intervals::missing(*e, &segments, tolerance_ms))
+        .collect();
+    let expected_ms = intervals::total_ms(&expected);
+    CameraCoverage {
+        window,
+        expected_ms,
+        covered_ms: expected_ms - intervals::total_ms(&missing),
+        missing,
+    }
+}
+
+/// The windows to report as `Audit` outages: holes minus what `known` (existing Backfills'
+/// windows, outages in the status) covers, pieces of at least `min_ms`, neighbours closer than
+/// `join_ms` joined, at most `max` of them (oldest first). With `defer_trailing`, a hole that
+/// reaches the end of the window is left out.
+pub fn to_report(
+    c: &CameraCoverage,
+    known: &[Interval],
+    min_ms: i64,
+    join_ms: i64,
+    defer_trailing: bool,
+    max: usize,
+) -> Vec<Interval> {
+    let mut pieces: Vec<Interval> = Vec::new();
+    for h in &c.missing {
+        if defer_trailing && h.end >= c.window.end {
+            continue;
+        }
+        pieces.extend(
+            intervals::subtract(*h, known)
+                .into_iter()
+                .filter(|p| p.len_ms() >= min_ms),
+        );
+    }
+    pieces.sort();
+    let mut out: Vec<Interval> = Vec::new();
+    for p in pieces {
+        match out.last_mut() {
+            Some(last) if p.start - last.end < join_ms => last.end = last.end.max(p.end),
+            _ => out.push(p),
+        }
+    }
+    out.truncate(max);
+    out
+}
+
+/// True when the store has no segment of the camera in the whole window although its recorder
+/// reported footage ending after the window's start (`status.lastSegmentTime`): the audit is
+/// probably looking at the wrong store (prefix, mount), or uploads are stuck; reporting the
+/// whole window as holes would only start Backfills of footage that may well exist. (A camera
+/// that just came back after a day offline has its hole reported by the next run, once its new
+/// footage is older than the settle margin.)
+pub fn store_looks_wrong(
+    c: &CameraCoverage,
+    segments: &[Interval],
+    last_segment_ms: Option<i64>,
+) -> bool {
+    segments.is_empty() && c.expected_ms > 0 && last_segment_ms.is_some_and(|t| t > c.window.start)
+}
+
+/// Windows the failure path already handles for `camera`: its Backfills (any phase) and the
+/// outages in its status (an open one reaches to the end of time).
+pub fn known_windows(camera: &Camera, backfills: &[Backfill]) -> Vec<Interval> {
+    let name = camera.name_any();
+    let mut v: Vec<Interval> = backfills
+        .iter()
+        .filter(|b| b.spec.camera == name)
+        .map(|b| {
+            Interval::new(
+                b.spec.window.start.timestamp_millis(),
+                b.spec.window.end.timestamp_millis(),
+            )
+        })
+        .collect();
+    if let Some(s) = &camera.status {
+        v.extend(s.outages.iter().map(|o| {
+            Interval::new(
+                o.start.timestamp_millis(),
+                o.end.map_or(i64::MAX, |e| e.timestamp_millis()),
+            )
+        }));
+    }
+    intervals::merge(v)
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| Error::Config(format!("time {ms} ms is out of range")))
+}
+
+/// The `status.coverage` object.
+pub fn coverage_status(c: &CameraCoverage, now_ms: i64) -> Result<Coverage> {
+    Ok(Coverage {
+        window: TimeWindow {
+            start: time(c.window.start)?,
+            end: time(c.window.end)?,
+        },
+        percent: c.percent_text(),
+        missing_seconds: c.missing_ms() as f64 / 1000.0,
+        expected_seconds: c.expected_ms as f64 / 1000.0,
+        checked_at: time(now_ms)?,
+    })
+}
+
+/// The merge patch for one camera: coverage, and the outages list with `report` appended
+/// (unless an outage with the same window is there already). Carries the resourceVersion the
+/// outages were read from.
+pub fn status_patch(
+    camera: &Camera,
+    coverage: &Coverage,
+    report: &[Interval],
+) -> Result<serde_json::Value> {
+    let mut status = json!({ "coverage": coverage });
+    let old = camera
+        .status
+        .as_ref()
+        .map(|s| s.outages.clone())
+        .unwrap_or_default();
+    let mut outages = old.clone();
+    for w in report {
+        let o = Outage {
+            start: time(w.start)?,
+            end: Some(time(w.end)?),
+            reason: BackfillReason::Audit,
+            recorder: None,
+        };
+        if !outages.iter().any(|x| x.start == o.start && x.end == o.end) {
+            outages.push(o);
+        }
+    }
+    if outages.len() > MAX_OUTAGES {
+        outages.drain(..outages.len() - MAX_OUTAGES);
+    }
+    if outages != old {
+        status["outages"] = serde_json::to_value(&outages)?;
+    }
+    Ok(json!({
+        "metadata": { "resourceVersion": camera.resource_version() },
+        "status": status,
+    }))
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// The RecorderPool (`namespace/name`) whose cameras are audited.
+    #[arg(long)]
+    pub pool: String,
+    /// How far back to look, hours.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=720))]
+    pub window_hours: u32,
+    /// Footage younger than this is not audited yet. Default: 2 × segmentSeconds + 60.
+    #[arg(long)]
+    pub settle_seconds: Option<u32>,
+    /// Time after a camera is created or its schedule window opens that is not expected to be
+    /// recorded (assignment, connection, first keyframe).
+    #[arg(long, default_value_t = 60)]
+    pub startup_grace_seconds: u32,
+    /// Cameras audited at once (each lists its window's hour directories 8 at a time).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+    /// Compute and log, but write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// "Now" in Unix milliseconds (tests); default: the clock.
+    #[arg(long, hide = true)]
+    pub now_ms: Option<i64>,
+}
+
+/// What a run did, over all cameras.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub cameras: u64,
+    pub holes: u64,
+    pub missing_ms: i64,
+    pub reported: u64,
+    pub errors: u64,
+}
+
+struct Ctx<'a> {
+    api: Api<Camera>,
+    catalog: Catalog,
+    backfills: &'a [Backfill],
+    window: Interval,
+    grace_ms: i64,
+    now_ms: i64,
+    dry_run: bool,
+}
+
+/// `vigil-recorder audit`.
+pub async fn run(a: AuditArgs) -> Result<Summary> {
+    vigil_api::install_crypto_provider();
+    let (ns, name) = vigil_store::pool_store::parse_ref(&a.pool)?;
+    let client = Client::try_default().await?;
+    let (pool, storage, prefix) =
+        vigil_store::pool_store::get_pool_storage(&client, &ns, &name).await?;
+    // An empty store would look like 100 % missing footage and a Backfill for every camera:
+    // a local store that is not there (volume not mounted) is an error, not an empty store.
+    if let vigil_store::StorageConfig::Local { path } = &storage
+        && !path.is_dir()
+    {
+        return Err(Error::Config(format!(
+            "store directory {} does not exist (is the pool's volume mounted here?)",
+            path.display()
+        )));
+    }
+    let store: Arc<dyn ObjectStore> = vigil_store::backend::build(&storage)?;
+    let now_ms = a.now_ms.unwrap_or_else(|| Utc::now().timestamp_millis());
+    let settle = a.settle_seconds.map_or_else(
+        || settle_ms(pool.spec.segment_seconds),
+        |s| i64::from(s) * 1000,
+    );
+    let window = Interval::new(
+        now_ms - i64::from(a.window_hours) * 3_600_000,
+        now_ms - settle,
+    );
+    info!(pool = %a.pool, storage = %storage.describe(), start = %rfc3339(window.start),
+          end = %rfc3339(window.end), settle_seconds = settle / 1000, dry_run = a.dry_run,
+          "coverage audit");
+    let api: Api<Camera> = Api::namespaced(client.clone(), &ns);
+    let mut cameras: Vec<Camera> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|c| c.spec.pool == name)
+        .collect();
+    cameras.sort_by_key(|c| c.name_any());
+    let backfills = Api::<Backfill>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let ctx = Ctx {
+        api,
+        catalog: Catalog::new(store, &prefix),
+        backfills: &backfills,
+        window,
+        grace_ms: i64::from(a.startup_grace_seconds) * 1000,
+        now_ms,
+        dry_run: a.dry_run,
+    };
+    let mut total = Summary::default();
+    let ctx = &ctx;
+    let mut results = futures::stream::iter(
+        cameras
+            .iter()
+            .map(|cam| async move { (cam, audit_camera(ctx, cam).await) }),
+    )
+    .buffer_unordered(a.concurrency as usize);
+    while let Some((cam, result)) = results.next().await {
+        total.cameras += 1;
+        match result {
+            Ok((c, reported)) => {
+                total.holes += c.missing.len() as u64;
+                total.missing_ms += c.missing_ms();
+                total.reported += reported;
+            }
+            Err(e) => {
+                total.errors += 1;
+                warn!(camera = %cam.name_any(), error = %vigil_store::error::chain(&e), "audit of this camera failed");
+            }
+        }
+    }
+    info!(
+        cameras = total.cameras,
+        holes = total.holes,
+        missing_seconds = total.missing_ms as f64 / 1000.0,
+        reported = total.reported,
+        errors = total.errors,
+        "coverage audit done"
+    );
+    // One line on stdout as well, for CronJob logs and scripts.
+    println!(
+        "audit: cameras={} holes={} missing_seconds={:.3} reported={} errors={}",
+        total.cameras,
+        total.holes,
+        total.missing_ms as f64 / 1000.0,
+        total.reported,
+        total.errors
+    );
+    if total.errors > 0 {
+        return Err(Error::Config(format!(
+            "{} of {} cameras could not be audited",
+            total.errors, total.cameras
+        )));
+    }
+    Ok(total)
+}
+
+/// The schedule's recording intervals over `[from, to)`, in ms.
+fn recording_ms(cam: &Camera, from: i64, to: i64) -> Result<Vec<Interval>> {
+    Ok(
+        vigil_api::schedule::recording_intervals(&cam.spec.recording, time(from)?, time(to)?)
+            .into_iter()
+            .map(|(a, b)| Interval::new(a.timestamp_millis(), b.timestamp_millis()))
+            .collect(),
+    )
+}
+
+async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u64)> {
+    let name = cam.name_any();
+    let id = CameraId::new(&cam.namespace().unwrap_or_default(), &name)?;
+    let w = ctx.window;
+    let created = cam
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(w.start, |t| t.0.as_millisecond());
+    let not_before = created
+        .saturating_add(ctx.grace_ms)
+        .max(crate::retention::cutoff(
+            ctx.now_ms,
+            cam.spec.retention.days,
+        ));
+    let recording = recording_ms(cam, w.start - ctx.grace_ms, w.end)?;
+    let expected = expected(w, &recording, not_before, ctx.grace_ms);
+    let segments: Vec<Interval> = if expected.is_empty() {
+        Vec::new()
+    } else {
+        ctx.catalog
+            .segments(&id, Span::new(w.start, w.end.max(w.start + 1)))
+            .await?
+            .into_iter()
+            .map(|(k, _)| Interval::new(k.start_ms, k.end_ms))
+            .collect()
+    };
+    let c = coverage(w, &expected, &segments, DEFAULT_TOLERANCE_MS);
+    let cov = coverage_status(&c, ctx.now_ms)?;
+    let last_segment_ms = cam
+        .status
+        .as_ref()
+        .and_then(|s| s.last_segment_time)
+        .map(|t| t.timestamp_millis());
+    let suspicious = store_looks_wrong(&c, &segments, last_segment_ms);
+    if suspicious {
+        warn!(camera = %id, last_segment = %rfc3339(last_segment_ms.unwrap_or_default()),
+              "the store holds nothing of this camera in the window although its recorder reported \
+               footage in it: not reporting holes (wrong storage settings, or a store outage)");
+    }
+    let mut current = cam.clone();
+    let mut reported = 0u64;
+    for attempt in 0..5 {
+        let recording_now = current.status.as_ref().is_some_and(|s| {
+            find_condition(&s.conditions, "Recording")
+                .is_some_and(|r| r.status == ConditionStatus::True)
+        });
+        let report = if current.spec.auto_backfill && !suspicious {
+            to_report(
+                &c,
+                &known_windows(&current, ctx.backfills),
+                MIN_REPORT_MS,
+                REPORT_JOIN_MS,
+                !recording_now,
+                MAX_REPORTS_PER_RUN,
+            )
+        } else {
+            // The operator would only drop them with a warning Event, every run.
+            Vec::new()
+        };
+        if attempt == 0 {
+            info!(camera = %id, percent = %cov.percent, expected_seconds = cov.expected_seconds,
+                  missing_seconds = cov.missing_seconds, holes = c.missing.len(),
+                  to_report = report.len(), "coverage");
+        }
+        if ctx.dry_run {
+            for h in &report {
+                info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
+                      seconds = h.len_ms() as f64 / 1000.0, "hole would be reported (dry run)");
+            }
+            return Ok((c, report.len() as u64));
+        }
+        let patch = status_patch(&current, &cov, &report)?;
+        match ctx
+            .api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                for h in &report {
+                    info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
+                          seconds = h.len_ms() as f64 / 1000.0,
+                          "hole reported as an Audit outage (the operator creates its Backfill)");
+                }
+                reported = report.len() as u64;
+                break;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 4 => {
+                // The operator or the recorder wrote in between: merge with the newer object.
+                current = ctx.api.get_status(&name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((c, reported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: i64 = 60_000;
+    const H: i64 = 3_600_000;
+
+    fn iv(s: i64, e: i64) -> Interval {
+        Interval::new(s, e)
+    }
+
+    /// 10 s segments tiling `[from, to)`.
+    fn tiles(from: i64, to: i64) -> Vec<Interval> {
+        let mut v = Vec::new();
+        let mut t = from;
+        while t < to {
+            v.push(iv(t, (t + 10_000).min(to)));
+            t += 10_000;
+        }
+        v
+    }
+
+    #[test]
+    fn settle_margin() {
+        assert_eq!(settle_ms(10), 80_000);
+        assert_eq!(settle_ms(600), 1_260_000);
+    }
+
+    #[test]
+    fn one_hole_in_a_continuous_day() {
+        let w = iv(0, 24 * H);
+        let e = expected(w, &[iv(-MIN, 24 * H)], i64::MIN, MIN);
+        assert_eq!(e, vec![w], "a window clipped by the audit keeps its start");
+        let mut segs = tiles(-20_000, 10 * H);
+        segs.extend(tiles(10 * H + 95_000, 25 * H));
+        let c = coverage(w, &e, &segs, DEFAULT_TOLERANCE_MS);
+        assert_eq!(c.missing, vec![iv(10 * H, 10 * H + 95_000)]);
+        assert_eq!(c.expected_ms, 24 * H);
+        assert_eq!(c.covered_ms, 24 * H - 95_000);
+        assert_eq!(c.percent_text(), "99.89%");
+        assert_eq!(
+            to_report(&c, &[], MIN_REPORT_MS, REPORT_JOIN_MS, false, 20),
+            c.missing
+        );
+    }
+
+    #[test]
+    fn overlaps_and_jitter_are_not_holes() {
+        let w = iv(0, H);
+        // Two recorders overlapping, a backfill meeting live footage 40 ms late.
+        let segs = vec![iv(0, 1_800_000), iv(1_700_000, 2_000_000), iv(2_000_040, H)];
+        let c = coverage(w, &[w], &segs, DEFAULT_TOLERANCE_MS);
+        assert!(c.missing.is_empty());
+        assert_eq!(c.covered_ms, H);
+        assert_eq!(c.percent_text(), "100.00%");
+        // 99.999 % is not rounded up to 100.
+        let c = coverage(w, &[w], &[iv(0, H - 150)], DEFAULT_TOLERANCE_MS);
+        assert_eq!(c.percent_text(), "99.99%");
+        assert_eq!(c.missing_ms(), 150);
+    }
+
+    #[test]
+    fn schedule_off_time_is_not_expected() {
+        // Recording 08:00–18:00 only; footage only then, with a hole at 12:00.
+        let w = iv(0, 24 * H);
+        let sched = vec![iv(8 * H, 18 * H)];
+        let e = expected(w, &sched, i64::MIN, MIN);
+        assert_eq!(
+            e,
+            vec![iv(8 * H + MIN, 18 * H)],
+            "start-up grace when the window opens"
+        );
+        let mut segs = tiles(8 * H + 5_000, 12 * H);
+        segs.extend(tiles(12 * H + 30_000, 18 * H));
+        let c = coverage(w, &e, &segs, DEFAULT_TOLERANCE_MS);
+        assert_eq!(c.missing, vec![iv(12 * H, 12 * H + 30_000)]);
+        assert_eq!(c.expected_ms, 10 * H - MIN);
+        // Off: nothing expected.
+        let c = coverage(w, &expected(w, &[], i64::MIN, MIN), &[], 100);
+        assert_eq!(c.percent_text(), "n/a");
+        assert_eq!(c.missing_ms(), 0);
+    }
+
+    #[test]
+    fn camera_created_inside_the_window() {
+        let w = iv(0, 24 * H);
+        let created = 20 * H;
+        let e = expected(w, &[iv(-MIN, 24 * H)], created + MIN, MIN);
+        assert_eq!(e, vec![iv(20 * H + MIN, 24 * H)]);
+        let c = coverage(w, &e, &tiles(20 * H + 7_000, 25 * H), 100);
+        assert!(c.missing.is_empty(), "the start-up gap is not a hole");
+        assert_eq!(c.percent_text(), "100.00%");
+    }
+
+    #[test]
+    fn settle_margin_keeps_recent_footage_out() {
+        // Audited at `now`: the last segment (still recording / uploading) is not in the store.
+        let now = 24 * H;
+        let w = iv(0, now - settle_ms(10));
+        let c = coverage(w, &[w], &tiles(0, now - 15_000), 100);
+        assert!(c.missing.is_empty());
+    }
+
+    #[test]
+    fn reports_only_unknown_holes_joined_and_not_trailing_while_offline() {
+        let w = iv(0, 24 * H);
+        let c = CameraCoverage {
+            window: w,
+            expected_ms: 24 * H,
+            covered_ms: 0,
+            missing: vec![
+                iv(H, H + 500),            // jitter-sized: not reported
+                iv(2 * H, 2 * H + 60_000), // covered by a Backfill
+                iv(3 * H, 3 * H + 10_000), // two holes 2 min apart: one outage
+                iv(3 * H + 130_000, 3 * H + 140_000),
+                iv(5 * H, 5 * H + 90_000), // half covered by an outage
+                iv(23 * H, 24 * H),        // trailing
+            ],
+        };
+        let known = vec![iv(2 * H - 1000, 2 * H + 60_000), iv(5 * H, 5 * H + 45_000)];
+        let r = to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, true, 20);
+        assert_eq!(
+            r,
+            vec![
+                iv(3 * H, 3 * H + 140_000),
+                iv(5 * H + 45_000, 5 * H + 90_000)
+            ]
+        );
+        let r = to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 20);
+        assert_eq!(
+            r.last(),
+            Some(&iv(23 * H, 24 * H)),
+            "recording again: report it"
+        );
+        assert_eq!(
+            to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 1).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_empty_store_with_recent_footage_reported_is_suspicious() {
+        let w = iv(0, 24 * H);
+        let c = coverage(w, &[w], &[], 100);
+        assert_eq!(c.missing, vec![w]);
+        assert!(store_looks_wrong(&c, &[], Some(20 * H)));
+        assert!(
+            !store_looks_wrong(&c, &[], None),
+            "never recorded: the hole is real"
+        );
+        assert!(
+            !store_looks_wrong(&c, &[], Some(-H)),
+            "nothing reported in the window"
+        );
+        let some = tiles(0, H);
+        let c = coverage(w, &[w], &some, 100);
+        assert!(!store_looks_wrong(&c, &some, Some(20 * H)));
+    }
+
+    #[test]
+    fn patch_appends_audit_outages_once() {
+        use vigil_api::{CameraSource, CameraSpec, CameraStatus};
+        let mut cam = Camera::new(
+            "door",
+            CameraSpec {
+                source: CameraSource {
+                    url: "rtsp://10.0.0.5/live".into(),
+                    transport: Default::default(),
+                },
+                credentials_secret_ref: None,
+                expected_bitrate_kbps: 4000,
+                pool: "main".into(),
+                recording: Default::default(),
+                retention: Default::default(),
+                edge_storage: None,
+                auto_backfill: true,
+            },
+        );
+        cam.metadata.resource_version = Some("7".into());
+        let base = 1_700_000_000_000;
+        let c = CameraCoverage {
+            window: iv(base, base + H),
+            expected_ms: H,
+            covered_ms: H - 95_000,
+            missing: vec![iv(base + 60_000, base + 155_000)],
+        };
+        let cov = coverage_status(&c, base + H + 80_000).unwrap();
+        assert_eq!(cov.percent, "97.36%");
+        assert_eq!(cov.missing_seconds, 95.0);
+        let p = status_patch(&cam, &cov, &c.missing).unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "7");
+        assert_eq!(p["status"]["coverage"]["missingSeconds"], 95.0);
+        assert_eq!(p["status"]["coverage"]["expectedSeconds"], 3600.0);
+        assert_eq!(p["status"]["outages"][0]["reason"], "Audit");
+        assert_eq!(p["status"]["outages"][0]["start"], "2023-11-14T22:14:20Z");
+        // Applied, the same hole is known and nothing is appended again.
+        let st: CameraStatus = serde_json::from_value(p["status"].clone()).unwrap();
+        cam.status = Some(st);
+        let known = known_windows(&cam, &[]);
+        assert!(to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 20).is_empty());
+        let p = status_patch(&cam, &cov, &c.missing).unwrap();
+        assert!(p["status"].get("outages").is_none());
+    }
+
+    fn arb_segments() -> impl Strategy<Value = Vec<Interval>> {
+        proptest::collection::vec((0i64..100_000, 0i64..20_000), 0..30)
+            .prop_map(|v| v.into_iter().map(|(s, l)| iv(s, s + l)).collect())
+    }
+
+    fn arb_sched() -> impl Strategy<Value = Vec<Interval>> {
+        proptest::collection::vec((-10_000i64..100_000, 0i64..40_000), 0..6)
+            .prop_map(|v| v.into_iter().map(|(s, l)| iv(s, s + l)).collect())
+    }
+
+    fn in_any(v: &[Interval], t: i64) -> bool {
+        v.iter().any(|i| i.start <= t && t < i.end)
+    }
+
+    proptest! {
+        #[test]
+        fn coverage_adds_up_and_holes_are_expected_unrecorded_time(
+            segs in arb_segments(),
+            sched in arb_sched(),
+            ws in 0i64..50_000,
+            wl in 0i64..60_000,
+            not_before in -5_000i64..80_000,
+            grace in 0i64..5_000,
+            tol in 0i64..300,
+        ) {
+            let w = iv(ws, ws + wl);
+            let e = expected(w, &sched, not_before, grace);
+            let c = coverage(w, &e, &segs, tol);
+            prop_assert_eq!(c.covered_ms + c.missing_ms(), c.expected_ms);
+            prop_assert!(c.covered_ms >= 0 && c.covered_ms <= c.expected_ms);
+            for h in &c.missing {
+                prop_assert!(h.len_ms() > tol);
+            }
+            // Sampled: expected time lies in the window, after not_before, inside the schedule;
+            // a hole instant is expected and not recorded; an expected, unrecorded instant is
+            // in a hole unless its hole is jitter-sized.
+            for t in (ws - 100..ws + wl + 100).step_by(97) {
+                let exp = in_any(&e, t);
+                if exp {
+                    prop_assert!(t >= w.start && t < w.end && t >= not_before);
+                    prop_assert!(in_any(&sched, t));
+                    prop_assert!(in_any(&sched, t - grace), "{} within the grace", t);
+                }
+                if in_any(&c.missing, t) {
+                    prop_assert!(exp && !in_any(&segs, t));
+                }
+                if exp && !in_any(&segs, t) && tol == 0 {
+                    prop_assert!(in_any(&c.missing, t));
+                }
+            }
+            let pct = c.percent_text();
+            if c.expected_ms > 0 {
+                prop_assert_eq!(pct == "100.00%", c.missing.is_empty());
+            }
+        }
+
+        #[test]
+        fn reports_avoid_known_windows_and_cover_the_rest(
+            segs in arb_segments(),
+            known in arb_segments(),
+            defer in any::<bool>(),
+        ) {
+            let w = iv(0, 120_000);
+            let c = coverage(w, &[w], &segs, 100);
+            let r = to_report(&c, &known, 1_000, 5_000, defer, usize::MAX);
+            for x in &r {
+                prop_assert!(x.len_ms() >= 1_000);
+                prop_assert!(x.start >= w.start && x.end <= w.end);
+            }
+            // Every unknown hole piece of ≥ 1 s (not trailing when deferred) is inside a report,
+            // and a report never starts or ends inside a known window.
+            for h in &c.missing {
+                if defer && h.end >= w.end { continue; }
+                for p in intervals::subtract(*h, &known) {
+                    if p.len_ms() >= 1_000 {
+                        prop_assert!(r.iter().any(|x| x.start <= p.start && p.end <= x.end));
+                    }
+                }
+            }
+            for x in &r {
+                prop_assert!(!in_any(&known, x.start));
+                prop_assert!(!in_any(&known, x.end - 1));
+            }
+        }
+    }
+}

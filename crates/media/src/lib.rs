@@ -1,0 +1,19 @@
+//! Vigil's media: formats and camera protocols, without storage or Kubernetes.
+//!
+//! - [`mp4`]: the fragmented MP4 writer; [`fmp4`]: the one reader of stored segments.
+//! - [`segmenter`]: cutting frames into segments on keyframes; [`timeline`]: RTP time → UTC.
+//! - [`replay`]: the RTSP replay client (ONVIF Profile G replay, vendor playback URLs) and its
+//!   depacketizers; [`onvif`]: the ONVIF SOAP client (recording search, replay URI).
+//! - [`backoff`], [`ewma`]: small pure helpers for retry delays and bitrate smoothing.
+
+pub mod backoff;
+pub mod error;
+pub mod ewma;
+pub mod fmp4;
+pub mod mp4;
+pub mod onvif;
+pub mod replay;
+pub mod segmenter;
+pub mod timeline;
+
+pub use error::{Error, Result};
