@@ -55,7 +55,7 @@ impl Rig {
                 )
             })
             .collect();
-        let simulator = Simulator::start(&specs, None);
+        let simulator = Simulator::start(&specs);
 
         let pool: RecorderPool = serde_json::from_value(serde_json::json!({
             "apiVersion": "vigil.dev/v1alpha1", "kind": "RecorderPool", "metadata": {"name": "main"},
@@ -75,7 +75,7 @@ impl Rig {
             let declared = DECLARED_KBPS[i % DECLARED_KBPS.len()];
             let cam: Camera = serde_json::from_value(serde_json::json!({
                 "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera", "metadata": {"name": name},
-                "spec": {"source": {"url": simulator.live_url(name)}, "expectedBitrateKbps": declared, "pool": "main"}
+                "spec": {"source": {"url": simulator.url(name)}, "expectedBitrateKbps": declared, "pool": "main"}
             }))
             .expect("camera");
             api.create(&PostParams::default(), &cam)

@@ -1381,7 +1381,7 @@ fn start_simulator(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
         host,
         &specs,
         Some(&work.join("sd")),
-        &work.join("camera-sim.log"),
+        Some(&work.join("camera-sim.log")),
     )
 }
 

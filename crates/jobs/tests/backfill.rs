@@ -9,9 +9,8 @@
 //! secondsRecovered equals the hole; a window before the SD card's oldest footage is reported
 //! lost to the millisecond; a wrong password fails with a non-zero exit.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -23,41 +22,8 @@ const FPS: u32 = 25;
 
 /// The simulator with an SD card.
 fn start_sim(sd: &Path, cameras: &[&str]) -> Sim {
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
-        .args(["--rtsp-port", "0", "--control-port", "0", "--sd-dir"])
-        .arg(sd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for c in cameras {
-        cmd.args(["--camera", c]);
-    }
-    let mut child = cmd.spawn().expect("start camera simulator");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = loop {
-        let l = lines.next().expect("simulator READY").unwrap();
-        if let Some(r) = l.strip_prefix("READY ") {
-            break r.to_string();
-        }
-    };
-    thread::spawn(move || for _ in lines {});
-    let port = |k: &str| -> u16 {
-        ready
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(k))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    Sim {
-        proc: Proc {
-            child,
-            name: "camera-sim",
-        },
-        rtsp: port("rtsp="),
-        control: port("control="),
-    }
+    let specs: Vec<String> = cameras.iter().map(|c| c.to_string()).collect();
+    Sim::start_on("127.0.0.1", &specs, Some(sd), None)
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -107,7 +73,7 @@ fn backfill_fills_a_killed_recorders_hole_from_onvif_replay() {
         ],
     );
     let moto = Moto::start();
-    let device = format!("http://127.0.0.1:{}/onvif/device_service", sim.control);
+    let device = format!("http://127.0.0.1:{}/onvif/device_service", sim.control_port);
     let config = |buf: &str| {
         write_config(
             tmp.path(),
@@ -123,7 +89,7 @@ cameras:
   - {{namespace: site, name: cam2, url: "rtsp://127.0.0.1:{rtsp}/cam2/live", username: admin, password: s3cret}}
 "#,
                 port = moto.port,
-                rtsp = sim.rtsp,
+                rtsp = sim.rtsp_port,
                 buf = tmp.path().join(buf).display(),
             ),
         )
@@ -231,7 +197,7 @@ cameras:
     }
 
     // Before the SD card's oldest footage: reported lost exactly, exit 0.
-    let sd_json = http("GET", sim.control, "/cameras/cam1/sd", b"").unwrap();
+    let sd_json = http("GET", sim.control_port, "/cameras/cam1/sd", b"").unwrap();
     let v: serde_json::Value = serde_json::from_str(&sd_json).unwrap();
     let oldest = v[0]["start_ms"].as_i64().unwrap();
     let (ok, report, log) = backfill(
@@ -262,7 +228,10 @@ cameras:
 
     // Wrong camera password against the camera's own ONVIF device: it lists no recording to
     // these credentials; a fault worth a retry, not "lost".
-    let cam2_device = format!("http://127.0.0.1:{}/onvif/cam2/device_service", sim.control);
+    let cam2_device = format!(
+        "http://127.0.0.1:{}/onvif/cam2/device_service",
+        sim.control_port
+    );
     let (ok, _, log) = backfill(
         &cfg,
         "site/cam2",

@@ -15,6 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub mod k8s;
+
+pub use k8s::apply_crds;
+
 use vigil_store::gaps::GapRecord;
 use vigil_store::layout::{ObjectKey, SegmentKey};
 
@@ -63,28 +68,6 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Installs (server-side applies) the committed CRDs and gives the API server a moment to
-/// serve them.
-pub async fn apply_crds(client: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::ResourceExt;
-    use kube::api::{Api, Patch, PatchParams};
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for f in ["cameras", "recorderpools", "backfills"] {
-        let path = repo_root().join(format!("crds/{f}.vigil.dev.yaml"));
-        let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply("vigil-recorder-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
 /// The repository root.
@@ -157,13 +140,24 @@ impl Drop for Proc {
 
 pub struct Sim {
     pub proc: Proc,
-    pub rtsp: u16,
-    pub control: u16,
+    pub rtsp_port: u16,
+    pub control_port: u16,
 }
 
 impl Sim {
-    /// Starts e2e/camera-sim with these `--camera` specs and waits for READY.
+    /// Starts e2e/camera-sim on loopback with these `--camera` specs and waits for READY.
     pub fn start(cameras: &[String]) -> Sim {
+        Sim::start_on("127.0.0.1", cameras, None, None)
+    }
+
+    /// Starts the simulator on `bind` (e.g. the host address pods reach) with these `--camera`
+    /// specs; `sd_dir` gives the cameras an SD card; its log goes to `log` (else nowhere).
+    pub fn start_on(
+        bind: &str,
+        cameras: &[String],
+        sd_dir: Option<&Path>,
+        log: Option<&Path>,
+    ) -> Sim {
         let script = std::env::var("VIGIL_CAMERA_SIM")
             .map(PathBuf::from)
             .unwrap_or_else(|_| repo_root().join("e2e/camera-sim/camera_sim.py"));
@@ -174,16 +168,22 @@ impl Sim {
         );
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(&script)
-            .args(["--rtsp-port", "0", "--control-port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .args(["--bind", bind, "--rtsp-port", "0", "--control-port", "0"])
+            .stdout(Stdio::piped());
+        match log {
+            Some(path) => cmd.stderr(std::fs::File::create(path).expect("simulator log")),
+            None => cmd.stderr(Stdio::null()),
+        };
         for c in cameras {
             cmd.args(["--camera", c]);
+        }
+        if let Some(dir) = sd_dir {
+            cmd.arg("--sd-dir").arg(dir);
         }
         let mut child = cmd
             .spawn()
             .expect("start camera simulator (/usr/bin/python3)");
-        let stdout = child.stdout.take().unwrap();
+        let stdout = child.stdout.take().expect("simulator stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -199,26 +199,30 @@ impl Sim {
         };
         let ready = rx
             .recv_timeout(Duration::from_secs(60))
-            .expect("camera simulator did not print READY");
-        let mut rtsp = 0;
-        let mut control = 0;
+            .expect("camera simulator did not print READY within 60 s");
+        let mut rtsp_port = 0;
+        let mut control_port = 0;
         for kv in ready.split_whitespace() {
             match kv.split_once('=') {
-                Some(("rtsp", v)) => rtsp = v.parse().unwrap(),
-                Some(("control", v)) => control = v.parse().unwrap(),
+                Some(("rtsp", v)) => rtsp_port = v.parse().unwrap_or(0),
+                Some(("control", v)) => control_port = v.parse().unwrap_or(0),
                 _ => {}
             }
         }
-        assert!(rtsp > 0 && control > 0, "bad READY line {ready:?}");
+        assert!(
+            rtsp_port > 0 && control_port > 0,
+            "bad READY line {ready:?}"
+        );
         Sim {
             proc,
-            rtsp,
-            control,
+            rtsp_port,
+            control_port,
         }
     }
 
-    pub fn url(&self, name: &str) -> String {
-        format!("rtsp://127.0.0.1:{}/{name}/live", self.rtsp)
+    /// The live RTSP URL of `camera` on loopback.
+    pub fn url(&self, camera: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{camera}/live", self.rtsp_port)
     }
 
     /// Drops a camera's stream; returns the simulator's time of the drop (ms).
@@ -233,7 +237,7 @@ impl Sim {
     fn post_event(&self, name: &str, what: &str) -> i64 {
         let body = http(
             "POST",
-            self.control,
+            self.control_port,
             &format!("/cameras/{name}/{what}"),
             b"",
         )

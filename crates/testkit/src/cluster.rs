@@ -1,81 +1,13 @@
-//! Real processes for end-to-end tests: the GStreamer camera simulator, the operator and
-//! recorders running as processes against the cluster in `KUBECONFIG` (each recorder renews its
+//! Real processes for end-to-end tests: the operator and recorders running as processes
+//! against the cluster in `KUBECONFIG` (each recorder renews its
 //! Lease and watches the cameras labelled with its name, exactly as in a pod).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{ChildGuard, built_binary, repo_root};
-
-/// The camera simulator with its ports.
-pub struct Simulator {
-    pub rtsp_port: u16,
-    pub control_port: u16,
-    _child: ChildGuard,
-}
-
-impl Simulator {
-    /// Starts the simulator on loopback with the given `--camera` specs; `sd_dir` enables its
-    /// SD card.
-    pub fn start(cameras: &[String], sd_dir: Option<&Path>) -> Simulator {
-        let log = std::env::temp_dir().join("vigil-e2e-camera-sim.log");
-        Simulator::start_on("127.0.0.1", cameras, sd_dir, &log)
-    }
-
-    /// Starts the simulator on `bind` (e.g. the host address pods reach), logging to `log`.
-    pub fn start_on(
-        bind: &str,
-        cameras: &[String],
-        sd_dir: Option<&Path>,
-        log: &Path,
-    ) -> Simulator {
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(repo_root().join("e2e/camera-sim/camera_sim.py"))
-            .args(["--bind", bind, "--rtsp-port", "0", "--control-port", "0"]);
-        for c in cameras {
-            cmd.args(["--camera", c]);
-        }
-        if let Some(dir) = sd_dir {
-            cmd.arg("--sd-dir").arg(dir);
-        }
-        let log = std::fs::File::create(log).expect("sim log");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/python3 camera_sim.py");
-        let stdout = child.stdout.take().expect("sim stdout");
-        let guard = ChildGuard(child);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("READY") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("camera simulator READY within 60 s");
-        let port = |key: &str| -> u16 {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(key))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        };
-        Simulator {
-            rtsp_port: port("rtsp="),
-            control_port: port("control="),
-            _child: guard,
-        }
-    }
-
-    pub fn live_url(&self, camera: &str) -> String {
-        format!("rtsp://127.0.0.1:{}/{camera}/live", self.rtsp_port)
-    }
-}
+use crate::bin;
+use crate::k8s::ChildGuard;
 
 /// A `vigil-recorder record --kubernetes` process posing as pod `name` of `pool`.
 pub struct RecorderProcess {
@@ -96,7 +28,7 @@ impl RecorderProcess {
         let buffer_dir = work.join(format!("buffer-{name}"));
         std::fs::create_dir_all(&buffer_dir).expect("buffer dir");
         let log = std::fs::File::create(work.join(format!("{name}.log"))).expect("recorder log");
-        let child = Command::new(built_binary("vigil-recorder"))
+        let child = Command::new(bin("vigil-recorder"))
             .args([
                 "record",
                 "--kubernetes",
@@ -143,7 +75,7 @@ pub fn start_operator(
     extra_args: &[&str],
 ) -> ChildGuard {
     let log = std::fs::File::create(work.join(format!("{identity}.log"))).expect("operator log");
-    let child = Command::new(built_binary("vigil-operator"))
+    let child = Command::new(bin("vigil-operator"))
         .args([
             "run",
             "--namespace",
@@ -181,14 +113,6 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Polls `probe` every 50 ms (blocking) until it is true; the elapsed time, or None on timeout.
