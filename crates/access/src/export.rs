@@ -23,8 +23,9 @@ use tracing::warn;
 use crate::error::{Error, Result};
 use vigil_media::fmp4::{self, InitMode, Rewriter, Timing, ms_to_ticks, shifted};
 use vigil_store::catalog::Catalog;
+use vigil_store::intervals::Interval;
 use vigil_store::layout::{CameraId, SegmentKey};
-use vigil_store::spans::{self as intervals, Span};
+use vigil_store::playlist;
 
 /// Per-track shift: output tfdt = stored tfdt + shift.
 pub type Shifts = BTreeMap<u32, i128>;
@@ -57,7 +58,7 @@ pub struct Plan {
     pub tracks: Vec<u8>,
     pub total: u64,
     /// Holes inside the requested window (not in the output).
-    pub holes: Vec<Span>,
+    pub holes: Vec<Interval>,
     /// What the output actually covers (keyframe-aligned start).
     pub start_ms: i64,
     pub end_ms: i64,
@@ -92,9 +93,9 @@ fn cut(data: &Bytes, frags: &[fmp4::Fragment], timing: Timing) -> Result<Bytes> 
     Ok(Bytes::from(out.concat()))
 }
 
-pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<Option<Plan>> {
+pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Interval) -> Result<Option<Plan>> {
     let segments = catalog.segments(camera, window).await?;
-    let (runs, holes) = intervals::playlist(segments, window);
+    let (runs, holes) = playlist::playlist(segments, window);
     // Holes need no bookkeeping: every segment after the first is chained to the end of the
     // previous one by sample durations (`Timing::Chain`), so holes simply drop out.
     let flat: Vec<(SegmentKey, u64)> = runs.into_iter().flat_map(|r| r.items).collect();
@@ -143,7 +144,7 @@ pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<
         .fragments
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.starts_with_sync && frag_ms(&first.0, f) <= window.start_ms)
+        .filter(|(_, f)| f.starts_with_sync && frag_ms(&first.0, f) <= window.start)
         .map(|(i, _)| i)
         .next_back()
         .or_else(|| p0.fragments.iter().position(|f| f.starts_with_sync))
@@ -159,7 +160,7 @@ pub async fn plan(catalog: &Catalog, camera: &CameraId, window: Span) -> Result<
         // Fragments that begin before `end`; at least one.
         frags
             .iter()
-            .filter(|f| frag_ms(k, f) < window.end_ms)
+            .filter(|f| frag_ms(k, f) < window.end)
             .count()
             .max(1)
     };

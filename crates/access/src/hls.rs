@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use vigil_store::layout::SegmentKey;
-use vigil_store::spans::Run;
+use vigil_store::playlist::Run;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -49,9 +49,10 @@ use vigil_config::{FileConfig, Overrides};
 use vigil_media::fmp4;
 use vigil_store::catalog::Catalog;
 use vigil_store::error::chain;
+use vigil_store::intervals::Interval;
 use vigil_store::layout::{CameraId, Origin, SegmentKey};
+use vigil_store::playlist;
 use vigil_store::pool_store as pool;
-use vigil_store::spans::{self as intervals, Span};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -210,7 +211,7 @@ pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
 }
 
 /// Validates a requested window: `end` after `start`, not longer than `max_ms`.
-pub fn window(start: i64, end: i64, max_ms: i64) -> std::result::Result<Span, String> {
+pub fn window(start: i64, end: i64, max_ms: i64) -> std::result::Result<Interval, String> {
     if end <= start {
         return Err(format!("end ({end}) must be after start ({start})"));
     }
@@ -224,7 +225,7 @@ pub fn window(start: i64, end: i64, max_ms: i64) -> std::result::Result<Span, St
     if start < 0 {
         return Err("start is before 1970".into());
     }
-    Ok(Span::new(start, end))
+    Ok(Interval::new(start, end))
 }
 
 fn now_ms() -> i64 {
@@ -315,7 +316,7 @@ impl AppState {
         Ok(id)
     }
 
-    fn window(&self, q: &RangeQuery, default_len_ms: i64) -> ApiResult<Span> {
+    fn window(&self, q: &RangeQuery, default_len_ms: i64) -> ApiResult<Interval> {
         let end = match &q.end {
             Some(e) => parse_time(e).map_err(bad)?,
             None => now_ms(),
@@ -374,13 +375,13 @@ async fn recordings(
         let cam = s.camera(&headers, &ns, &name).await?;
         let w = s.window(&q, 24 * 3_600_000)?;
         let segs = s.0.catalog.segments(&cam, w).await?;
-        let cov = intervals::coverage(&segs, w);
+        let cov = playlist::coverage(&segs, w);
         let bytes: u64 = segs.iter().map(|(_, b)| b).sum();
         let count = |o| segs.iter().filter(|(k, _)| k.origin == o).count();
         Ok(axum::Json(json!({
             "camera": {"namespace": cam.namespace, "name": cam.name},
-            "startMs": w.start_ms,
-            "endMs": w.end_ms,
+            "startMs": w.start,
+            "endMs": w.end,
             "live": cov.live,
             "backfill": cov.backfill,
             "recorded": cov.recorded,
@@ -421,12 +422,12 @@ async fn playlist(
         };
         let w = s.window(&q, s.0.live_window_ms)?;
         let segs = s.0.catalog.segments(&cam, w).await?;
-        let (runs, _) = intervals::playlist(segs, w);
+        let (runs, _) = playlist::playlist(segs, w);
         let base = runs
             .first()
             .and_then(|r| r.items.first())
             .map(|(k, _)| k.start_ms)
-            .unwrap_or(w.start_ms);
+            .unwrap_or(w.start);
         if runs.is_empty() && kind == hls::Kind::Vod {
             return Err(ApiError(
                 StatusCode::NOT_FOUND,
@@ -599,10 +600,10 @@ async fn media_segment(
     counted(&s, "media", r)
 }
 
-fn holes_header(holes: &[Span]) -> String {
+fn holes_header(holes: &[Interval]) -> String {
     holes
         .iter()
-        .map(|h| format!("{}-{}", h.start_ms, h.end_ms))
+        .map(|h| format!("{}-{}", h.start, h.end))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -825,7 +826,7 @@ mod tests {
         assert!(window(10, 5, 100).is_err());
         assert!(window(10, 10, 100).is_err());
         assert!(window(0, 101, 100).is_err());
-        assert_eq!(window(0, 100, 100), Ok(Span::new(0, 100)));
+        assert_eq!(window(0, 100, 100), Ok(Interval::new(0, 100)));
     }
 
     #[test]

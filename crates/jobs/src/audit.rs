@@ -47,7 +47,6 @@ use vigil_store::catalog::Catalog;
 use vigil_store::gaps::rfc3339;
 use vigil_store::intervals::{self, DEFAULT_TOLERANCE_MS, Interval};
 use vigil_store::layout::CameraId;
-use vigil_store::spans::Span;
 
 /// Holes shorter than this are not reported (jitter between two recorders' timelines, a lost
 /// frame): a Backfill is worth it for at least a second of footage.
@@ -448,7 +447,7 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
         Vec::new()
     } else {
         ctx.catalog
-            .segments(&id, Span::new(w.start, w.end.max(w.start + 1)))
+            .segments(&id, Interval::new(w.start, w.end.max(w.start + 1)))
             .await?
             .into_iter()
             .map(|(k, _)| Interval::new(k.start_ms, k.end_ms))

@@ -310,24 +310,11 @@ struct BoxHeader {
     total_len: usize,
 }
 
+/// A complete box at the start of `data`, read with the one box parser ([`crate::fmp4::box_header`]).
 fn read_box_header(data: &[u8]) -> Option<BoxHeader> {
-    if data.len() < 8 {
-        return None;
-    }
-    let size = u32::from_be_bytes(data[..4].try_into().ok()?) as u64;
-    let fourcc: [u8; 4] = data[4..8].try_into().ok()?;
-    let (header_len, total) = match size {
-        1 => {
-            if data.len() < 16 {
-                return None;
-            }
-            (16, u64::from_be_bytes(data[8..16].try_into().ok()?))
-        }
-        // 0 means "to the end of the file": never written by us, and unbounded for a scanner.
-        0 => return None,
-        s => (8, s),
-    };
-    if total < header_len as u64 || total > data.len() as u64 {
+    let (fourcc, header_len, total) = crate::fmp4::box_header(data)?;
+    // 0 means "to the end of the file": never written by us, and unbounded for a scanner.
+    if total == 0 || total < header_len as u64 || total > data.len() as u64 {
         return None;
     }
     Some(BoxHeader {

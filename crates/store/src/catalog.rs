@@ -10,7 +10,6 @@ use tracing::debug;
 use crate::error::Result;
 use crate::intervals::{self, Interval};
 use crate::layout::{self, CameraId, SegmentKey};
-use crate::spans::Span;
 
 /// Longest segment the reader assumes when listing hour directories (`segmentSeconds` is at
 /// most 600, plus slack for the first keyframe after it).
@@ -39,7 +38,7 @@ impl Catalog {
     pub async fn segments(
         &self,
         camera: &CameraId,
-        window: Span,
+        window: Interval,
     ) -> Result<Vec<(SegmentKey, u64)>> {
         segments(self.store.as_ref(), &self.prefix, camera, window).await
     }
@@ -76,15 +75,9 @@ pub async fn segments(
     store: &dyn ObjectStore,
     prefix: &str,
     camera: &CameraId,
-    window: Span,
+    window: Interval,
 ) -> Result<Vec<(SegmentKey, u64)>> {
-    let dirs = layout::hour_prefixes(
-        prefix,
-        camera,
-        window.start_ms,
-        window.end_ms,
-        MAX_SEGMENT_MS,
-    )?;
+    let dirs = layout::hour_prefixes(prefix, camera, window.start, window.end, MAX_SEGMENT_MS)?;
     let lists = futures::stream::iter(dirs.into_iter().map(|d| async move {
         let p = Path::from(d.trim_end_matches('/'));
         store.list(Some(&p)).try_collect::<Vec<_>>().await
@@ -95,11 +88,7 @@ pub async fn segments(
     let mut out = Vec::new();
     for meta in lists.into_iter().flatten() {
         match SegmentKey::parse(meta.location.as_ref(), prefix) {
-            Ok(k)
-                if &k.camera == camera
-                    && k.end_ms > window.start_ms
-                    && k.start_ms < window.end_ms =>
-            {
+            Ok(k) if &k.camera == camera && k.end_ms > window.start && k.start_ms < window.end => {
                 out.push((k, meta.size))
             }
             Ok(_) => {}
@@ -119,13 +108,7 @@ pub async fn covered(
     camera: &CameraId,
     window: Interval,
 ) -> Result<Vec<Interval>> {
-    let found = segments(
-        store,
-        prefix.trim_matches('/'),
-        camera,
-        Span::new(window.start, window.end),
-    )
-    .await?;
+    let found = segments(store, prefix.trim_matches('/'), camera, window).await?;
     Ok(intervals::merge(
         found
             .iter()

@@ -9,10 +9,13 @@
 /// Holes up to this long count as covered (one frame at 10 fps).
 pub const DEFAULT_TOLERANCE_MS: i64 = 100;
 
-/// A half-open interval of Unix milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A half-open interval `[start, end)` of UTC Unix milliseconds: the one interval type of
+/// the store, the jobs, the recorder and the access point (in JSON `{"startMs", "endMs"}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Interval {
+    #[serde(rename = "startMs")]
     pub start: i64,
+    #[serde(rename = "endMs")]
     pub end: i64,
 }
 
@@ -29,17 +32,31 @@ impl Interval {
 }
 
 /// Sorted, disjoint, non-adjacent union of `v` (empty intervals dropped).
-pub fn merge(mut v: Vec<Interval>) -> Vec<Interval> {
+pub fn merge(v: Vec<Interval>) -> Vec<Interval> {
+    merge_within(v, 0)
+}
+
+/// Sorts and merges intervals; intervals closer than `tolerance_ms` are joined (the gap
+/// between them counts as covered). Empty input intervals are dropped.
+pub fn merge_within(mut v: Vec<Interval>, tolerance_ms: i64) -> Vec<Interval> {
     v.retain(|i| !i.is_empty());
     v.sort();
     let mut out: Vec<Interval> = Vec::with_capacity(v.len());
     for i in v {
         match out.last_mut() {
-            Some(last) if i.start <= last.end => last.end = last.end.max(i.end),
+            Some(last) if i.start <= last.end + tolerance_ms => last.end = last.end.max(i.end),
             _ => out.push(i),
         }
     }
     out
+}
+
+/// Clips merged intervals to `window`.
+pub fn clip(v: &[Interval], window: Interval) -> Vec<Interval> {
+    v.iter()
+        .map(|i| Interval::new(i.start.max(window.start), i.end.min(window.end)))
+        .filter(|i| !i.is_empty())
+        .collect()
 }
 
 /// `window` minus the union of `covered`.
@@ -125,6 +142,26 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn merge_within_joins_only_close_neighbours(v in arb(), tol in 0i64..50) {
+            let m = merge_within(v.clone(), tol);
+            for w in m.windows(2) {
+                prop_assert!(w[1].start > w[0].end + tol);
+            }
+            for i in &v {
+                if !i.is_empty() {
+                    prop_assert!(m.iter().any(|x| x.start <= i.start && i.end <= x.end));
+                }
+            }
+        }
+
+        #[test]
+        fn clip_and_subtract_split_the_window(v in arb(), s in 0i64..1000, l in 1i64..500) {
+            let w = Interval::new(s, s + l);
+            let m = merge(v);
+            prop_assert_eq!(total_ms(&clip(&m, w)) + total_ms(&subtract(w, &m)), w.len_ms());
+        }
+
         #[test]
         fn merge_is_the_same_set_sorted_disjoint(v in arb()) {
             let m = merge(v.clone());

@@ -2,7 +2,8 @@
 //!
 //! - [`layout`]: the object key layout (`<prefix>/<ns>/<camera>/YYYY/MM/DD/HH/<start>-<end>-<origin>.mp4`)
 //!   and camera identities; see `docs/storage.md`.
-//! - [`intervals`] and [`spans`]: pure interval arithmetic (coverage, holes, playlists).
+//! - [`intervals`]: the one interval type and its pure arithmetic; [`playlist`]: segment keys as
+//!   time (coverage of a window, a run of segments to play).
 //! - [`catalog`]: listing a camera's segments for a window.
 //! - [`gaps`]: gap records (intervals without footage, and why).
 //! - [`config`], [`backend`], [`pool_store`]: the storage target (S3 or a local directory),
@@ -17,8 +18,8 @@ pub mod error;
 pub mod gaps;
 pub mod intervals;
 pub mod layout;
+pub mod playlist;
 pub mod pool_store;
-pub mod spans;
 
 pub use config::{S3Credentials, StorageConfig};
 pub use error::{Error, Result};
