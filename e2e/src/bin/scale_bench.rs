@@ -146,9 +146,9 @@ impl OwnRequests {
 fn classify<B>(req: &http::Request<B>) -> Option<(String, String)> {
     let path = req.uri().path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let rest = match segs.first().copied() {
-        Some("api") if segs.len() >= 3 => &segs[2..],
-        Some("apis") if segs.len() >= 4 => &segs[3..],
+    let (custom, rest) = match segs.first().copied() {
+        Some("api") if segs.len() >= 3 => (false, &segs[2..]),
+        Some("apis") if segs.len() >= 4 => (segs[1] == "vigil.dev", &segs[3..]),
         _ => return None,
     };
     let (resource, name, sub) = match rest {
@@ -167,7 +167,8 @@ fn classify<B>(req: &http::Request<B>) -> Option<(String, String)> {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
     let verb = match *req.method() {
         http::Method::GET if watch => "WATCH",
-        http::Method::GET if name.is_none() => "LIST",
+        // API server 1.20 files a GET of a custom resource under LIST.
+        http::Method::GET if name.is_none() || custom => "LIST",
         http::Method::GET => "GET",
         http::Method::POST => "POST",
         http::Method::PUT => "PUT",
@@ -285,8 +286,36 @@ struct PhaseRequests {
     own: Counts,
 }
 
+/// Resources the operator reads or writes; everything else the API server counted (nodes,
+/// endpoints, flow control, the controllers' own status writes) is the cluster's.
+const OPERATOR_RESOURCES: &[&str] = &[
+    "cameras",
+    "cameras/status",
+    "recorderpools",
+    "recorderpools/status",
+    "backfills",
+    "backfills/status",
+    "jobs",
+    "pods",
+    "leases",
+    "secrets",
+    "events",
+    "deployments",
+    "serviceaccounts",
+    "roles",
+    "rolebindings",
+    "services",
+    "cronjobs",
+    "poddisruptionbudgets",
+];
+
+/// Requests per second by key while only the benchmark and the cluster ran (no operator):
+/// subtracted from later phases (the kubelet's and controllers' Lease renewals and Events).
+static BACKGROUND_RATE: std::sync::OnceLock<Counts> = std::sync::OnceLock::new();
+
 impl PhaseRequests {
-    fn others(&self) -> Counts {
+    /// Everything the API server counted but the benchmark's own requests.
+    fn rest(&self) -> Counts {
         let mut out = Counts::new();
         for (k, v) in &self.total {
             let d = v - self.own.get(k).copied().unwrap_or(0.0);
@@ -295,6 +324,22 @@ impl PhaseRequests {
             }
         }
         out
+    }
+
+    /// The operator's requests: the rest, on the resources the operator uses, less the
+    /// background rate over this phase's duration.
+    fn others(&self) -> Counts {
+        let bg = BACKGROUND_RATE.get();
+        self.rest()
+            .into_iter()
+            .filter(|((_, r), _)| OPERATOR_RESOURCES.contains(&r.as_str()))
+            .map(|(k, v)| {
+                let b = bg.and_then(|b| b.get(&k)).copied().unwrap_or(0.0) * self.seconds;
+                let n = (v - b).max(0.0).round();
+                (k, n)
+            })
+            .filter(|(_, v)| *v > 0.0)
+            .collect()
     }
 }
 
@@ -328,7 +373,7 @@ fn print_requests(title: &str, p: &PhaseRequests) {
     );
     println!(
         "  {:<18} {:<32} {:>10} {:>10} {:>10} {:>10}",
-        "verb", "resource", "apiserver", "benchmark", "operator*", "per min"
+        "verb", "resource", "apiserver", "benchmark", "operator", "per min"
     );
     let others = p.others();
     for ((verb, res), n) in &p.total {
@@ -352,7 +397,7 @@ fn print_requests(title: &str, p: &PhaseRequests) {
     let w = sum(&others, |v, _| is_write(v));
     let r = sum(&others, |v, _| v == "GET" || v == "LIST");
     println!(
-        "  operator* writes {w:.0} ({:.1}/min), reads {r:.0} ({:.1}/min); *everything but the benchmark's own requests",
+        "  operator: writes {w:.0} ({:.1}/min), reads {r:.0} ({:.1}/min) — the API server's count less the benchmark's own requests and the background rate, on the resources the operator uses; WATCH not shown (counted when a watch ends); API server 1.20 counts a GET of a custom resource as LIST",
         w * 60.0 / p.seconds.max(1e-9),
         r * 60.0 / p.seconds.max(1e-9)
     );
@@ -749,6 +794,7 @@ async fn main() {
 
     // Ctrl-C: stop the operator and delete the namespace.
     let operator_pid = Arc::new(AtomicU32::new(0));
+    let keep = args.keep;
     {
         let (client, ns, pid, keep) = (client.clone(), ns.clone(), operator_pid.clone(), args.keep);
         tokio::spawn(async move {
@@ -768,6 +814,58 @@ async fn main() {
         });
     }
 
+    let run = tokio::spawn(run(Setup {
+        args,
+        client: client.clone(),
+        own,
+        ns: ns.clone(),
+        work,
+        operator_bin,
+        operator_pid: operator_pid.clone(),
+        started_at,
+        load_start,
+    }));
+    if run.await.is_err() {
+        // A panic (its message is printed above): leave nothing behind.
+        let pid = operator_pid.load(Ordering::Relaxed);
+        if pid != 0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if !keep {
+            vigil_e2e::delete_namespace(&client, &ns).await;
+            eprintln!("scale-bench failed; namespace {ns} deleted");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// What `main` prepared for the run.
+struct Setup {
+    args: Args,
+    client: Client,
+    own: Arc<OwnRequests>,
+    ns: String,
+    work: PathBuf,
+    operator_bin: PathBuf,
+    operator_pid: Arc<AtomicU32>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    load_start: String,
+}
+
+async fn run(setup: Setup) {
+    let Setup {
+        args,
+        client,
+        own,
+        ns,
+        work,
+        operator_bin,
+        operator_pid,
+        started_at,
+        load_start,
+    } = setup;
     // The pool: capacity 1.5 × the ideal share, so the normal limit (capacity less 20 %
     // headroom) is 1.2 × ideal and one lost recorder's cameras fit on the others.
     let rates = bitrates(args.cameras);
@@ -810,6 +908,12 @@ async fn main() {
         }
     };
     print_requests("background: Leases renewing, no operator", &bg);
+    let rate: Counts = bg
+        .rest()
+        .into_iter()
+        .map(|(k, v)| (k, v / bg.seconds.max(1e-9)))
+        .collect();
+    let _ = BACKGROUND_RATE.set(rate);
 
     // 2. The operator, until it has seen every recorder.
     let mut op = Operator::start(&operator_bin, &ns, &work);
@@ -977,7 +1081,7 @@ async fn main() {
             };
             let others = p.others();
             println!(
-                "quiet minute {minute}: operator* writes {:.0}, reads {:.0}; operator CPU {:.2} s; RSS {:.1} MiB; cameras relabelled {}",
+                "quiet minute {minute}: operator writes {:.0}, reads {:.0}; operator CPU {:.2} s; RSS {:.1} MiB; cameras relabelled {}",
                 sum(&others, |v, _| is_write(v)),
                 sum(&others, |v, _| v == "GET" || v == "LIST"),
                 now.3.cpu - prev.3.cpu,
@@ -1201,7 +1305,7 @@ async fn main() {
                       "cpu_seconds": q.1})).collect::<Vec<_>>(),
                   "operator_requests": quiet_sum.as_ref().map(|p| counts_json(&p.others()))},
         "failover": failover,
-        "background": {"seconds": bg.seconds, "others_requests": counts_json(&bg.others())},
+        "background": {"seconds": bg.seconds, "cluster_requests": counts_json(&bg.rest())},
         "operator_cpu_seconds_total": u_end.cpu, "operator_peak_rss_mib": u_end.hwm,
         "lease_renewer": {"rounds": renewer.rounds.load(Ordering::Relaxed),
                           "slow_rounds": renewer.slow_rounds.load(Ordering::Relaxed),
