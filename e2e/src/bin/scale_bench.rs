@@ -366,7 +366,7 @@ fn counts_json(c: &Counts) -> serde_json::Value {
 }
 
 /// Per (verb, resource): the API server's count, the benchmark's own, the rest.
-fn print_requests(title: &str, p: &PhaseRequests) {
+fn print_requests(title: &str, p: &PhaseRequests, operator_running: bool) {
     println!(
         "\n{title} ({:.1} s): API requests by verb and resource",
         p.seconds
@@ -375,7 +375,11 @@ fn print_requests(title: &str, p: &PhaseRequests) {
         "  {:<18} {:<32} {:>10} {:>10} {:>10} {:>10}",
         "verb", "resource", "apiserver", "benchmark", "operator", "per min"
     );
-    let others = p.others();
+    let others = if operator_running {
+        p.others()
+    } else {
+        p.rest()
+    };
     for ((verb, res), n) in &p.total {
         if verb == "WATCH" {
             continue; // counted by the API server when a watch ends: not comparable
@@ -397,9 +401,19 @@ fn print_requests(title: &str, p: &PhaseRequests) {
     let w = sum(&others, |v, _| is_write(v));
     let r = sum(&others, |v, _| v == "GET" || v == "LIST");
     println!(
-        "  operator: writes {w:.0} ({:.1}/min), reads {r:.0} ({:.1}/min) — the API server's count less the benchmark's own requests and the background rate, on the resources the operator uses; WATCH not shown (counted when a watch ends); API server 1.20 counts a GET of a custom resource as LIST",
+        "  {}: writes {w:.0} ({:.1}/min), reads {r:.0} ({:.1}/min) — {}; WATCH not shown (counted when a watch ends); API server 1.20 counts a GET of a custom resource as LIST",
+        if operator_running {
+            "operator"
+        } else {
+            "cluster (not the benchmark)"
+        },
         w * 60.0 / p.seconds.max(1e-9),
-        r * 60.0 / p.seconds.max(1e-9)
+        r * 60.0 / p.seconds.max(1e-9),
+        if operator_running {
+            "the API server's count less the benchmark's own requests and the background rate, on the resources the operator uses"
+        } else {
+            "the API server's count less the benchmark's own requests"
+        }
     );
 }
 
@@ -907,7 +921,7 @@ async fn run(setup: Setup) {
             own: diff(&o1, &o0),
         }
     };
-    print_requests("background: Leases renewing, no operator", &bg);
+    print_requests("background: Leases renewing, no operator", &bg, false);
     let rate: Counts = bg
         .rest()
         .into_iter()
@@ -1038,6 +1052,7 @@ async fn run(setup: Setup) {
     print_requests(
         "assignment: first create → all assigned (creates included)",
         &assign_phase,
+        true,
     );
     println!(
         "  operator CPU {:.1} s, RSS {:.1} MiB (peak {:.1} MiB); pool reconciles {:.0}, camera reconciles {:.0}",
@@ -1093,7 +1108,7 @@ async fn run(setup: Setup) {
             prev = now;
         }
         if let Some(total) = quiet_total(&quiet) {
-            print_requests("quiet minutes, all together", &total);
+            print_requests("quiet minutes, all together", &total, true);
         }
 
         // 6. One recorder stops renewing.
@@ -1170,7 +1185,7 @@ async fn run(setup: Setup) {
                 args.failover_timeout.as_secs_f64()
             ),
         }
-        print_requests("failover: stop → all reassigned", &phase);
+        print_requests("failover: stop → all reassigned", &phase, true);
         println!("  operator CPU {:.2} s", u1.cpu - u0.cpu);
         failover = Some(json!({
             "victim": victim_name, "cameras": victims,
