@@ -20,6 +20,16 @@ pub enum Error {
     Certificate(#[from] rcgen::Error),
     #[error("{0}")]
     Check(String),
+    /// Another replica holds the leader Lease now.
+    #[error("leadership lost: {holder} holds the leader lease")]
+    LeadershipLost { holder: String },
+    /// The leader could not renew its Lease within the renew deadline, so it must stop acting
+    /// before a standby may take over.
+    #[error("could not renew the leader lease within the renew deadline of {deadline:?}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    LeaderRenewDeadline {
+        deadline: std::time::Duration,
+        last_error: Option<String>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -179,17 +179,17 @@ async fn run(command: Command) -> Result<(), Error> {
                 &identity,
                 Duration::from_secs(leader_lease_seconds),
             );
-            tokio::select! {
-                _ = election.acquire() => {}
+            let acquired_at = tokio::select! {
+                at = election.acquire() => at,
                 () = shutdown_signal() => return Ok(()),
-            }
+            };
             metrics.is_leader.set(1);
             tokio::select! {
                 () = controller::run(ctx) => {
                     election.release().await;
                     Ok(())
                 }
-                lost = election.keep() => Err(lost),
+                lost = election.keep(acquired_at) => Err(lost),
                 () = shutdown_signal() => {
                     // Reconciles are idempotent, so stopping mid-way is safe; hand over at once.
                     tracing::info!("SIGTERM: stepping down");

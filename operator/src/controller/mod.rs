@@ -22,6 +22,7 @@ use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::error::Error;
+use crate::liveness::{LeaseKey, LeaseObservations, LeaseVersion};
 use crate::metrics::Metrics;
 use children::RecorderSettings;
 use vigil_api::{Backfill, Camera, POOL_LABEL, RecorderPool};
@@ -45,6 +46,8 @@ pub struct Context {
     pub cron_job_api_version: Option<String>,
     /// Consecutive failures per object, for exponential backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// When this operator saw each recorder Lease change, on its own clock (see `liveness`).
+    leases: std::sync::Mutex<LeaseObservations>,
 }
 
 impl Context {
@@ -71,7 +74,29 @@ impl Context {
             pdb_api_version: None,
             cron_job_api_version: None,
             failures: Default::default(),
+            leases: Default::default(),
         }
+    }
+
+    /// Notes a recorder Lease as seen at `now`; returns when it last changed (see `liveness`).
+    pub fn observe_lease(
+        &self,
+        key: LeaseKey,
+        version: LeaseVersion,
+        now: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(key, version, now)
+    }
+
+    /// Forgets a deleted recorder Lease.
+    pub fn forget_lease(&self, key: &LeaseKey) {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget(key);
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -25,7 +25,10 @@ use super::children;
 use super::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 use crate::leader::micro_time_to_chrono;
-use crate::liveness::{PodObservation, RecorderHealth, RecorderObservation, recorder_health};
+use crate::liveness::{
+    LeaseObservation, LeaseVersion, PodObservation, RecorderHealth, RecorderObservation,
+    recorder_health,
+};
 use crate::placement::{self, MoveReason, PlacementCamera, PlacementInput, PlacementRecorder};
 use vigil_api::schedule::should_record;
 use vigil_api::validation;
@@ -37,8 +40,8 @@ use vigil_api::{
 /// Label a recorder puts on its Lease: `pod` when it runs as a pod (so a missing pod means the
 /// recorder is gone), `process` when it runs outside Kubernetes.
 pub use vigil_api::labels::RECORDER_KIND_LABEL;
-/// Expired Leases of recorders without cameras are deleted after this long.
-const LEASE_GC_SECONDS: i64 = 300;
+/// Leases of recorders without cameras, not seen changing for this long, are deleted.
+const LEASE_GC_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.count_reconcile("recorderpool");
@@ -85,7 +88,7 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
     }
 
     let now = Utc::now();
-    let health = observe_recorders(&ctx, &pool, &ns, now).await?;
+    let health = observe_recorders(&ctx, &pool, &ns).await?;
     let health_by_name: BTreeMap<&str, &RecorderHealth> =
         health.iter().map(|h| (h.name.as_str(), h)).collect();
 
@@ -200,10 +203,14 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
                 pool.spec.segment_seconds,
                 now,
             ));
-            if let Some(renewed) = renewed {
+            // Measured on the operator's own clock, from the last Lease change it saw.
+            if let Some(changed_at) = health_by_name
+                .get(old_recorder.as_str())
+                .and_then(|h| h.lease_changed_at)
+            {
                 ctx.metrics
                     .failover_detection_seconds
-                    .observe((now - renewed).num_milliseconds() as f64 / 1000.0);
+                    .observe(changed_at.elapsed().as_secs_f64());
             }
         }
         let mut new_status = operator_status(camera, f, now);
@@ -487,7 +494,6 @@ async fn observe_recorders(
     ctx: &Context,
     pool: &RecorderPool,
     ns: &str,
-    now: DateTime<Utc>,
 ) -> Result<Vec<RecorderHealth>> {
     let selector = format!("{POOL_LABEL}={}", pool.name_any());
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
@@ -510,7 +516,7 @@ async fn observe_recorders(
             pod.name_any(),
             RecorderObservation {
                 name: pod.name_any(),
-                lease_renewed: None,
+                lease: None,
                 pod: Some(PodObservation {
                     exists: true,
                     terminating: pod.metadata.deletion_timestamp.is_some(),
@@ -520,19 +526,28 @@ async fn observe_recorders(
         );
     }
     let mut stale = vec![];
+    let now = tokio::time::Instant::now();
     for lease in &leases {
         let renewed = lease
             .spec
             .as_ref()
             .and_then(|s| s.renew_time.as_ref())
             .and_then(micro_time_to_chrono);
+        let last_change = ctx.observe_lease(
+            (ns.to_string(), lease.name_any()),
+            LeaseVersion {
+                renew_time: renewed,
+                resource_version: lease.metadata.resource_version.clone(),
+            },
+            now,
+        );
         let runs_as_pod =
             lease.labels().get(RECORDER_KIND_LABEL).map(String::as_str) == Some("pod");
         let entry = observations
             .entry(lease.name_any())
             .or_insert_with(|| RecorderObservation {
                 name: lease.name_any(),
-                lease_renewed: None,
+                lease: None,
                 // A pod recorder whose pod is gone: deleted.
                 pod: runs_as_pod.then_some(PodObservation {
                     exists: false,
@@ -540,15 +555,18 @@ async fn observe_recorders(
                     ready: false,
                 }),
             });
-        entry.lease_renewed = renewed;
+        entry.lease = Some(LeaseObservation {
+            last_change,
+            renewed,
+        });
         let pod_gone = entry.pod.as_ref().is_some_and(|p| !p.exists);
         if (pod_gone || entry.pod.is_none())
-            && renewed.is_none_or(|r| (now - r).num_seconds() > LEASE_GC_SECONDS)
+            && now.saturating_duration_since(last_change) > LEASE_GC_AFTER
         {
             stale.push(lease.name_any());
         }
     }
-    let duration = pool.spec.lease.duration_seconds;
+    let duration = std::time::Duration::from_secs(u64::from(pool.spec.lease.duration_seconds));
     let mut health: Vec<RecorderHealth> = observations
         .values()
         .map(|o| recorder_health(o, now, duration))
@@ -565,6 +583,7 @@ async fn observe_recorders(
         for name in stale.into_iter().filter(|n| !labelled.contains(n)) {
             info!(lease = %name, "deleting the lease of a recorder gone for minutes");
             let _ = leases_api.delete(&name, &DeleteParams::default()).await;
+            ctx.forget_lease(&(ns.to_string(), name.clone()));
             health.retain(|h| h.name != name);
         }
     }
