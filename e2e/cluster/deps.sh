@@ -15,7 +15,7 @@ PACKAGES="golang-go dpkg-dev rsync etcd-server containerd runc
   golang-github-modern-go-reflect2-dev ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
   gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  iproute2 curl procps python3-venv python3-pip chromium"
+  iproute2 curl procps python3-venv python3-pip chromium faketime"
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 

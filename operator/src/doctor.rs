@@ -115,9 +115,9 @@ pub async fn doctor(client: &Client, namespace: Option<&str>) -> Result<()> {
         println!("all {} checks passed", checks.len());
         Ok(())
     } else {
-        Err(Error::Check(format!(
-            "{failed} of {} checks failed",
-            checks.len()
-        )))
+        Err(Error::ChecksFailed {
+            failed,
+            total: checks.len(),
+        })
     }
 }

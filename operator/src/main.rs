@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use vigil_operator::controller::{self, Context, children::RecorderSettings};
+use vigil_operator::controller::{self, Caches, Context, children::RecorderSettings};
 use vigil_operator::leader::LeaderElection;
 use vigil_operator::metrics::{self, Metrics};
 use vigil_operator::{doctor, error::Error, webhook};
@@ -56,8 +56,9 @@ enum Command {
             default_value = "IfNotPresent"
         )]
         recorder_image_pull_policy: String,
-        /// How often each pool is re-checked for expired recorder Leases, milliseconds.
-        #[arg(long, default_value_t = 1000)]
+        /// The longest a quiet pool goes without a reconcile, milliseconds (a safety net: pools
+        /// are reconciled on changes and when the first of their Leases could expire).
+        #[arg(long, default_value_t = 300_000)]
         resync_ms: u64,
         /// Address of /metrics, /healthz and /readyz.
         #[arg(long, default_value = "0.0.0.0:8080")]
@@ -152,10 +153,12 @@ async fn run(command: Command) -> Result<(), Error> {
                 image: recorder_image,
                 image_pull_policy: recorder_image_pull_policy,
             };
+            let (caches, cache_writers) = Caches::new();
             let mut ctx = Context::new(
                 client.clone(),
                 metrics.clone(),
                 settings,
+                caches,
                 Duration::from_millis(resync_ms),
             );
             ctx.pdb_api_version = controller::discover_pdb_api(&client).await;
@@ -165,7 +168,7 @@ async fn run(command: Command) -> Result<(), Error> {
             if no_leader_election {
                 metrics.is_leader.set(1);
                 tokio::select! {
-                    () = controller::run(ctx) => {}
+                    () = controller::run(ctx, cache_writers) => {}
                     () = shutdown_signal() => tracing::info!("SIGTERM: stopping"),
                 }
                 return Ok(());
@@ -179,17 +182,17 @@ async fn run(command: Command) -> Result<(), Error> {
                 &identity,
                 Duration::from_secs(leader_lease_seconds),
             );
-            tokio::select! {
-                _ = election.acquire() => {}
+            let acquired_at = tokio::select! {
+                at = election.acquire() => at,
                 () = shutdown_signal() => return Ok(()),
-            }
+            };
             metrics.is_leader.set(1);
             tokio::select! {
-                () = controller::run(ctx) => {
+                () = controller::run(ctx, cache_writers) => {
                     election.release().await;
                     Ok(())
                 }
-                lost = election.keep() => Err(lost),
+                lost = election.keep(acquired_at) => Err(lost),
                 () = shutdown_signal() => {
                     // Reconciles are idempotent, so stopping mid-way is safe; hand over at once.
                     tracing::info!("SIGTERM: stepping down");
@@ -229,8 +232,7 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::Crds => {
             for (_, crd) in vigil_api::crd::all() {
-                let yaml =
-                    vigil_api::crd::to_yaml(&crd).map_err(|e| Error::Check(e.to_string()))?;
+                let yaml = vigil_api::crd::to_yaml(&crd)?;
                 println!("---\n{yaml}");
             }
             Ok(())

@@ -16,6 +16,47 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// The operator's controllers. Each has one spelling as a metric label (the lowercase kind),
+/// whether a reconcile is counted or its failure.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ControllerKind {
+    RecorderPool,
+    Camera,
+    Backfill,
+}
+
+impl ControllerKind {
+    /// The value of the `controller` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ControllerKind::RecorderPool => "recorderpool",
+            ControllerKind::Camera => "camera",
+            ControllerKind::Backfill => "backfill",
+        }
+    }
+}
+
+/// The controller that reconciles a kind of object.
+pub trait Reconciled {
+    const CONTROLLER: ControllerKind;
+}
+
+impl Reconciled for vigil_api::RecorderPool {
+    const CONTROLLER: ControllerKind = ControllerKind::RecorderPool;
+}
+impl Reconciled for vigil_api::Camera {
+    const CONTROLLER: ControllerKind = ControllerKind::Camera;
+}
+impl Reconciled for vigil_api::Backfill {
+    const CONTROLLER: ControllerKind = ControllerKind::Backfill;
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// Lowercase kind of the object written (`camera`, `recorderpool`, `deployment`, …).
+    pub resource: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub pool: String,
@@ -27,6 +68,9 @@ pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub reconcile_failures: Family<ControllerLabels, Counter>,
+    /// Write requests (create, patch, delete) sent to the API server, by resource: a quiet
+    /// cluster sends none.
+    pub api_writes: Family<WriteLabels, Counter>,
     pub placement_seconds: Histogram,
     pub cameras: Family<StateLabels, Gauge>,
     pub failovers: Counter,
@@ -42,6 +86,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("vigil_operator");
         let reconciles = Family::<ControllerLabels, Counter>::default();
         let reconcile_failures = Family::<ControllerLabels, Counter>::default();
+        let api_writes = Family::<WriteLabels, Counter>::default();
         let placement_seconds = Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5]);
         let cameras = Family::<StateLabels, Gauge>::default();
         let failovers = Counter::default();
@@ -54,6 +99,11 @@ impl Default for Metrics {
             "reconcile_failures",
             "Reconciles that failed",
             reconcile_failures.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Write requests sent to the API server (Events not counted)",
+            api_writes.clone(),
         );
         registry.register(
             "placement_seconds",
@@ -81,6 +131,7 @@ impl Default for Metrics {
             registry,
             reconciles,
             reconcile_failures,
+            api_writes,
             placement_seconds,
             cameras,
             failovers,
@@ -93,17 +144,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn count_reconcile(&self, controller: &str) {
+    pub fn count_reconcile(&self, controller: ControllerKind) {
         self.reconciles
             .get_or_create(&ControllerLabels {
-                controller: controller.into(),
+                controller: controller.label().into(),
             })
             .inc();
     }
-    pub fn count_failure(&self, controller: &str) {
+    pub fn count_failure(&self, controller: ControllerKind) {
         self.reconcile_failures
             .get_or_create(&ControllerLabels {
-                controller: controller.into(),
+                controller: controller.label().into(),
+            })
+            .inc();
+    }
+    /// Counts one write request about to be sent.
+    pub fn count_write(&self, resource: &str) {
+        self.api_writes
+            .get_or_create(&WriteLabels {
+                resource: resource.into(),
             })
             .inc();
     }

@@ -11,16 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::children::{RecorderSettings, workload_name};
-use super::{Context, FIELD_MANAGER};
+use super::{Context, FIELD_MANAGER, publish};
 use crate::error::{Error, Result};
+use crate::metrics::ControllerKind;
 use vigil_api::validation;
 use vigil_api::{
     Backfill, BackfillPhase, BackfillSpec, BackfillStatus, Camera, Condition, ConditionStatus,
@@ -248,78 +255,157 @@ pub fn job(
 ) -> Job {
     let ns = backfill.namespace().unwrap_or_default();
     let overrides = pool.spec.pod_overrides.clone().unwrap_or_default();
-    let mut env = vec![
-        serde_json::json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
-    ];
+    let secret_env = |name: &str, secret: &str, key: &str| EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut env = vec![EnvVar {
+        name: "POD_NAMESPACE".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.namespace".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
     if let Some(secret) = &camera.spec.credentials_secret_ref {
-        env.push(serde_json::json!({"name": "VIGIL_CAMERA_USERNAME", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.username_key()}}}));
-        env.push(serde_json::json!({"name": "VIGIL_CAMERA_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.password_key()}}}));
+        env.push(secret_env(
+            "VIGIL_CAMERA_USERNAME",
+            &secret.name,
+            secret.username_key(),
+        ));
+        env.push(secret_env(
+            "VIGIL_CAMERA_PASSWORD",
+            &secret.name,
+            secret.password_key(),
+        ));
     }
     let window_seconds = backfill.spec.window.seconds().max(1.0) as i64;
-    let value = serde_json::json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {
-            "name": job_name(backfill, attempt),
-            "namespace": ns,
-            "labels": {BACKFILL_LABEL: backfill.name_any(), "vigil.dev/camera": camera.name_any(), "vigil.dev/pool": pool.name_any()},
-            "ownerReferences": backfill.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+    let labels = BTreeMap::from([
+        (BACKFILL_LABEL.to_string(), backfill.name_any()),
+        ("vigil.dev/camera".to_string(), camera.name_any()),
+        ("vigil.dev/pool".to_string(), pool.name_any()),
+    ]);
+    let container = Container {
+        name: "backfill".into(),
+        image: Some(
+            overrides
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.image.clone()),
+        ),
+        image_pull_policy: Some(
+            overrides
+                .image_pull_policy
+                .clone()
+                .unwrap_or_else(|| settings.image_pull_policy.clone()),
+        ),
+        command: Some(vec![super::children::JOBS_COMMAND.into()]),
+        args: Some(vec![
+            "backfill".into(),
+            format!("{ns}/{}", backfill.name_any()),
+            "--bandwidth-mbps".into(),
+            pool.spec.backfill.bandwidth_mbps.to_string(),
+        ]),
+        env: Some(env),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "scratch".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(backfill, attempt)),
+            namespace: Some(ns.clone()),
+            labels: Some(labels),
+            owner_references: backfill.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
         },
-        "spec": {
-            "backoffLimit": 0,
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
             // Generous: replay runs faster than real time, but a slow link must not be killed early.
-            "activeDeadlineSeconds": 600 + window_seconds * 2,
-            "template": {
-                "metadata": {"labels": {BACKFILL_LABEL: backfill.name_any()}},
-                "spec": {
-                    "serviceAccountName": workload_name(pool),
-                    "restartPolicy": "Never",
-                    "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true},
-                    "containers": [{
-                        "name": "backfill",
-                        "image": overrides.image.clone().unwrap_or_else(|| settings.image.clone()),
-                        "imagePullPolicy": overrides.image_pull_policy.clone().unwrap_or_else(|| settings.image_pull_policy.clone()),
-                        "command": [super::children::JOBS_COMMAND],
-                        "args": ["backfill", format!("{ns}/{}", backfill.name_any()), "--bandwidth-mbps", pool.spec.backfill.bandwidth_mbps.to_string()],
-                        "env": env,
-                        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true},
-                        "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
-                    }],
-                    "volumes": [{"name": "scratch", "emptyDir": {}}],
-                }
-            }
-        }
-    });
-    serde_json::from_value(value).unwrap_or_default()
+            active_deadline_seconds: Some(600 + window_seconds * 2),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(BTreeMap::from([(
+                        BACKFILL_LABEL.to_string(),
+                        backfill.name_any(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(workload_name(pool)),
+                    restart_policy: Some("Never".into()),
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        run_as_non_root: Some(true),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "scratch".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics.count_reconcile("backfill");
+    ctx.metrics.count_reconcile(ControllerKind::Backfill);
     let ns = backfill
         .namespace()
-        .ok_or_else(|| Error::Check("Backfill without namespace".into()))?;
+        .ok_or(Error::MissingNamespace { kind: "Backfill" })?;
     let name = backfill.name_any();
-    let cameras: Api<Camera> = Api::namespaced(ctx.client.clone(), &ns);
-    let camera = cameras.get_opt(&backfill.spec.camera).await?;
-    let pool = match &camera {
-        Some(c) => {
-            Api::<RecorderPool>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&c.spec.pool)
-                .await?
-        }
-        None => None,
-    };
+    let camera = ctx
+        .caches
+        .cameras
+        .get(&ObjectRef::new(&backfill.spec.camera).within(&ns));
+    let pool = camera.as_ref().and_then(|c| {
+        ctx.caches
+            .pools
+            .get(&ObjectRef::new(&c.spec.pool).within(&ns))
+    });
     let status = backfill.status.clone().unwrap_or_default();
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let job_now = match &status.job_name {
-        Some(j) => jobs.get_opt(j).await?,
+        Some(j) => match ctx.caches.jobs.get(&ObjectRef::new(j).within(&ns)) {
+            Some(job) => Some(job),
+            // Created a moment ago and not in the cache yet: ask once rather than start the
+            // attempt again.
+            None => jobs.get_opt(j).await?.map(Arc::new),
+        },
         None => None,
     };
     let (running_for_camera, running_in_pool) =
-        running_counts(&ctx, &ns, &backfill, camera.as_ref()).await?;
+        running_counts(&ctx, &ns, &backfill, camera.as_deref());
     let world = World {
-        camera: camera.as_ref(),
-        pool: pool.as_ref(),
-        job: job_now.as_ref(),
+        camera: camera.as_deref(),
+        pool: pool.as_deref(),
+        job: job_now.as_deref(),
         running_for_camera,
         running_in_pool,
         now: Utc::now(),
@@ -335,13 +421,14 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
                 return Ok(Action::requeue(Duration::from_secs(5)));
             };
             let job = job(&backfill, camera, pool, &ctx.settings, attempt);
+            ctx.metrics.count_write("job");
             match jobs.create(&PostParams::default(), &job).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {} // created by a previous reconcile
                 Err(e) => return Err(e.into()),
             }
             info!(backfill = %name, namespace = %ns, attempt, job = %job.name_any(), "backfill job started");
-            super::pool::publish(
+            publish(
                 &ctx,
                 backfill.as_ref(),
                 EventType::Normal,
@@ -381,6 +468,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
         }
         Decision::Retry { after, message } => {
             if let Some(j) = &status.job_name {
+                ctx.metrics.count_write("job");
                 let _ = jobs
                     .delete(
                         j,
@@ -402,7 +490,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
                     generation,
                 ),
             );
-            super::pool::publish(
+            publish(
                 &ctx,
                 backfill.as_ref(),
                 EventType::Warning,
@@ -446,12 +534,19 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
             } else {
                 EventType::Warning
             };
-            super::pool::publish(&ctx, backfill.as_ref(), kind, &reason, message).await;
+            publish(&ctx, backfill.as_ref(), kind, &reason, message).await;
             Action::await_change()
         }
     };
+    let mut current = OperatorBackfillStatus::from(&status);
+    current.observed_generation = generation;
+    if next == current {
+        // Still waiting for the same reason: nothing to write.
+        return Ok(action);
+    }
     let patch =
         serde_json::json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "Backfill", "status": next});
+    ctx.metrics.count_write("backfill");
     Api::<Backfill>::namespaced(ctx.client.clone(), &ns)
         .patch_status(
             &name,
@@ -463,7 +558,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
 }
 
 /// The operator-owned part of a Backfill's status (the Job owns the figures).
-#[derive(serde::Serialize, Debug, Default)]
+#[derive(serde::Serialize, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct OperatorBackfillStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -501,42 +596,35 @@ impl From<&BackfillStatus> for OperatorBackfillStatus {
     }
 }
 
-async fn running_counts(
+/// Other Running Backfills of the same camera, and of the same pool, from the caches.
+fn running_counts(
     ctx: &Context,
     ns: &str,
     backfill: &Backfill,
     camera: Option<&Camera>,
-) -> Result<(usize, usize)> {
-    let all = Api::<Backfill>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let running: Vec<&Backfill> = all
-        .iter()
-        .filter(|b| {
-            b.name_any() != backfill.name_any()
-                && b.status.as_ref().and_then(|s| s.phase) == Some(BackfillPhase::Running)
-        })
-        .collect();
+) -> (usize, usize) {
+    let running = ctx.caches.backfills.state_filter(|b| {
+        b.namespace().as_deref() == Some(ns)
+            && b.name_any() != backfill.name_any()
+            && b.status.as_ref().and_then(|s| s.phase) == Some(BackfillPhase::Running)
+    });
     let for_camera = running
         .iter()
         .filter(|b| b.spec.camera == backfill.spec.camera)
         .count();
     let Some(camera) = camera else {
-        return Ok((for_camera, 0));
+        return (for_camera, 0);
     };
-    let pools: BTreeMap<String, String> = Api::<Camera>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|c| (c.name_any(), c.spec.pool))
-        .collect();
     let in_pool = running
         .iter()
-        .filter(|b| pools.get(&b.spec.camera) == Some(&camera.spec.pool))
+        .filter(|b| {
+            ctx.caches
+                .cameras
+                .get(&ObjectRef::new(&b.spec.camera).within(ns))
+                .is_some_and(|c| c.spec.pool == camera.spec.pool)
+        })
         .count();
-    Ok((for_camera, in_pool))
+    (for_camera, in_pool)
 }
 
 #[cfg(test)]
@@ -750,7 +838,7 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(
             c.command.as_deref(),
-            Some(&[super::super::children::JOBS_COMMAND.to_string()][..])
+            Some(&[crate::controller::children::JOBS_COMMAND.to_string()][..])
         );
         assert_eq!(
             c.args.as_ref().expect("args")[0..2],

@@ -9,21 +9,23 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 
-use super::Context;
 use super::camera_status::{CameraFacts, differs, operator_status};
+use super::{Context, publish};
 use crate::error::{Error, Result};
+use crate::metrics::ControllerKind;
 use vigil_api::schedule::should_record;
 use vigil_api::validation;
 use vigil_api::{Camera, RECORDER_LABEL, RecorderPool};
 
 pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.metrics.count_reconcile("camera");
+    ctx.metrics.count_reconcile(ControllerKind::Camera);
     let ns = camera
         .namespace()
-        .ok_or_else(|| Error::Check("Camera without namespace".into()))?;
-    let pools: Api<RecorderPool> = Api::namespaced(ctx.client.clone(), &ns);
-    if pools.get_opt(&camera.spec.pool).await?.is_some() {
+        .ok_or(Error::MissingNamespace { kind: "Camera" })?;
+    let pool = ObjectRef::<RecorderPool>::new(&camera.spec.pool).within(&ns);
+    if ctx.caches.pools.get(&pool).is_some() {
         return Ok(Action::await_change()); // the pool reconciler owns this camera
     }
     let errors = validation::validate_camera(&camera.spec);
@@ -44,13 +46,14 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
     if differs(&camera, &status) {
         // Same write as the pool reconciler: a merge patch guarded by the resourceVersion read.
         let patch = serde_json::json!({"metadata": {"resourceVersion": camera.resource_version()}, "status": status});
+        ctx.metrics.count_write("camera");
         api.patch_status(
             &camera.name_any(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
         .await?;
-        super::pool::publish(
+        publish(
             &ctx,
             camera.as_ref(),
             EventType::Warning,
@@ -61,6 +64,7 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
     }
     if camera.labels().contains_key(RECORDER_LABEL) {
         let patch = serde_json::json!({"metadata": {"labels": {RECORDER_LABEL: null}}});
+        ctx.metrics.count_write("camera");
         api.patch(
             &camera.name_any(),
             &PatchParams::default(),

@@ -22,6 +22,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
 
 use vigil_api::{POOL_LABEL, RecorderPool};
 
@@ -31,6 +32,79 @@ pub struct RecorderSettings {
     /// Default recorder image when the pool does not override it.
     pub image: String,
     pub image_pull_policy: String,
+}
+
+/// An object whose API version the cluster decides (CronJob, PodDisruptionBudget), applied as
+/// JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DynamicChild {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub body: serde_json::Value,
+}
+
+/// Everything the operator applies for one pool, built purely from the pool and the settings.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workload {
+    pub service_account: ServiceAccount,
+    pub role: Role,
+    pub role_binding: RoleBinding,
+    pub deployment: Deployment,
+    pub metrics_service: Service,
+    /// None when the cluster serves no CronJob API.
+    pub retention: Option<DynamicChild>,
+    /// None when the cluster serves no PodDisruptionBudget API.
+    pub disruption_budget: Option<DynamicChild>,
+    /// None when the cluster serves no CronJob API.
+    pub audit: Option<DynamicChild>,
+}
+
+impl Workload {
+    pub fn build(
+        pool: &RecorderPool,
+        settings: &RecorderSettings,
+        cron_job_api_version: Option<&str>,
+        pdb_api_version: Option<&str>,
+    ) -> Workload {
+        let dynamic = |api_version: &str, kind: &str, name: String, body| DynamicChild {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            name,
+            body,
+        };
+        Workload {
+            service_account: service_account(pool),
+            role: role(pool),
+            role_binding: role_binding(pool),
+            deployment: deployment(pool, settings),
+            metrics_service: metrics_service(pool),
+            retention: cron_job_api_version.map(|v| {
+                dynamic(
+                    v,
+                    "CronJob",
+                    retention_cron_job_name(pool),
+                    retention_cron_job(pool, settings, v),
+                )
+            }),
+            disruption_budget: pdb_api_version.map(|v| {
+                dynamic(
+                    v,
+                    "PodDisruptionBudget",
+                    workload_name(pool),
+                    disruption_budget(pool, v),
+                )
+            }),
+            audit: cron_job_api_version.map(|v| {
+                dynamic(
+                    v,
+                    "CronJob",
+                    audit_cron_job_name(pool),
+                    audit_cron_job(pool, settings, v),
+                )
+            }),
+        }
+    }
 }
 
 /// Where recorders keep segments waiting for the store.
