@@ -68,7 +68,7 @@ pub enum Decision {
     /// Start attempt `attempt` as a Job.
     StartJob { attempt: u32 },
     /// Not yet: another backfill of this camera or the pool's cap is in the way.
-    Wait { reason: String, message: String },
+    Wait { reason: WaitReason, message: String },
     /// The running Job failed; delete it and try again after the delay.
     Retry { after: Duration, message: String },
     /// Done, with this phase and reason.
@@ -80,6 +80,30 @@ pub enum Decision {
     },
     /// Nothing to do (running, or already finished).
     Nothing,
+}
+
+/// Why a Backfill waits; also the reason of its `Complete=False` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The camera's pool does not exist.
+    PoolNotFound,
+    /// Another backfill of the camera is running.
+    CameraBusy,
+    /// `backfill.maxConcurrent` backfills of the pool are running.
+    PoolBusy,
+    /// The window may not be on the camera's edge storage yet.
+    EdgeSettling,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::PoolNotFound => "PoolNotFound",
+            WaitReason::CameraBusy => "CameraBusy",
+            WaitReason::PoolBusy => "PoolBusy",
+            WaitReason::EdgeSettling => "EdgeSettling",
+        }
+    }
 }
 
 /// The facts [`decide`] needs.
@@ -139,7 +163,7 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
     }
     let Some(pool) = world.pool else {
         return Decision::Wait {
-            reason: "PoolNotFound".into(),
+            reason: WaitReason::PoolNotFound,
             message: format!("RecorderPool {:?} not found", camera.spec.pool),
         };
     };
@@ -199,7 +223,7 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
     }
     if world.running_for_camera > 0 {
         return Decision::Wait {
-            reason: "CameraBusy".into(),
+            reason: WaitReason::CameraBusy,
             message:
                 "another backfill of this camera is running (an SD card serves one reader well)"
                     .into(),
@@ -207,7 +231,7 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
     }
     if world.running_in_pool >= pool.spec.backfill.max_concurrent as usize {
         return Decision::Wait {
-            reason: "PoolBusy".into(),
+            reason: WaitReason::PoolBusy,
             message: format!(
                 "{} backfills of pool {} are running (backfill.maxConcurrent)",
                 world.running_in_pool,
@@ -219,7 +243,7 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
         + chrono::Duration::seconds(i64::from(pool.spec.backfill.edge_settle_seconds));
     if world.now < settled_at {
         return Decision::Wait {
-            reason: "EdgeSettling".into(),
+            reason: WaitReason::EdgeSettling,
             message: format!(
                 "waiting until {} for the camera to finish writing the window to its edge storage (backfill.edgeSettleSeconds)",
                 settled_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -459,7 +483,7 @@ pub async fn reconcile(backfill: Arc<Backfill>, ctx: Arc<Context>) -> Result<Act
                 Condition::new(
                     "Complete",
                     ConditionStatus::False,
-                    &reason,
+                    reason.as_str(),
                     message,
                     generation,
                 ),
@@ -691,7 +715,7 @@ mod tests {
             ..world(&c, &p, None)
         };
         assert!(
-            matches!(decide(&b, &early), Decision::Wait { reason, .. } if reason == "EdgeSettling")
+            matches!(decide(&b, &early), Decision::Wait { reason, .. } if reason == WaitReason::EdgeSettling)
         );
         let settled = World {
             now: end + chrono::Duration::seconds(15),
@@ -747,14 +771,14 @@ mod tests {
             ..world(&c, &p, None)
         };
         assert!(
-            matches!(decide(&backfill(None), &busy), Decision::Wait { reason, .. } if reason == "CameraBusy")
+            matches!(decide(&backfill(None), &busy), Decision::Wait { reason, .. } if reason == WaitReason::CameraBusy)
         );
         let full = World {
             running_in_pool: 1,
             ..world(&c, &p, None)
         };
         assert!(
-            matches!(decide(&backfill(None), &full), Decision::Wait { reason, .. } if reason == "PoolBusy")
+            matches!(decide(&backfill(None), &full), Decision::Wait { reason, .. } if reason == WaitReason::PoolBusy)
         );
     }
 
