@@ -286,27 +286,38 @@ struct PhaseRequests {
     own: Counts,
 }
 
-/// Resources the operator reads or writes; everything else the API server counted (nodes,
-/// endpoints, flow control, the controllers' own status writes) is the cluster's.
-const OPERATOR_RESOURCES: &[&str] = &[
-    "cameras",
-    "cameras/status",
-    "recorderpools",
-    "recorderpools/status",
-    "backfills",
-    "backfills/status",
-    "jobs",
-    "pods",
-    "leases",
-    "secrets",
-    "events",
-    "deployments",
-    "serviceaccounts",
-    "roles",
-    "rolebindings",
-    "services",
-    "cronjobs",
-    "poddisruptionbudgets",
+/// The requests the operator's code makes, as (verb, resource): everything else the API server
+/// counted is someone else's — the cluster's controllers (nodes, endpoints, status of the Jobs and
+/// CronJobs it created), the namespace controller, and other engineers' tests on the shared
+/// cluster (their recorders `APPLY` Leases and camera status, their tests `POST` Cameras).
+const OPERATOR_REQUESTS: &[(&str, &str)] = &[
+    ("LIST", "cameras"), // also its GETs: API server 1.20 files GETs of custom resources as LIST
+    ("PATCH", "cameras"),
+    ("PATCH", "cameras/status"),
+    ("LIST", "recorderpools"),
+    ("APPLY", "recorderpools/status"),
+    ("LIST", "backfills"),
+    ("POST", "backfills"),
+    ("APPLY", "backfills/status"),
+    ("LIST", "jobs"),
+    ("POST", "jobs"),
+    ("DELETE", "jobs"),
+    ("LIST", "pods"),
+    ("LIST", "leases"),
+    ("GET", "leases"),
+    ("PUT", "leases"),
+    ("POST", "leases"),
+    ("DELETE", "leases"),
+    ("LIST", "secrets"),
+    ("POST", "events"),
+    ("PATCH", "events"),
+    ("APPLY", "deployments"),
+    ("APPLY", "serviceaccounts"),
+    ("APPLY", "roles"),
+    ("APPLY", "rolebindings"),
+    ("APPLY", "services"),
+    ("APPLY", "cronjobs"),
+    ("APPLY", "poddisruptionbudgets"),
 ];
 
 /// Requests per second by key while only the benchmark and the cluster ran (no operator):
@@ -326,13 +337,13 @@ impl PhaseRequests {
         out
     }
 
-    /// The operator's requests: the rest, on the resources the operator uses, less the
+    /// The operator's requests: the rest, on the (verb, resource) pairs the operator's code issues, less the
     /// background rate over this phase's duration.
     fn others(&self) -> Counts {
         let bg = BACKGROUND_RATE.get();
         self.rest()
             .into_iter()
-            .filter(|((_, r), _)| OPERATOR_RESOURCES.contains(&r.as_str()))
+            .filter(|((v, r), _)| OPERATOR_REQUESTS.iter().any(|(ov, or)| ov == v && or == r))
             .map(|(k, v)| {
                 let b = bg.and_then(|b| b.get(&k)).copied().unwrap_or(0.0) * self.seconds;
                 let n = (v - b).max(0.0).round();
@@ -410,7 +421,7 @@ fn print_requests(title: &str, p: &PhaseRequests, operator_running: bool) {
         w * 60.0 / p.seconds.max(1e-9),
         r * 60.0 / p.seconds.max(1e-9),
         if operator_running {
-            "the API server's count less the benchmark's own requests and the background rate, on the resources the operator uses"
+            "the API server's count less the benchmark's own requests and the background rate, on the (verb, resource) pairs the operator's code issues"
         } else {
             "the API server's count less the benchmark's own requests"
         }
@@ -1077,6 +1088,7 @@ async fn run(setup: Setup) {
             own.snapshot(),
             Instant::now(),
             usage(&op),
+            op.reconciles(),
         );
         let mut prev_changes = changes_before;
         for minute in 1..=args.quiet_minutes {
@@ -1087,6 +1099,7 @@ async fn run(setup: Setup) {
                 own.snapshot(),
                 Instant::now(),
                 usage(&op),
+                op.reconciles(),
             );
             let changes_now = view.lock().unwrap_or_else(|e| e.into_inner()).label_changes;
             let p = PhaseRequests {
@@ -1096,11 +1109,15 @@ async fn run(setup: Setup) {
             };
             let others = p.others();
             println!(
-                "quiet minute {minute}: operator writes {:.0}, reads {:.0}; operator CPU {:.2} s; RSS {:.1} MiB; cameras relabelled {}",
+                "quiet minute {minute}: operator writes {:.0}, reads {:.0}; operator CPU {:.2} s; RSS {:.1} MiB; pool reconciles {:.0}, camera reconciles {:.0}; cameras relabelled {}",
                 sum(&others, |v, _| is_write(v)),
                 sum(&others, |v, _| v == "GET" || v == "LIST"),
                 now.3.cpu - prev.3.cpu,
                 now.3.rss,
+                now.4.get("recorderpool").copied().unwrap_or(0.0)
+                    - prev.4.get("recorderpool").copied().unwrap_or(0.0),
+                now.4.get("camera").copied().unwrap_or(0.0)
+                    - prev.4.get("camera").copied().unwrap_or(0.0),
                 changes_now - prev_changes
             );
             quiet.push((p, now.3.cpu - prev.3.cpu, changes_now - prev_changes));
