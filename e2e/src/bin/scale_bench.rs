@@ -23,8 +23,9 @@
 //! API requests are the API server's own `apiserver_request_total` (scraped from `/metrics`
 //! before and after each phase) minus the requests this benchmark sent itself (counted by a
 //! layer on its client, by verb and resource), so what is left is the operator's plus whatever
-//! else used the cluster at the time (the background phase shows how much that is). The operator's
-//! CPU seconds and peak RSS come from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+//! else used the cluster at the time (the background phase shows how much that is), restricted to
+//! the (verb, resource) pairs the operator's code issues; the operator's own reconcile counters
+//! (its /metrics) are printed next to them. The operator's CPU seconds and peak RSS come from `/proc/<pid>/stat` and `/proc/<pid>/status`.
 //! Prints tables and, last, one line `SCALE_BENCH_JSON {...}`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -320,10 +321,6 @@ const OPERATOR_REQUESTS: &[(&str, &str)] = &[
     ("APPLY", "poddisruptionbudgets"),
 ];
 
-/// Requests per second by key while only the benchmark and the cluster ran (no operator):
-/// subtracted from later phases (the kubelet's and controllers' Lease renewals and Events).
-static BACKGROUND_RATE: std::sync::OnceLock<Counts> = std::sync::OnceLock::new();
-
 impl PhaseRequests {
     /// Everything the API server counted but the benchmark's own requests.
     fn rest(&self) -> Counts {
@@ -337,19 +334,13 @@ impl PhaseRequests {
         out
     }
 
-    /// The operator's requests: the rest, on the (verb, resource) pairs the operator's code issues, less the
-    /// background rate over this phase's duration.
+    /// The operator's requests: the rest, on the (verb, resource) pairs the operator's code
+    /// issues. An upper bound on a shared cluster: another operator or test in another namespace
+    /// issues the same pairs (the background phase shows how busy the cluster was).
     fn others(&self) -> Counts {
-        let bg = BACKGROUND_RATE.get();
         self.rest()
             .into_iter()
             .filter(|((v, r), _)| OPERATOR_REQUESTS.iter().any(|(ov, or)| ov == v && or == r))
-            .map(|(k, v)| {
-                let b = bg.and_then(|b| b.get(&k)).copied().unwrap_or(0.0) * self.seconds;
-                let n = (v - b).max(0.0).round();
-                (k, n)
-            })
-            .filter(|(_, v)| *v > 0.0)
             .collect()
     }
 }
@@ -421,7 +412,7 @@ fn print_requests(title: &str, p: &PhaseRequests, operator_running: bool) {
         w * 60.0 / p.seconds.max(1e-9),
         r * 60.0 / p.seconds.max(1e-9),
         if operator_running {
-            "the API server's count less the benchmark's own requests and the background rate, on the (verb, resource) pairs the operator's code issues"
+            "the API server's count less the benchmark's own requests, on the (verb, resource) pairs the operator's code issues: an upper bound on a shared cluster"
         } else {
             "the API server's count less the benchmark's own requests"
         }
@@ -933,12 +924,6 @@ async fn run(setup: Setup) {
         }
     };
     print_requests("background: Leases renewing, no operator", &bg, false);
-    let rate: Counts = bg
-        .rest()
-        .into_iter()
-        .map(|(k, v)| (k, v / bg.seconds.max(1e-9)))
-        .collect();
-    let _ = BACKGROUND_RATE.set(rate);
 
     // 2. The operator, until it has seen every recorder.
     let mut op = Operator::start(&operator_bin, &ns, &work);
