@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod ewma;
 pub mod gaps;
+pub mod holes;
 pub mod http;
 pub mod kubernetes;
 pub mod layout;

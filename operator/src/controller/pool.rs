@@ -11,7 +11,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -19,8 +19,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::backfill::backfill_for_outage;
-use super::camera_status::{CameraFacts, differs, failover_outage, operator_status};
+use super::camera_status::{
+    self, CameraFacts, differs, failover_record, failover_recorded, operator_status,
+};
 use super::children;
 use super::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -30,7 +31,7 @@ use crate::placement::{self, MoveReason, PlacementCamera, PlacementInput, Placem
 use vigil_api::schedule::should_record;
 use vigil_api::validation;
 use vigil_api::{
-    Backfill, Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
+    Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
     RecorderPoolStatus, RecorderState, set_condition,
 };
 
@@ -179,22 +180,19 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         };
         f.recorder = placed.assignments.get(&cam_name).cloned();
         let old = camera.labels().get(RECORDER_LABEL).cloned();
-        // The camera leaves a recorder that failed: open an outage, unless one is open already.
+        // The camera leaves a recorder that failed: record the failover (unless it is recorded
+        // already); the recorder taking the camera over finds the hole and backfills it.
         if let Some(old_recorder) = &old
             && f.recorder.as_ref() != Some(old_recorder)
             && health_by_name
                 .get(old_recorder.as_str())
                 .is_none_or(|h| !h.healthy)
-            && !camera.status.as_ref().is_some_and(|s| {
-                s.outages
-                    .iter()
-                    .any(|o| o.end.is_none() && o.recorder.as_ref() == Some(old_recorder))
-            })
+            && !failover_recorded(camera, old_recorder)
         {
             let renewed = health_by_name
                 .get(old_recorder.as_str())
                 .and_then(|h| h.lease_renewed);
-            f.new_outage = Some(failover_outage(
+            f.failover = Some(failover_record(
                 old_recorder,
                 renewed,
                 pool.spec.segment_seconds,
@@ -206,11 +204,12 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
                     .observe((now - renewed).num_milliseconds() as f64 / 1000.0);
             }
         }
-        let mut new_status = operator_status(camera, f, now);
-        hand_over_closed_outages(&ctx, camera, &mut new_status.outages).await?;
-        *states.entry(new_status.state.clone()).or_default() += 1;
+        let new_status = operator_status(camera, f, now);
+        *states
+            .entry(new_status.state.as_str().to_string())
+            .or_default() += 1;
         if differs(camera, &new_status) {
-            apply_camera_status(&cameras_api, camera, &new_status).await?;
+            camera_status::apply(&cameras_api, camera, &new_status).await?;
         }
         if old != f.recorder {
             let patch = serde_json::json!({"metadata": {"labels": {RECORDER_LABEL: f.recorder}}});
@@ -419,57 +418,6 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::requeue(ctx.resync))
 }
 
-/// Turns each closed outage of `camera` into a Backfill (if the camera wants auto-backfill) and
-/// removes it from the list. The Backfill's name is derived from the outage, so a reconcile that
-/// fails after creating it finds it again instead of creating a second one.
-async fn hand_over_closed_outages(
-    ctx: &Context,
-    camera: &Camera,
-    outages: &mut Vec<vigil_api::Outage>,
-) -> Result<()> {
-    let ns = camera.namespace().unwrap_or_default();
-    let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);
-    for outage in outages.iter().filter(|o| o.end.is_some()) {
-        let seconds = outage.end.map_or(0.0, |e| {
-            (e - outage.start).num_milliseconds() as f64 / 1000.0
-        });
-        if !camera.spec.auto_backfill {
-            publish(
-                ctx,
-                camera,
-                EventType::Warning,
-                "OutageNotBackfilled",
-                format!("{seconds:.1} s without footage; autoBackfill is off"),
-            )
-            .await;
-            continue;
-        }
-        let Some(backfill) = backfill_for_outage(camera, outage) else {
-            continue;
-        };
-        match api.create(&PostParams::default(), &backfill).await {
-            Ok(_) => {
-                info!(camera = %camera.name_any(), backfill = %backfill.name_any(), seconds, "outage handed to a Backfill");
-                publish(
-                    ctx,
-                    camera,
-                    EventType::Normal,
-                    "BackfillCreated",
-                    format!(
-                        "Backfill {} for {seconds:.1} s of outage",
-                        backfill.name_any()
-                    ),
-                )
-                .await;
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    outages.retain(|o| o.end.is_none());
-    Ok(())
-}
-
 fn pascal_case(s: &str) -> String {
     s.split(['_', '-', ' '])
         .map(|w| {
@@ -644,24 +592,6 @@ where
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&value),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn apply_camera_status(
-    api: &Api<Camera>,
-    camera: &Camera,
-    status: &super::camera_status::OperatorCameraStatus,
-) -> Result<()> {
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": camera.resource_version()},
-        "status": status,
-    });
-    api.patch_status(
-        &camera.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
     )
     .await?;
     Ok(())
