@@ -9,8 +9,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
-use vigil_api::{Backfill, BackfillPhase, RecorderPool};
+use vigil_api::{Backfill, BackfillPhase, BackfillReason, RecorderPool};
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
@@ -101,6 +102,17 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &rig.namespace);
     for s in &samples {
         let b = finished_backfill(&backfills, &s.camera, Duration::from_secs(30)).await;
+        assert_eq!(
+            b.spec.reason,
+            BackfillReason::RecorderFailure,
+            "{}",
+            s.camera
+        );
+        assert_eq!(
+            b.name_any(),
+            vigil_api::hole_backfill_name(&s.camera, &b.spec.window),
+            "named after the hole by the recorder that found it"
+        );
         let st = b.status.expect("status");
         assert_eq!(
             st.phase,
