@@ -131,7 +131,7 @@ impl Rig {
             for c in cams {
                 let rec = c.labels().get(RECORDER_LABEL)?.clone();
                 let r = self.recorders.get(&rec)?;
-                if c.status.as_ref()?.state.as_deref() != Some("Recording")
+                if c.status.as_ref()?.state != Some(vigil_api::CameraState::Recording)
                     || partial_segment_bytes(&r.buffer_dir, &self.namespace, &c.name_any()) == 0
                 {
                     return None;

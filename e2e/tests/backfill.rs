@@ -22,10 +22,10 @@
 //! nothing reports). The audit runs as production runs it, as a pod: a Job made from the pool's
 //! CronJob `vigil-audit-<pool>` (its schedule idle during the test), with `--settle-seconds` and
 //! `--startup-grace-seconds` fitted to the short test window. Checks: `status.coverage` shows
-//! the deleted seconds missing (the other camera 100 %); exactly one `Audit` outage, the hole,
-//! appears in the camera's status; the operator's Audit Backfill waits `edgeSettleSeconds`, runs
-//! as a pod and ends Succeeded with 0 s lost; the store is complete again to within one frame and
-//! the refilled segments play; a second audit run reports nothing missing and adds no outage.
+//! the deleted seconds missing (the other camera 100 %); exactly one `Audit` Backfill, the hole,
+//! named after it, created by the audit; it waits `edgeSettleSeconds`, runs as a pod and ends
+//! Succeeded with 0 s lost; the store is complete again to within one frame and the refilled
+//! segments play; a second audit run reports nothing missing and adds no Backfill.
 //! The scenarios run one at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -217,7 +217,8 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
         eprintln!("failover: {cam} recording on rec-1 {s:.2} s after the SIGKILL");
     }
 
-    // Every camera's outage becomes a RecorderFailure Backfill; wait until each is finished.
+    // The recorder that took each camera over created a RecorderFailure Backfill for its hole;
+    // wait until each is finished.
     let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
     let finished: BTreeMap<&str, Backfill> = loop {
         if killed_at.elapsed() > Duration::from_secs(180) {
@@ -363,10 +364,10 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
         if !c.edge {
             // Ends at once, no Job, the window counted lost; and the count is honest: the
             // reported window (`stillMissing`) holds the hole the store really has, and is that
-            // hole: the operator opens the outage at "last lease renewal − one segment", and the
-            // new recorder moves its start to where the store's footage ends before the outage
-            // closes (kubernetes::stored_until). The end is the new recorder's first proof of
-            // recording, which may be a little later than its first segment's start.
+            // hole: the operator records the failover with "last lease renewal − one segment" as
+            // the footage safe point, and the new recorder starts the hole where the store's
+            // footage covering that point ends (holes::takeover_hole) and ends it at its own
+            // first footage.
             let st_phase = st.phase;
             assert_eq!(st_phase, Some(BackfillPhase::Failed), "{}: {st:?}", c.name);
             let reason = st
@@ -555,26 +556,27 @@ async fn lost_upload_is_found_by_the_audit_and_backfilled() {
     let cameras: Api<Camera> = Api::namespaced(client.clone(), &ns);
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
 
-    // Every Audit outage that ever appears in a camera's status (the operator hands it over
-    // to a Backfill and removes it within a reconcile, so polling could miss it).
+    // Every Audit Backfill that ever appears (the audit creates them directly, named after
+    // the hole), by camera and window.
     let audit_outages = Arc::new(Mutex::new(BTreeSet::<(String, i64, i64)>::new()));
     let watch = tokio::spawn({
         let seen = audit_outages.clone();
-        let api = cameras.clone();
+        let api = backfills.clone();
         async move {
             let mut events =
                 std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
             while let Some(ev) = events.next().await {
-                let Ok(cam) = ev else { continue };
-                let name = cam.name_any();
-                for o in cam.status.iter().flat_map(|s| &s.outages) {
-                    if o.reason == BackfillReason::Audit {
-                        seen.lock().expect("outages").insert((
-                            name.clone(),
-                            o.start.timestamp_millis(),
-                            o.end.map_or(i64::MAX, |e| e.timestamp_millis()),
-                        ));
-                    }
+                let Ok(b) = ev else { continue };
+                if b.spec.reason == BackfillReason::Audit {
+                    assert_eq!(
+                        b.name_any(),
+                        vigil_api::hole_backfill_name(&b.spec.camera, &b.spec.window)
+                    );
+                    seen.lock().expect("audit backfills").insert((
+                        b.spec.camera.clone(),
+                        b.spec.window.start.timestamp_millis(),
+                        b.spec.window.end.timestamp_millis(),
+                    ));
                 }
             }
         }
@@ -740,19 +742,21 @@ async fn lost_upload_is_found_by_the_audit_and_backfilled() {
     );
     assert_eq!(cov_control.missing_seconds, 0.0);
 
-    // One Audit outage, the deleted interval; the operator turns it into a Backfill.
-    let outage = wait_for(Duration::from_secs(10), "the Audit outage seen", || async {
-        audit_outages_of(victim.name).first().copied()
-    })
+    // One Audit Backfill, the deleted interval.
+    let outage = wait_for(
+        Duration::from_secs(10),
+        "the Audit Backfill seen",
+        || async { audit_outages_of(victim.name).first().copied() },
+    )
     .await;
     assert_eq!(
         audit_outages_of(victim.name),
         vec![outage],
-        "one Audit outage"
+        "one Audit Backfill"
     );
     assert!(
         audit_outages_of(control.name).is_empty(),
-        "no Audit outage of {}",
+        "no Audit Backfill of {}",
         control.name
     );
     assert!(
@@ -936,12 +940,12 @@ async fn lost_upload_is_found_by_the_audit_and_backfilled() {
         "{}: {cov2_control:?}",
         control.name
     );
-    // No new outage or Backfill (give the watch a moment to see any status write).
+    // No new Backfill (give the watch a moment to see it).
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         audit_outages_of(victim.name),
         vec![outage],
-        "no new Audit outage"
+        "no new Audit Backfill"
     );
     assert!(audit_outages_of(control.name).is_empty());
     let audit_backfills = backfills
@@ -1232,7 +1236,7 @@ async fn wait_recording_on(
             for c in cams {
                 let cam = items.iter().find(|x| x.name_any() == c.name)?;
                 let ok = cam.labels().get(RECORDER_LABEL) == Some(&rec.name)
-                    && cam.status.as_ref()?.state.as_deref() == Some("Recording")
+                    && cam.status.as_ref()?.state == Some(vigil_api::CameraState::Recording)
                     && partial_segment_bytes(&rec.buffer_dir, ns, c.name) > 0;
                 if !ok {
                     return None;

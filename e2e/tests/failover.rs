@@ -2,14 +2,16 @@
 //! and three `vigil-recorder record --kubernetes` processes against the real API server. Twelve
 //! cameras are placed and recorded; one recorder is SIGKILLed; its cameras are recording on the
 //! other two within seconds, the others never stop, every camera has playable segments in the
-//! store, and the outage of each moved camera is handed to a Backfill that reports honestly
-//! (these cameras have no edge storage, so the seconds are counted as lost).
+//! store, and the recorder that took each moved camera over created a RecorderFailure Backfill
+//! for its hole, which reports honestly (these cameras have no edge storage, so the seconds are
+//! counted as lost).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
-use vigil_api::{Backfill, BackfillPhase, RecorderPool};
+use vigil_api::{Backfill, BackfillPhase, BackfillReason, RecorderPool};
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
@@ -95,10 +97,22 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         );
     }
 
-    // The moved cameras' outages became Backfills; without edge storage they fail honestly.
+    // The new recorders created the moved cameras' Backfills; without edge storage they fail
+    // honestly.
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &rig.namespace);
     for s in &samples {
         let b = finished_backfill(&backfills, &s.camera, Duration::from_secs(30)).await;
+        assert_eq!(
+            b.spec.reason,
+            BackfillReason::RecorderFailure,
+            "{}",
+            s.camera
+        );
+        assert_eq!(
+            b.name_any(),
+            vigil_api::hole_backfill_name(&s.camera, &b.spec.window),
+            "named after the hole by the recorder that found it"
+        );
         let st = b.status.expect("status");
         assert_eq!(
             st.phase,

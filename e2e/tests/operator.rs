@@ -1,8 +1,9 @@
 //! The operator against a real API server: a pool of 3 recorders and 12 cameras of mixed
 //! bitrates is placed within capacity; a recorder that stops renewing its Lease loses its cameras
-//! to the others within seconds, and only its cameras move; each moved camera gets an outage that
-//! closes when its new recorder reports Recording; when the leader operator is SIGKILLed the
-//! standby takes over and moves nothing needlessly.
+//! to the others within seconds, and only its cameras move; each moved camera gets a
+//! `status.failover` record (from, when, footage safe until) and turns `Recording` when its new
+//! recorder reports so; the Backfill that recorder creates runs; when the leader operator is
+//! SIGKILLed the standby takes over and moves nothing needlessly.
 //!
 //! Recorders here are represented by the protocol the operator sees — a Lease per recorder,
 //! renewed every 500 ms, and the `Recording` condition a recorder writes — so this test isolates
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use vigil_api::{Backfill, BackfillPhase, BackfillReason, Camera, RecorderPool};
+use vigil_api::{
+    Backfill, BackfillPhase, BackfillReason, Camera, CameraState, RecorderPool, TimeWindow,
+};
 use vigil_e2e::*;
 use vigil_operator::leader::micro_time_now;
 
@@ -175,7 +178,7 @@ async fn places_fails_over_and_survives_leader_loss() {
         async move {
             let c = cameras.get("cam-00").await.ok()?;
             let s = c.status?;
-            (s.recorder.is_some() && s.state.as_deref() == Some("Scheduled")).then_some(s)
+            (s.recorder.is_some() && s.state == Some(CameraState::Scheduled)).then_some(s)
         }
     })
     .await;
@@ -221,53 +224,62 @@ async fn places_fails_over_and_survives_leader_loss() {
         assert!(load <= CAPACITY_KBPS, "{rec} above full capacity: {load}");
     }
 
-    // Each moved camera has an open RecorderFailure outage starting one segment before rec-b's
-    // last renewal; it closes when the new recorder reports Recording.
+    // Each moved camera has a failover record: footage safe until one segment before rec-b's
+    // last renewal. Its new recorder reports Recording (its own field manager).
+    let mut safe_until = BTreeMap::new();
     for cam in &victims {
         let c = cameras.get(cam).await.expect("camera");
         let s = c.status.expect("status");
-        let outage = s
-            .outages
-            .iter()
-            .find(|o| o.recorder.as_deref() == Some(victim))
-            .expect("outage recorded");
-        assert!(outage.end.is_none());
-        let age = chrono::Utc::now() - outage.start;
+        let failover = s.failover.clone().expect("failover recorded");
+        assert_eq!(failover.from, victim);
+        assert_eq!(Some(failover.at), s.assigned_at, "recorded with the move");
+        let age = chrono::Utc::now() - failover.footage_safe_until;
         assert!(
             age.num_seconds() >= 10 && age.num_seconds() < 30,
-            "outage start {age:?} ago"
+            "footage safe until {age:?} ago"
         );
+        safe_until.insert(cam.clone(), failover.footage_safe_until);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let recording = serde_json::json!({
-            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
-            "status": {"conditions": [{"type": "Recording", "status": "True", "reason": "Streaming", "message": "receiving frames",
-                "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}]}
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera", "metadata": {"name": cam},
+            "status": {"conditions": [
+                {"type": "Recording", "status": "True", "reason": "Streaming", "message": "receiving frames", "lastTransitionTime": now},
+                {"type": "Degraded", "status": "False", "reason": "AsExpected", "message": "AsExpected", "lastTransitionTime": now}]}
         });
         cameras
             .patch_status(
                 cam,
-                &PatchParams::apply("e2e-recorder").force(),
+                &PatchParams::apply("vigil-recorder").force(),
                 &Patch::Apply(&recording),
             )
             .await
             .expect("recording condition");
     }
-    // The closed outage becomes a Backfill (the camera's list empties); these cameras have no
-    // edge storage, so the Backfill fails at once and counts the whole window as lost.
+    // The new recorder creates the Backfill of the hole (here: by hand, as the recorder would);
+    // these cameras have no edge storage, so it fails at once and counts the whole window lost.
     let backfills: Api<Backfill> = Api::namespaced(client.clone(), &ns);
     for cam in &victims {
-        // The camera records on its new recorder and its outage has been handed over.
-        wait_for(
-            Duration::from_secs(15),
-            "Recording with no open outage",
-            || {
-                let cameras = cameras.clone();
-                async move {
-                    let s = cameras.get(cam).await.ok()?.status?;
-                    (s.state.as_deref() == Some("Recording") && s.outages.is_empty()).then_some(())
-                }
-            },
-        )
+        wait_for(Duration::from_secs(15), "Recording", || {
+            let cameras = cameras.clone();
+            async move {
+                let s = cameras.get(cam).await.ok()?.status?;
+                (s.state == Some(CameraState::Recording)).then_some(())
+            }
+        })
         .await;
+        let hole = Backfill::for_hole(
+            &ns,
+            cam,
+            TimeWindow {
+                start: safe_until[cam],
+                end: chrono::Utc::now(),
+            },
+            BackfillReason::RecorderFailure,
+        );
+        backfills
+            .create(&PostParams::default(), &hole)
+            .await
+            .expect("backfill created");
         let done = finished_backfill(&backfills, cam, Duration::from_secs(15)).await;
         assert_eq!(done.spec.reason, BackfillReason::RecorderFailure);
         let window = done.spec.window.seconds();
@@ -371,7 +383,7 @@ async fn places_fails_over_and_survives_leader_loss() {
         .expect("camera")
         .status
         .expect("status");
-    assert_eq!(pending.state.as_deref(), Some("Pending"));
+    assert_eq!(pending.state, Some(CameraState::Pending));
 
     for a in alive.values() {
         a.store(false, Ordering::Relaxed);

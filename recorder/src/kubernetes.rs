@@ -6,16 +6,16 @@
 //!   supervisor the desired camera set after every change.
 //! * Renews the Lease `<pod>` every `lease.renewSeconds` with server-side apply; the operator
 //!   declares the recorder failed when it expires.
-//! * Patches each Camera's status at most every `STATUS_INTERVAL` — except changes the operator
-//!   acts on (an outage opened, closed or appended; the `Recording` condition flipping), which go
-//!   out within `URGENT_CHECK_INTERVAL`, so a failover's Backfill starts seconds after the new
-//!   recorder's first segment instead of up to 15 s later. The fields recorders own
-//!   (`measuredBitrateKbps`, `lastSegmentTime`, the `Recording` condition; see the operator's
-//!   `controller/camera_status.rs`), plus new outages appended to the operator's list. `state` is
-//!   derived by the operator from the `Recording` condition and not written here, so that two
-//!   writers never fight over it. The patch is a JSON merge patch on the status subresource
-//!   carrying `metadata.resourceVersion`, so the lists it rewrites (conditions, outages) never
-//!   overwrite the operator's concurrent changes: a conflict is retried next round.
+//! * Writes the fields of each Camera's status that recorders own — `measuredBitrateKbps`,
+//!   `lastSegmentTime`, the `Recording` and `Degraded` conditions — with server-side apply under
+//!   the field manager all recorders share ([`CameraStatusWriter::Recorder`]), so the recorder
+//!   that takes a camera over owns what the previous one wrote, and nobody else's fields are
+//!   touched. Written on change (a condition flipping, the first segment, the bitrate moving by
+//!   more than [`BITRATE_CHANGE_PERCENT`] %) and otherwise at most every [`ROUTINE_INTERVAL`]:
+//!   the API server's load grows with events, not with time × cameras ([`status_write_due`]).
+//! * Creates the Backfills for the holes it finds (see [`crate::holes`]): on taking a camera
+//!   over, from where the store's footage ends to its own first footage; when a lost stream
+//!   comes back, the gap.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,13 +29,15 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use object_store::ObjectStore;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use vigil_api::labels::RECORDER_KIND_LABEL;
 use vigil_api::{
-    BackfillReason, Camera, Condition, ConditionStatus, LeaseTiming, Outage, POOL_LABEL,
-    RECORDER_LABEL, RecordingMode, RtspTransport, set_condition,
+    BackfillReason, Camera, CameraConditionReason, CameraConditionType, CameraStatusWriter,
+    Condition, ConditionStatus, LeaseTiming, POOL_LABEL, RECORDER_LABEL, RecordingMode,
+    RtspTransport, camera_status_apply_body, set_condition,
 };
 
 use crate::camera::SecretReader;
@@ -43,16 +45,23 @@ use crate::error::{Error, Result};
 use crate::status::{CameraReport, CameraState, StatusBoard};
 use vigil_config::{CameraConfig, CredentialSource, Transport, validate_segment_seconds};
 use vigil_store::StorageConfig;
-use vigil_store::gaps::{GapReason, GapRecord};
-use vigil_store::intervals::{DEFAULT_TOLERANCE_MS, Interval};
+use vigil_store::holes::{self, Hole, Reported};
+use vigil_store::intervals::Interval;
 use vigil_store::layout::CameraId;
 
-/// Minimum time between two routine status patches of one camera (bitrate, last segment time).
-pub const STATUS_INTERVAL: Duration = Duration::from_secs(15);
-/// How often the status loop looks for changes the operator acts on at once (see [`StatusPatch::urgent`]).
-pub const URGENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// Outages kept in a Camera's status; older ones remain as gap records in the store.
-const MAX_OUTAGES: usize = 100;
+/// Longest time between two writes of a camera's routine figures (bitrate, last segment time).
+pub const ROUTINE_INTERVAL: Duration = Duration::from_secs(300);
+/// A bitrate that moved by more than this (percent of the last written one) is written at once:
+/// placement counts it.
+pub const BITRATE_CHANGE_PERCENT: u32 = 20;
+/// How often the status loop looks for changes, new gaps and new cameras.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Holes kept waiting for their Backfill while the API server refuses (older ones remain as gap
+/// records in the store, and the audit finds them).
+const MAX_PENDING_HOLES: usize = 100;
+/// Store listings tried for a take-over hole before leaving it to the audit.
+const TAKEOVER_ATTEMPTS: u32 = 10;
+/// For the Lease, this recorder's own object.
 const FIELD_MANAGER: &str = "vigil-recorder";
 
 /// The recorder's identity and client.
@@ -292,25 +301,27 @@ pub async fn lease_loop(k: Arc<K8s>, mut stop: watch::Receiver<bool>) {
 }
 
 fn recording_condition(r: &CameraReport, generation: Option<i64>) -> Condition {
+    use CameraConditionReason as R;
+    let recording = CameraConditionType::Recording.as_str();
     match r.state {
         CameraState::Recording => Condition::new(
-            "Recording",
+            recording,
             ConditionStatus::True,
-            "Streaming",
+            R::Streaming.as_str(),
             format!("recording on {}", r.codec.as_deref().unwrap_or("video")),
             generation,
         ),
         CameraState::Connecting if r.segments == 0 && r.last_error.is_none() => Condition::new(
-            "Recording",
+            recording,
             ConditionStatus::False,
-            "Connecting",
+            R::Connecting.as_str(),
             "connecting to the camera",
             generation,
         ),
         _ => Condition::new(
-            "Recording",
+            recording,
             ConditionStatus::False,
-            "StreamLost",
+            R::StreamLost.as_str(),
             r.last_error
                 .clone()
                 .unwrap_or_else(|| "no footage from the camera".into()),
@@ -319,164 +330,183 @@ fn recording_condition(r: &CameraReport, generation: Option<i64>) -> Condition {
     }
 }
 
-/// A gap as an outage for the operator (which turns outages into Backfills).
-pub fn outage(g: &GapRecord, pod: &str) -> Option<Outage> {
-    let start = DateTime::from_timestamp_millis(g.start_ms)?;
-    let end = DateTime::from_timestamp_millis(g.end_ms)?;
-    let (reason, recorder) = match g.reason {
-        GapReason::RecorderRestart => (BackfillReason::RecorderFailure, Some(pod.to_string())),
-        _ => (BackfillReason::StreamLoss, None),
-    };
-    Some(Outage {
-        start,
-        end: Some(end),
-        reason,
-        recorder,
-    })
-}
-
-/// Where the footage in the store that covers `start_ms` ends: the end of the stored interval
-/// (merged, see [`vigil_store::intervals::merge`]) containing `start_ms`, if one does. An
-/// open failover outage starts at the failed recorder's last lease renewal minus one segment, a
-/// safe guess; everything up to this point is in fact stored, so the outage can start here.
-pub fn stored_until(start_ms: i64, stored: &[Interval]) -> Option<i64> {
-    stored
-        .iter()
-        .find(|iv| iv.start <= start_ms + DEFAULT_TOLERANCE_MS && iv.end > start_ms)
-        .map(|iv| iv.end)
-}
-
-/// A Camera status merge patch.
-#[derive(Debug)]
-pub struct StatusPatch {
-    pub body: serde_json::Value,
-    /// Whether it carries something the operator acts on at once: a change to the outages
-    /// (closing a failover outage starts its Backfill) or a flip of the `Recording` condition's
-    /// status (the camera's state). Bitrate and last segment time can wait.
-    pub urgent: bool,
-}
-
-/// The merge patch for one camera, or `None` if nothing changed. `outage_starts` moves the
-/// start of open outages (old start → new start; see [`stored_until`]).
-pub fn status_patch(
-    cam: &Camera,
-    r: &CameraReport,
-    new_gaps: &[GapRecord],
-    pod: &str,
-    outage_starts: &BTreeMap<DateTime<Utc>, DateTime<Utc>>,
-) -> Option<StatusPatch> {
-    let old = cam.status.clone().unwrap_or_default();
-    let mut conditions = old.conditions.clone();
-    set_condition(
-        &mut conditions,
-        recording_condition(r, cam.metadata.generation),
-    );
-    // Kubernetes 1.20 turns an empty string into null in a merge patch and the schema refuses
-    // it; other writers avoid empty messages too, this keeps a stray one from blocking us.
-    for c in conditions.iter_mut().filter(|c| c.message.is_empty()) {
-        c.message = c.reason.clone();
-    }
-    let mut outages = old.outages.clone();
-    for o in outages.iter_mut().filter(|o| o.end.is_none()) {
-        if let Some(start) = outage_starts.get(&o.start) {
-            o.start = (*start).max(o.start);
-        }
-    }
-    // An open outage (the operator saw this camera's previous recorder fail) ends where this
-    // recorder's footage begins.
-    if let Some(first) = r
-        .first_segment_start_ms
-        .and_then(DateTime::from_timestamp_millis)
+/// `Degraded` follows `Recording`: true while the stream is lost (not while still connecting).
+fn degraded_condition(recording: &Condition, generation: Option<i64>) -> Condition {
+    let degraded = CameraConditionType::Degraded.as_str();
+    if recording.status == ConditionStatus::False
+        && recording.reason == CameraConditionReason::StreamLost.as_str()
     {
-        for o in outages
-            .iter_mut()
-            .filter(|o| o.end.is_none() && o.start < first)
+        Condition::new(
+            degraded,
+            ConditionStatus::True,
+            &recording.reason,
+            recording.message.clone(),
+            generation,
+        )
+    } else {
+        Condition::new(
+            degraded,
+            ConditionStatus::False,
+            CameraConditionReason::AsExpected.as_str(),
+            "",
+            generation,
+        )
+    }
+}
+
+/// The recorder-owned fields of a Camera's status, as applied. Absent figures are carried over
+/// from the camera's status: an apply without a field this manager owns would remove it.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecorderCameraStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_bitrate_kbps: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_segment_time: Option<DateTime<Utc>>,
+    /// `Recording` and `Degraded`.
+    pub conditions: Vec<Condition>,
+}
+
+/// What this recorder would write for `cam` now, from its report `r`. Transition times are
+/// kept from the camera's status when a condition's status did not change.
+pub fn recorder_status(cam: &Camera, r: &CameraReport) -> RecorderCameraStatus {
+    let old = cam.status.clone().unwrap_or_default();
+    let generation = cam.metadata.generation;
+    let own: Vec<&str> = CameraStatusWriter::Recorder
+        .condition_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    let mut conditions: Vec<Condition> = old
+        .conditions
+        .iter()
+        .filter(|c| own.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    let recording = recording_condition(r, generation);
+    set_condition(&mut conditions, degraded_condition(&recording, generation));
+    set_condition(&mut conditions, recording);
+    // Recording first, for people reading the YAML.
+    conditions.sort_by_key(|c| c.type_ != CameraConditionType::Recording.as_str());
+    RecorderCameraStatus {
+        measured_bitrate_kbps: r.bitrate_kbps.or(old.measured_bitrate_kbps),
+        last_segment_time: r
+            .last_segment_end_ms
+            .and_then(DateTime::from_timestamp_millis)
+            .or(old.last_segment_time),
+        conditions,
+    }
+}
+
+/// Why a status write is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteReason {
+    /// Nothing written for this camera yet by this recorder.
+    First,
+    /// A condition's status or reason changed (the operator derives the camera's state from it).
+    ConditionChanged,
+    /// The first segment: proof for the operator that the camera records here.
+    FirstSegment,
+    /// The bitrate moved by more than [`BITRATE_CHANGE_PERCENT`] % (placement counts it).
+    BitrateMoved,
+    /// Routine figures, at most every [`ROUTINE_INTERVAL`].
+    Routine,
+}
+
+/// Whether to write `next` now, given what this recorder last wrote for the camera (`last`,
+/// `since_last` ago). Pure: the whole on-change policy.
+pub fn status_write_due(
+    last: Option<&RecorderCameraStatus>,
+    next: &RecorderCameraStatus,
+    since_last: Duration,
+) -> Option<WriteReason> {
+    let Some(last) = last else {
+        return Some(WriteReason::First);
+    };
+    let keys = |s: &RecorderCameraStatus| {
+        s.conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status, c.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    if keys(last) != keys(next) {
+        return Some(WriteReason::ConditionChanged);
+    }
+    if last.last_segment_time.is_none() && next.last_segment_time.is_some() {
+        return Some(WriteReason::FirstSegment);
+    }
+    match (last.measured_bitrate_kbps, next.measured_bitrate_kbps) {
+        (None, Some(_)) => return Some(WriteReason::BitrateMoved),
+        (Some(old), Some(new))
+            if u64::from(old.abs_diff(new)) * 100
+                > u64::from(old) * u64::from(BITRATE_CHANGE_PERCENT) =>
         {
-            o.end = Some(first);
+            return Some(WriteReason::BitrateMoved);
         }
+        _ => {}
     }
-    // Start-up gaps (assignment to first frame) are inside the operator's own failover outage,
-    // or precede any footage of a new camera: no backfill needed.
-    for g in new_gaps.iter().filter(|g| g.reason != GapReason::Startup) {
-        if let Some(o) = outage(g, pod)
-            && !outages.iter().any(|x| x.start == o.start && x.end == o.end)
-        {
-            outages.push(o);
-        }
-    }
-    if outages.len() > MAX_OUTAGES {
-        outages.drain(..outages.len() - MAX_OUTAGES);
-    }
-    let last = r
-        .last_segment_end_ms
-        .and_then(DateTime::from_timestamp_millis);
-    let unchanged = old.measured_bitrate_kbps == r.bitrate_kbps.or(old.measured_bitrate_kbps)
-        && (last.is_none() || old.last_segment_time == last)
-        && old.conditions == conditions
-        && old.outages == outages;
-    if unchanged {
-        return None;
-    }
-    let mut status = json!({ "conditions": conditions });
-    if let Some(k) = r.bitrate_kbps {
-        status["measuredBitrateKbps"] = json!(k);
-    }
-    if let Some(t) = last {
-        status["lastSegmentTime"] = json!(t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    }
-    if outages != old.outages {
-        status["outages"] = serde_json::to_value(&outages).ok()?;
-    }
-    let recording = |cs: &[Condition]| cs.iter().find(|c| c.type_ == "Recording").map(|c| c.status);
-    Some(StatusPatch {
-        body: json!({
-            "metadata": { "resourceVersion": cam.resource_version() },
-            "status": status,
-        }),
-        urgent: outages != old.outages || recording(&conditions) != recording(&old.conditions),
-    })
+    let messages = |s: &RecorderCameraStatus| {
+        s.conditions
+            .iter()
+            .map(|c| c.message.clone())
+            .collect::<Vec<_>>()
+    };
+    let changed = last.measured_bitrate_kbps != next.measured_bitrate_kbps
+        || last.last_segment_time != next.last_segment_time
+        || messages(last) != messages(next);
+    (changed && since_last >= ROUTINE_INTERVAL).then_some(WriteReason::Routine)
 }
 
 /// The store the recorder uploads to, and its key prefix.
 pub type StoreRef = (Arc<dyn ObjectStore>, String);
 
-/// Where the camera's stored footage that covers `start` ends (see [`stored_until`]); `None` if
-/// nothing stored covers it or the store cannot be listed (the outage then keeps its start).
-async fn stored_footage_until(
+/// The hole this recorder finds on taking `cam` over, its first footage starting at `first_ms`
+/// (see [`holes::takeover_hole`]). `Err` when the store cannot be listed.
+async fn find_takeover_hole(
     (store, prefix): &StoreRef,
     camera: &CameraId,
-    start: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let from = start.timestamp_millis();
-    let window = Interval::new(from, Utc::now().timestamp_millis());
-    match vigil_store::catalog::covered(store.as_ref(), prefix, camera, window).await {
-        Ok(stored) => {
-            let until = stored_until(from, &stored)?;
-            info!(camera = %camera, outage_start = %start, stored_until_ms = until,
-                "failover outage starts where the store's footage ends");
-            DateTime::from_timestamp_millis(until)
-        }
-        Err(e) => {
-            warn!(camera = %camera, error = %e, "cannot list the store to place an outage's start");
-            None
-        }
-    }
+    cam: &Camera,
+    first_ms: i64,
+    segment_seconds: u32,
+) -> Result<Option<Interval>> {
+    let from = holes::lookback_start(cam, first_ms, segment_seconds);
+    let stored = vigil_store::catalog::covered(
+        store.as_ref(),
+        prefix,
+        camera,
+        Interval::new(from, first_ms + 1),
+    )
+    .await?;
+    let safe = holes::pending_failover(cam).map(|f| f.footage_safe_until.timestamp_millis());
+    Ok(holes::takeover_hole(first_ms, &stored, safe))
 }
 
-/// Patches the status of every running camera: urgent changes within `URGENT_CHECK_INTERVAL`,
-/// the rest at most every `STATUS_INTERVAL`.
+/// The take-over check of one camera: not done yet, or done for this first footage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Takeover {
+    Done,
+    Failed(u32),
+}
+
+/// Writes the status of every running camera on change (see [`status_write_due`]) and creates
+/// the Backfills for the holes found.
 pub async fn status_loop(
     k: Arc<K8s>,
     board: Arc<StatusBoard>,
     store: StoreRef,
+    segment_seconds: u32,
     mut stop: watch::Receiver<bool>,
 ) {
     let api: Api<Camera> = Api::namespaced(k.client.clone(), &k.namespace);
-    let mut tick = tokio::time::interval(URGENT_CHECK_INTERVAL);
+    let pp = PatchParams::apply(CameraStatusWriter::Recorder.field_manager()).force();
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_patched: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
-    // Open outages already checked against the store: (camera, start) → where stored footage ends.
-    let mut checked: BTreeMap<(String, DateTime<Utc>), Option<DateTime<Utc>>> = BTreeMap::new();
+    // What this recorder last wrote per camera, and when.
+    let mut written: BTreeMap<String, (RecorderCameraStatus, tokio::time::Instant)> =
+        BTreeMap::new();
+    // Take-over checks per (camera, start of this recorder's first footage of it).
+    let mut takeovers: BTreeMap<(String, i64), Takeover> = BTreeMap::new();
+    let mut pending: Vec<Hole> = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -484,8 +514,8 @@ pub async fn status_loop(
         }
         let now = tokio::time::Instant::now();
         let reports = board.snapshot();
-        last_patched.retain(|camera, _| reports.iter().any(|r| &r.camera == camera));
-        checked.retain(|(camera, _), _| reports.iter().any(|r| &r.camera == camera));
+        written.retain(|camera, _| reports.iter().any(|r| &r.camera == camera));
+        takeovers.retain(|(camera, _), _| reports.iter().any(|r| &r.camera == camera));
         for r in reports {
             let Ok(id) = CameraId::new(&r.namespace, &r.camera) else {
                 continue;
@@ -493,60 +523,110 @@ pub async fn status_loop(
             let Some(cam) = lock(&k.cameras).get(&r.camera).cloned() else {
                 continue;
             };
-            let routine_due = last_patched
-                .get(&r.camera)
-                .is_none_or(|t| now.duration_since(*t) >= STATUS_INTERVAL);
-            let mut outage_starts = BTreeMap::new();
-            for o in cam.status.iter().flat_map(|s| &s.outages) {
-                if o.end.is_some() || o.reason != BackfillReason::RecorderFailure {
-                    continue;
-                }
-                let key = (r.camera.clone(), o.start);
-                if !checked.contains_key(&key) {
-                    let until = stored_footage_until(&store, &id, o.start).await;
-                    checked.insert(key.clone(), until);
-                }
-                if let Some(Some(until)) = checked.get(&key) {
-                    outage_starts.insert(o.start, *until);
+
+            // Holes: the take-over hole once per first footage, stream losses as they close.
+            if let Some(first) = r.first_segment_start_ms {
+                let key = (r.camera.clone(), first);
+                let state = takeovers.get(&key).copied();
+                if !matches!(state, Some(Takeover::Done)) {
+                    let attempts = match state {
+                        Some(Takeover::Failed(n)) => n,
+                        _ => 0,
+                    };
+                    match find_takeover_hole(&store, &id, &cam, first, segment_seconds).await {
+                        Ok(hole) => {
+                            if let Some(window) = hole {
+                                pending.push(Hole {
+                                    camera: r.camera.clone(),
+                                    window,
+                                    reason: BackfillReason::RecorderFailure,
+                                });
+                            }
+                            takeovers.insert(key, Takeover::Done);
+                        }
+                        Err(e) if attempts + 1 >= TAKEOVER_ATTEMPTS => {
+                            warn!(camera = %id, error = %e,
+                                  "cannot list the store to find the take-over hole; leaving it to the audit");
+                            takeovers.insert(key, Takeover::Done);
+                        }
+                        Err(e) => {
+                            debug!(camera = %id, error = %e, "cannot list the store yet");
+                            takeovers.insert(key, Takeover::Failed(attempts + 1));
+                        }
+                    }
                 }
             }
-            let gaps = board.take_unreported_gaps(&id);
-            let Some(patch) = status_patch(&cam, &r, &gaps, &k.pod, &outage_starts) else {
+            for g in board.take_unreported_gaps(&id) {
+                if let Some(reason) = holes::gap_backfill_reason(g.reason) {
+                    pending.push(Hole {
+                        camera: r.camera.clone(),
+                        window: Interval::new(g.start_ms, g.end_ms),
+                        reason,
+                    });
+                }
+            }
+
+            let next = recorder_status(&cam, &r);
+            let last = written.get(&r.camera);
+            let Some(why) = status_write_due(
+                last.map(|(s, _)| s),
+                &next,
+                last.map_or(Duration::MAX, |(_, t)| now.duration_since(*t)),
+            ) else {
                 continue;
             };
-            if !routine_due && !patch.urgent {
-                board.requeue_gaps(&id, gaps);
-                continue;
-            }
-            last_patched.insert(r.camera.clone(), now);
             match api
                 .patch_status(
                     &r.camera,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch.body),
+                    &pp,
+                    &Patch::Apply(camera_status_apply_body(&r.camera, &next)),
                 )
                 .await
             {
                 Ok(updated) => {
-                    debug!(camera = %id, "status patched");
-                    // The watch will deliver it too; keeping it now avoids a needless conflict.
+                    debug!(camera = %id, ?why, "status written");
+                    written.insert(r.camera.clone(), (next, now));
+                    // The watch will deliver it too; keeping it now keeps transition times right.
                     lock(&k.cameras).insert(r.camera.clone(), updated);
                 }
                 Err(e) => {
-                    // A conflict means the operator wrote in between; the next round merges
-                    // with the newer object from the watch.
-                    debug!(camera = %id, error = %e, "status patch failed; retrying next round");
-                    board.requeue_gaps(&id, gaps);
+                    debug!(camera = %id, error = %e, "status write failed; retrying next round")
                 }
             }
         }
+        report_pending_holes(&k, &mut pending).await;
     }
+}
+
+/// Creates the Backfills of `pending`, keeping those the API server refused for the next round.
+async fn report_pending_holes(k: &K8s, pending: &mut Vec<Hole>) {
+    let mut keep = Vec::new();
+    for hole in pending.drain(..) {
+        let Some(cam) = lock(&k.cameras).get(&hole.camera).cloned() else {
+            // No longer ours (moved or deleted): the audit finds what is still missing.
+            continue;
+        };
+        match holes::report_hole(&k.client, &cam, &hole).await {
+            Ok(Reported::Existed(name)) => {
+                debug!(camera = %hole.camera, backfill = %name, "hole reported already")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(camera = %hole.camera, error = %e, "cannot create a Backfill; retrying");
+                keep.push(hole);
+            }
+        }
+    }
+    if keep.len() > MAX_PENDING_HOLES {
+        keep.drain(..keep.len() - MAX_PENDING_HOLES);
+    }
+    *pending = keep;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_api::{CameraSource, CameraSpec};
+    use vigil_api::{CameraSource, CameraSpec, find_condition};
 
     fn camera() -> Camera {
         let mut c = Camera::new(
@@ -592,148 +672,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn failover_outage_starts_where_stored_footage_ends() {
-        let stored = [Interval::new(1_000, 60_000), Interval::new(70_000, 80_000)];
-        assert_eq!(stored_until(50_000, &stored), Some(60_000));
-        assert_eq!(
-            stored_until(1_050, &stored),
-            Some(60_000),
-            "within tolerance"
-        );
-        assert_eq!(stored_until(65_000, &stored), None, "already in a hole");
-        assert_eq!(stored_until(500, &stored), None, "before any footage");
-        // The open outage moves to where the footage ends; a closed one is left alone.
-        let mut cam = camera();
-        let old = DateTime::from_timestamp_millis(1_699_999_990_000).unwrap();
-        let until = DateTime::from_timestamp_millis(1_699_999_994_500).unwrap();
-        cam.status = Some(vigil_api::CameraStatus {
-            outages: vec![Outage {
-                start: old,
-                end: None,
-                reason: BackfillReason::RecorderFailure,
-                recorder: Some("rec-old".into()),
-            }],
-            ..Default::default()
-        });
-        let mut r = report(CameraState::Connecting);
-        r.first_segment_start_ms = None;
-        let starts = BTreeMap::from([(old, until)]);
-        let p = status_patch(&cam, &r, &[], "rec-0", &starts).unwrap();
-        assert_eq!(
-            p.body["status"]["outages"][0]["start"], "2023-11-14T22:13:14.500Z",
-            "{}",
-            p.body
-        );
-        assert!(
-            p.body["status"]["outages"][0]["end"].is_null(),
-            "{}",
-            p.body
-        );
-        assert!(p.urgent);
-    }
-
-    #[test]
-    fn urgent_only_for_outages_and_recording_flips() {
-        let mut cam = camera();
-        // First report of a recording camera: the Recording condition appears → urgent.
-        let p = status_patch(
-            &cam,
-            &report(CameraState::Recording),
-            &[],
-            "rec-0",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        assert!(p.urgent);
-        // Once the object carries Recording=True, a new bitrate alone is routine.
-        let mut status = cam.status.clone().unwrap_or_default();
-        set_condition(
-            &mut status.conditions,
-            recording_condition(&report(CameraState::Recording), cam.metadata.generation),
-        );
-        cam.status = Some(status.clone());
-        let mut faster = report(CameraState::Recording);
-        faster.bitrate_kbps = Some(5000);
-        let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
-        assert!(!p.urgent, "{}", p.body);
-        // A stream loss flips the condition → urgent.
-        let p = status_patch(
-            &cam,
-            &report(CameraState::Reconnecting),
-            &[],
-            "rec-0",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        assert!(p.urgent, "{}", p.body);
-        // An open failover outage closed by this recorder's first segment → urgent.
-        status.outages.push(Outage {
-            start: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
-            end: None,
-            reason: BackfillReason::RecorderFailure,
-            recorder: Some("rec-old".into()),
-        });
+    /// The camera after the API server applied `s` for the recorder.
+    fn applied(mut cam: Camera, s: &RecorderCameraStatus) -> Camera {
+        let mut status = cam.status.take().unwrap_or_default();
+        status
+            .conditions
+            .retain(|c| c.type_ != "Recording" && c.type_ != "Degraded");
+        status.conditions.extend(s.conditions.iter().cloned());
+        status.measured_bitrate_kbps = s.measured_bitrate_kbps;
+        status.last_segment_time = s.last_segment_time;
         cam.status = Some(status);
-        let p = status_patch(&cam, &faster, &[], "rec-0", &BTreeMap::new()).unwrap();
-        assert!(
-            p.body["status"]["outages"][0]["end"].is_string(),
-            "{}",
-            p.body
-        );
-        assert!(p.urgent);
+        cam
     }
 
     #[test]
-    fn patch_carries_resource_version_and_condition() {
-        let cam = camera();
-        let g = GapRecord::new(
-            &CameraId::new("site", "door").unwrap(),
-            1_700_000_000_000,
-            1_700_000_004_000,
-            GapReason::StreamLost,
-            "rec-0",
-        );
-        let startup = GapRecord::new(
-            &CameraId::new("site", "door").unwrap(),
-            1_699_999_000_000,
-            1_699_999_001_000,
-            GapReason::Startup,
-            "rec-0",
-        );
-        let p = status_patch(
-            &cam,
-            &report(CameraState::Recording),
-            &[startup, g],
-            "rec-0",
-            &BTreeMap::new(),
-        )
-        .unwrap();
-        assert_eq!(p.body["metadata"]["resourceVersion"], "42");
-        assert!(
-            p.body["status"].get("state").is_none(),
-            "state belongs to the operator"
-        );
-        assert_eq!(p.body["status"]["measuredBitrateKbps"], 4100);
-        assert_eq!(
-            p.body["status"]["lastSegmentTime"],
-            "2023-11-14T22:13:30.000Z"
-        );
-        assert_eq!(p.body["status"]["conditions"][0]["type"], "Recording");
-        assert_eq!(p.body["status"]["conditions"][0]["status"], "True");
-        assert_eq!(p.body["status"]["outages"][0]["reason"], "StreamLoss");
-        assert_eq!(
-            p.body["status"]["outages"][0]["start"],
-            "2023-11-14T22:13:20Z"
-        );
-        assert_eq!(
-            p.body["status"]["outages"][0]["end"],
-            "2023-11-14T22:13:24Z"
-        );
-    }
-
-    #[test]
-    fn keeps_operator_conditions_and_skips_no_ops() {
+    fn apply_body_carries_only_the_recorders_fields() {
         let mut cam = camera();
         let mut st = vigil_api::CameraStatus::default();
         st.conditions.push(Condition::new(
@@ -744,42 +697,156 @@ mod tests {
             None,
         ));
         cam.status = Some(st);
-        let r = report(CameraState::Recording);
-        let p = status_patch(&cam, &r, &[], "rec-0", &BTreeMap::new()).unwrap();
-        let conds = p.body["status"]["conditions"].as_array().unwrap();
-        assert_eq!(conds.len(), 2);
-        assert!(p.body["status"].get("outages").is_none());
-        // Apply it and ask again: nothing to do.
-        let mut applied = cam.clone();
-        let s: vigil_api::CameraStatus = serde_json::from_value(p.body["status"].clone()).unwrap();
-        applied.status = Some(s);
-        assert!(status_patch(&applied, &r, &[], "rec-0", &BTreeMap::new()).is_none());
+        let s = recorder_status(&cam, &report(CameraState::Recording));
+        let body = camera_status_apply_body("door", &s);
+        assert_eq!(body["kind"], "Camera");
+        assert_eq!(body["metadata"]["name"], "door");
+        assert!(
+            body["metadata"].get("resourceVersion").is_none(),
+            "no guard"
+        );
+        let status = body["status"].as_object().expect("status");
+        let mut keys: Vec<&str> = status.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["conditions", "lastSegmentTime", "measuredBitrateKbps"]
+        );
+        assert_eq!(body["status"]["measuredBitrateKbps"], 4100);
+        let conds = body["status"]["conditions"].as_array().expect("conditions");
+        assert_eq!(conds.len(), 2, "{body}");
+        assert_eq!(conds[0]["type"], "Recording");
+        assert_eq!(conds[0]["status"], "True");
+        assert_eq!(conds[1]["type"], "Degraded");
+        assert_eq!(conds[1]["status"], "False");
+        assert!(
+            conds
+                .iter()
+                .all(|c| c["message"].as_str().is_some_and(|m| !m.is_empty())),
+            "Kubernetes 1.20 turns an empty message into null: {body}"
+        );
     }
 
     #[test]
-    fn closes_open_outage_at_first_footage() {
-        let mut cam = camera();
-        let mut st = vigil_api::CameraStatus::default();
-        st.outages.push(Outage {
-            start: DateTime::from_timestamp_millis(1_699_999_990_000).unwrap(),
-            end: None,
-            reason: BackfillReason::RecorderFailure,
-            recorder: Some("rec-1".into()),
-        });
-        cam.status = Some(st);
-        let p = status_patch(
-            &cam,
-            &report(CameraState::Recording),
-            &[],
-            "rec-0",
-            &BTreeMap::new(),
-        )
-        .unwrap();
+    fn stream_loss_is_degraded_connecting_is_not() {
+        let cam = camera();
+        let mut lost = report(CameraState::Reconnecting);
+        lost.last_error = Some("connection refused".into());
+        let s = recorder_status(&cam, &lost);
+        let degraded = find_condition(&s.conditions, "Degraded").expect("degraded");
         assert_eq!(
-            p.body["status"]["outages"][0]["end"],
-            "2023-11-14T22:13:20Z"
+            (
+                degraded.status,
+                degraded.reason.as_str(),
+                degraded.message.as_str()
+            ),
+            (ConditionStatus::True, "StreamLost", "connection refused")
         );
-        assert_eq!(p.body["status"]["outages"][0]["recorder"], "rec-1");
+        let mut connecting = report(CameraState::Connecting);
+        connecting.segments = 0;
+        let s = recorder_status(&cam, &connecting);
+        assert_eq!(
+            find_condition(&s.conditions, "Recording").map(|c| c.reason.as_str()),
+            Some("Connecting")
+        );
+        assert_eq!(
+            find_condition(&s.conditions, "Degraded").map(|c| c.status),
+            Some(ConditionStatus::False)
+        );
+    }
+
+    #[test]
+    fn writes_on_change_and_routine_figures_every_few_minutes() {
+        let cam = camera();
+        let second = Duration::from_secs(1);
+        let first = recorder_status(&cam, &report(CameraState::Recording));
+        assert_eq!(
+            status_write_due(None, &first, Duration::ZERO),
+            Some(WriteReason::First)
+        );
+        let cam = applied(cam, &first);
+
+        // A new segment and a slightly different bitrate: routine, not before 5 minutes.
+        let mut r = report(CameraState::Recording);
+        r.bitrate_kbps = Some(4500);
+        r.last_segment_end_ms = Some(1_700_000_020_000);
+        let next = recorder_status(&cam, &r);
+        assert_eq!(status_write_due(Some(&first), &next, 15 * second), None);
+        assert_eq!(
+            status_write_due(Some(&first), &next, ROUTINE_INTERVAL - second),
+            None
+        );
+        assert_eq!(
+            status_write_due(Some(&first), &next, ROUTINE_INTERVAL),
+            Some(WriteReason::Routine)
+        );
+        // Nothing changed at all: nothing to write, however long ago.
+        let same = recorder_status(&cam, &report(CameraState::Recording));
+        assert_eq!(
+            status_write_due(Some(&first), &same, 10 * ROUTINE_INTERVAL),
+            None
+        );
+
+        // The bitrate moved by more than 20 %: at once (placement counts it).
+        r.bitrate_kbps = Some(5000);
+        let moved = recorder_status(&cam, &r);
+        assert_eq!(
+            status_write_due(Some(&first), &moved, second),
+            Some(WriteReason::BitrateMoved)
+        );
+
+        // The stream is lost: the conditions flip, at once.
+        let lost = recorder_status(&cam, &report(CameraState::Reconnecting));
+        assert_eq!(
+            status_write_due(Some(&first), &lost, second),
+            Some(WriteReason::ConditionChanged)
+        );
+        // A new error message while still lost is routine.
+        let lost_cam = applied(cam.clone(), &lost);
+        let mut r = report(CameraState::Reconnecting);
+        r.last_error = Some("timed out".into());
+        let lost_again = recorder_status(&lost_cam, &r);
+        assert_eq!(status_write_due(Some(&lost), &lost_again, second), None);
+        assert_eq!(
+            find_condition(&lost_again.conditions, "Recording").map(|c| c.last_transition_time),
+            find_condition(&lost.conditions, "Recording").map(|c| c.last_transition_time),
+            "the transition time stays"
+        );
+
+        // Connecting, then the first segment: at once (the operator's proof of recording).
+        let mut connecting = report(CameraState::Connecting);
+        connecting.segments = 0;
+        connecting.last_segment_end_ms = None;
+        connecting.first_segment_start_ms = None;
+        let c0 = recorder_status(&camera(), &connecting);
+        assert_eq!(c0.last_segment_time, None);
+        let mut started = connecting.clone();
+        started.state = CameraState::Recording;
+        started.last_segment_end_ms = Some(1_700_000_010_000);
+        let c1 = recorder_status(&applied(camera(), &c0), &started);
+        assert_eq!(
+            status_write_due(Some(&c0), &c1, second),
+            Some(WriteReason::ConditionChanged)
+        );
+    }
+
+    #[test]
+    fn figures_missing_from_the_report_are_carried_over() {
+        let mut cam = camera();
+        cam.status = Some(vigil_api::CameraStatus {
+            measured_bitrate_kbps: Some(3900),
+            last_segment_time: DateTime::from_timestamp_millis(1_699_999_000_000),
+            ..Default::default()
+        });
+        let mut r = report(CameraState::Connecting);
+        r.bitrate_kbps = None;
+        r.last_segment_end_ms = None;
+        let s = recorder_status(&cam, &r);
+        assert_eq!(s.measured_bitrate_kbps, Some(3900));
+        assert_eq!(
+            s.last_segment_time,
+            DateTime::from_timestamp_millis(1_699_999_000_000)
+        );
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
         "starting recorder"
     );
     let object_store = store::build(&settings.storage)?;
-    // The Kubernetes status loop lists the store to place failover outages exactly.
+    // The Kubernetes status loop lists the store to find where a camera's footage ends when it
+    // takes the camera over.
     let store_ref = (object_store.clone(), settings.prefix.clone());
     let secrets: Option<SecretReader> = match &source {
         Source::Kubernetes(k) => Some(kubernetes::secret_reader(k.client.clone())),
@@ -139,6 +140,7 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
                 k.clone(),
                 status.clone(),
                 store_ref.clone(),
+                settings.segment_seconds,
                 k8s_stop_rx.clone(),
             )));
             let (tx, mut rx) = mpsc::channel::<Vec<CameraConfig>>(4);

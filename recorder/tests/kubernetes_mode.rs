@@ -5,9 +5,12 @@
 //!   with the labels the operator looks for;
 //! * records the Cameras labelled `vigil.dev/recorder=<pod>`, with the password from the Secret
 //!   the Camera names, and starts/stops cameras as labels come and go;
-//! * patches Camera status: measured bitrate, last segment time, the `Recording` condition
-//!   (keeping conditions others wrote), and a stream loss as an outage; `state` is left to the
-//!   operator.
+//! * applies its fields of the Camera status (server-side apply, manager `vigil-recorder`):
+//!   measured bitrate, last segment time, the `Recording` and `Degraded` conditions, leaving the
+//!   operator's fields and conditions alone; `state` is left to the operator;
+//! * creates a `StreamLoss` Backfill when a lost stream comes back, and a `RecorderFailure`
+//!   Backfill when it takes over a camera after a failover, from where the store's footage ends
+//!   to its own first footage.
 //!
 //! Needs `KUBECONFIG` (e.g. `source /var/lib/vigil-cluster/env`); skipped without it.
 
@@ -15,10 +18,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use vigil_api::Camera;
+use vigil_api::{Backfill, BackfillReason, Camera};
 use vigil_testkit::*;
 
 const POD: &str = "rec-test-0";
@@ -116,11 +119,13 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
         )
         .await
         .unwrap();
-        // Somebody else's condition, which the recorder must keep.
+        // The operator's condition, which the recorder must leave alone.
         cams.patch_status(
             "door",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [{
+            &PatchParams::apply("vigil-operator").force(),
+            &Patch::Apply(json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
+                "metadata": {"name": "door"},
+                "status": {"conditions": [{
                 "type": "Scheduled", "status": "True", "reason": "Assigned", "message": "by the test",
                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})),
         )
@@ -209,6 +214,11 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
                         st.conditions.iter().any(|c| c.type_ == "Scheduled"),
                         "{st:?}"
                     );
+                    assert!(
+                        st.conditions.iter().any(|c| c.type_ == "Degraded"
+                            && c.status == vigil_api::ConditionStatus::False),
+                        "{st:?}"
+                    );
                     assert!((300..3000).contains(&kbps), "bitrate {kbps}");
                     ok = true;
                     break;
@@ -255,25 +265,94 @@ fn records_the_cameras_labelled_for_it_and_reports_status() {
                 log_text()
             );
 
-            // A stream loss becomes an outage in the camera's status.
+            // A stream loss becomes a StreamLoss Backfill when the stream comes back.
             sim.drop_camera("yard");
             tokio::time::sleep(Duration::from_secs(3)).await;
             sim.restore_camera("yard");
-            let mut outage = None;
+            let bfs: Api<Backfill> = Api::namespaced(client.clone(), &ns);
+            let find = |camera: &'static str, reason: BackfillReason| {
+                let bfs = bfs.clone();
+                async move {
+                    bfs.list(&ListParams::default())
+                        .await
+                        .unwrap()
+                        .items
+                        .into_iter()
+                        .find(|b| b.spec.camera == camera && b.spec.reason == reason)
+                }
+            };
+            let mut loss = None;
             for _ in 0..40 {
-                let c = cams.get("yard").await.unwrap();
-                if let Some(o) = c.status.unwrap_or_default().outages.into_iter().find(|o| {
-                    matches!(o.reason, vigil_api::BackfillReason::StreamLoss)
-                        && o.end
-                            .is_some_and(|e| (e - o.start).num_milliseconds() >= 2000)
-                }) {
-                    outage = Some(o);
+                loss = find("yard", BackfillReason::StreamLoss).await;
+                if loss.is_some() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            let o = outage.unwrap_or_else(|| panic!("no StreamLoss outage; log:\n{}", log_text()));
-            eprintln!("outage {:?} .. {:?}", o.start, o.end);
+            let b = loss.unwrap_or_else(|| panic!("no StreamLoss Backfill; log:\n{}", log_text()));
+            eprintln!("stream loss backfill {} {:?}", b.name_any(), b.spec.window);
+            assert!(b.spec.window.seconds() >= 2.0, "{:?}", b.spec.window);
+            assert_eq!(
+                b.name_any(),
+                vigil_api::hole_backfill_name("yard", &b.spec.window)
+            );
+
+            // A failover: the operator moves "door" (stopped above, its footage in the store)
+            // from a dead recorder to this one, recording where footage is safe until. This
+            // recorder finds the hole from the end of the stored footage to its first footage.
+            let (segs, _) = read_store(&store, &ns, "door");
+            let stored_end = segs
+                .iter()
+                .map(|s| s.key.end_ms)
+                .max()
+                .expect("door footage");
+            let now = chrono::Utc::now();
+            let safe = chrono::DateTime::from_timestamp_millis(stored_end - 2_000).unwrap();
+            cams.patch_status(
+                "door",
+                &PatchParams::apply("vigil-operator").force(),
+                &Patch::Apply(json!({"apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
+                    "metadata": {"name": "door"},
+                    "status": {"recorder": POD, "assignedAt": now, "state": "Scheduled",
+                        "failover": {"from": "rec-dead-0", "at": now, "footageSafeUntil": safe}}})),
+            )
+            .await
+            .unwrap();
+            cams.patch(
+                "door",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"vigil.dev/recorder": POD}}})),
+            )
+            .await
+            .unwrap();
+            let mut takeover = None;
+            for _ in 0..40 {
+                takeover = find("door", BackfillReason::RecorderFailure).await;
+                if takeover.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let b = takeover
+                .unwrap_or_else(|| panic!("no RecorderFailure Backfill; log:\n{}", log_text()));
+            eprintln!("takeover backfill {} {:?}", b.name_any(), b.spec.window);
+            assert_eq!(
+                b.spec.window.start.timestamp_millis(),
+                stored_end,
+                "the hole starts where the stored footage ends"
+            );
+            assert!(
+                b.spec.window.end > now - chrono::Duration::seconds(1),
+                "{:?}",
+                b.spec.window
+            );
+            let (segs, _) = read_store(&store, &ns, "door");
+            assert!(
+                segs.iter()
+                    .any(|s| s.key.start_ms == b.spec.window.end.timestamp_millis()),
+                "the hole ends where this recorder's footage starts: {:?} {segs:?}",
+                b.spec.window
+            );
         })
     }));
 

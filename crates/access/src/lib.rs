@@ -790,7 +790,7 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
     })))
 }
 
-/// `vigil-recorder serve`.
+/// `vigil-access serve`.
 pub async fn run(a: ServeArgs) -> Result<()> {
     let st = state(&a).await?;
     let listener = tokio::net::TcpListener::bind(a.listen)

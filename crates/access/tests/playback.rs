@@ -1,4 +1,4 @@
-//! `vigil-recorder serve` against real footage: the camera simulator recorded into moto (S3)
+//! `vigil-access serve` against real footage: the camera simulator recorded into moto (S3)
 //! by the real recorder, one stream dropped for a few seconds (a hole), plus one backfill
 //! object placed in the hole. Checks the camera list, the recordings JSON against the stored
 //! keys, export.mp4 (ffprobe duration within one GOP, clean decode, Range bytes identical to
@@ -97,11 +97,11 @@ impl Serve {
             .stdout(Stdio::null())
             .stderr(logf)
             .spawn()
-            .expect("start vigil-recorder serve");
+            .expect("start vigil-access serve");
         let s = Serve {
             proc: Proc {
                 child,
-                name: "vigil-recorder serve",
+                name: "vigil-access serve",
             },
             port,
         };

@@ -49,7 +49,8 @@ pub struct CameraSpec {
     /// The camera's own recording (SD card / NAS), used to backfill gaps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_storage: Option<EdgeStorage>,
-    /// Create a Backfill automatically for every outage of this camera. Default true.
+    /// Create a Backfill automatically for every hole found in this camera's footage (a failed
+    /// recorder, a lost stream, the coverage audit). Default true.
     #[serde(default = "default_true")]
     pub auto_backfill: bool,
 }
@@ -190,32 +191,38 @@ pub enum PlaybackTimeFormat {
     Rfc3339,
 }
 
-/// What the cluster knows about a camera. Written by the operator (assignment, conditions)
-/// and by its recorder (bitrate, last segment), rate-limited to a few writes a minute.
+/// What the cluster knows about a camera. Each field has one writer, which writes it with
+/// server-side apply under its own field manager (`vigil-operator`, `vigil-recorder`,
+/// `vigil-audit`): the operator
+/// (`state`, `recorder`, `assignedAt`, `failover`, conditions `Scheduled` and `Invalid`), the
+/// camera's recorder (`measuredBitrateKbps`, `lastSegmentTime`, conditions `Recording` and
+/// `Degraded`; on change, routine figures every few minutes) and the pool's coverage audit
+/// (`coverage`). Holes in the footage are not kept here: whoever finds one creates its Backfill.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CameraStatus {
-    /// One word for `kubectl get`: `Pending`, `Scheduled`, `Recording`, `Degraded`, `Off`, `Invalid`.
+    /// One word for `kubectl get`, derived by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<CameraState>,
     /// The recorder pod that records this camera.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorder: Option<String>,
     /// When the camera was assigned to `recorder`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_at: Option<DateTime<Utc>>,
+    /// The last time the operator moved the camera off a failed recorder. The recorder that
+    /// takes the camera over finds the hole from here and creates its Backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
     /// Bitrate measured by the recorder (smoothed), kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_bitrate_kbps: Option<u32>,
-    /// End time of the newest segment written.
+    /// End time of the newest segment written (updated every few minutes while recording).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_segment_time: Option<DateTime<Utc>>,
     /// Store coverage over the audit window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
-    /// Outage windows not yet handed to a Backfill (recorder failure or stream loss).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outages: Vec<Outage>,
     /// Keyed by `type`, so the operator and a recorder can each apply their own conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -224,8 +231,171 @@ pub struct CameraStatus {
     pub observed_generation: Option<i64>,
 }
 
+/// The one word `kubectl get cameras` shows, derived by the operator from the spec, the
+/// placement and the recorder's `Recording` condition.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CameraState {
+    /// Wanted, but on no recorder (see the `Scheduled` condition for why).
+    Pending,
+    /// Assigned to a recorder that has not reported footage since.
+    Scheduled,
+    /// Its recorder reports footage since the assignment.
+    Recording,
+    /// Its recorder cannot get footage (see the `Recording` and `Degraded` conditions).
+    Degraded,
+    /// Recording mode `Off`, or outside its schedule.
+    Off,
+    /// The spec breaks a rule the schema cannot express (see the `Invalid` condition).
+    Invalid,
+}
+
+impl CameraState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Pending => "Pending",
+            CameraState::Scheduled => "Scheduled",
+            CameraState::Recording => "Recording",
+            CameraState::Degraded => "Degraded",
+            CameraState::Off => "Off",
+            CameraState::Invalid => "Invalid",
+        }
+    }
+}
+
+/// The operator moved the camera off a failed recorder.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// The recorder that failed.
+    pub from: String,
+    /// When the operator moved the camera.
+    pub at: DateTime<Utc>,
+    /// Footage is known to be safe up to here: the failed recorder's last lease renewal minus
+    /// one segment length (its unfinished segment died with it). The store may hold more.
+    pub footage_safe_until: DateTime<Utc>,
+}
+
+/// The types of a Camera's conditions, and who writes each.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CameraConditionType {
+    /// Operator: placed on a recorder (or why not).
+    Scheduled,
+    /// Operator: the spec is valid.
+    Invalid,
+    /// Recorder: footage is flowing.
+    Recording,
+    /// Recorder: the camera is assigned but its footage is not being recorded.
+    Degraded,
+}
+
+impl CameraConditionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraConditionType::Scheduled => "Scheduled",
+            CameraConditionType::Invalid => "Invalid",
+            CameraConditionType::Recording => "Recording",
+            CameraConditionType::Degraded => "Degraded",
+        }
+    }
+}
+
+/// Reasons of a Camera's conditions. (Placement failures use the placement's own reason words,
+/// e.g. `InsufficientCapacity`, `NoHealthyRecorder`.)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CameraConditionReason {
+    /// Scheduled=True.
+    Assigned,
+    /// Scheduled=False: recording mode Off or outside the schedule.
+    NotScheduled,
+    /// Scheduled=False: waiting for placement.
+    Pending,
+    /// Scheduled=False: the RecorderPool named in the spec does not exist.
+    PoolNotFound,
+    /// Scheduled=False, Invalid=True.
+    InvalidSpec,
+    /// Invalid=False.
+    Valid,
+    /// Recording=True.
+    Streaming,
+    /// Recording=False: connecting, or waiting for the first keyframe.
+    Connecting,
+    /// Recording=False, Degraded=True: the stream broke or cannot be opened.
+    StreamLost,
+    /// Recording=False, Degraded=True: the credentials Secret named in the spec is missing.
+    SecretMissing,
+    /// Degraded=False.
+    AsExpected,
+}
+
+impl CameraConditionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraConditionReason::Assigned => "Assigned",
+            CameraConditionReason::NotScheduled => "NotScheduled",
+            CameraConditionReason::Pending => "Pending",
+            CameraConditionReason::PoolNotFound => "PoolNotFound",
+            CameraConditionReason::InvalidSpec => "InvalidSpec",
+            CameraConditionReason::Valid => "Valid",
+            CameraConditionReason::Streaming => "Streaming",
+            CameraConditionReason::Connecting => "Connecting",
+            CameraConditionReason::StreamLost => "StreamLost",
+            CameraConditionReason::SecretMissing => "SecretMissing",
+            CameraConditionReason::AsExpected => "AsExpected",
+        }
+    }
+}
+
+/// The writers of a Camera's status, each with its own server-side-apply field manager, so
+/// that each owns its fields and its own entries of the `conditions` map-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CameraStatusWriter {
+    /// `state`, `recorder`, `assignedAt`, `failover`, conditions `Scheduled` and `Invalid`.
+    Operator,
+    /// `measuredBitrateKbps`, `lastSegmentTime`, conditions `Recording` and `Degraded`. One
+    /// manager name shared by all recorders, so the recorder that takes a camera over takes
+    /// over the fields the previous one wrote.
+    Recorder,
+    /// `coverage`.
+    Audit,
+}
+
+impl CameraStatusWriter {
+    /// The field manager name.
+    pub fn field_manager(self) -> &'static str {
+        match self {
+            CameraStatusWriter::Operator => "vigil-operator",
+            CameraStatusWriter::Recorder => "vigil-recorder",
+            CameraStatusWriter::Audit => "vigil-audit",
+        }
+    }
+
+    /// The condition types this writer owns.
+    pub fn condition_types(self) -> &'static [CameraConditionType] {
+        match self {
+            CameraStatusWriter::Operator => {
+                &[CameraConditionType::Scheduled, CameraConditionType::Invalid]
+            }
+            CameraStatusWriter::Recorder => &[
+                CameraConditionType::Recording,
+                CameraConditionType::Degraded,
+            ],
+            CameraStatusWriter::Audit => &[],
+        }
+    }
+}
+
+/// A server-side-apply body for a Camera's status: the writer's own fields, nothing else.
+pub fn camera_status_apply_body(name: &str, status: &impl Serialize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": format!("{}/{}", crate::GROUP, crate::VERSION),
+        "kind": "Camera",
+        "metadata": {"name": name},
+        "status": status,
+    })
+}
+
 /// How much of a recent window the store holds for a camera, written by the pool's coverage
-/// audit (`vigil-recorder audit`). Only the time the camera should have been recording counts:
+/// audit (`vigil-jobs audit`). Only the time the camera should have been recording counts:
 /// outside its schedule, before it existed and the last minutes (still being uploaded) do not.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -244,25 +414,6 @@ pub struct Coverage {
     /// When the check ran.
     pub checked_at: DateTime<Utc>,
 }
-
-/// A stretch without live footage, and why. `end` stays empty until the camera records again
-/// (on its new recorder after a failover); a closed outage is turned into a Backfill.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Outage {
-    /// Last moment footage is known to be safe: the failed recorder's last lease renewal minus
-    /// one segment length (its unfinished segment is lost with it).
-    pub start: DateTime<Utc>,
-    /// When the camera recorded again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<DateTime<Utc>>,
-    pub reason: BackfillReason,
-    /// The recorder that lost the footage, if a recorder failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recorder: Option<String>,
-}
-
-use super::BackfillReason;
 
 impl Default for TimeWindow {
     fn default() -> Self {

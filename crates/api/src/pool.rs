@@ -171,9 +171,9 @@ impl Default for BackfillLimits {
     }
 }
 
-/// The coverage audit: a CronJob (`vigil-recorder audit --pool <ns>/<name>`) that lists each
-/// camera's recent footage in the store, writes `status.coverage`, and reports holes that no
-/// outage or Backfill accounts for as outages with reason `Audit` (which become Backfills).
+/// The coverage audit: a CronJob (`vigil-jobs audit --pool <ns>/<name>`) that lists each
+/// camera's recent footage in the store, writes `status.coverage`, and creates a Backfill with
+/// reason `Audit` for each hole that no Backfill accounts for yet.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditSpec {

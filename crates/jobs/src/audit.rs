@@ -1,12 +1,11 @@
-//! `vigil-recorder audit --pool <ns>/<name>`: the periodic coverage audit, run by the operator
+//! `vigil-jobs audit --pool <ns>/<name>`: the periodic coverage audit, run by the operator
 //! as a CronJob per pool (`spec.audit`).
 //!
 //! For each Camera of the pool it lists the segments of the recent window in the store,
 //! computes how much of the time the camera should have been recording is there, writes that to
-//! `status.coverage`, and reports every hole that no outage or Backfill accounts for as a closed
-//! outage with reason `Audit` in the camera's status — the operator turns it into a Backfill as
-//! it does for recorder failures and stream losses, so the operator stays the only creator of
-//! Backfills.
+//! `status.coverage`, and creates a Backfill with reason `Audit` for every hole that no Backfill
+//! accounts for yet, named after the camera and the hole's window like every hole's Backfill
+//! ([`vigil_api::hole_backfill_name`]), so a hole reported twice is one Backfill.
 //!
 //! What counts as expected (pure, [`expected`]):
 //! * the window `[now − windowHours, now − settle)`, where the settle margin
@@ -20,14 +19,14 @@
 //!
 //! Holes up to one frame (100 ms) are segment-boundary jitter, not missing footage. A hole is
 //! reported when it is at least [`MIN_REPORT_MS`] long after removing what existing Backfills
-//! (any phase: a Failed one already reported its lost seconds) and outages still in the status
-//! cover; holes less than [`REPORT_JOIN_MS`] apart are reported as one window (the backfill job
+//! (any phase: a Failed one already reported its lost seconds) and a failover whose new recorder
+//! has not reported footage yet (it creates that hole's Backfill itself) cover; holes less than [`REPORT_JOIN_MS`] apart are reported as one window (the backfill job
 //! fetches only what is missing inside it). A hole reaching the end of the window while the
 //! camera is not recording is left to the live path, which reports it when the stream returns;
 //! otherwise a camera that stays offline would get a new Backfill every run.
 //!
-//! The status is written with a JSON merge patch carrying `metadata.resourceVersion`, like the
-//! operator's and the recorders' writes, and retried on a conflict with the newer object.
+//! `status.coverage` is written with server-side apply under the audit's own field manager
+//! ([`CameraStatusWriter::Audit`]): the audit owns that field alone, so no read-modify-write.
 
 use std::sync::Arc;
 
@@ -36,27 +35,27 @@ use futures::StreamExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use object_store::ObjectStore;
-use serde_json::json;
+use serde::Serialize;
 use tracing::{info, warn};
 use vigil_api::{
-    Backfill, BackfillReason, Camera, ConditionStatus, Coverage, Outage, TimeWindow, find_condition,
+    Backfill, BackfillReason, Camera, CameraConditionType, CameraStatusWriter, ConditionStatus,
+    Coverage, TimeWindow, camera_status_apply_body, find_condition,
 };
 
 use crate::error::{Error, Result};
 use vigil_store::catalog::Catalog;
 use vigil_store::gaps::rfc3339;
+use vigil_store::holes::{self, Hole, Reported};
 use vigil_store::intervals::{self, DEFAULT_TOLERANCE_MS, Interval};
 use vigil_store::layout::CameraId;
 
 /// Holes shorter than this are not reported (jitter between two recorders' timelines, a lost
 /// frame): a Backfill is worth it for at least a second of footage.
 pub const MIN_REPORT_MS: i64 = 1_000;
-/// Holes closer together than this are reported as one outage (one Backfill, one SD-card read).
+/// Holes closer together than this are reported as one Backfill (one SD-card read).
 pub const REPORT_JOIN_MS: i64 = 5 * 60_000;
-/// At most this many outages are added to one camera per run; the rest wait for the next run.
+/// At most this many Backfills are created for one camera per run; the rest wait for the next run.
 pub const MAX_REPORTS_PER_RUN: usize = 20;
-/// Outages kept in a Camera's status (as the recorder keeps).
-const MAX_OUTAGES: usize = 100;
 
 /// The settle margin: footage younger than this may still be in a segment being recorded
 /// (up to `segmentSeconds` plus a GOP) or waiting in a recorder's upload queue, so it is not
@@ -139,8 +138,8 @@ pub fn coverage(
     }
 }
 
-/// The windows to report as `Audit` outages: holes minus what `known` (existing Backfills'
-/// windows, outages in the status) covers, pieces of at least `min_ms`, neighbours closer than
+/// The windows to report as `Audit` Backfills: holes minus what `known` (existing Backfills'
+/// windows, a pending failover) covers, pieces of at least `min_ms`, neighbours closer than
 /// `join_ms` joined, at most `max` of them (oldest first). With `defer_trailing`, a hole that
 /// reaches the end of the window is left out.
 pub fn to_report(
@@ -188,8 +187,10 @@ pub fn store_looks_wrong(
     segments.is_empty() && c.expected_ms > 0 && last_segment_ms.is_some_and(|t| t > c.window.start)
 }
 
-/// Windows the failure path already handles for `camera`: its Backfills (any phase) and the
-/// outages in its status (an open one reaches to the end of time).
+/// Windows the failure path already handles for `camera`: its Backfills (any phase), and a
+/// failover whose new recorder has not reported footage yet ([`holes::pending_failover`]): from
+/// the failover's safe point to the end of time, since that recorder creates the Backfill when
+/// it records.
 pub fn known_windows(camera: &Camera, backfills: &[Backfill]) -> Vec<Interval> {
     let name = camera.name_any();
     let mut v: Vec<Interval> = backfills
@@ -202,13 +203,11 @@ pub fn known_windows(camera: &Camera, backfills: &[Backfill]) -> Vec<Interval> {
             )
         })
         .collect();
-    if let Some(s) = &camera.status {
-        v.extend(s.outages.iter().map(|o| {
-            Interval::new(
-                o.start.timestamp_millis(),
-                o.end.map_or(i64::MAX, |e| e.timestamp_millis()),
-            )
-        }));
+    if let Some(f) = holes::pending_failover(camera) {
+        v.push(Interval::new(
+            f.footage_safe_until.timestamp_millis(),
+            i64::MAX,
+        ));
     }
     intervals::merge(v)
 }
@@ -232,42 +231,15 @@ pub fn coverage_status(c: &CameraCoverage, now_ms: i64) -> Result<Coverage> {
     })
 }
 
-/// The merge patch for one camera: coverage, and the outages list with `report` appended
-/// (unless an outage with the same window is there already). Carries the resourceVersion the
-/// outages were read from.
-pub fn status_patch(
-    camera: &Camera,
-    coverage: &Coverage,
-    report: &[Interval],
-) -> Result<serde_json::Value> {
-    let mut status = json!({ "coverage": coverage });
-    let old = camera
-        .status
-        .as_ref()
-        .map(|s| s.outages.clone())
-        .unwrap_or_default();
-    let mut outages = old.clone();
-    for w in report {
-        let o = Outage {
-            start: time(w.start)?,
-            end: Some(time(w.end)?),
-            reason: BackfillReason::Audit,
-            recorder: None,
-        };
-        if !outages.iter().any(|x| x.start == o.start && x.end == o.end) {
-            outages.push(o);
-        }
-    }
-    if outages.len() > MAX_OUTAGES {
-        outages.drain(..outages.len() - MAX_OUTAGES);
-    }
-    if outages != old {
-        status["outages"] = serde_json::to_value(&outages)?;
-    }
-    Ok(json!({
-        "metadata": { "resourceVersion": camera.resource_version() },
-        "status": status,
-    }))
+/// The audit's part of a Camera's status: `coverage` only.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AuditCameraStatus<'a> {
+    pub coverage: &'a Coverage,
+}
+
+/// The server-side-apply body writing `coverage` for camera `name`.
+pub fn coverage_apply_body(name: &str, coverage: &Coverage) -> serde_json::Value {
+    camera_status_apply_body(name, &AuditCameraStatus { coverage })
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -307,6 +279,7 @@ pub struct Summary {
 }
 
 struct Ctx<'a> {
+    client: Client,
     api: Api<Camera>,
     catalog: Catalog,
     backfills: &'a [Backfill],
@@ -316,7 +289,7 @@ struct Ctx<'a> {
     dry_run: bool,
 }
 
-/// `vigil-recorder audit`.
+/// `vigil-jobs audit`.
 pub async fn run(a: AuditArgs) -> Result<Summary> {
     vigil_api::install_crypto_provider();
     let (ns, name) = vigil_store::pool_store::parse_ref(&a.pool)?;
@@ -360,6 +333,7 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
         .await?
         .items;
     let ctx = Ctx {
+        client: client.clone(),
         api,
         catalog: Catalog::new(store, &prefix),
         backfills: &backfills,
@@ -466,58 +440,50 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
               "the store holds nothing of this camera in the window although its recorder reported \
                footage in it: not reporting holes (wrong storage settings, or a store outage)");
     }
-    let mut current = cam.clone();
+    let recording_now = cam.status.as_ref().is_some_and(|s| {
+        find_condition(&s.conditions, CameraConditionType::Recording.as_str())
+            .is_some_and(|r| r.status == ConditionStatus::True)
+    });
+    let report = if cam.spec.auto_backfill && !suspicious {
+        to_report(
+            &c,
+            &known_windows(cam, ctx.backfills),
+            MIN_REPORT_MS,
+            REPORT_JOIN_MS,
+            !recording_now,
+            MAX_REPORTS_PER_RUN,
+        )
+    } else {
+        // No Backfills wanted (the coverage still tells), or the store looks wrong.
+        Vec::new()
+    };
+    info!(camera = %id, percent = %cov.percent, expected_seconds = cov.expected_seconds,
+          missing_seconds = cov.missing_seconds, holes = c.missing.len(),
+          to_report = report.len(), "coverage");
+    if ctx.dry_run {
+        for h in &report {
+            info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
+                  seconds = h.len_ms() as f64 / 1000.0, "hole would be reported (dry run)");
+        }
+        return Ok((c, report.len() as u64));
+    }
+    ctx.api
+        .patch_status(
+            &name,
+            &PatchParams::apply(CameraStatusWriter::Audit.field_manager()).force(),
+            &Patch::Apply(coverage_apply_body(&name, &cov)),
+        )
+        .await?;
     let mut reported = 0u64;
-    for attempt in 0..5 {
-        let recording_now = current.status.as_ref().is_some_and(|s| {
-            find_condition(&s.conditions, "Recording")
-                .is_some_and(|r| r.status == ConditionStatus::True)
-        });
-        let report = if current.spec.auto_backfill && !suspicious {
-            to_report(
-                &c,
-                &known_windows(&current, ctx.backfills),
-                MIN_REPORT_MS,
-                REPORT_JOIN_MS,
-                !recording_now,
-                MAX_REPORTS_PER_RUN,
-            )
-        } else {
-            // The operator would only drop them with a warning Event, every run.
-            Vec::new()
+    for window in report {
+        let hole = Hole {
+            camera: name.clone(),
+            window,
+            reason: BackfillReason::Audit,
         };
-        if attempt == 0 {
-            info!(camera = %id, percent = %cov.percent, expected_seconds = cov.expected_seconds,
-                  missing_seconds = cov.missing_seconds, holes = c.missing.len(),
-                  to_report = report.len(), "coverage");
-        }
-        if ctx.dry_run {
-            for h in &report {
-                info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
-                      seconds = h.len_ms() as f64 / 1000.0, "hole would be reported (dry run)");
-            }
-            return Ok((c, report.len() as u64));
-        }
-        let patch = status_patch(&current, &cov, &report)?;
-        match ctx
-            .api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                for h in &report {
-                    info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
-                          seconds = h.len_ms() as f64 / 1000.0,
-                          "hole reported as an Audit outage (the operator creates its Backfill)");
-                }
-                reported = report.len() as u64;
-                break;
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 4 => {
-                // The operator or the recorder wrote in between: merge with the newer object.
-                current = ctx.api.get_status(&name).await?;
-            }
-            Err(e) => return Err(e.into()),
+        match holes::report_hole(&ctx.client, cam, &hole).await? {
+            Reported::Created(_) | Reported::Existed(_) => reported += 1,
+            Reported::NotWanted | Reported::Invalid => {}
         }
     }
     Ok((c, reported))
@@ -637,9 +603,9 @@ mod tests {
             missing: vec![
                 iv(H, H + 500),            // jitter-sized: not reported
                 iv(2 * H, 2 * H + 60_000), // covered by a Backfill
-                iv(3 * H, 3 * H + 10_000), // two holes 2 min apart: one outage
+                iv(3 * H, 3 * H + 10_000), // two holes 2 min apart: one Backfill
                 iv(3 * H + 130_000, 3 * H + 140_000),
-                iv(5 * H, 5 * H + 90_000), // half covered by an outage
+                iv(5 * H, 5 * H + 90_000), // half covered by a known window
                 iv(23 * H, 24 * H),        // trailing
             ],
         };
@@ -684,8 +650,8 @@ mod tests {
     }
 
     #[test]
-    fn patch_appends_audit_outages_once() {
-        use vigil_api::{CameraSource, CameraSpec, CameraStatus};
+    fn coverage_is_applied_alone_and_pending_failovers_are_known() {
+        use vigil_api::{CameraSource, CameraSpec, CameraStatus, Failover};
         let mut cam = Camera::new(
             "door",
             CameraSpec {
@@ -702,7 +668,6 @@ mod tests {
                 auto_backfill: true,
             },
         );
-        cam.metadata.resource_version = Some("7".into());
         let base = 1_700_000_000_000;
         let c = CameraCoverage {
             window: iv(base, base + H),
@@ -713,19 +678,51 @@ mod tests {
         let cov = coverage_status(&c, base + H + 80_000).unwrap();
         assert_eq!(cov.percent, "97.36%");
         assert_eq!(cov.missing_seconds, 95.0);
-        let p = status_patch(&cam, &cov, &c.missing).unwrap();
-        assert_eq!(p["metadata"]["resourceVersion"], "7");
-        assert_eq!(p["status"]["coverage"]["missingSeconds"], 95.0);
-        assert_eq!(p["status"]["coverage"]["expectedSeconds"], 3600.0);
-        assert_eq!(p["status"]["outages"][0]["reason"], "Audit");
-        assert_eq!(p["status"]["outages"][0]["start"], "2023-11-14T22:14:20Z");
-        // Applied, the same hole is known and nothing is appended again.
-        let st: CameraStatus = serde_json::from_value(p["status"].clone()).unwrap();
-        cam.status = Some(st);
+        let body = coverage_apply_body("door", &cov);
+        assert_eq!(body["kind"], "Camera");
+        assert_eq!(body["metadata"]["name"], "door");
+        assert_eq!(body["status"]["coverage"]["missingSeconds"], 95.0);
+        assert_eq!(body["status"]["coverage"]["expectedSeconds"], 3600.0);
+        assert_eq!(
+            body["status"].as_object().map(|o| o.len()),
+            Some(1),
+            "coverage only: {body}"
+        );
+
+        // A Backfill for the hole (any reporter) makes it known.
+        let b = Backfill::for_hole(
+            "site",
+            "door",
+            TimeWindow {
+                start: time(base + 60_000).unwrap(),
+                end: time(base + 155_000).unwrap(),
+            },
+            BackfillReason::StreamLoss,
+        );
+        let known = known_windows(&cam, std::slice::from_ref(&b));
+        assert!(to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 20).is_empty());
+        // So does a failover whose new recorder has not recorded yet; not once it has.
+        let t = |ms| time(ms).unwrap();
+        cam.status = Some(CameraStatus {
+            assigned_at: Some(t(base + 65_000)),
+            failover: Some(Failover {
+                from: "rec-a".into(),
+                at: t(base + 65_000),
+                footage_safe_until: t(base + 50_000),
+            }),
+            last_segment_time: Some(t(base + 58_000)),
+            ..Default::default()
+        });
         let known = known_windows(&cam, &[]);
         assert!(to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 20).is_empty());
-        let p = status_patch(&cam, &cov, &c.missing).unwrap();
-        assert!(p["status"].get("outages").is_none());
+        if let Some(s) = cam.status.as_mut() {
+            s.last_segment_time = Some(t(base + 170_000));
+        }
+        let known = known_windows(&cam, &[]);
+        assert_eq!(
+            to_report(&c, &known, MIN_REPORT_MS, REPORT_JOIN_MS, false, 20),
+            vec![iv(base + 60_000, base + 155_000)]
+        );
     }
 
     fn arb_segments() -> impl Strategy<Value = Vec<Interval>> {

@@ -29,8 +29,8 @@ enum Cmd {
     Backfill(BackfillArgs),
     /// Delete footage older than each camera's retention (file mode or `--pool ns/name`).
     Retention(vigil_jobs::retention::RetentionArgs),
-    /// Coverage audit of a pool's cameras: writes `status.coverage` and reports holes that
-    /// nothing else accounted for.
+    /// Coverage audit of a pool's cameras: writes `status.coverage` and creates an `Audit`
+    /// Backfill for each hole that no Backfill covers.
     #[command(after_long_help = AUDIT_HELP)]
     Audit(vigil_jobs::audit::AuditArgs),
 }
@@ -41,12 +41,13 @@ recorders' ServiceAccount: audit --pool <namespace>/<name> [--window-hours 24]
 For each Camera of the pool: lists its segments in the store for [now - window, now - settle]
 (settle = 2 x segmentSeconds + 60 s: footage still being recorded or uploaded), counts only the
 time the camera should have been recording (its schedule; not before it was created plus the
-start-up grace; not before its retention cut-off), and patches status.coverage (window, percent,
-missingSeconds, expectedSeconds, checkedAt). Each hole of at least 1 s that no Backfill (any
-phase) or outage already covers is appended to status.outages with reason Audit (holes less than
-5 minutes apart as one); the operator creates its Backfill. A hole reaching the end of the window
-while the camera is not recording is left to the live path. Cameras with autoBackfill off get
-coverage only.
+start-up grace; not before its retention cut-off), and applies status.coverage (window, percent,
+missingSeconds, expectedSeconds, checkedAt; server-side apply, field manager vigil-audit). For
+each hole of at least 1 s that no Backfill (any phase) covers, nor a failover whose new recorder
+has not recorded yet, it creates a Backfill with reason Audit named after the hole (holes less
+than 5 minutes apart as one; at most 20 per camera per run). A hole reaching the end of the
+window while the camera is not recording is left to the live path. Cameras with autoBackfill off
+get coverage only.
 
 Exit status 0 when every camera was audited; 1 otherwise (the others are still written)."#;
 

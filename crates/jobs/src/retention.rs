@@ -1,4 +1,4 @@
-//! `vigil-recorder retention`: deletes each camera's segments and gap records older than the
+//! `vigil-jobs retention`: deletes each camera's segments and gap records older than the
 //! camera's retention.
 //!
 //! Kubernetes mode (`--pool ns/name`, run by the operator as a CronJob per pool): the pool's
@@ -121,7 +121,7 @@ pub async fn sweep_camera(
     Ok(out)
 }
 
-/// `vigil-recorder retention`.
+/// `vigil-jobs retention`.
 pub async fn run(a: RetentionArgs) -> Result<()> {
     let now = a
         .now_ms

@@ -1,18 +1,18 @@
-//! `vigil-recorder audit --pool ns/name` against the real API server (the local cluster of
+//! `vigil-jobs audit --pool ns/name` against the real API server (the local cluster of
 //! e2e/cluster, or kind in CI):
 //!
 //! * a pool with local storage and a camera; segment objects in the store's layout tile the
 //!   hour after the camera's creation except two holes, one of which a Backfill already covers;
-//! * the audit patches `status.coverage` with exactly the missing seconds of both holes and
-//!   appends one closed outage with reason `Audit` for the uncovered hole;
-//! * a second run changes nothing (no duplicate outage).
+//! * the audit applies `status.coverage` with exactly the missing seconds of both holes and
+//!   creates one Backfill with reason `Audit`, named after the hole, for the uncovered hole;
+//! * a second run changes nothing (no duplicate Backfill).
 //!
 //! The audit only lists keys, so the segment files are empty. Needs `KUBECONFIG` (e.g.
 //! `source /var/lib/vigil-cluster/env`); skipped without it.
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use vigil_api::{Backfill, BackfillReason, Camera};
 use vigil_store::layout::{CameraId, Origin, SegmentKey};
@@ -81,29 +81,17 @@ fn run_audit(ns: &str, now_ms: i64) -> String {
     stdout
 }
 
-/// Audit windows of `camera`: outages with reason Audit still in its status, plus Backfills with
-/// reason Audit (in case an operator watching every namespace already handed them over).
+/// Audit windows of `camera`: the Backfills with reason Audit, each named after its hole.
 async fn audit_windows(client: &Client, ns: &str, camera: &str) -> Vec<(i64, i64)> {
-    let cam: Camera = Api::namespaced(client.clone(), ns)
-        .get(camera)
-        .await
-        .unwrap();
-    let mut v: Vec<(i64, i64)> = cam
-        .status
-        .unwrap_or_default()
-        .outages
-        .iter()
-        .filter(|o| o.reason == BackfillReason::Audit)
-        .map(|o| {
-            (
-                o.start.timestamp_millis(),
-                o.end.expect("closed").timestamp_millis(),
-            )
-        })
-        .collect();
+    let mut v: Vec<(i64, i64)> = Vec::new();
     let bfs: Api<Backfill> = Api::namespaced(client.clone(), ns);
     for b in bfs.list(&ListParams::default()).await.unwrap() {
         if b.spec.camera == camera && b.spec.reason == BackfillReason::Audit {
+            assert_eq!(
+                b.name_any(),
+                vigil_api::hole_backfill_name(camera, &b.spec.window),
+                "deterministic name"
+            );
             v.push((
                 b.spec.window.start.timestamp_millis(),
                 b.spec.window.end.timestamp_millis(),
@@ -111,12 +99,11 @@ async fn audit_windows(client: &Client, ns: &str, camera: &str) -> Vec<(i64, i64
         }
     }
     v.sort();
-    v.dedup();
     v
 }
 
 #[test]
-fn audit_reports_coverage_and_one_outage_per_unknown_hole() {
+fn audit_reports_coverage_and_one_backfill_per_unknown_hole() {
     if !cluster_available() {
         return;
     }
@@ -284,17 +271,11 @@ fn audit_reports_coverage_and_one_outage_per_unknown_hole() {
             assert_eq!(audit_windows(&client, &ns, "door").await, vec![hole_a]);
         });
 
-        // Idempotent: the hole is known now (as an outage, or as the operator's Backfill).
+        // Idempotent: the hole is known now (its Backfill exists).
         let out = run_audit(&ns, now);
         assert!(out.contains("reported=0 errors=0"), "{out}");
         rt.block_on(async {
             assert_eq!(audit_windows(&client, &ns, "door").await, vec![hole_a]);
-            let cam: Camera = Api::namespaced(client.clone(), &ns)
-                .get("door")
-                .await
-                .unwrap();
-            let outages = cam.status.unwrap_or_default().outages;
-            assert!(outages.len() <= 1, "{outages:?}");
         });
     }));
 

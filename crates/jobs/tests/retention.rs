@@ -1,4 +1,4 @@
-//! `vigil-recorder retention` (file mode) against moto: objects of two cameras, some older
+//! `vigil-jobs retention` (file mode) against moto: objects of two cameras, some older
 //! than the retention, some straddling the cut-off, gap records, and foreign objects. Only the
 //! expired segments and gap records go; nothing of the camera outside the window, no foreign
 //! key, and `--dry-run` deletes nothing.

@@ -1,6 +1,8 @@
-//! Backfills: outage → Backfill object → Job, and the Job's outcome → Backfill status.
+//! Backfills: Backfill object → Job, and the Job's outcome → Backfill status. Backfills are
+//! created by whoever finds a hole (recorders, the coverage audit; see
+//! [`vigil_api::Backfill::for_hole`]) or by a user.
 //!
-//! The decisions are pure ([`backfill_for_outage`], [`decide`], [`job`]); [`reconcile`] only
+//! The decisions are pure ([`decide`], [`job`]); [`reconcile`] only
 //! reads the world and carries them out. The Job (`vigil-jobs backfill <ns>/<name>`) writes
 //! the figures of the status (seconds missing before / recovered / lost, intervals still
 //! missing, bytes, progress) with its own field manager; the operator writes phase, Job name,
@@ -30,37 +32,14 @@ use crate::error::{Error, Result};
 use crate::metrics::ControllerKind;
 use vigil_api::validation;
 use vigil_api::{
-    Backfill, BackfillPhase, BackfillSpec, BackfillStatus, Camera, Condition, ConditionStatus,
-    Outage, RecorderPool, TimeWindow, set_condition,
+    Backfill, BackfillPhase, BackfillStatus, Camera, Condition, ConditionStatus, RecorderPool,
+    TimeWindow, set_condition,
 };
 
 /// Attempts before a Backfill is given up as Failed.
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Label on a backfill Job naming its Backfill.
 pub use vigil_api::labels::BACKFILL_LABEL;
-
-/// The Backfill for a closed outage. Its name is derived from the camera and the outage start,
-/// so creating it twice (a retried reconcile) finds the first one instead of a duplicate.
-pub fn backfill_for_outage(camera: &Camera, outage: &Outage) -> Option<Backfill> {
-    let end = outage.end?;
-    let mut b = Backfill::new(
-        &format!("{}-{}", camera.name_any(), outage.start.timestamp()),
-        BackfillSpec {
-            camera: camera.name_any(),
-            window: TimeWindow {
-                start: outage.start,
-                end,
-            },
-            reason: outage.reason,
-        },
-    );
-    b.metadata.namespace = camera.namespace();
-    b.metadata.labels = Some(BTreeMap::from([(
-        "vigil.dev/camera".to_string(),
-        camera.name_any(),
-    )]));
-    Some(b)
-}
 
 /// What to do with a Backfill now.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,7 +243,7 @@ pub fn job_name(backfill: &Backfill, attempt: u32) -> String {
     let head: String = name.chars().take(40).collect();
     format!(
         "{}-{:08x}-{attempt}",
-        head.trim_end_matches('-'),
+        head.trim_end_matches(['-', '.']),
         hash as u32
     )
 }
@@ -682,13 +661,11 @@ mod tests {
 
     fn backfill(status: Option<BackfillStatus>) -> Backfill {
         let start = Utc::now() - chrono::Duration::seconds(120);
-        let outage = Outage {
+        let window = TimeWindow {
             start,
-            end: Some(start + chrono::Duration::seconds(90)),
-            reason: BackfillReason::RecorderFailure,
-            recorder: Some("rec-a".into()),
+            end: start + chrono::Duration::seconds(90),
         };
-        let mut b = backfill_for_outage(&camera(true), &outage).expect("closed outage");
+        let mut b = Backfill::for_hole("site", "lobby", window, BackfillReason::RecorderFailure);
         b.metadata.uid = Some("uid".into());
         b.status = status;
         b
@@ -725,21 +702,22 @@ mod tests {
     }
 
     #[test]
-    fn outage_becomes_backfill_with_stable_name() {
-        let b = backfill(None);
-        assert!(b.name_any().starts_with("lobby-"));
-        assert_eq!(b.spec.reason, BackfillReason::RecorderFailure);
-        assert!((b.spec.window.seconds() - 90.0).abs() < 1e-9);
-        let open = Outage {
-            start: Utc::now(),
-            end: None,
-            reason: BackfillReason::StreamLoss,
-            recorder: None,
-        };
-        assert!(
-            backfill_for_outage(&camera(true), &open).is_none(),
-            "open outages wait"
+    fn job_names_of_hole_backfills_stay_label_values() {
+        // The longest hole Backfill name (63 characters) still gives a Job name of at most 63.
+        let camera = "c".repeat(253);
+        let b = Backfill::for_hole(
+            "site",
+            &camera,
+            backfill(None).spec.window,
+            BackfillReason::Audit,
         );
+        assert_eq!(b.name_any().len(), 63);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let name = job_name(&b, attempt);
+            assert!(name.len() <= 63, "{name}");
+            assert!(name.ends_with(&format!("-{attempt}")), "{name}");
+        }
+        assert_ne!(job_name(&b, 1), job_name(&backfill(None), 1));
     }
 
     #[test]

@@ -11,13 +11,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
-use super::camera_status::{CameraFacts, differs, operator_status};
+use super::camera_status::{self, CameraFacts, differs, operator_status};
 use super::{Context, publish};
 use crate::error::{Error, Result};
 use crate::metrics::ControllerKind;
 use vigil_api::schedule::should_record;
 use vigil_api::validation;
-use vigil_api::{Camera, RECORDER_LABEL, RecorderPool};
+use vigil_api::{Camera, CameraConditionReason, RECORDER_LABEL, RecorderPool};
 
 pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action> {
     ctx.metrics.count_reconcile(ControllerKind::Camera);
@@ -33,7 +33,7 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
         invalid: (!errors.is_empty()).then(|| validation::describe(&errors)),
         wanted: should_record(&camera.spec.recording, Utc::now()),
         unplaced: Some((
-            "PoolNotFound".into(),
+            CameraConditionReason::PoolNotFound.as_str().into(),
             format!(
                 "RecorderPool {:?} not found in namespace {ns}: create it or fix spec.pool",
                 camera.spec.pool
@@ -44,15 +44,8 @@ pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action>
     let status = operator_status(&camera, &facts, Utc::now());
     let api: Api<Camera> = Api::namespaced(ctx.client.clone(), &ns);
     if differs(&camera, &status) {
-        // Same write as the pool reconciler: a merge patch guarded by the resourceVersion read.
-        let patch = serde_json::json!({"metadata": {"resourceVersion": camera.resource_version()}, "status": status});
         ctx.metrics.count_write("camera");
-        api.patch_status(
-            &camera.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        camera_status::apply(&api, &camera, &status).await?;
         publish(
             &ctx,
             camera.as_ref(),

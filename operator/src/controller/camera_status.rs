@@ -1,20 +1,26 @@
 //! The operator's part of a Camera's status, computed purely from the camera and the facts the
-//! reconcilers gathered. Recorders own `measuredBitrateKbps`, `lastSegmentTime` and the
-//! `Recording` condition; the operator owns everything here and always writes all of it, with
-//! one field manager, so a field it stops writing is removed.
+//! reconcilers gathered, and written with server-side apply under the operator's field manager
+//! ([`CameraStatusWriter::Operator`]): `state`, `recorder`, `assignedAt`, `failover`,
+//! `observedGeneration` and the `Scheduled` and `Invalid` conditions. The recorder applies its
+//! own fields (`measuredBitrateKbps`, `lastSegmentTime`, `Recording`, `Degraded`) and the audit
+//! `coverage`, each under its own manager, so nobody rewrites anybody else's fields and no write
+//! needs a resourceVersion guard. The operator always applies all of its fields: one it stops
+//! sending (a recorder after unassignment) is removed.
+//!
+//! The operator keeps no record of holes in the footage: when it moves a camera off a failed
+//! recorder it writes `failover` (from, when, footage safe until), and the recorder that takes
+//! the camera over finds the real hole in the store and creates the Backfill.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 
+use crate::error::Result;
 use vigil_api::{
-    BackfillReason, Camera, Condition, ConditionStatus, Outage, find_condition, set_condition,
+    Camera, CameraConditionReason, CameraConditionType, CameraState, CameraStatusWriter, Condition,
+    ConditionStatus, Failover, camera_status_apply_body, find_condition, set_condition,
 };
-
-/// Condition types.
-pub const SCHEDULED: &str = "Scheduled";
-pub const RECORDING: &str = "Recording";
-pub const DEGRADED: &str = "Degraded";
-pub const INVALID: &str = "Invalid";
 
 /// What the reconcilers decided about one camera.
 #[derive(Clone, Debug, Default)]
@@ -27,23 +33,25 @@ pub struct CameraFacts {
     pub wanted: bool,
     /// The recorder the camera is assigned to after this reconcile.
     pub recorder: Option<String>,
-    /// A new outage to open (the camera was moved off a failed recorder).
-    pub new_outage: Option<Outage>,
+    /// The camera was just moved off a failed recorder.
+    pub failover: Option<Failover>,
     /// The credentials Secret named in the spec does not exist.
     pub secret_missing: Option<String>,
 }
 
-/// The operator-owned status fields. Written with a JSON merge patch that carries the
-/// resourceVersion the status was computed from, so a concurrent write by the recorder makes
-/// the patch fail (and the reconcile retry) instead of being overwritten. `None` serializes as
-/// null so that a cleared field is removed.
+/// The operator-owned status fields, as applied. A `None` field is left out of the apply, which
+/// removes it (the operator owns it alone).
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorCameraStatus {
-    pub state: String,
+    pub state: CameraState,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recorder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub assigned_at: Option<DateTime<Utc>>,
-    pub outages: Vec<Outage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    /// `Scheduled` and `Invalid` only.
     pub conditions: Vec<Condition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -55,161 +63,139 @@ pub fn operator_status(
     facts: &CameraFacts,
     now: DateTime<Utc>,
 ) -> OperatorCameraStatus {
+    use CameraConditionReason as R;
     let status = camera.status.clone().unwrap_or_default();
     let generation = camera.metadata.generation;
-    // Start from the current conditions so unchanged ones keep their transition times; only the
-    // operator's own types are written back.
-    let mut conditions = status.conditions.clone();
-    let recording = find_condition(&status.conditions, RECORDING).cloned();
+    let recording = find_condition(&status.conditions, CameraConditionType::Recording.as_str());
+    let degraded = find_condition(&status.conditions, CameraConditionType::Degraded.as_str());
 
     let assigned_at = match (&facts.recorder, &status.recorder) {
         (Some(new), Some(old)) if new == old => status.assigned_at.or(Some(now)),
         (Some(_), _) => Some(now),
         (None, _) => None,
     };
-
-    // Outages: keep the list, close open ones when the camera records again on its current
-    // recorder (the Recording condition turned True after the assignment), add the new one.
-    let mut outages = status.outages.clone();
     // The camera records on its current recorder when the Recording condition turned True after
-    // the assignment, or a segment ended after it (a recorder may keep an older transition time
-    // when the condition was already True). Kubernetes times are often whole seconds: compare
-    // at that precision.
+    // the assignment, or a segment ended after it (a recorder keeps the transition time when the
+    // condition was already True, e.g. written by the camera's previous recorder). Kubernetes
+    // times are often whole seconds: compare at that precision.
     let since_assignment =
         |t: &DateTime<Utc>| assigned_at.is_some_and(|a| *t >= a.trunc_subsecs(0));
-    let proofs: Vec<DateTime<Utc>> = recording
-        .iter()
-        .filter(|r| r.status == ConditionStatus::True)
-        .map(|r| r.last_transition_time)
-        .chain(status.last_segment_time)
-        .filter(since_assignment)
-        .collect();
-    let recording_since_assignment = recording
-        .as_ref()
-        .is_some_and(|r| r.status == ConditionStatus::True)
-        && !proofs.is_empty();
-    if let Some(outage) = &facts.new_outage {
-        outages.push(outage.clone());
-    }
-    // Close open outages at the latest proof: a window that is too long costs nothing (a
-    // backfill fetches only what the store lacks), one that is too short would lose footage.
-    if recording_since_assignment && let Some(end) = proofs.iter().max() {
-        for o in outages.iter_mut().filter(|o| o.end.is_none()) {
-            o.end = Some((*end).max(o.start));
-        }
-    }
+    let recording_true = recording.filter(|r| r.status == ConditionStatus::True);
+    let recording_since_assignment = recording_true.is_some()
+        && recording_true
+            .map(|r| r.last_transition_time)
+            .into_iter()
+            .chain(status.last_segment_time)
+            .any(|t| since_assignment(&t));
 
+    // Conditions start from the current ones so unchanged ones keep their transition times;
+    // only the operator's own types are applied.
+    let mut conditions: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| owned(&c.type_))
+        .cloned()
+        .collect();
     let (scheduled, reason, message) = if let Some(msg) = &facts.invalid {
         (
             ConditionStatus::False,
-            "InvalidSpec".to_string(),
+            R::InvalidSpec.as_str().to_string(),
             msg.clone(),
         )
     } else if !facts.wanted {
         (
             ConditionStatus::False,
-            "NotScheduled".to_string(),
+            R::NotScheduled.as_str().to_string(),
             "recording mode is Off or outside the schedule".to_string(),
         )
     } else if let Some((reason, message)) = &facts.unplaced {
         (ConditionStatus::False, reason.clone(), message.clone())
     } else if let Some(r) = &facts.recorder {
+        let mut message = format!("assigned to recorder {r}");
+        if let Some(secret) = &facts.secret_missing {
+            message.push_str(&format!(
+                "; credentials Secret {secret:?} not found in the camera's namespace"
+            ));
+        }
         (
             ConditionStatus::True,
-            "Assigned".to_string(),
-            format!("assigned to recorder {r}"),
+            R::Assigned.as_str().to_string(),
+            message,
         )
     } else {
         (
             ConditionStatus::False,
-            "Pending".to_string(),
+            R::Pending.as_str().to_string(),
             "waiting for placement".to_string(),
         )
     };
     set_condition(
         &mut conditions,
-        Condition::new(SCHEDULED, scheduled, &reason, message, generation),
+        Condition::new(
+            CameraConditionType::Scheduled.as_str(),
+            scheduled,
+            &reason,
+            message,
+            generation,
+        ),
     );
-
     set_condition(
         &mut conditions,
         match &facts.invalid {
             Some(msg) => Condition::new(
-                INVALID,
+                CameraConditionType::Invalid.as_str(),
                 ConditionStatus::True,
-                "InvalidSpec",
+                R::InvalidSpec.as_str(),
                 msg.clone(),
                 generation,
             ),
-            None => Condition::new(INVALID, ConditionStatus::False, "Valid", "", generation),
+            None => Condition::new(
+                CameraConditionType::Invalid.as_str(),
+                ConditionStatus::False,
+                R::Valid.as_str(),
+                "",
+                generation,
+            ),
         },
     );
 
-    let recording_false = recording
-        .as_ref()
-        .filter(|r| r.status == ConditionStatus::False && facts.recorder.is_some());
-    let degraded = if let Some(secret) = &facts.secret_missing {
-        Condition::new(
-            DEGRADED,
-            ConditionStatus::True,
-            "SecretMissing",
-            format!("credentials Secret {secret:?} not found in the camera's namespace"),
-            generation,
-        )
-    } else if let Some(r) = recording_false {
-        Condition::new(
-            DEGRADED,
-            ConditionStatus::True,
-            &r.reason,
-            r.message.clone(),
-            generation,
-        )
-    } else if scheduled == ConditionStatus::False && facts.wanted && facts.invalid.is_none() {
-        Condition::new(
-            DEGRADED,
-            ConditionStatus::True,
-            &reason,
-            "camera is not being recorded",
-            generation,
-        )
-    } else {
-        Condition::new(
-            DEGRADED,
-            ConditionStatus::False,
-            "AsExpected",
-            "",
-            generation,
-        )
-    };
-    set_condition(&mut conditions, degraded);
-    // Other writers' conditions (the recorder's Recording) are carried through unchanged: the
-    // merge patch replaces the whole list.
-
     let state = if facts.invalid.is_some() {
-        "Invalid"
+        CameraState::Invalid
     } else if !facts.wanted {
-        "Off"
+        CameraState::Off
     } else if facts.recorder.is_none() {
-        "Pending"
+        CameraState::Pending
+    } else if recording_since_assignment {
+        CameraState::Recording
+    } else if facts.secret_missing.is_some()
+        || degraded.is_some_and(|d| d.status == ConditionStatus::True)
+        || recording.is_some_and(|r| {
+            r.status == ConditionStatus::False && r.reason != R::Connecting.as_str()
+        })
+    {
+        CameraState::Degraded
     } else {
-        match recording {
-            Some(r) if r.status == ConditionStatus::True && recording_since_assignment => {
-                "Recording"
-            }
-            Some(r) if r.status == ConditionStatus::False => "Degraded",
-            _ => "Scheduled",
-        }
-    }
-    .to_string();
+        CameraState::Scheduled
+    };
 
     OperatorCameraStatus {
         state,
         recorder: facts.recorder.clone(),
         assigned_at,
-        outages,
+        // The last failover stays on record until the next one: the recorder that takes the
+        // camera over reads it to find where the hole starts.
+        failover: facts.failover.clone().or(status.failover),
         conditions,
         observed_generation: generation,
     }
+}
+
+/// Whether a condition type is the operator's.
+fn owned(type_: &str) -> bool {
+    CameraStatusWriter::Operator
+        .condition_types()
+        .iter()
+        .any(|t| t.as_str() == type_)
 }
 
 /// True when applying `new` would change what the camera's status says (ignoring the transition
@@ -220,10 +206,10 @@ pub fn differs(camera: &Camera, new: &OperatorCameraStatus) -> bool {
     };
     let old_conditions = own_condition_keys(&old.conditions);
     let new_conditions = own_condition_keys(&new.conditions);
-    old.state.as_deref() != Some(new.state.as_str())
+    old.state != Some(new.state)
         || old.recorder != new.recorder
         || old.assigned_at != new.assigned_at
-        || old.outages != new.outages
+        || old.failover != new.failover
         || old.observed_generation != new.observed_generation
         || old_conditions.len() != new_conditions.len()
         || old_conditions.iter().any(|c| !new_conditions.contains(c))
@@ -235,7 +221,7 @@ fn own_condition_keys(
 ) -> Vec<(&str, ConditionStatus, &str, &str, Option<i64>)> {
     conditions
         .iter()
-        .filter(|c| [SCHEDULED, INVALID, DEGRADED].contains(&c.type_.as_str()))
+        .filter(|c| owned(&c.type_))
         .map(|c| {
             (
                 c.type_.as_str(),
@@ -248,27 +234,57 @@ fn own_condition_keys(
         .collect()
 }
 
-/// The outage opened when a camera leaves a failed recorder: footage is safe up to the failed
-/// recorder's last lease renewal minus one segment (its unfinished segment died with it).
-pub fn failover_outage(
-    recorder: &str,
+/// What the operator records when it moves a camera off the failed recorder `from`: footage is
+/// safe up to the failed recorder's last lease renewal minus one segment (its unfinished
+/// segment died with it).
+pub fn failover_record(
+    from: &str,
     lease_renewed: Option<DateTime<Utc>>,
     segment_seconds: u32,
     now: DateTime<Utc>,
-) -> Outage {
+) -> Failover {
     let last_alive = lease_renewed.unwrap_or(now);
-    Outage {
-        start: last_alive - chrono::Duration::seconds(i64::from(segment_seconds)),
-        end: None,
-        reason: BackfillReason::RecorderFailure,
-        recorder: Some(recorder.to_string()),
+    Failover {
+        from: from.to_string(),
+        at: now,
+        footage_safe_until: last_alive - chrono::Duration::seconds(i64::from(segment_seconds)),
     }
+}
+
+/// Whether the failover of `camera` off `from` is recorded already (a reconcile that applied
+/// the status but failed to move the label retries the move, not the record). A failover off
+/// the same recorder name before the current assignment is an older one.
+pub fn failover_recorded(camera: &Camera, from: &str) -> bool {
+    camera.status.as_ref().is_some_and(|s| {
+        s.failover
+            .as_ref()
+            .is_some_and(|f| f.from == from && s.assigned_at.is_none_or(|a| f.at >= a))
+    })
+}
+
+/// Applies the operator's fields of `camera`'s status (server-side apply, forced: these fields
+/// are the operator's alone).
+pub async fn apply(
+    api: &Api<Camera>,
+    camera: &Camera,
+    status: &OperatorCameraStatus,
+) -> Result<()> {
+    let name = camera.name_any();
+    api.patch_status(
+        &name,
+        &PatchParams::apply(CameraStatusWriter::Operator.field_manager()).force(),
+        &Patch::Apply(camera_status_apply_body(&name, status)),
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use vigil_api::{CameraSpec, CameraStatus};
+
+    const RECORDING: &str = "Recording";
 
     fn camera(status: Option<CameraStatus>) -> Camera {
         let spec: CameraSpec = serde_json::from_value(serde_json::json!({
@@ -289,41 +305,58 @@ mod tests {
         }
     }
 
+    /// The status the API server holds after the operator applied `s` over `old`.
+    fn applied(old: CameraStatus, s: &OperatorCameraStatus) -> CameraStatus {
+        let mut conditions: Vec<Condition> = old
+            .conditions
+            .into_iter()
+            .filter(|c| !owned(&c.type_))
+            .collect();
+        conditions.extend(s.conditions.iter().cloned());
+        CameraStatus {
+            state: Some(s.state),
+            recorder: s.recorder.clone(),
+            assigned_at: s.assigned_at,
+            failover: s.failover.clone(),
+            conditions,
+            observed_generation: s.observed_generation,
+            ..old
+        }
+    }
+
     #[test]
-    fn assignment_then_recording_then_failover_closes_outage() {
+    fn assignment_recording_and_failover_record() {
         let t0 = Utc::now();
         let s = operator_status(&camera(None), &facts(Some("rec-a")), t0);
-        assert_eq!(s.state, "Scheduled");
+        assert_eq!(s.state, CameraState::Scheduled);
         assert_eq!(s.recorder.as_deref(), Some("rec-a"));
         assert_eq!(
-            find_condition(&s.conditions, SCHEDULED).map(|c| c.status),
+            find_condition(&s.conditions, "Scheduled").map(|c| c.status),
             Some(ConditionStatus::True)
+        );
+        assert!(
+            s.conditions.iter().all(|c| owned(&c.type_)),
+            "only the operator's own conditions are applied"
         );
         assert_eq!(s.observed_generation, Some(3));
 
-        // rec-a reports Recording; then rec-a fails and the camera moves to rec-b.
-        let mut status = CameraStatus {
-            recorder: s.recorder.clone(),
-            assigned_at: s.assigned_at,
-            conditions: s.conditions.clone(),
-            ..Default::default()
-        };
-        status.conditions.push(Condition::new(
-            RECORDING,
-            ConditionStatus::True,
-            "Streaming",
-            "",
-            Some(3),
-        ));
+        // rec-a reports Recording.
+        let mut status = applied(CameraStatus::default(), &s);
+        let mut rec = Condition::new(RECORDING, ConditionStatus::True, "Streaming", "x", Some(3));
+        rec.last_transition_time = t0 + chrono::Duration::seconds(1);
+        status.conditions.push(rec);
         let c = camera(Some(status.clone()));
-        assert_eq!(
-            operator_status(&c, &facts(Some("rec-a")), t0).state,
-            "Recording"
+        let recording = operator_status(&c, &facts(Some("rec-a")), t0);
+        assert_eq!(recording.state, CameraState::Recording);
+        assert!(
+            !recording.conditions.iter().any(|c| c.type_ == RECORDING),
+            "the recorder's condition is not applied by the operator"
         );
 
+        // rec-a fails; the camera moves to rec-b and the failover is recorded.
         let t1 = t0 + chrono::Duration::seconds(60);
         let mut f = facts(Some("rec-b"));
-        f.new_outage = Some(failover_outage(
+        f.failover = Some(failover_record(
             "rec-a",
             Some(t1 - chrono::Duration::seconds(3)),
             10,
@@ -331,66 +364,71 @@ mod tests {
         ));
         let moved = operator_status(&c, &f, t1);
         assert_eq!(
-            moved.state, "Scheduled",
+            moved.state,
+            CameraState::Scheduled,
             "rec-a's Recording condition predates the move"
         );
-        assert_eq!(moved.outages.len(), 1);
-        assert_eq!(moved.outages[0].start, t1 - chrono::Duration::seconds(13));
-        assert!(moved.outages[0].end.is_none());
+        let failover = moved.failover.clone().expect("failover recorded");
+        assert_eq!(failover.from, "rec-a");
+        assert_eq!(failover.at, t1);
+        assert_eq!(
+            failover.footage_safe_until,
+            t1 - chrono::Duration::seconds(13)
+        );
+        assert!(differs(&c, &moved));
 
-        // rec-b starts recording at t2: the outage closes at t2.
+        // Later reconciles keep the failover on record (an apply without it would remove it).
+        let status = applied(status, &moved);
         let t2 = t1 + chrono::Duration::seconds(2);
-        let mut status = CameraStatus {
-            recorder: moved.recorder.clone(),
-            assigned_at: moved.assigned_at,
-            outages: moved.outages.clone(),
-            conditions: moved.conditions.clone(),
-            ..Default::default()
-        };
-        // rec-a's stale Recording=True is still in the list: not proof of recording on rec-b.
-        let stale = operator_status(&camera(Some(status.clone())), &facts(Some("rec-b")), t2);
-        assert_eq!(stale.state, "Scheduled");
-        assert!(stale.outages[0].end.is_none());
+        let again = operator_status(&camera(Some(status.clone())), &facts(Some("rec-b")), t2);
+        assert_eq!(again.failover, Some(failover));
+        assert_eq!(again.state, CameraState::Scheduled);
+        assert!(!differs(&camera(Some(status.clone())), &again));
 
-        // A recorder that keeps the old transition time but reports a segment after the move.
+        // rec-b reports a segment after the move (keeping rec-a's transition time): Recording.
         let mut by_segment = status.clone();
         by_segment.last_segment_time = Some(t2);
         let after = operator_status(&camera(Some(by_segment)), &facts(Some("rec-b")), t2);
-        assert_eq!(after.state, "Recording");
-        assert_eq!(after.outages[0].end, Some(t2));
+        assert_eq!(after.state, CameraState::Recording);
 
-        // A recorder that writes a fresh transition time.
-        status.conditions.retain(|c| c.type_ != RECORDING);
-        let mut rec = Condition::new(RECORDING, ConditionStatus::True, "Streaming", "", Some(3));
-        rec.last_transition_time = t2;
-        status.conditions.push(rec);
-        let after = operator_status(&camera(Some(status)), &facts(Some("rec-b")), t2);
-        assert_eq!(after.state, "Recording");
-        assert_eq!(after.outages[0].end, Some(t2));
-        assert_eq!(
-            after
-                .conditions
-                .iter()
-                .filter(|c| c.type_ == RECORDING)
-                .count(),
-            1,
-            "the recorder's condition is carried through once"
-        );
+        // rec-b loses the stream: Degraded (the recorder's Degraded condition).
+        let mut lost = status;
+        lost.conditions.retain(|c| c.type_ != RECORDING);
+        lost.conditions.push(Condition::new(
+            RECORDING,
+            ConditionStatus::False,
+            "StreamLost",
+            "connection refused",
+            Some(3),
+        ));
+        let s = operator_status(&camera(Some(lost.clone())), &facts(Some("rec-b")), t2);
+        assert_eq!(s.state, CameraState::Degraded);
+        // Still connecting is not degraded.
+        lost.conditions.retain(|c| c.type_ != RECORDING);
+        lost.conditions.push(Condition::new(
+            RECORDING,
+            ConditionStatus::False,
+            "Connecting",
+            "connecting",
+            Some(3),
+        ));
+        let s = operator_status(&camera(Some(lost)), &facts(Some("rec-b")), t2);
+        assert_eq!(s.state, CameraState::Scheduled);
     }
 
     #[test]
-    fn unplaced_invalid_and_off_cameras() {
+    fn unplaced_invalid_off_and_secret_missing_cameras() {
         let mut f = facts(None);
         f.unplaced = Some((
             "InsufficientCapacity".into(),
             "no recorder has 4000 kbit/s free".into(),
         ));
         let s = operator_status(&camera(None), &f, Utc::now());
-        assert_eq!(s.state, "Pending");
-        let degraded = find_condition(&s.conditions, DEGRADED).expect("degraded");
+        assert_eq!(s.state, CameraState::Pending);
+        let scheduled = find_condition(&s.conditions, "Scheduled").expect("scheduled");
         assert_eq!(
-            (degraded.status, degraded.reason.as_str()),
-            (ConditionStatus::True, "InsufficientCapacity")
+            (scheduled.status, scheduled.reason.as_str()),
+            (ConditionStatus::False, "InsufficientCapacity")
         );
 
         let f = CameraFacts {
@@ -398,9 +436,9 @@ mod tests {
             ..facts(None)
         };
         let s = operator_status(&camera(None), &f, Utc::now());
-        assert_eq!(s.state, "Invalid");
+        assert_eq!(s.state, CameraState::Invalid);
         assert_eq!(
-            find_condition(&s.conditions, INVALID).map(|c| c.status),
+            find_condition(&s.conditions, "Invalid").map(|c| c.status),
             Some(ConditionStatus::True)
         );
 
@@ -408,25 +446,58 @@ mod tests {
             wanted: false,
             ..facts(None)
         };
-        assert_eq!(operator_status(&camera(None), &f, Utc::now()).state, "Off");
+        assert_eq!(
+            operator_status(&camera(None), &f, Utc::now()).state,
+            CameraState::Off
+        );
+
+        let f = CameraFacts {
+            secret_missing: Some("cam-secret".into()),
+            ..facts(Some("rec-a"))
+        };
+        let s = operator_status(&camera(None), &f, Utc::now());
+        assert_eq!(s.state, CameraState::Degraded);
+        assert!(
+            find_condition(&s.conditions, "Scheduled")
+                .is_some_and(|c| c.message.contains("cam-secret")),
+            "{:?}",
+            s.conditions
+        );
     }
 
     #[test]
     fn differs_ignores_transition_times_only() {
         let t0 = Utc::now();
         let s = operator_status(&camera(None), &facts(Some("rec-a")), t0);
-        let status = CameraStatus {
-            state: Some(s.state.clone()),
-            recorder: s.recorder.clone(),
-            assigned_at: s.assigned_at,
-            conditions: s.conditions.clone(),
-            observed_generation: s.observed_generation,
-            ..Default::default()
-        };
-        let c = camera(Some(status));
+        let c = camera(Some(applied(CameraStatus::default(), &s)));
         let again = operator_status(&c, &facts(Some("rec-a")), t0 + chrono::Duration::seconds(5));
         assert!(!differs(&c, &again), "nothing changed");
         let moved = operator_status(&c, &facts(Some("rec-b")), t0);
         assert!(differs(&c, &moved));
+    }
+
+    #[test]
+    fn apply_body_carries_only_operator_fields() {
+        let s = operator_status(&camera(None), &facts(Some("rec-a")), Utc::now());
+        let body = camera_status_apply_body("lobby", &s);
+        assert_eq!(body["kind"], "Camera");
+        assert_eq!(body["apiVersion"], "vigil.dev/v1alpha1");
+        assert_eq!(body["status"]["state"], "Scheduled");
+        let status = body["status"].as_object().expect("object");
+        for field in [
+            "measuredBitrateKbps",
+            "lastSegmentTime",
+            "coverage",
+            "failover",
+        ] {
+            assert!(!status.contains_key(field), "{field}: {body}");
+        }
+        assert!(
+            body["status"]["conditions"]
+                .as_array()
+                .expect("conditions")
+                .iter()
+                .all(|c| c["type"] == "Scheduled" || c["type"] == "Invalid")
+        );
     }
 }

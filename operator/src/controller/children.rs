@@ -178,9 +178,10 @@ pub fn role(pool: &RecorderPool) -> Role {
                 &["get", "patch", "update"],
             ),
             // Backfill Jobs run with the recorders' ServiceAccount: they read their Backfill and
-            // report progress and the seconds recovered or lost in its status. The coverage
-            // audit lists Backfills to skip holes one already covers.
-            rule(&["vigil.dev"], &["backfills"], &["get", "list"]),
+            // report progress and the seconds recovered or lost in its status. Recorders and
+            // the coverage audit create the Backfill of each hole they find; the audit lists
+            // Backfills to skip holes one already covers.
+            rule(&["vigil.dev"], &["backfills"], &["get", "list", "create"]),
             rule(
                 &["vigil.dev"],
                 &["backfills/status"],
@@ -720,8 +721,8 @@ mod tests {
             .expect("backfills rule");
         assert_eq!(
             backfills.verbs,
-            ["get", "list"],
-            "the audit lists Backfills"
+            ["get", "list", "create"],
+            "the audit lists Backfills; recorders and the audit create them for holes"
         );
     }
 }

@@ -341,21 +341,20 @@ fn fingerprint(value: &impl Hash) -> u64 {
 }
 
 /// What of a Camera the pool reconcile reads. Recorders rewrite `lastSegmentTime` and the
-/// measured bitrate all the time; neither changes placement, except a bitrate change of more
-/// than about 10 % (log buckets) and a segment while an outage is open (it closes the outage).
+/// measured bitrate; neither changes placement, except a bitrate change of more than about
+/// 10 % (log buckets).
 pub fn camera_placement_fingerprint(camera: &Camera) -> u64 {
     let status = camera.status.clone().unwrap_or_default();
     let bitrate_bucket = status
         .measured_bitrate_kbps
         .filter(|b| *b > 0)
         .map(|b| (f64::from(b).ln() / 1.1f64.ln()).floor() as i64);
-    let open_outage = status.outages.iter().any(|o| o.end.is_none());
     let conditions: Vec<String> = status
         .conditions
         .iter()
         .map(|c| {
             let mut s = format!("{}|{:?}|{}", c.type_, c.status, c.reason);
-            if c.type_ == camera_status::RECORDING {
+            if c.type_ == vigil_api::CameraConditionType::Recording.as_str() {
                 s.push_str(&c.last_transition_time.to_rfc3339());
             } else {
                 s.push_str(&c.message);
@@ -371,10 +370,9 @@ pub fn camera_placement_fingerprint(camera: &Camera) -> u64 {
         &camera.spec.pool,
         (&status.state, &status.recorder, status.assigned_at),
         status.observed_generation,
-        serde_json::to_string(&status.outages).unwrap_or_default(),
+        serde_json::to_string(&status.failover).unwrap_or_default(),
         conditions,
         bitrate_bucket,
-        open_outage.then_some(status.last_segment_time),
     ))
 }
 
@@ -524,7 +522,7 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
                 let own = fingerprint(&(
                     c.metadata.generation,
                     c.labels().get(RECORDER_LABEL),
-                    c.status.as_ref().and_then(|s| s.state.clone()),
+                    c.status.as_ref().and_then(|s| s.state),
                 ));
                 if for_camera.check(c, own) {
                     let _ = camera_tx.unbounded_send(c.clone());
@@ -848,16 +846,11 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_matters_only_while_an_outage_is_open() {
+    fn a_new_segment_does_not_wake_the_pool() {
+        // Recorders find and report holes themselves: a segment changes nothing the pool reads.
         let mut c = camera();
-        c.status.as_mut().expect("status").outages = vec![vigil_api::Outage {
-            start: chrono::Utc::now(),
-            end: None,
-            reason: vigil_api::BackfillReason::RecorderFailure,
-            recorder: Some("rec-x".into()),
-        }];
         let before = camera_placement_fingerprint(&c);
         c.status.as_mut().expect("status").last_segment_time = Some(chrono::Utc::now());
-        assert_ne!(camera_placement_fingerprint(&c), before);
+        assert_eq!(camera_placement_fingerprint(&c), before);
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant as WallInstant};
 use chrono::{DateTime, Timelike, Utc};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -31,8 +31,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::backfill::backfill_for_outage;
-use super::camera_status::{CameraFacts, differs, failover_outage, operator_status};
+use super::camera_status::{
+    self, CameraFacts, differs, failover_record, failover_recorded, operator_status,
+};
 use super::{AppliedWorkload, Context, FIELD_MANAGER, children, lease_version, publish};
 use crate::error::{Error, Result};
 use crate::liveness::{
@@ -45,7 +46,7 @@ use crate::placement::{
 use vigil_api::schedule::should_record;
 use vigil_api::validation;
 use vigil_api::{
-    Backfill, Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
+    Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
     RecorderPoolStatus, RecorderState, RecordingMode, set_condition,
 };
 
@@ -369,22 +370,19 @@ pub fn decide(
         };
         f.recorder = placed.assignments.get(&cam_name).cloned();
         let old = camera.labels().get(RECORDER_LABEL);
-        // The camera leaves a recorder that failed: open an outage, unless one is open already.
+        // The camera leaves a recorder that failed: record the failover (unless it is recorded
+        // already); the recorder taking the camera over finds the hole and backfills it.
         if let Some(old_recorder) = old
             && f.recorder.as_ref() != Some(old_recorder)
             && health_by_name
                 .get(old_recorder.as_str())
                 .is_none_or(|h| !h.healthy)
-            && !camera.status.as_ref().is_some_and(|s| {
-                s.outages
-                    .iter()
-                    .any(|o| o.end.is_none() && o.recorder.as_ref() == Some(old_recorder))
-            })
+            && !failover_recorded(camera, old_recorder)
         {
             let renewed = health_by_name
                 .get(old_recorder.as_str())
                 .and_then(|h| h.lease_renewed);
-            f.new_outage = Some(failover_outage(
+            f.failover = Some(failover_record(
                 old_recorder,
                 renewed,
                 pool.spec.segment_seconds,
@@ -457,7 +455,7 @@ async fn apply_cameras(
             continue;
         };
         let old = camera.labels().get(RECORDER_LABEL).cloned();
-        if f.new_outage.is_some()
+        if f.failover.is_some()
             && let Some(changed_at) = old
                 .as_deref()
                 .and_then(|r| health_by_name.get(r))
@@ -468,11 +466,13 @@ async fn apply_cameras(
                 .failover_detection_seconds
                 .observe(changed_at.elapsed().as_secs_f64());
         }
-        let mut new_status = operator_status(camera, f, now);
-        hand_over_closed_outages(ctx, camera, &mut new_status.outages).await?;
-        *states.entry(new_status.state.clone()).or_default() += 1;
+        let new_status = operator_status(camera, f, now);
+        *states
+            .entry(new_status.state.as_str().to_string())
+            .or_default() += 1;
         if differs(camera, &new_status) {
-            apply_camera_status(ctx, &cameras_api, camera, &new_status).await?;
+            ctx.metrics.count_write("camera");
+            camera_status::apply(&cameras_api, camera, &new_status).await?;
         }
         if old != f.recorder {
             let patch = serde_json::json!({"metadata": {"labels": {RECORDER_LABEL: f.recorder}}});
@@ -697,57 +697,6 @@ pub fn pool_status_differs(old: Option<&RecorderPoolStatus>, new: &RecorderPoolS
     without_renewals(old) != without_renewals(new)
 }
 
-/// Turns each closed outage of `camera` into a Backfill (if the camera wants auto-backfill) and
-/// removes it from the list. The Backfill's name is derived from the outage, so a reconcile that
-/// fails after creating it finds it again instead of creating a second one.
-async fn hand_over_closed_outages(
-    ctx: &Context,
-    camera: &Camera,
-    outages: &mut Vec<vigil_api::Outage>,
-) -> Result<()> {
-    let ns = camera.namespace().unwrap_or_default();
-    let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &ns);
-    for outage in outages.iter().filter(|o| o.end.is_some()) {
-        let seconds = outage.end.map_or(0.0, |e| {
-            (e - outage.start).num_milliseconds() as f64 / 1000.0
-        });
-        if !camera.spec.auto_backfill {
-            publish(
-                ctx,
-                camera,
-                EventType::Warning,
-                "OutageNotBackfilled",
-                format!("{seconds:.1} s without footage; autoBackfill is off"),
-            )
-            .await;
-            continue;
-        }
-        let Some(backfill) = backfill_for_outage(camera, outage) else {
-            continue;
-        };
-        match api.create(&PostParams::default(), &backfill).await {
-            Ok(_) => {
-                info!(camera = %camera.name_any(), backfill = %backfill.name_any(), seconds, "outage handed to a Backfill");
-                publish(
-                    ctx,
-                    camera,
-                    EventType::Normal,
-                    "BackfillCreated",
-                    format!(
-                        "Backfill {} for {seconds:.1} s of outage",
-                        backfill.name_any()
-                    ),
-                )
-                .await;
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    outages.retain(|o| o.end.is_none());
-    Ok(())
-}
-
 /// The fingerprint of everything applied for `pool`: equal fingerprints, equal workloads.
 pub fn workload_fingerprint(workload: &children::Workload) -> Result<u64> {
     let mut h = std::hash::DefaultHasher::new();
@@ -860,26 +809,6 @@ where
             &Patch::Apply(&value),
         )
         .await?)
-}
-
-async fn apply_camera_status(
-    ctx: &Context,
-    api: &Api<Camera>,
-    camera: &Camera,
-    status: &super::camera_status::OperatorCameraStatus,
-) -> Result<()> {
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": camera.resource_version()},
-        "status": status,
-    });
-    ctx.metrics.count_write("camera");
-    api.patch_status(
-        &camera.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 async fn apply_pool_status(
@@ -1055,7 +984,9 @@ mod tests {
                 &format!("{CAMERAS}/{cam}/status"),
                 move |body| {
                     assert_eq!(body["status"]["recorder"], to, "{body}");
-                    assert_eq!(body["metadata"]["resourceVersion"], "1", "guarded write");
+                    // Server-side apply of the operator's own fields: no resourceVersion guard.
+                    assert_eq!(body["kind"], "Camera", "{body}");
+                    assert!(body["metadata"].get("resourceVersion").is_none(), "{body}");
                 },
             ));
             first.push(Expected::patch(
@@ -1131,10 +1062,9 @@ mod tests {
             Expected::patch(&objects, &format!("{CAMERAS}/cam-0/status"), |body| {
                 let status = &body["status"];
                 assert_eq!(status["recorder"], "rec-b", "{body}");
-                let outages = status["outages"].as_array().expect("outages");
-                assert_eq!(outages.len(), 1, "{body}");
-                assert_eq!(outages[0]["recorder"], "rec-a");
-                assert!(outages[0].get("end").is_none_or(Value::is_null));
+                // The failover is recorded for the recorder taking over, which finds the hole.
+                assert_eq!(status["failover"]["from"], "rec-a", "{body}");
+                assert!(status["failover"]["footageSafeUntil"].is_string(), "{body}");
             }),
             Expected::patch(&objects, &format!("{CAMERAS}/cam-0"), label_patch("rec-b")),
             Expected::patch(&objects, POOL_STATUS, |body| {
@@ -1153,7 +1083,10 @@ mod tests {
         assert!(seen.events >= 1, "a Failover Event at least");
         let cam = cluster.camera("cam-0");
         assert_eq!(
-            cam.status.as_ref().and_then(|s| s.state.as_deref()),
+            cam.status
+                .as_ref()
+                .and_then(|s| s.state)
+                .map(|s| s.as_str()),
             Some("Scheduled")
         );
     }

@@ -1,4 +1,4 @@
-//! `vigil-recorder backfill`: fills a window of one camera's footage from its edge storage.
+//! `vigil-jobs backfill`: fills a window of one camera's footage from its edge storage.
 //!
 //! 1. List what the store already holds for the window (live and backfilled segments of the
 //!    hours the window touches, plus the hour before it) and compute the missing intervals.
