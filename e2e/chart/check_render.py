@@ -141,7 +141,8 @@ def check_rbac(cr):
         ("vigil.dev", "backfills/status", "get patch update"),
         ("coordination.k8s.io", "leases", "get list watch create update patch delete"),
         ("", "pods", "get list watch"),
-        ("", "secrets", "get list"),
+        # Metadata only: the pool reconcile watches which Secrets exist (no value is read).
+        ("", "secrets", "get list watch"),
         ("apps", "deployments", "get list watch create patch update"),
         ("", "services", "get list watch create patch update"),
         ("", "serviceaccounts", "get list watch create patch update"),
@@ -164,6 +165,7 @@ def check_rbac(cr):
         ("vigil.dev", "recorderpools", "get list watch"),
         ("vigil.dev", "cameras/status", "get patch update"),
         ("", "secrets", "get"),
+        ("vigil.dev", "backfills", "get create"),
         ("coordination.k8s.io", "leases", "get create update patch"),
         ("", "events", "create patch"),
         ("events.k8s.io", "events", "create patch"),
