@@ -10,7 +10,7 @@
 //! Recorders are represented by their Leases (process-kind recorders, no pods): one task renews
 //! every Lease each `renewSeconds`, as each real recorder does for its own. The operator runs as
 //! a process watching only the benchmark's namespace, with its production defaults (leader
-//! election, `--resync-ms 1000`).
+//! election; `--resync-ms` at its default).
 //!
 //! Phases and figures:
 //! 1. background: the Leases renew, no operator yet — what the API server sees from others;
