@@ -450,6 +450,15 @@ fn applied<K>(event: &watcher::Event<K>) -> Option<&K> {
     }
 }
 
+/// The object an event applies or deletes, and whether it was deleted; None for the events
+/// that mark the start and end of a re-list.
+fn touched<K>(event: &watcher::Event<K>) -> Option<(&K, bool)> {
+    match event {
+        watcher::Event::Delete(o) => Some((o, true)),
+        e => applied(e).map(|o| (o, false)),
+    }
+}
+
 /// Runs the RecorderPool, Camera and Backfill controllers until SIGTERM.
 pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
     let client = ctx.client.clone();
@@ -541,12 +550,8 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
             pods_w,
             "pods",
             move |event| {
-                let (pod, deleted) = match event {
-                    watcher::Event::Delete(p) => (p, true),
-                    e => match applied(e) {
-                        Some(p) => (p, false),
-                        None => return,
-                    },
+                let Some((pod, deleted)) = touched(event) else {
+                    return;
                 };
                 let wanted = if deleted {
                     changed.forget(pod);
@@ -573,12 +578,8 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
             leases_w,
             "leases",
             move |event| {
-                let (lease, deleted) = match event {
-                    watcher::Event::Delete(l) => (l, true),
-                    e => match applied(e) {
-                        Some(l) => (l, false),
-                        None => return,
-                    },
+                let Some((lease, deleted)) = touched(event) else {
+                    return;
                 };
                 let (Some(ns), Some(pool)) = (lease.namespace(), lease.labels().get(POOL_LABEL))
                 else {
@@ -702,9 +703,8 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 let (d, deleted) = match &event {
-                    Ok(watcher::Event::Delete(d)) => (d, true),
-                    Ok(e) => match applied(e) {
-                        Some(d) => (d, false),
+                    Ok(e) => match touched(e) {
+                        Some(t) => t,
                         None => continue,
                     },
                     Err(e) => {
