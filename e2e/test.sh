@@ -46,6 +46,12 @@ export VIGIL_MOTO_PYTHON=${VIGIL_MOTO_PYTHON:-${VIGIL_CACHE:-/var/cache/vigil}/v
 stage "camera simulator self-test (GStreamer RTSP server, ONVIF replay)"
 count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
 
+stage "remote-site network harness (namespaces, real NATs, hole punching)"
+count_run sites-net bash e2e/sites/net_test.sh
+
+stage "remote site through a symmetric NAT: camera recorded over the relay, uplink cut and restored (issue 15)"
+count_run sites-relay bash e2e/sites/relay_test.sh
+
 stage "local Kubernetes cluster"
 started_cluster=0
 CLUSTER_ENV=${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env
@@ -78,6 +84,9 @@ count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
 stage "playback web page in headless Chromium (timeline, hls.js, screenshot)"
 count_run ui bash e2e/ui/test.sh
 
+stage "live view in headless Chromium (recorder live tap → WHEP/WebRTC, moving picture, latency, recorder SIGKILL)"
+count_run live bash e2e/ui/live_test.sh
+
 if [ -n "${KUBECONFIG:-}" ]; then
   stage "integration tests against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null)"
   # The integration tests put these binaries into images and processes.
@@ -85,8 +94,18 @@ if [ -n "${KUBECONFIG:-}" ]; then
   count_run integration cargo test --no-fail-fast -p vigil-e2e -- --test-threads=2
 fi
 
+stage "cascaded domains: parent and child control planes (e2e/cluster/domain.sh), access points linked by mutual TLS"
+count_run cascade bash e2e/cascade/test.sh
+
 stage "Helm chart: lint, template, CRDs in sync, server-side dry run"
 count_run chart bash e2e/chart/test.sh
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  # After the integration tests, which built the binaries it puts into images; its operator only
+  # watches its own namespace, so it cannot act on what other tests left behind.
+  stage "helm install with the quickstart pool, the user's install path (recorders up, cameras recorded)"
+  count_run quickstart bash e2e/chart/quickstart_test.sh
+fi
 
 stage "summary"
 if [ ${#failed_stages[@]} -gt 0 ]; then echo "failed stages: ${failed_stages[*]} (logs in $LOGDIR)"; fi

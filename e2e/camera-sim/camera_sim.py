@@ -24,8 +24,13 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
+import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -576,6 +581,7 @@ class Camera:
         self.state = 'up'
         self.down_scope = None
         self.events = []
+        self.motion = False               # ONVIF tns1:VideoSource/MotionAlarm state
         self.started_at_ms = None
         self.utc0_ns = None               # UTC at encoder running time 0
         self.enc_base = None
@@ -583,6 +589,13 @@ class Camera:
         self.sd = SdStore(sim.args.sd_dir, self, sim.args.sd_minutes) if sim.args.sd_dir else None
         self.pipeline = None
         self.factories = {}
+        # --frame-log: one line per frame that left the encoder, "<count> <utc ms>", where the
+        # UTC ms is the time burnt into that frame; line-buffered so a reader sees it at once.
+        self.frame_log = None
+        if sim.args.frame_log:
+            os.makedirs(sim.args.frame_log, exist_ok=True)
+            self.frame_log = open(os.path.join(sim.args.frame_log, cfg.name + '.frames'), 'a',
+                                  buffering=1)
 
     # ---- events
     def add_event(self, kind, **extra):
@@ -791,6 +804,9 @@ class Camera:
             self.video_caps = sample.get_caps()
         if self.enc_base is None:
             self._calibrate()
+        if self.frame_log is not None:
+            utc_ms = self.running_to_utc_ns(running) // 1_000_000
+            self.frame_log.write('%d %d\n' % (self.frames_encoded, utc_ms))
         with self.lock:
             sinks = list(self.sinks)
         if not sinks:
@@ -881,7 +897,7 @@ class Camera:
             'started_at': iso_ms(self.started_at_ms), 'started_at_ms': self.started_at_ms,
             'width': c.width, 'height': c.height, 'fps': c.fps, 'bitrate_kbps': c.bitrate,
             'gop': c.gop, 'audio': c.audio, 'auth': c.user is not None,
-            'live_medias': len(self.sinks),
+            'live_medias': len(self.sinks), 'motion': self.motion,
             'rtsp_clients': self.sim.client_count(c.name),
             'urls': {
                 'live': 'rtsp://%s:%d/%s/live' % (host, sim.rtsp_port, c.name),
@@ -1142,6 +1158,10 @@ NS = {
     'trc': 'http://www.onvif.org/ver10/recording/wsdl',
     'tt': 'http://www.onvif.org/ver10/schema',
     'ter': 'http://www.onvif.org/ver10/error',
+    'tev': 'http://www.onvif.org/ver10/events/wsdl',
+    'wsnt': 'http://docs.oasis-open.org/wsn/b-2',
+    'wsa5': 'http://www.w3.org/2005/08/addressing',
+    'tns1': 'http://www.onvif.org/ver10/topics',
 }
 XMLNS = ' '.join('xmlns:%s="%s"' % kv for kv in NS.items())
 
@@ -1174,12 +1194,21 @@ class Onvif:
         'recording_service': 'http://www.onvif.org/ver10/recording/wsdl',
         'search_service': 'http://www.onvif.org/ver10/search/wsdl',
         'replay_service': 'http://www.onvif.org/ver10/replay/wsdl',
+        'event_service': 'http://www.onvif.org/ver10/events/wsdl',
     }
+    MOTION_TOPIC = 'tns1:VideoSource/MotionAlarm'
+    MAX_QUEUED = 100          # per subscription: the oldest go first
+    MAX_SUBSCRIPTIONS = 64    # oldest evicted
+    MAX_PULL_TIMEOUT_S = 30
 
     def __init__(self, sim):
         self.sim = sim
         self.searches = {}
         self.lock = threading.Lock()
+        # PullPoint subscriptions: id -> {'cams': [names], 'queue': [...], 'expires_ms': int}
+        self.subs = {}
+        self.subs_cond = threading.Condition()
+        self.subs_created = 0
 
     # ---- auth
     def _credentials(self, root):
@@ -1227,7 +1256,7 @@ class Onvif:
         return cam
 
     # ---- dispatch
-    def handle(self, service, body, host_header, only=None):
+    def handle(self, service, body, host_header, only=None, http_user=None, scheme='http', sub=None):
         try:
             root = ET.fromstring(body)
         except ET.ParseError as e:
@@ -1239,9 +1268,17 @@ class Onvif:
             return 400, soap_fault('Sender', 'ter:WellFormed', 'no SOAP body')
         req = b[0]
         op = req.tag.split('}')[-1]
+        if (sub is None) != (op not in ('PullMessages', 'Renew', 'Unsubscribe')):
+            return 400, soap_fault('Sender', 'ter:ActionNotSupported',
+                                   'operation %s not supported at this address' % op)
+        if sub is not None:
+            req.set('{vigil}sub', sub)
         creds = self._credentials(root)
+        if http_user is not None:       # HTTP Digest already proved the password
+            creds = {'user': http_user, 'password': self.sim.passwords[http_user], 'digest': False}
         prefix = '/onvif/' if only is None else '/onvif/%s/' % only
-        base = 'http://%s%s' % (host_header or '%s:%d' % (self.sim.url_host, self.sim.control_port), prefix)
+        port = self.sim.onvif_https_port if scheme == 'https' else self.sim.control_port
+        base = '%s://%s%s' % (scheme, host_header or '%s:%d' % (self.sim.url_host, port), prefix)
         try:
             fn = getattr(self, 'op_' + op, None)
             if fn is None:
@@ -1249,6 +1286,138 @@ class Onvif:
             return 200, soap_envelope(fn(req, creds, base, only))
         except SoapError as e:
             return e.status, soap_fault(e.code, e.subcode, e.reason)
+
+    # ---- event service (PullPoint)
+    @staticmethod
+    def _duration_s(text, default):
+        """xs:duration like PT60S / PT1M / PT1H30S (or an absolute time: seconds from now)."""
+        text = (text or '').strip()
+        if not text:
+            return default
+        m = re.fullmatch(r'P(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)', text)
+        if m and any(m.groups()):
+            h, mi, se = m.groups()
+            return int(h or 0) * 3600 + int(mi or 0) * 60 + float(se or 0)
+        ms = parse_utc_ms(text)
+        if ms is not None:
+            return max(0.0, (ms - now_ms()) / 1000.0)
+        raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'bad duration %r' % text)
+
+    def _notification(self, cam_name, state, ms, op='Changed'):
+        return ('<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/'
+                'topicExpression/ConcreteSet">%s</wsnt:Topic><wsnt:Message>'
+                '<tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>'
+                '<tt:SimpleItem Name="VideoSourceConfigurationToken" Value="%s"/></tt:Source>'
+                '<tt:Data><tt:SimpleItem Name="State" Value="%s"/></tt:Data></tt:Message>'
+                '</wsnt:Message></wsnt:NotificationMessage>'
+                % (self.MOTION_TOPIC, iso_ms(ms), op, _x(cam_name), 'true' if state else 'false'))
+
+    def motion_changed(self, cam, state, ms):
+        """Queues the change on every live subscription that covers the camera."""
+        with self.subs_cond:
+            for sub in self.subs.values():
+                if cam.cfg.name in sub['cams']:
+                    sub['queue'].append(self._notification(cam.cfg.name, state, ms))
+                    del sub['queue'][:-self.MAX_QUEUED]
+            self.subs_cond.notify_all()
+
+    def _expire(self):
+        now = now_ms()
+        for k in [k for k, v in self.subs.items() if v['expires_ms'] <= now]:
+            del self.subs[k]
+
+    def subscription_count(self):
+        with self.subs_cond:
+            self._expire()
+            return len(self.subs)
+
+    def _sub(self, req, creds):
+        sid = req.get('{vigil}sub')
+        with self.subs_cond:
+            self._expire()
+            sub = self.subs.get(sid)
+        if sub is None:
+            raise SoapError(400, 'Sender', 'wsrf-rw:ResourceUnknownFault',
+                            'no such subscription (expired, unsubscribed or the camera restarted)')
+        for name in sub['cams']:
+            cam = self.sim.cameras.get(name)
+            if cam is not None and not self._check(creds, cam):
+                raise SoapError(401, 'Sender', 'ter:NotAuthorized', 'not authorized')
+        return sid, sub
+
+    def op_GetEventProperties(self, req, creds, base, only):
+        return ('<tev:GetEventPropertiesResponse><tev:TopicNamespaceLocation>'
+                'http://www.onvif.org/onvif/ver10/topics/topicns.xml</tev:TopicNamespaceLocation>'
+                '<wsnt:FixedTopicSet>true</wsnt:FixedTopicSet><wstop:TopicSet '
+                'xmlns:wstop="http://docs.oasis-open.org/wsn/t-1"><tns1:VideoSource><MotionAlarm '
+                'wstop:topic="true"/></tns1:VideoSource></wstop:TopicSet></tev:GetEventPropertiesResponse>')
+
+    def op_CreatePullPointSubscription(self, req, creds, base, only):
+        if only is not None:
+            cams = [self._camera(only, creds, only)]
+        else:
+            cams = self._visible(creds)
+            if not cams:
+                raise SoapError(401, 'Sender', 'ter:NotAuthorized', 'not authorized for any camera')
+        ttl = self._duration_s(req.findtext('tev:InitialTerminationTime', default='', namespaces=NS), 60)
+        ttl = min(max(ttl, 1), 3600)
+        now = now_ms()
+        with self.subs_cond:
+            self._expire()
+            while len(self.subs) >= self.MAX_SUBSCRIPTIONS:
+                oldest = min(self.subs, key=lambda k: self.subs[k]['created_ms'])
+                del self.subs[oldest]
+            sid = secrets.token_hex(8)
+            # As cameras do, the current state first ("Initialized").
+            queue = [self._notification(c.cfg.name, c.motion, now, 'Initialized') for c in cams]
+            self.subs[sid] = {'cams': [c.cfg.name for c in cams], 'queue': queue,
+                              'expires_ms': now + int(ttl * 1000), 'created_ms': now}
+            self.subs_created += 1
+        log('ONVIF PullPoint subscription %s for %s (%d s)' % (sid, ','.join(c.cfg.name for c in cams), ttl))
+        return ('<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>'
+                '<wsa5:Address>%ssubscription/%s</wsa5:Address></tev:SubscriptionReference>'
+                '<wsnt:CurrentTime>%s</wsnt:CurrentTime><wsnt:TerminationTime>%s</wsnt:TerminationTime>'
+                '</tev:CreatePullPointSubscriptionResponse>'
+                % (_x(base), sid, iso_s(now), iso_s(now + int(ttl * 1000))))
+
+    def op_PullMessages(self, req, creds, base, only):
+        sid, sub = self._sub(req, creds)
+        timeout = min(self._duration_s(req.findtext('tev:Timeout', default='', namespaces=NS), 10),
+                      self.MAX_PULL_TIMEOUT_S)
+        try:
+            limit = max(1, min(int(req.findtext('tev:MessageLimit', default='100', namespaces=NS)), 1000))
+        except ValueError:
+            raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'bad MessageLimit') from None
+        deadline = time.monotonic() + timeout
+        with self.subs_cond:
+            while not sub['queue'] and self.subs.get(sid) is sub:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.subs_cond.wait(left)
+            msgs, sub['queue'][:limit] = sub['queue'][:limit], []
+            expires = sub['expires_ms']
+        now = now_ms()
+        return ('<tev:PullMessagesResponse><tev:CurrentTime>%s</tev:CurrentTime>'
+                '<tev:TerminationTime>%s</tev:TerminationTime>%s</tev:PullMessagesResponse>'
+                % (iso_s(now), iso_s(expires), ''.join(msgs)))
+
+    def op_Renew(self, req, creds, base, only):
+        sid, sub = self._sub(req, creds)
+        ttl = min(max(self._duration_s(req.findtext('wsnt:TerminationTime', default='', namespaces=NS), 60), 1), 3600)
+        now = now_ms()
+        with self.subs_cond:
+            sub['expires_ms'] = now + int(ttl * 1000)
+        return ('<wsnt:RenewResponse><wsnt:TerminationTime>%s</wsnt:TerminationTime>'
+                '<wsnt:CurrentTime>%s</wsnt:CurrentTime></wsnt:RenewResponse>'
+                % (iso_s(sub['expires_ms']), iso_s(now)))
+
+    def op_Unsubscribe(self, req, creds, base, only):
+        sid, _sub = self._sub(req, creds)
+        with self.subs_cond:
+            self.subs.pop(sid, None)
+            self.subs_cond.notify_all()
+        return '<wsnt:UnsubscribeResponse/>'
 
     # ---- device service
     def op_GetSystemDateAndTime(self, req, creds, base, only):
@@ -1278,6 +1447,10 @@ class Onvif:
     def op_GetCapabilities(self, req, creds, base, only):
         return ('<tds:GetCapabilitiesResponse><tds:Capabilities>'
                 '<tt:Device><tt:XAddr>{b}device_service</tt:XAddr></tt:Device>'
+                '<tt:Events><tt:XAddr>{b}event_service</tt:XAddr><tt:WSSubscriptionPolicySupport>false'
+                '</tt:WSSubscriptionPolicySupport><tt:WSPullPointSupport>true</tt:WSPullPointSupport>'
+                '<tt:WSPausableSubscriptionManagerInterfaceSupport>false'
+                '</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>'
                 '<tt:Extension>'
                 '<tt:Recording><tt:XAddr>{b}recording_service</tt:XAddr><tt:ReceiverSource>false</tt:ReceiverSource>'
                 '<tt:MediaProfileSource>false</tt:MediaProfileSource><tt:DynamicRecordings>false</tt:DynamicRecordings>'
@@ -1417,6 +1590,248 @@ class Onvif:
 # --------------------------------------------------------------------------
 # control HTTP API
 
+# --------------------------------------------------------------------------
+# Digest authentication with qop (RFC 7616 / RFC 2617), server side, for the
+# --rtsp-auth digest-qop and --onvif-auth digest modes (gst-rtsp-server's own
+# digest has no qop, cnonce or nc).
+
+_DIGEST_PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^,\s]*)')
+_DIGEST_HASH = {'MD5': hashlib.md5, 'SHA-256': hashlib.sha256}
+
+
+def digest_params(value):
+    scheme, _, rest = value.strip().partition(' ')
+    params = {}
+    for m in _DIGEST_PARAM.finditer(rest):
+        v = m.group(3) if m.group(3) is not None else m.group(2)
+        params[m.group(1).lower()] = re.sub(r'\\(.)', r'\1', v)
+    return scheme.lower(), params
+
+
+class DigestServer:
+    """Nonces issued, their nonce counts (nc must grow: a replayed Authorization is refused)
+    and their expiry after `uses` requests (then the 401 says stale=true, as servers whose
+    nonces time out do). Offers SHA-256 first, then MD5 (RFC 7616 §3.7 order of preference)."""
+
+    def __init__(self, realm, uses=0, algorithms=('SHA-256', 'MD5')):
+        self.realm, self.uses, self.algorithms = realm, uses, algorithms
+        self.nonces = {}
+        self.opaque = secrets.token_hex(8)
+        self.lock = threading.Lock()
+        self.stats = {'challenges': 0, 'stale': 0, 'ok': 0, 'refused': 0}
+
+    def challenges(self, stale=False):
+        nonce = secrets.token_hex(16)
+        with self.lock:
+            if len(self.nonces) > 10000:
+                self.nonces.clear()
+            self.nonces[nonce] = {'nc': 0, 'uses': 0}
+            self.stats['stale' if stale else 'challenges'] += 1
+        return ['Digest realm="%s", qop="auth", algorithm=%s, nonce="%s", opaque="%s"%s'
+                % (self.realm, alg, nonce, self.opaque, ', stale=true' if stale else '')
+                for alg in self.algorithms]
+
+    def check(self, header, method, uri, passwords):
+        """(user, stale): user when the Authorization is valid; stale when the response was
+        right but the nonce is used up."""
+        if not header:
+            return None, False
+        scheme, p = digest_params(header)
+        user = p.get('username')
+        alg = p.get('algorithm', 'MD5')
+        if (scheme != 'digest' or user not in passwords or alg not in self.algorithms
+                or p.get('qop') != 'auth' or not p.get('cnonce') or p.get('uri') != uri):
+            self._count('refused')
+            return None, False
+        try:
+            nc = int(p.get('nc', ''), 16)
+        except ValueError:
+            self._count('refused')
+            return None, False
+        h = lambda s: _DIGEST_HASH[alg](s.encode()).hexdigest()  # noqa: E731
+        ha1 = h('%s:%s:%s' % (user, self.realm, passwords[user]))
+        ha2 = h('%s:%s' % (method, uri))
+        want = h('%s:%s:%08x:%s:auth:%s' % (ha1, p.get('nonce', ''), nc, p['cnonce'], ha2))
+        if not secrets.compare_digest(want, p.get('response', '')):
+            self._count('refused')
+            return None, False
+        with self.lock:
+            st = self.nonces.get(p.get('nonce', ''))
+            if st is None:              # not ours (or forgotten): a fresh nonce is all it needs
+                self.stats['refused'] += 1
+                return None, True
+            if nc <= st['nc']:          # replayed
+                self.stats['refused'] += 1
+                return None, False
+            if self.uses and st['uses'] >= self.uses:
+                return None, True
+            st['nc'], st['uses'] = nc, st['uses'] + 1
+            self.stats['ok'] += 1
+        return user, False
+
+    def _count(self, k):
+        with self.lock:
+            self.stats[k] += 1
+
+
+def _rtsp_split(buf):
+    """(message, rest) from the front of buf, or None when incomplete. Interleaved '$'
+    frames and header+Content-Length messages."""
+    if not buf:
+        return None
+    if buf[:1] == b'$':
+        if len(buf) < 4:
+            return None
+        n = 4 + int.from_bytes(buf[2:4], 'big')
+        return (buf[:n], buf[n:]) if len(buf) >= n else None
+    i = buf.find(b'\r\n\r\n')
+    if i < 0:
+        if len(buf) > 65536:
+            raise ValueError('RTSP header too long')
+        return None
+    clen = 0
+    for line in buf[:i].split(b'\r\n')[1:]:
+        k, _, v = line.partition(b':')
+        if k.strip().lower() == b'content-length':
+            clen = int(v.strip() or 0)
+    n = i + 4 + clen
+    return (buf[:n], buf[n:]) if len(buf) >= n else None
+
+
+class RtspDigestProxy:
+    """The RTSP port in --rtsp-auth digest-qop mode: a TCP relay in front of the (then
+    unauthenticated, loopback-only) gst-rtsp-server that demands Digest with qop=auth for
+    cameras with user=/password=. RTSP over TCP (interleaved) only."""
+
+    def __init__(self, sim, bind, port, backend_port):
+        self.sim, self.backend_port = sim, backend_port
+        self.digest = DigestServer('vigil-camera-sim RTSP', sim.args.digest_nonce_uses)
+        self.sock = socket.create_server((bind, port), reuse_port=False)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, name='rtsp-digest-proxy', daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _camera(self, uri):
+        parts = [p for p in urllib.parse.urlsplit(uri).path.split('/') if p]
+        return self.sim.cameras.get(parts[0]) if parts else None
+
+    def _serve(self, client):
+        try:
+            backend = socket.create_connection(('127.0.0.1', self.backend_port))
+        except OSError:
+            client.close()
+            return
+        out_lock = threading.Lock()
+
+        def close():
+            for s in (client, backend):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        def downstream():               # camera -> client, whole messages
+            buf = b''
+            try:
+                while True:
+                    data = backend.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                    while True:
+                        m = _rtsp_split(buf)
+                        if m is None:
+                            break
+                        msg, buf = m
+                        with out_lock:
+                            client.sendall(msg)
+            except (OSError, ValueError):
+                pass
+            close()
+
+        threading.Thread(target=downstream, daemon=True).start()
+        buf = b''
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    m = _rtsp_split(buf)
+                    if m is None:
+                        break
+                    msg, buf = m
+                    if msg[:1] != b'$' and not self._allowed(msg, client, out_lock):
+                        continue
+                    backend.sendall(msg)
+        except (OSError, ValueError):
+            pass
+        close()
+        client.close()
+        backend.close()
+
+    def _allowed(self, msg, client, out_lock):
+        head = msg.split(b'\r\n\r\n', 1)[0].decode('latin-1')
+        lines = head.split('\r\n')
+        parts = lines[0].split(' ')
+        if len(parts) != 3:
+            return True
+        method, uri = parts[0], parts[1]
+        hdrs = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(':')
+            hdrs.setdefault(k.strip().lower(), v.strip())
+        cam = self._camera(uri)
+        if cam is None or not cam.cfg.user:
+            return True
+        user, stale = self.digest.check(hdrs.get('authorization'), method, uri,
+                                         {cam.cfg.user: cam.cfg.password})
+        if user is not None:
+            return True
+        resp = 'RTSP/1.0 401 Unauthorized\r\nCSeq: %s\r\n' % hdrs.get('cseq', '0')
+        for c in self.digest.challenges(stale):
+            resp += 'WWW-Authenticate: %s\r\n' % c
+        resp += 'Content-Length: 0\r\n\r\n'
+        with out_lock:
+            client.sendall(resp.encode())
+        return False
+
+
+def make_tls_context(work_dir, host):
+    """A CA and a server certificate it signs (SAN: localhost, 127.0.0.1 and host), made with
+    the openssl CLI, as a camera with a private/self-made CA would present. Returns
+    (SSLContext, path of the CA certificate to trust)."""
+    ext = os.path.join(work_dir, 'ext.cnf')
+    sans = ['DNS:localhost', 'IP:127.0.0.1']
+    if host and host not in ('127.0.0.1', 'localhost'):
+        sans.append(('IP:%s' if re.fullmatch(r'[0-9.]+|[0-9a-fA-F:]+', host) else 'DNS:%s') % host)
+    with open(ext, 'w') as f:
+        f.write('subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\n'
+                'keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' % ','.join(sans))
+    j = lambda n: os.path.join(work_dir, n)  # noqa: E731
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+    for cmd in (
+        ['openssl', 'req', '-x509', *ec, '-days', '3', '-subj', '/CN=vigil-camera-sim CA',
+         '-keyout', j('ca.key'), '-out', j('ca.pem')],
+        ['openssl', 'req', *ec, '-subj', '/CN=vigil-camera-sim', '-keyout', j('key.pem'),
+         '-out', j('leaf.csr')],
+        ['openssl', 'x509', '-req', '-in', j('leaf.csr'), '-CA', j('ca.pem'), '-CAkey', j('ca.key'),
+         '-CAcreateserial', '-days', '3', '-extfile', ext, '-out', j('cert.pem')],
+    ):
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(j('cert.pem'), j('key.pem'))
+    return ctx, j('ca.pem')
+
+
 class ControlServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1431,16 +1846,27 @@ def make_handler(sim):
             if sim.args.verbose:
                 log('http: ' + fmt % a)
 
-        def _send(self, status, body, ctype='application/json'):
+        def _send(self, status, body, ctype='application/json', chunked=False, headers=()):
             if not isinstance(body, (bytes, str)):
                 body = json.dumps(body, indent=1)
             if isinstance(body, str):
                 body = body.encode()
             self.send_response(status)
             self.send_header('Content-Type', ctype)
-            self.send_header('Content-Length', str(len(body)))
+            for k, v in headers:
+                self.send_header(k, v)
+            if not chunked:
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            # --onvif-chunked: small chunks, as embedded web servers stream their answers.
+            self.send_header('Transfer-Encoding', 'chunked')
             self.end_headers()
-            self.wfile.write(body)
+            for i in range(0, len(body), 512):
+                part = body[i:i + 512]
+                self.wfile.write(b'%x\r\n%s\r\n' % (len(part), part))
+            self.wfile.write(b'0\r\n\r\n')
 
         def _cam(self, name):
             cam = sim.cameras.get(name)
@@ -1453,7 +1879,14 @@ def make_handler(sim):
                 u = urllib.parse.urlsplit(self.path)
                 parts = [urllib.parse.unquote(p) for p in u.path.split('/') if p]
                 if parts == ['healthz']:
-                    return self._send(200, {'status': 'ok', 'cameras': len(sim.cameras)})
+                    auth = {}
+                    if sim.proxy is not None:
+                        auth['rtsp_digest'] = dict(sim.proxy.digest.stats)
+                    if sim.onvif_digest is not None:
+                        auth['onvif_digest'] = dict(sim.onvif_digest.stats)
+                    return self._send(200, {'status': 'ok', 'cameras': len(sim.cameras), **auth,
+                                            'pullpoint_subscriptions': sim.onvif.subscription_count(),
+                                            'pullpoint_created': sim.onvif.subs_created})
                 if parts == ['cameras']:
                     return self._send(200, [c.info() for c in sim.cameras.values()])
                 if len(parts) >= 2 and parts[0] == 'cameras':
@@ -1500,6 +1933,25 @@ def make_handler(sim):
                     else:
                         ev = run_on_main(lambda: sim.restore(cam))
                     return self._send(200, ev)
+                if len(parts) == 3 and parts[0] == 'cameras' and parts[2] == 'motion':
+                    cam = self._cam(parts[1])
+                    if cam is None:
+                        return None
+                    state = (q.get('state') or [''])[0]
+                    if state not in ('true', 'false'):
+                        return self._send(400, {'error': 'state must be true or false'})
+                    on = state == 'true'
+                    with cam.lock:
+                        changed = cam.motion != on
+                        cam.motion = on
+                    ev = cam.add_event('motion', state=on, changed=changed)
+                    if changed:
+                        sim.onvif.motion_changed(cam, on, ev['time_ms'])
+                    return self._send(200, ev)
+                sub = None
+                if parts and parts[0] == 'onvif' and len(parts) in (3, 4) and parts[-2] == 'subscription':
+                    sub = parts[-1]
+                    parts = parts[:-2] + ['event_service']
                 if parts and parts[0] == 'onvif' and len(parts) in (2, 3):
                     only = None
                     if len(parts) == 3:
@@ -1509,8 +1961,20 @@ def make_handler(sim):
                     svc = parts[-1]
                     if svc not in Onvif.SERVICES:
                         return self._send(404, {'error': 'unknown ONVIF service'})
-                    status, xml = sim.onvif.handle(svc, body, self.headers.get('Host'), only)
-                    return self._send(status, xml, 'application/soap+xml; charset=utf-8')
+                    http_user = None
+                    if sim.onvif_digest is not None and sim.passwords:
+                        http_user, stale = sim.onvif_digest.check(
+                            self.headers.get('Authorization'), 'POST', self.path, sim.passwords)
+                        if http_user is None and sim.args.onvif_auth == 'digest':
+                            return self._send(
+                                401, soap_fault('Sender', 'ter:NotAuthorized', 'HTTP authentication required'),
+                                'application/soap+xml; charset=utf-8', sim.args.onvif_chunked,
+                                [('WWW-Authenticate', c) for c in sim.onvif_digest.challenges(stale)])
+                    status, xml = sim.onvif.handle(svc, body, self.headers.get('Host'), only,
+                                                   http_user, getattr(self.server, 'scheme', 'http'),
+                                                   sub)
+                    return self._send(status, xml, 'application/soap+xml; charset=utf-8',
+                                      sim.args.onvif_chunked)
                 return self._send(404, {'error': 'not found'})
             except (BrokenPipeError, ConnectionResetError):
                 return None
@@ -1552,15 +2016,33 @@ class Simulator:
         self.loop = GLib.MainLoop()
         self.rtsp_port = args.rtsp_port
         self.control_port = args.control_port
+        self.onvif_https_port = None
+        self.tls_ca = None
+        self.proxy = None
         self.onvif = Onvif(self)
+        self.onvif_digest = (DigestServer('vigil-camera-sim ONVIF', args.digest_nonce_uses)
+                             if args.onvif_auth in ('digest', 'both') else None)
         for cfg in cfgs:
             if cfg.name in self.cameras:
                 raise ValueError('duplicate camera name %s' % cfg.name)
             self.cameras[cfg.name] = Camera(cfg, self)
 
+        self.passwords = {}
+        for cam in self.cameras.values():
+            c = cam.cfg
+            if c.user:
+                if self.passwords.get(c.user, c.password) != c.password:
+                    raise ValueError('user %s is configured with two different passwords' % c.user)
+                self.passwords[c.user] = c.password
+
         self.server = GstRtspServer.RTSPOnvifServer()
-        self.server.set_address(args.bind)
-        self.server.set_service(str(args.rtsp_port))
+        if args.rtsp_auth == 'digest-qop':
+            # gst-rtsp-server listens on loopback without auth; RtspDigestProxy owns the port.
+            self.server.set_address('127.0.0.1')
+            self.server.set_service('0')
+        else:
+            self.server.set_address(args.bind)
+            self.server.set_service(str(args.rtsp_port))
         # One thread per client connection, as a camera serves its clients: with the default
         # (max-threads 0) every client runs in the main context, and a DESCRIBE that waits for a
         # media to start (up to a GOP) blocks every other client's requests, so N recorders
@@ -1569,7 +2051,7 @@ class Simulator:
         self.mounts = self.server.get_mount_points()
         self.user_roles = sorted({'user:' + c.cfg.user for c in self.cameras.values() if c.cfg.user})
         self.auth = None
-        if self.user_roles:
+        if self.user_roles and args.rtsp_auth != 'digest-qop':
             self._setup_auth()
         self.server.connect('client-connected', self._on_client)
 
@@ -1717,6 +2199,13 @@ class Simulator:
             log('cannot listen on %s:%s' % (self.args.bind, self.args.rtsp_port))
             return 2
         self.rtsp_port = self.server.get_bound_port()
+        if self.args.rtsp_auth == 'digest-qop':
+            try:
+                self.proxy = RtspDigestProxy(self, self.args.bind, self.args.rtsp_port, self.rtsp_port)
+            except OSError as e:
+                log('cannot listen on %s:%s: %s' % (self.args.bind, self.args.rtsp_port, e))
+                return 2
+            self.rtsp_port = self.proxy.port
         try:
             self.httpd = ControlServer((self.args.bind, self.args.control_port), make_handler(self))
         except OSError as e:
@@ -1724,6 +2213,22 @@ class Simulator:
             return 2
         self.control_port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, name='control-http', daemon=True).start()
+        self.tls_dir = None
+        if self.args.onvif_https_port is not None:
+            try:
+                self.tls_dir = tempfile.mkdtemp(prefix='camera-sim-tls-')
+                ctx, self.tls_ca = make_tls_context(self.tls_dir, self.url_host)
+                self.httpsd = ControlServer((self.args.bind, self.args.onvif_https_port),
+                                            make_handler(self))
+            except (OSError, subprocess.CalledProcessError, ssl.SSLError) as e:
+                log('cannot serve ONVIF over HTTPS: %s' % e)
+                return 2
+            # The handshake runs in the request's thread, not in the accept loop.
+            self.httpsd.socket = ctx.wrap_socket(self.httpsd.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+            self.httpsd.scheme = 'https'
+            self.onvif_https_port = self.httpsd.server_address[1]
+            threading.Thread(target=self.httpsd.serve_forever, name='onvif-https', daemon=True).start()
         for cam in self.cameras.values():
             cam.start()
         GLib.timeout_add_seconds(10, self._prune)
@@ -1736,7 +2241,10 @@ class Simulator:
             if all(c.frames_encoded > 0 for c in self.cameras.values()) or time.monotonic() > deadline:
                 if not all(c.frames_encoded > 0 for c in self.cameras.values()):
                     log('warning: not every camera produced a frame within 15 s')
-                sys.stdout.write('READY rtsp=%d control=%d\n' % (self.rtsp_port, self.control_port))
+                extra = ''
+                if self.onvif_https_port is not None:
+                    extra = ' onvif_https=%d tls_ca=%s' % (self.onvif_https_port, self.tls_ca)
+                sys.stdout.write('READY rtsp=%d control=%d%s\n' % (self.rtsp_port, self.control_port, extra))
                 sys.stdout.flush()
                 log('serving %d camera(s): rtsp://%s:%d/<name>/live, control http://%s:%d/cameras'
                     % (len(self.cameras), self.url_host, self.rtsp_port, self.url_host, self.control_port))
@@ -1751,6 +2259,8 @@ class Simulator:
             self.httpd.server_close()
         except Exception:  # noqa: BLE001
             pass
+        if self.tls_dir:
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
         for cam in self.cameras.values():
             cam.stop()
         return 0
@@ -1793,9 +2303,23 @@ def main(argv=None):
     ap.add_argument('--sd-minutes', type=int, default=90, help='SD retention in minutes (default 90)')
     ap.add_argument('--sd-chunk-seconds', type=int, default=10, help='SD chunk length (default 10 s)')
     ap.add_argument('--bind', default='127.0.0.1', help='address to listen on (default 127.0.0.1)')
-    ap.add_argument('--rtsp-auth', choices=('digest', 'basic', 'both'), default='both',
-                    help='RTSP auth methods offered for cameras with user/password (default both)')
+    ap.add_argument('--rtsp-auth', choices=('digest', 'basic', 'both', 'digest-qop'), default='both',
+                    help='RTSP auth methods offered for cameras with user/password (default both); '
+                         'digest-qop: only Digest with qop=auth, SHA-256 or MD5 (TCP interleaved only)')
+    ap.add_argument('--onvif-auth', choices=('wsse', 'digest', 'both'), default='wsse',
+                    help='ONVIF SOAP auth: WS-UsernameToken (default), HTTP Digest with qop '
+                         '(401 challenge first), or either')
+    ap.add_argument('--onvif-chunked', action='store_true',
+                    help='answer SOAP with Transfer-Encoding: chunked (512-byte chunks)')
+    ap.add_argument('--onvif-https-port', type=int, default=None, metavar='N',
+                    help='also serve ONVIF (and the control API) over HTTPS on N (0 = free), with a '
+                         'certificate from a CA made at start; READY says onvif_https=N tls_ca=PATH')
+    ap.add_argument('--digest-nonce-uses', type=int, default=0, metavar='N',
+                    help='digest-qop/ONVIF Digest nonces go stale after N requests (0 = never)')
     ap.add_argument('--verbose', action='store_true', help='log every HTTP request')
+    ap.add_argument('--frame-log', metavar='DIR',
+                    help='write DIR/<name>.frames: "<count> <UTC ms burnt into the frame>" per '
+                         'encoded frame (for frame-level coverage checks)')
     args = ap.parse_args(argv)
     if not args.camera:
         ap.error('at least one --camera is required')

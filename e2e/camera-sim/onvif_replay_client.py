@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import json
 import re
+import secrets
 import socket
 import sys
 import time
@@ -76,6 +77,7 @@ class Client:
         self.cseq = 0
         self.session = None
         self.auth = None          # (scheme, params)
+        self.nc = 0               # digest nonce count
         self.rtp_queue = []       # interleaved frames seen while waiting for a reply
 
     # ---- low level
@@ -134,13 +136,25 @@ class Client:
         if scheme == 'basic':
             return 'Basic ' + base64.b64encode(('%s:%s' % (self.user, self.password)).encode()).decode()
         realm, nonce = params.get('realm', ''), params.get('nonce', '')
-        ha1 = hashlib.md5(('%s:%s:%s' % (self.user, realm, self.password)).encode()).hexdigest()
-        ha2 = hashlib.md5(('%s:%s' % (method, uri)).encode()).hexdigest()
-        resp = hashlib.md5(('%s:%s:%s' % (ha1, nonce, ha2)).encode()).hexdigest()
-        return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s"'
-                % (self.user, realm, nonce, uri, resp))
+        alg = params.get('algorithm', 'MD5')
+        h = lambda s: (hashlib.sha256 if alg == 'SHA-256' else hashlib.md5)(s.encode()).hexdigest()  # noqa: E731
+        ha1 = h('%s:%s:%s' % (self.user, realm, self.password))
+        ha2 = h('%s:%s' % (method, uri))
+        out = 'Digest username="%s", realm="%s", nonce="%s", uri="%s"' % (self.user, realm, nonce, uri)
+        if 'auth' in [q.strip() for q in params.get('qop', '').split(',')]:
+            # RFC 7616: qop=auth with a client nonce and a counting nc
+            self.nc += 1
+            cnonce = secrets.token_hex(8)
+            resp = h('%s:%s:%08x:%s:auth:%s' % (ha1, nonce, self.nc, cnonce, ha2))
+            out += ', qop=auth, nc=%08x, cnonce="%s"' % (self.nc, cnonce)
+        else:
+            resp = h('%s:%s:%s' % (ha1, nonce, ha2))
+        out += ', response="%s", algorithm=%s' % (resp, alg)
+        if 'opaque' in params:
+            out += ', opaque="%s"' % params['opaque']
+        return out
 
-    def request(self, method, uri, headers=None, _retry=True):
+    def request(self, method, uri, headers=None, _tries=3):
         self.cseq += 1
         lines = ['%s %s RTSP/1.0' % (method, uri), 'CSeq: %d' % self.cseq,
                  'User-Agent: vigil-onvif-replay-client']
@@ -159,18 +173,22 @@ class Client:
                 continue
             _, status, hdrs, body = m
             break
-        if status == 401 and _retry and self.user is not None:
+        if status == 401 and _tries > 1 and self.user is not None:
             chosen = None
             for h in hdrs.get('www-authenticate', []):
                 scheme, _, rest = h.partition(' ')
-                params = dict((k, v.strip('"')) for k, v in re.findall(r'(\w+)=("[^"]*"|[^,]+)', rest))
-                if scheme.lower() == 'digest':
+                params = dict((k.lower(), v.strip('"'))
+                              for k, v in re.findall(r'(\w+)=("[^"]*"|[^,]+)', rest))
+                if (scheme.lower() == 'digest' and (chosen is None or chosen[0] != 'digest')
+                        and params.get('algorithm', 'MD5') in ('MD5', 'SHA-256')):
                     chosen = ('digest', params)
                 elif scheme.lower() == 'basic' and chosen is None:
                     chosen = ('basic', params)
-            if chosen:
+            # after credentials were sent, only a stale nonce is worth another try
+            if chosen and (a is None or chosen[1].get('stale', '').lower() == 'true'):
                 self.auth = chosen
-                return self.request(method, uri, headers, _retry=False)
+                self.nc = 0
+                return self.request(method, uri, headers, _tries - 1)
         if status != 200:
             raise RtspError('%s %s -> %d' % (method, uri, status))
         if 'session' in hdrs and not self.session:

@@ -6,7 +6,9 @@
 # ffprobe/ffmpeg (-rtsp_transport tcp) and a raw-socket ONVIF client:
 # live codecs/frame rates, frame counts, auth, drop/restore, SD chunks,
 # ONVIF replay (0xABAC extension, faster than real time), Rate-Control: yes,
-# Hikvision-style playback, ONVIF SOAP search/replay URIs, clean SIGTERM.
+# Hikvision-style playback, ONVIF SOAP search/replay URIs, ONVIF events (PullPoint
+# subscribe/pull/renew/unsubscribe, motion raised and cleared), clean SIGTERM; then a second
+# simulator with Digest+qop RTSP, HTTP-Digest ONVIF answered chunked, and ONVIF over HTTPS.
 #
 # Usage: e2e/camera-sim/test_camera_sim.sh   (exit 0 when all checks pass;
 #        the last line is "N passed, N failed")
@@ -278,6 +280,43 @@ check "GetReplayUri(cam3) with a UsernameToken digest works" test "$URI3" = "$RT
 soap replay_service '<trp:GetReplayUri><trp:RecordingToken>cam3</trp:RecordingToken></trp:GetReplayUri>' "$(wsse admin wrong)" >"$WORK/badauth.xml"
 check "GetReplayUri(cam3) with a wrong password is refused" grep -q 'ter:NotAuthorized' "$WORK/badauth.xml"
 
+# ---------------------------------------------------------------- ONVIF events (PullPoint)
+TEV='xmlns:tev="http://www.onvif.org/ver10/events/wsdl"'
+WSNT='xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2"'
+soap_at() { # soap_at <absolute-url> <body-xml>
+  curl -s -m 20 -X POST -H 'Content-Type: application/soap+xml; charset=utf-8' "$1" --data-binary @- <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Header/><s:Body>$2</s:Body></s:Envelope>
+EOF
+}
+check "GetCapabilities has an Events XAddr with PullPoint support" bash -c "grep -q '<tt:Events><tt:XAddr>$CTL/onvif/event_service</tt:XAddr>' $WORK/getcaps.xml && grep -q '<tt:WSPullPointSupport>true' $WORK/getcaps.xml"
+soap cam1/event_service "<tev:CreatePullPointSubscription $TEV><tev:InitialTerminationTime>PT5S</tev:InitialTerminationTime></tev:CreatePullPointSubscription>" >"$WORK/pp-create.xml"
+PP="$(sed -n 's:.*<wsa5\:Address>\([^<]*\)</wsa5\:Address>.*:\1:p' "$WORK/pp-create.xml")"
+check "CreatePullPointSubscription (cam1) returns a subscription address ($PP)" bash -c "[[ '$PP' == $CTL/onvif/cam1/subscription/* ]] && grep -q '<wsnt:TerminationTime>' $WORK/pp-create.xml"
+pull() { soap_at "$PP" "<tev:PullMessages $TEV><tev:Timeout>PT${1}S</tev:Timeout><tev:MessageLimit>10</tev:MessageLimit></tev:PullMessages>"; }
+pull 1 >"$WORK/pp-init.xml"
+check "first PullMessages: motion state Initialized false" bash -c "grep -q 'tns1:VideoSource/MotionAlarm' $WORK/pp-init.xml && grep -q 'PropertyOperation=\"Initialized\"' $WORK/pp-init.xml && grep -q 'Name=\"State\" Value=\"false\"' $WORK/pp-init.xml"
+( sleep 1; curl -s -m 5 -X POST "$CTL/cameras/cam1/motion?state=true" >"$WORK/motion-on.json" ) &
+RAISE_PID=$!
+t0=$(date +%s%N); pull 8 >"$WORK/pp-on.xml"; pp_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait $RAISE_PID
+check "PullMessages long-polls and returns motion true when raised (${pp_ms} ms)" bash -c "grep -q 'Name=\"State\" Value=\"true\"' $WORK/pp-on.xml && grep -q 'PropertyOperation=\"Changed\"' $WORK/pp-on.xml && [ $pp_ms -ge 700 ] && [ $pp_ms -lt 4000 ]"
+MOTION_AT="$(json "$WORK/motion-on.json" 'j["time"]')"
+check "the motion event's UtcTime is the control call's time ($MOTION_AT)" grep -q "UtcTime=\"$MOTION_AT\"" "$WORK/pp-on.xml"
+curl -s -m 5 -X POST "$CTL/cameras/cam1/motion?state=false" >/dev/null
+pull 2 >"$WORK/pp-off.xml"
+check "clearing motion queues State false" grep -q 'Name="State" Value="false"' "$WORK/pp-off.xml"
+soap_at "$PP" "<wsnt:Renew $WSNT><wsnt:TerminationTime>PT60S</wsnt:TerminationTime></wsnt:Renew>" >"$WORK/pp-renew.xml"
+sleep 6
+pull 1 >"$WORK/pp-after-renew.xml"
+check "Renew keeps the subscription beyond its first 5 s" bash -c "grep -q '<wsnt:RenewResponse>' $WORK/pp-renew.xml && grep -q '<tev:PullMessagesResponse>' $WORK/pp-after-renew.xml"
+soap_at "$PP" "<wsnt:Unsubscribe $WSNT/>" >"$WORK/pp-unsub.xml"
+pull 1 >"$WORK/pp-gone.xml"
+check "after Unsubscribe, PullMessages is a ResourceUnknown fault" bash -c "grep -q '<wsnt:UnsubscribeResponse' $WORK/pp-unsub.xml && grep -q 'ResourceUnknownFault' $WORK/pp-gone.xml"
+soap cam3/event_service "<tev:CreatePullPointSubscription $TEV/>" >"$WORK/pp-noauth.xml"
+check "CreatePullPointSubscription(cam3) without credentials is refused" grep -q 'ter:NotAuthorized' "$WORK/pp-noauth.xml"
+check "motion needs state=true|false" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$CTL/cameras/cam1/motion?state=maybe")" = 400
+
 # ---------------------------------------------------------------- shutdown
 kill -TERM $SIM_PID
 exited=0
@@ -286,3 +325,51 @@ wait $SIM_PID 2>/dev/null; rc=$?
 check "SIGTERM: exits cleanly within 15 s (rc=$rc)" bash -c "[ $exited = 1 ] && [ $rc = 0 ]"
 SIM_PID=""
 check "SIGTERM: last SD chunk is finalised (no open <start>.ts left)" bash -c "! ls $WORK/sd/*/ | grep -Eq '^[0-9]+\.ts$'"
+
+# ---------------------------------------------------------------- Digest with qop, chunked SOAP, HTTPS
+# A second simulator the way Axis-style cameras behave: RTSP Digest with qop (SHA-256 offered
+# first, then MD5), ONVIF behind HTTP Digest, SOAP answered chunked, ONVIF over HTTPS with a
+# CA of the camera's own, and nonces going stale every 3 requests.
+"$PY" "$SIM" --rtsp-port 0 --control-port 0 --sd-dir "$WORK/sd2" --sd-chunk-seconds 2 \
+  --rtsp-auth digest-qop --onvif-auth digest --onvif-chunked --onvif-https-port 0 --digest-nonce-uses 3 \
+  --camera name=cam5,codec=h264,bitrate=500,fps=25,width=320,height=240,user=admin,password=s3cret \
+  >"$WORK/sim2.out" 2>"$WORK/sim.err" &
+SIM_PID=$!
+for _ in $(seq 1 150); do grep -q '^READY ' "$WORK/sim2.out" 2>/dev/null && break; kill -0 $SIM_PID 2>/dev/null || break; sleep 0.2; done
+READY="$(grep -m1 '^READY ' "$WORK/sim2.out" 2>/dev/null)"
+check "digest-qop simulator prints READY with onvif_https and tls_ca" bash -c "grep -q 'onvif_https=[0-9]* tls_ca=/' <<<'$READY'"
+[ -n "$READY" ] || exit 1
+RTSP_PORT="$(sed -n 's/.*rtsp=\([0-9]*\).*/\1/p' <<<"$READY")"
+CTL_PORT="$(sed -n 's/.*control=\([0-9]*\).*/\1/p' <<<"$READY")"
+HTTPS_PORT="$(sed -n 's/.*onvif_https=\([0-9]*\).*/\1/p' <<<"$READY")"
+TLS_CA="$(sed -n 's/.*tls_ca=\([^ ]*\).*/\1/p' <<<"$READY")"
+CTL="http://127.0.0.1:$CTL_PORT"
+sleep 8   # some SD footage
+
+codec5="$(timeout 30 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name -of csv=p=0 "rtsp://admin:s3cret@127.0.0.1:$RTSP_PORT/cam5/live" 2>/dev/null | head -1)"
+check "live through Digest with qop (ffmpeg, MD5): codec $codec5" test "$codec5" = h264
+check "live with a wrong password is refused" bash -c "! timeout 30 ffprobe -v error -rtsp_transport tcp 'rtsp://admin:wrong@127.0.0.1:$RTSP_PORT/cam5/live' >/dev/null 2>&1"
+W_START=$(( $(date +%s) - 7 ))
+"$PY" "$CLIENT" "rtsp://127.0.0.1:$RTSP_PORT/cam5/replay" --user admin --password s3cret --rate-control no \
+  --start "$(utc $W_START %Y-%m-%dT%H:%M:%SZ)" --end "$(utc $((W_START + 4)) %Y-%m-%dT%H:%M:%SZ)" \
+  --timeout 30 >"$WORK/replay-qop.json" 2>/dev/null
+check "ONVIF replay through Digest with qop (SHA-256, stale nonce renewed): ~4 s" ok "$(json "$WORK/replay-qop.json" 'int(j["ok"] and 3.5 <= j["media_seconds"] <= 5.1)')"
+
+SOAPBODY='<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><s:Body><tds:GetCapabilities><tds:Category>All</tds:Category></tds:GetCapabilities></s:Body></s:Envelope>'
+curl -s -i -m 10 -X POST -H 'Content-Type: application/soap+xml' --data "$SOAPBODY" "$CTL/onvif/device_service" >"$WORK/soap-401.txt"
+check "ONVIF without credentials: 401 with Digest qop=auth, SHA-256 first" bash -c "head -1 $WORK/soap-401.txt | grep -q ' 401' && grep -m1 -i '^WWW-Authenticate' $WORK/soap-401.txt | grep -q 'qop=\"auth\", algorithm=SHA-256'"
+curl -s -i -m 10 --digest -u admin:s3cret -X POST -H 'Content-Type: application/soap+xml' --data "$SOAPBODY" "$CTL/onvif/device_service" >"$WORK/soap-digest.txt"
+check "ONVIF with HTTP Digest: 200, answered chunked" bash -c "grep -q '^HTTP/1.1 200' $WORK/soap-digest.txt && grep -qi '^Transfer-Encoding: chunked' $WORK/soap-digest.txt && grep -q '<tt:Replay><tt:XAddr>' $WORK/soap-digest.txt"
+curl -s -m 10 --cacert "$TLS_CA" --digest -u admin:s3cret -X POST -H 'Content-Type: application/soap+xml' --data "$SOAPBODY" "https://127.0.0.1:$HTTPS_PORT/onvif/device_service" >"$WORK/soap-https.xml"
+check "ONVIF over HTTPS (the simulator's CA): XAddrs are https://" grep -q "<tt:XAddr>https://127.0.0.1:$HTTPS_PORT/onvif/replay_service" "$WORK/soap-https.xml"
+curl -s -m 10 -o /dev/null --digest -u admin:s3cret -X POST --data "$SOAPBODY" "https://127.0.0.1:$HTTPS_PORT/onvif/device_service"; rc=$?
+check "ONVIF over HTTPS without the CA: certificate refused (curl rc=$rc)" test "$rc" = 60
+curl -s -m 5 "$CTL/healthz" >"$WORK/health2.json"
+check "Digest counters: RTSP stale nonces renewed and a wrong password refused" ok "$(json "$WORK/health2.json" 'int(j["rtsp_digest"]["stale"] >= 1 and j["rtsp_digest"]["refused"] >= 1 and j["rtsp_digest"]["ok"] >= 4)')"
+check "Digest counters: ONVIF Digest accepted" ok "$(json "$WORK/health2.json" 'int(j["onvif_digest"]["ok"] >= 2)')"
+kill -TERM $SIM_PID
+exited=0
+for _ in $(seq 1 75); do kill -0 $SIM_PID 2>/dev/null || { exited=1; break; }; sleep 0.2; done
+wait $SIM_PID 2>/dev/null; rc=$?
+check "digest-qop simulator: SIGTERM exits cleanly (rc=$rc), its TLS files removed" bash -c "[ $exited = 1 ] && [ $rc = 0 ] && [ ! -e '$TLS_CA' ]"
+SIM_PID=""

@@ -265,6 +265,33 @@ def check_full(docs):
         expect(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
 
 
+def check_network_policies(docs, cluster):
+    """Egress of recorder and backfill Job pods: DNS, everything but link-local, loopback and the
+    cluster's ranges; the operator passes the ranges on (VIGIL_CLUSTER_NETWORKS)."""
+    nps = by_kind(docs, "NetworkPolicy")
+    keys = sorted(e["key"] for n in nps for e in n["spec"]["podSelector"]["matchExpressions"])
+    expect(keys == ["vigil.dev/backfill", "vigil.dev/pool"], "NetworkPolicy selectors %r" % keys)
+    for n in nps:
+        expect(n["spec"]["policyTypes"] == ["Egress"], "NetworkPolicy must restrict egress only")
+        rules = n["spec"]["egress"]
+        expect(any({p["port"] for p in r.get("ports", [])} == {53} and "to" not in r for r in rules),
+               "no DNS egress rule")
+        blocks = [t["ipBlock"] for r in rules for t in r.get("to", []) if "ipBlock" in t]
+        v4 = [b for b in blocks if b["cidr"] == "0.0.0.0/0"]
+        if expect(len(v4) == 1, "no 0.0.0.0/0 egress block"):
+            want = {"169.254.0.0/16", "127.0.0.0/8"} | {c for c in cluster if ":" not in c}
+            expect(want <= set(v4[0]["except"]), "egress except %r lacks %r" % (v4[0]["except"], want))
+        v6 = [b for b in blocks if b["cidr"] == "::/0"]
+        if expect(len(v6) == 1, "no ::/0 egress block"):
+            want = {"fe80::/10"} | {c for c in cluster if ":" in c}
+            expect(want <= set(v6[0]["except"]), "v6 egress except %r lacks %r" % (v6[0]["except"], want))
+    env = {e["name"]: e.get("value") for d in by_kind(docs, "Deployment")
+           if d["metadata"]["name"].endswith("-operator")
+           for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+    expect(env.get("VIGIL_CLUSTER_NETWORKS") == (",".join(cluster) or None),
+           "operator VIGIL_CLUSTER_NETWORKS %r" % env.get("VIGIL_CLUSTER_NETWORKS"))
+
+
 def check_playback(docs, pool_ns, pool):
     """playback.enabled=true: `vigil-access serve --pool`, its Service, least-privilege RBAC."""
     name = lambda d: d["metadata"]["name"]
@@ -299,9 +326,29 @@ def check_playback(docs, pool_ns, pool):
         expect(role[0]["metadata"]["namespace"] == pool_ns, "playback Role not in the pool's namespace")
         got = sorted((g, r, v) for rule in role[0]["rules"] for g in rule["apiGroups"]
                      for r in rule["resources"] for v in rule["verbs"])
-        expect(got == [("", "secrets", "get"), ("vigil.dev", "cameras", "get"), ("vigil.dev", "cameras", "list"),
+        expect(got == [("", "secrets", "get"), ("coordination.k8s.io", "leases", "get"),
+                       ("vigil.dev", "cameras", "get"), ("vigil.dev", "cameras", "list"),
+                       # Manual recording and posted events are written to the Camera.
+                       ("vigil.dev", "cameras", "patch"),
                        ("vigil.dev", "recorderpools", "get"), ("vigil.dev", "recorderpools", "list")],
                "playback Role grants %r" % got)
+    # Live view (on by default): the token Secret in the pool's namespace (where the operator
+    # mounts it into recorders) and in the access point's; mounted where --live-token-file reads
+    # it; the WebRTC UDP port on the container and the Service.
+    secrets = [d for d in by_kind(docs, "Secret") if name(d) == "vigil-live-token"]
+    expect(pool_ns in [d["metadata"]["namespace"] for d in secrets], "no live token Secret in the pool's namespace")
+    expect(all(d.get("data", {}).get("token") for d in secrets), "live token Secret without a token")
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])}
+    expect(vols.get("live-token") == "vigil-live-token"
+           and "--live-token-file=%s/token" % mounts.get("live-token") in c["args"],
+           "live token not mounted where --live-token-file reads it")
+    udp = {p["name"]: p for p in c["ports"]}.get("webrtc")
+    if expect(udp is not None and udp["protocol"] == "UDP", "no WebRTC UDP container port"):
+        expect("--webrtc-udp=0.0.0.0:%s" % udp["containerPort"] in c["args"], "--webrtc-udp != container port")
+        if svc:
+            expect(any(p["protocol"] == "UDP" and p["targetPort"] == "webrtc" for p in svc[0]["spec"]["ports"]),
+                   "no WebRTC UDP port on the playback Service")
     for kind, ref in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
         b = pb(kind)
         if expect(len(b) == 1, "no playback " + kind):
@@ -317,9 +364,11 @@ def main():
         check_common(docs, chart_dir)
         expect(not by_kind(docs, "RecorderPool"), "RecorderPool rendered by default")
         expect(not by_kind(docs, "ServiceMonitor"), "ServiceMonitor rendered by default")
+        check_network_policies(docs, [])
     elif mode == "full":
         check_common(docs, chart_dir)
         check_full(docs)
+        check_network_policies(docs, ["10.96.0.0/12", "10.244.0.0/16", "fd00:10::/56"])
     elif mode == "nowebhook":
         check_common(docs, chart_dir, webhook=False)
     elif mode == "playback":

@@ -4,18 +4,24 @@
 # Idempotent: a second run installs nothing and builds nothing. Binaries are cached under
 # $VIGIL_CACHE (default /var/cache/vigil), outside any clone, so CI pays the build once per machine.
 # If $VIGIL_K8S_BIN points at a directory that already holds the binaries, that is used instead.
+# --tools-only: just what the tests start on the host (camera simulator, ffmpeg, moto, buildah,
+# faketime, chromium), for a machine that brings its own cluster (kind in e2e.yml).
 set -euo pipefail
+TOOLS_ONLY=0
+[ "${1:-}" = --tools-only ] && TOOLS_ONLY=1
 
 CACHE=${VIGIL_CACHE:-/var/cache/vigil}
 K8S_VERSION=1.20.2
 K8S_BIN=${VIGIL_K8S_BIN:-$CACHE/k8s-$K8S_VERSION/bin}
 BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
-PACKAGES="golang-go dpkg-dev rsync etcd-server containerd runc
-  containernetworking-plugins iptables conntrack socat buildah busybox-static openssl
-  golang-github-modern-go-reflect2-dev ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
+TOOL_PACKAGES="buildah openssl ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
   gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   iproute2 curl procps python3-venv python3-pip chromium faketime"
+CLUSTER_PACKAGES="golang-go dpkg-dev rsync etcd-server containerd runc containernetworking-plugins
+  iptables conntrack socat busybox-static golang-github-modern-go-reflect2-dev"
+PACKAGES=$TOOL_PACKAGES
+[ "$TOOLS_ONLY" = 1 ] || PACKAGES="$CLUSTER_PACKAGES $TOOL_PACKAGES"
 
 log() { printf '[deps] %s\n' "$*" >&2; }
 
@@ -42,6 +48,11 @@ if ! "$VENV/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
   mkdir -p "$CACHE"
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*'
+fi
+
+if [ "$TOOLS_ONLY" = 1 ]; then
+  log "test tools ready (--tools-only: no Kubernetes binaries)"
+  exit 0
 fi
 
 have_all=1

@@ -3,6 +3,7 @@
 //! kind cluster. Their fixtures are the shared test kit's (`vigil-testkit`); this crate adds the
 //! failover rig its tests and benchmarks share.
 
+pub mod frame_check;
 pub mod rig;
 
 pub use vigil_testkit::k8s::*;

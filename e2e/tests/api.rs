@@ -157,6 +157,66 @@ async fn schema_refuses_bad_scheme_zero_bitrate_and_zero_retention() {
     delete_namespace(&client, &ns).await;
 }
 
+/// Input limits: a 300 kB string in any field and a 10,000-window schedule (an object of about
+/// 1 MB) are refused by the API server itself, before the operator or a webhook reads them.
+#[tokio::test]
+async fn schema_refuses_oversized_strings_and_lists() {
+    let client = client().await;
+    apply_crds(&client).await;
+    let ns = create_namespace(&client, "netpolicy-e2e-limits", &[]).await;
+    let big = "x".repeat(300_000);
+    let camera = example("camera-onvif.yaml")
+        .into_iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "Camera"))
+        .expect("an ONVIF camera example");
+    let pool = example("recorderpool.yaml").remove(0);
+    let window = serde_json::json!({"days": ["Mon"], "start": "08:00", "end": "09:00"});
+    let mut cases: Vec<(&str, kube::core::DynamicObject, &str)> = vec![];
+    let mut c = camera.clone();
+    c.data["spec"]["edgeStorage"]["onvif"]["recordingToken"] = big.clone().into();
+    cases.push(("spec.edgeStorage.onvif.recordingToken", c, "chars long"));
+    let mut c = camera.clone();
+    c.data["spec"]["recording"] = serde_json::json!({"mode": "Continuous", "timeZone": big});
+    cases.push(("spec.recording.timeZone", c, "chars long"));
+    let mut c = camera.clone();
+    c.data["spec"]["source"]["url"] = format!("rtsp://cam/{big}").into();
+    cases.push(("spec.source.url", c, "chars long"));
+    let mut c = camera.clone();
+    c.data["spec"]["credentialsSecretRef"] = serde_json::json!({"name": "cam", "passwordKey": big});
+    cases.push(("spec.credentialsSecretRef.passwordKey", c, "chars long"));
+    let mut c = camera.clone();
+    c.data["spec"]["recording"] = serde_json::json!({
+        "mode": "Scheduled",
+        "schedule": vec![window; 10_000],
+    });
+    cases.push(("spec.recording.schedule", c, "items"));
+    let mut p = pool.clone();
+    p.data["spec"]["cameraNetworks"] = serde_json::json!({"allow": vec!["10.0.0.0/8"; 1000]});
+    cases.push(("spec.cameraNetworks.allow", p, "items"));
+    let mut p = pool.clone();
+    p.data["spec"]["storage"]["s3"]["prefix"] = big.clone().into();
+    cases.push(("spec.storage.s3.prefix", p, "chars long"));
+    for (field, obj, words) in cases {
+        let e = refusal(&client, &ns, &obj).await;
+        // The API server quotes the value; show the start and the end of its message.
+        let shown = if e.message.len() > 400 {
+            format!(
+                "{} … {}",
+                &e.message[..150],
+                &e.message[e.message.len() - 200..]
+            )
+        } else {
+            e.message.clone()
+        };
+        println!("{field} → {} {}: {shown}", e.code, e.reason);
+        assert_eq!(e.code, 422, "{field}: {shown}");
+        assert!(e.message.contains(field), "{field}: {shown}");
+        assert!(e.message.contains("at most"), "{field}: {shown}");
+        assert!(e.message.contains(words), "{field}: {shown}");
+    }
+    delete_namespace(&client, &ns).await;
+}
+
 #[tokio::test]
 async fn webhook_refuses_window_ending_before_start() {
     let client = client().await;
@@ -255,6 +315,59 @@ async fn webhook_refuses_window_ending_before_start() {
         "password echoed: {}",
         e.message
     );
+
+    // Credentials in a query string, anywhere a URL is accepted; an unknown time zone; a
+    // cameraNetworks entry that is no CIDR.
+    let onvif_camera = example("camera-onvif.yaml")
+        .into_iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "Camera"))
+        .expect("an ONVIF camera example");
+    let mut cases: Vec<(&str, kube::core::DynamicObject, &str)> = vec![];
+    let mut c = example("camera-no-edge-storage.yaml").remove(0);
+    c.data["spec"]["source"]["url"] = "rtsp://192.0.2.10/live?user=admin&Password=s3cr3t-pw".into();
+    cases.push(("spec.source.url", c, "must not contain credentials"));
+    let mut c = onvif_camera.clone();
+    c.data["spec"]["edgeStorage"]["onvif"]["deviceUrl"] =
+        "http://192.0.2.10/onvif/device_service?TOKEN=s3cr3t-pw".into();
+    cases.push((
+        "spec.edgeStorage.onvif.deviceUrl",
+        c,
+        "must not contain credentials",
+    ));
+    let mut c = example("camera-playback-template.yaml")
+        .into_iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "Camera"))
+        .expect("a playback camera example");
+    c.data["spec"]["edgeStorage"]["rtspPlayback"]["urlTemplate"] =
+        "rtsp://192.0.2.10/pb?starttime={start}&endtime={end}&pwd=s3cr3t-pw".into();
+    cases.push((
+        "spec.edgeStorage.rtspPlayback.urlTemplate",
+        c,
+        "must not contain credentials",
+    ));
+    let mut c = example("camera-no-edge-storage.yaml").remove(0);
+    c.data["spec"]["recording"] =
+        serde_json::json!({"mode": "Continuous", "timeZone": "Mars/Olympus_Mons"});
+    cases.push(("spec.recording.timeZone", c, "is not an IANA time zone"));
+    let mut p = example("recorderpool.yaml").remove(0);
+    p.data["spec"]["cameraNetworks"] = serde_json::json!({"allow": ["cameras.local/24"]});
+    cases.push(("spec.cameraNetworks.allow[0]", p, "is not an address range"));
+    for (field, obj, words) in cases {
+        let e = refusal(&client, &ns, &obj).await;
+        println!("{field} → {} {}: {}", e.code, e.reason, e.message);
+        assert!(
+            e.message.contains("denied the request"),
+            "{field}: {}",
+            e.message
+        );
+        assert!(e.message.contains(field), "{field}: {}", e.message);
+        assert!(e.message.contains(words), "{field}: {}", e.message);
+        assert!(
+            !e.message.contains("s3cr3t-pw"),
+            "password echoed: {}",
+            e.message
+        );
+    }
 
     let _ = configs.delete(&config_name, &DeleteParams::default()).await;
     delete_namespace(&client, &ns).await;

@@ -20,6 +20,7 @@ use vigil_e2e::*;
 async fn sigkilled_recorder_cameras_resume_on_the_others() {
     let client = client().await;
     let config = RigConfig {
+        namespace_prefix: "vigil-e2e-failover",
         cameras: 12,
         recorders: 3,
         lease_seconds: 2,
@@ -45,7 +46,9 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         );
     }
 
-    let samples = rig.kill_and_measure("rec-1", Duration::from_secs(30)).await;
+    let samples = rig
+        .kill_and_measure(&["rec-1"], Duration::ZERO, Duration::from_secs(30))
+        .await;
     assert!(!samples.is_empty(), "rec-1 had cameras");
     for s in &samples {
         println!(

@@ -41,6 +41,8 @@ storage:
   local: {path: $work/store}
 segmentSeconds: 4
 buffer: {dir: $work/buf}
+# The simulator listens on loopback, which the camera address policy opens only explicitly.
+cameraNetworks: {allow: [127.0.0.1/32]}
 cameras:
   - {namespace: site-a, name: cam1, url: "rtsp://127.0.0.1:$rtsp/cam1/live"}
   - {namespace: site-b, name: cam2, url: "rtsp://127.0.0.1:$rtsp/cam2/live"}

@@ -52,6 +52,7 @@ fn recorders(total_kbps: u64, slack: f64) -> Vec<PlacementRecorder> {
             id: format!("recorder-{i:03}"),
             capacity_kbps: capacity.ceil() as u32,
             healthy: true,
+            draining: false,
         })
         .collect()
 }

@@ -85,6 +85,8 @@ pub struct LeaseObservation {
     /// `renewTime` as the recorder wrote it (the recorder's clock): for status and for where an
     /// outage starts, never for deciding liveness. None when the Lease carries none.
     pub renewed: Option<DateTime<Utc>>,
+    /// The recorder announced on its Lease that it is draining (`vigil.dev/draining`).
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +111,9 @@ pub struct RecorderHealth {
     pub expires_at: Option<Instant>,
     /// When the operator last saw its Lease change.
     pub lease_changed_at: Option<Instant>,
+    /// Healthy but shutting down (its Lease says so, or its pod is terminating): it records its
+    /// cameras until each has been taken over, and gets no new ones.
+    pub draining: bool,
 }
 
 /// Decides whether `recorder` is healthy at `now` (the operator's monotonic clock) with leases
@@ -125,14 +130,17 @@ pub fn recorder_health(
         lease_renewed: recorder.lease.as_ref().and_then(|l| l.renewed),
         expires_at,
         lease_changed_at: recorder.lease.as_ref().map(|l| l.last_change),
+        draining: healthy
+            && (recorder.lease.as_ref().is_some_and(|l| l.draining)
+                || recorder.pod.as_ref().is_some_and(|p| p.terminating)),
     };
     if let Some(pod) = &recorder.pod {
         if !pod.exists {
             return verdict(false, "pod deleted".into(), None);
         }
-        if pod.terminating {
-            return verdict(false, "pod terminating".into(), None);
-        }
+        // A terminating pod is draining, not failed: the recorder keeps recording (and its
+        // Lease renewed, and the pod Ready) until its cameras have been taken over. If it
+        // stops early, its readiness or its Lease says so.
         if !pod.ready {
             return verdict(false, "pod not ready".into(), None);
         }
@@ -177,6 +185,7 @@ mod tests {
             lease: changed_ago.map(|ago| LeaseObservation {
                 last_change: now - ago,
                 renewed: Some(Utc::now()),
+                draining: false,
             }),
             pod: pod.map(|(exists, terminating, ready)| PodObservation {
                 exists,
@@ -223,8 +232,8 @@ mod tests {
                 "pod deleted",
             ),
             (
-                recorder(Some(ms(100)), Some((true, true, true)), now),
-                "pod terminating",
+                recorder(Some(ms(100)), Some((true, true, false)), now),
+                "pod not ready",
             ),
             (
                 recorder(Some(ms(100)), Some((true, false, false)), now),
@@ -241,6 +250,30 @@ mod tests {
     }
 
     #[test]
+    fn a_terminating_pod_or_a_draining_lease_is_draining_not_failed() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let terminating = recorder(Some(ms(100)), Some((true, true, true)), now);
+        let h = recorder_health(&terminating, now, DURATION);
+        assert!(h.healthy && h.draining, "{h:?}");
+        let mut process = recorder(Some(ms(100)), None, now);
+        if let Some(l) = &mut process.lease {
+            l.draining = true;
+        }
+        let h = recorder_health(&process, now, DURATION);
+        assert!(h.healthy && h.draining, "{h:?}");
+        // A draining recorder that stops renewing has failed like any other.
+        let mut stopped = recorder(Some(ms(4000)), None, now);
+        if let Some(l) = &mut stopped.lease {
+            l.draining = true;
+        }
+        let h = recorder_health(&stopped, now, DURATION);
+        assert!(!h.healthy && !h.draining, "{h:?}");
+        let h = recorder_health(&recorder(Some(ms(100)), None, now), now, DURATION);
+        assert!(h.healthy && !h.draining);
+    }
+
+    #[test]
     fn a_lease_first_seen_gets_a_full_duration() {
         let mut seen = LeaseObservations::default();
         let key = ("ns".to_string(), "rec-a".to_string());
@@ -254,6 +287,7 @@ mod tests {
             lease: Some(LeaseObservation {
                 last_change: changed,
                 renewed: Some(Utc::now()),
+                draining: false,
             }),
             pod: None,
         };
@@ -280,6 +314,7 @@ mod tests {
                     lease: Some(LeaseObservation {
                         last_change: last,
                         renewed: Some(Utc::now()),
+                        draining: false,
                     }),
                     pod: None,
                 };
@@ -299,6 +334,7 @@ mod tests {
                     lease: Some(LeaseObservation {
                         last_change: changed,
                         renewed: Some(Utc::now()),
+                        draining: false,
                     }),
                     pod: None,
                 };
@@ -335,6 +371,7 @@ mod tests {
             lease: Some(LeaseObservation {
                 last_change: now,
                 renewed: None,
+                draining: false,
             }),
             pod: None,
         };

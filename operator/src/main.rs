@@ -152,6 +152,8 @@ async fn run(command: Command) -> Result<(), Error> {
             let settings = RecorderSettings {
                 image: recorder_image,
                 image_pull_policy: recorder_image_pull_policy,
+                cluster_networks: std::env::var(vigil_api::netpolicy::CLUSTER_NETWORKS_ENV)
+                    .unwrap_or_default(),
             };
             let (caches, cache_writers) = Caches::new();
             let mut ctx = Context::new(

@@ -78,6 +78,10 @@ pub struct PlacementRecorder {
     /// False when the pod is gone, not ready or its lease expired. Cameras on an unhealthy
     /// recorder move; nothing is placed on one.
     pub healthy: bool,
+    /// The recorder is shutting down (SIGTERM, pod terminating) but still records: nothing is
+    /// placed on it, its cameras move off ([`MoveReason::Drain`]) where there is room, and stay
+    /// on it where there is none (it records them until it is gone, then they fail over).
+    pub draining: bool,
 }
 
 /// Everything [`place`] needs for one pool.
@@ -176,6 +180,10 @@ pub enum MoveReason {
     RecorderLost,
     /// The camera's recorder was over its full capacity (measured bitrates grew).
     Rebalance,
+    /// The camera's recorder is draining (shutting down); a planned move.
+    Drain,
+    /// Load was uneven beyond the pool's threshold ([`rebalance`]); a planned move.
+    Balance,
 }
 
 impl MoveReason {
@@ -185,6 +193,17 @@ impl MoveReason {
             MoveReason::New => "New",
             MoveReason::RecorderLost => "RecorderLost",
             MoveReason::Rebalance => "Rebalance",
+            MoveReason::Drain => "Drain",
+            MoveReason::Balance => "Balance",
+        }
+    }
+
+    /// Whether the camera's recorder still records it, so the move can be make-before-break:
+    /// the new recorder starts it and the old one lets go once the new one has footage.
+    pub fn is_planned(self) -> bool {
+        match self {
+            MoveReason::New | MoveReason::RecorderLost => false,
+            MoveReason::Rebalance | MoveReason::Drain | MoveReason::Balance => true,
         }
     }
 }
@@ -194,6 +213,7 @@ impl MoveReason {
 pub struct RecorderLoad {
     pub recorder: String,
     pub healthy: bool,
+    pub draining: bool,
     pub capacity_kbps: u32,
     /// Capacity minus the failover headroom: new cameras keep the recorder at or below this.
     pub normal_limit_kbps: u32,
@@ -258,10 +278,16 @@ pub fn place(input: &PlacementInput) -> Placement {
             continue;
         };
         match find_recorder(&recorders, current) {
-            Some(index) if recorders[index].healthy => {
+            Some(index) if recorders[index].eligible() => {
                 recorders[index].add(camera.bitrate_kbps);
                 kept_by_recorder[index].push(position);
                 destination[position] = Some(index);
+            }
+            Some(index) if recorders[index].healthy => {
+                // Draining: counted where it is until it finds a new home.
+                recorders[index].add(camera.bitrate_kbps);
+                destination[position] = Some(index);
+                displaced.push(Pending::new(position, camera, MoveReason::Drain));
             }
             _ => displaced.push(Pending::new(position, camera, MoveReason::RecorderLost)),
         }
@@ -281,7 +307,16 @@ pub fn place(input: &PlacementInput) -> Placement {
         }
     }
 
-    let healthy_recorders = recorders.iter().filter(|r| r.healthy);
+    // A draining camera is taken off its recorder's load only while being packed elsewhere.
+    let draining_home: BTreeMap<usize, usize> = displaced
+        .iter()
+        .filter(|p| p.reason == MoveReason::Drain)
+        .filter_map(|p| destination[p.position].map(|home| (p.position, home)))
+        .collect();
+    for (&position, &home) in &draining_home {
+        recorders[home].remove(cameras[position].bitrate_kbps);
+    }
+    let healthy_recorders = recorders.iter().filter(|r| r.eligible());
     let largest_capacity = healthy_recorders.clone().map(|r| r.capacity_kbps).max();
     let largest_normal_limit = healthy_recorders.map(|r| r.normal_limit_kbps).max();
     match (largest_capacity, largest_normal_limit) {
@@ -294,7 +329,7 @@ pub fn place(input: &PlacementInput) -> Placement {
             ] {
                 pending.retain(|p| {
                     let fits_somewhere = u64::from(p.camera.bitrate_kbps) <= limit;
-                    if !fits_somewhere {
+                    if !fits_somewhere && !draining_home.contains_key(&p.position) {
                         unplaced.push(unplaced_camera(
                             p.camera,
                             UnplacedReason::LargerThanAnyRecorder,
@@ -312,6 +347,7 @@ pub fn place(input: &PlacementInput) -> Placement {
                             destination[p.position] = Some(index);
                             move_reason[p.position] = Some(p.reason);
                         }
+                        None if draining_home.contains_key(&p.position) => {}
                         None => unplaced.push(unplaced_camera(
                             p.camera,
                             UnplacedReason::InsufficientCapacity,
@@ -322,8 +358,19 @@ pub fn place(input: &PlacementInput) -> Placement {
         }
         _ => {
             for p in displaced.into_iter().chain(new) {
-                unplaced.push(unplaced_camera(p.camera, UnplacedReason::NoHealthyRecorder));
+                if !draining_home.contains_key(&p.position) {
+                    unplaced.push(unplaced_camera(p.camera, UnplacedReason::NoHealthyRecorder));
+                }
             }
+        }
+    }
+    // Draining cameras that found no new home stay where they are, recorded until the recorder
+    // is gone (then they fail over like any camera of a lost recorder).
+    for (&position, &home) in &draining_home {
+        if destination[position] == Some(home) {
+            destination[position] = Some(home);
+            move_reason[position] = None;
+            recorders[home].add(cameras[position].bitrate_kbps);
         }
     }
 
@@ -402,11 +449,111 @@ pub fn load_balance(loads: &[RecorderLoad]) -> LoadBalance {
     }
 }
 
+/// When and how fast [`rebalance`] moves cameras.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RebalanceRule {
+    /// Rebalance when the most loaded eligible recorder carries more than this times the ideal
+    /// load (total / eligible recorders); stop once it is back at or under it.
+    pub threshold: f64,
+    /// Most moves this call may make (the operator passes what its rate limit has left).
+    pub max_moves: usize,
+}
+
+/// Moves cameras from the most to the least loaded eligible recorder (healthy, not draining)
+/// while the most loaded one carries more than `rule.threshold` × the ideal load, at most
+/// `rule.max_moves` of them, and appends them to `placement.moves` with
+/// [`MoveReason::Balance`]. These are planned moves: the operator makes them make-before-break.
+///
+/// Each move takes, from the most loaded recorder, the camera that brings the two recorders
+/// closest to equal, and only when the least loaded one ends strictly below where the most
+/// loaded one was and stays within its normal limit: every move lowers the spread, so no camera
+/// ever moves back and forth. Cameras already moving in this placement are left alone. Pure and
+/// deterministic (ties by id).
+pub fn rebalance(input: &PlacementInput, placement: &mut Placement, rule: &RebalanceRule) {
+    let bitrates: BTreeMap<&str, u32> = input
+        .cameras
+        .iter()
+        .map(|c| (c.id.as_str(), c.bitrate_kbps))
+        .collect();
+    let mut moving: BTreeSet<String> = placement.moves.iter().map(|m| m.camera.clone()).collect();
+    let eligible: Vec<usize> = (0..placement.loads.len())
+        .filter(|&i| placement.loads[i].healthy && !placement.loads[i].draining)
+        .collect();
+    if eligible.len() < 2 {
+        return;
+    }
+    let mut made = 0;
+    while made < rule.max_moves {
+        let total: u64 = eligible.iter().map(|&i| placement.loads[i].load_kbps).sum();
+        let ideal = total as f64 / eligible.len() as f64;
+        // Most loaded (ties: smallest id) and least loaded (ties: smallest id).
+        let Some(&high) = eligible.iter().min_by(|&&a, &&b| {
+            let (la, lb) = (&placement.loads[a], &placement.loads[b]);
+            lb.load_kbps
+                .cmp(&la.load_kbps)
+                .then_with(|| la.recorder.cmp(&lb.recorder))
+        }) else {
+            return;
+        };
+        let Some(&low) = eligible.iter().min_by(|&&a, &&b| {
+            let (la, lb) = (&placement.loads[a], &placement.loads[b]);
+            la.load_kbps
+                .cmp(&lb.load_kbps)
+                .then_with(|| la.recorder.cmp(&lb.recorder))
+        }) else {
+            return;
+        };
+        let high_load = placement.loads[high].load_kbps;
+        if ideal <= 0.0 || (high_load as f64) <= rule.threshold * ideal || high == low {
+            return;
+        }
+        let low_load = placement.loads[low].load_kbps;
+        let gap = high_load - low_load;
+        let room = u64::from(placement.loads[low].normal_limit_kbps).saturating_sub(low_load);
+        let high_id = placement.loads[high].recorder.clone();
+        // The camera whose move leaves the two closest to equal: |gap - 2b| smallest.
+        let best = placement
+            .assignments
+            .iter()
+            .filter(|(camera, recorder)| **recorder == high_id && !moving.contains(*camera))
+            .filter_map(|(camera, _)| {
+                let b = u64::from(*bitrates.get(camera.as_str())?);
+                (b > 0 && b < gap && b <= room).then_some((gap.abs_diff(2 * b), camera.clone(), b))
+            })
+            .min();
+        let Some((_, camera, bitrate)) = best else {
+            return;
+        };
+        let low_id = placement.loads[low].recorder.clone();
+        placement.loads[high].load_kbps -= bitrate;
+        placement.loads[high].cameras -= 1;
+        placement.loads[low].load_kbps += bitrate;
+        placement.loads[low].cameras += 1;
+        placement.assignments.insert(camera.clone(), low_id.clone());
+        moving.insert(camera.clone());
+        let position = placement
+            .moves
+            .partition_point(|m| m.camera.as_str() < camera.as_str());
+        placement.moves.insert(
+            position,
+            CameraMove {
+                camera,
+                bitrate_kbps: u32::try_from(bitrate).unwrap_or(u32::MAX),
+                from: Some(high_id),
+                to: low_id,
+                reason: MoveReason::Balance,
+            },
+        );
+        made += 1;
+    }
+}
+
 /// A recorder during placement. Loads are u64: a sum of u32 bitrates.
 #[derive(Clone, Debug)]
 struct Recorder<'a> {
     id: &'a str,
     healthy: bool,
+    draining: bool,
     capacity_kbps: u64,
     normal_limit_kbps: u64,
     load_kbps: u64,
@@ -434,6 +581,11 @@ impl Recorder<'_> {
         i128::from(limit_kbps) - i128::from(self.load_kbps)
     }
 
+    /// Healthy and not draining: may be given cameras.
+    fn eligible(&self) -> bool {
+        self.healthy && !self.draining
+    }
+
     fn fits(&self, bitrate_kbps: u32, limit: Limit) -> bool {
         self.room(limit) >= i128::from(bitrate_kbps)
     }
@@ -442,6 +594,7 @@ impl Recorder<'_> {
         RecorderLoad {
             recorder: self.id.to_string(),
             healthy: self.healthy,
+            draining: self.draining,
             // Both limits come from a u32 capacity, so they fit back into u32.
             capacity_kbps: u32::try_from(self.capacity_kbps).unwrap_or(u32::MAX),
             normal_limit_kbps: u32::try_from(self.normal_limit_kbps).unwrap_or(u32::MAX),
@@ -511,11 +664,13 @@ fn canonical_recorders(
         if let Some(last) = merged.last_mut().filter(|last| last.id == recorder.id) {
             // Sorted by (id, capacity, healthy): the first entry has the smallest capacity.
             last.healthy &= recorder.healthy;
+            last.draining |= recorder.draining;
             continue;
         }
         merged.push(Recorder {
             id: &recorder.id,
             healthy: recorder.healthy,
+            draining: recorder.draining,
             capacity_kbps,
             normal_limit_kbps: capacity_kbps * (100 - headroom_percent) / 100,
             load_kbps: 0,
@@ -655,7 +810,7 @@ fn pack(
                 let index = headroom.limits().iter().find_map(|&limit| {
                     recorders
                         .iter()
-                        .position(|r| r.healthy && r.fits(bitrate_kbps, limit))
+                        .position(|r| r.eligible() && r.fits(bitrate_kbps, limit))
                 })?;
                 recorders[index].add(bitrate_kbps);
                 Some(index)
@@ -679,7 +834,7 @@ impl RoomIndex {
             by_full_room: BTreeSet::new(),
         };
         for (index, recorder) in recorders.iter().enumerate() {
-            if recorder.healthy {
+            if recorder.eligible() {
                 rooms.insert(index, recorder);
             }
         }
@@ -734,6 +889,7 @@ mod tests {
             id: id.to_string(),
             capacity_kbps,
             healthy,
+            draining: false,
         }
     }
 
@@ -781,6 +937,7 @@ mod tests {
             vec![RecorderLoad {
                 recorder: "r1".into(),
                 healthy: true,
+                draining: false,
                 capacity_kbps: 100,
                 normal_limit_kbps: 80,
                 load_kbps: 0,
@@ -1126,6 +1283,7 @@ mod tests {
         let load = |recorder: &str, healthy, load_kbps| RecorderLoad {
             recorder: recorder.into(),
             healthy,
+            draining: false,
             capacity_kbps: 100,
             normal_limit_kbps: 80,
             load_kbps,
@@ -1325,8 +1483,12 @@ mod tests {
                 load.load_kbps,
                 loads.get(load.recorder.as_str()).copied().unwrap_or(0)
             );
-            // (1) No recorder above its full capacity, ever.
-            assert!(load.load_kbps <= u64::from(load.capacity_kbps), "{load:?}");
+            // (1) No recorder above its full capacity, ever; except a draining one, which only
+            // keeps cameras it records already until they find a home (checked below).
+            assert!(
+                load.draining || load.load_kbps <= u64::from(load.capacity_kbps),
+                "{load:?}"
+            );
         }
         let limit_of = |recorder: &str, headroom: bool| {
             let capacity = healthy[recorder].capacity_kbps;
@@ -1349,6 +1511,13 @@ mod tests {
         // Moves are exactly the changed assignments, with the right origin and reason.
         for (camera, recorder) in &placement.assignments {
             let current = by_id[camera.as_str()].current_recorder.as_deref();
+            if healthy[recorder.as_str()].draining {
+                assert_eq!(
+                    current,
+                    Some(recorder.as_str()),
+                    "{camera} put on a draining recorder"
+                );
+            }
             let moved = placement.moves.iter().find(|m| &m.camera == camera);
             if current == Some(recorder.as_str()) {
                 assert!(moved.is_none());
@@ -1359,12 +1528,15 @@ mod tests {
             };
             assert_eq!(moved.from.as_deref(), current);
             assert_eq!(&moved.to, recorder);
-            let expected = match current {
-                None => MoveReason::New,
-                Some(c) if healthy.contains_key(c) => MoveReason::Rebalance,
-                Some(_) => MoveReason::RecorderLost,
+            // Nothing is ever placed on a draining recorder.
+            assert!(!healthy[recorder.as_str()].draining, "{moved:?}");
+            let expected: &[MoveReason] = match current {
+                None => &[MoveReason::New],
+                Some(c) if healthy.get(c).is_some_and(|r| r.draining) => &[MoveReason::Drain],
+                Some(c) if healthy.contains_key(c) => &[MoveReason::Rebalance, MoveReason::Balance],
+                Some(_) => &[MoveReason::RecorderLost],
             };
-            assert_eq!(moved.reason, expected);
+            assert!(expected.contains(&moved.reason), "{moved:?}");
         }
         assert_eq!(
             placement.moves.len(),
@@ -1389,6 +1561,10 @@ mod tests {
                 .iter()
                 .filter(|c| assigned(placement, &c.id) != Some(recorder))
                 .count();
+            if healthy[recorder].draining {
+                // Its cameras leave where there is room (checked with the moves above).
+                continue;
+            }
             if load <= capacity {
                 assert_eq!(left, 0, "{recorder} was within capacity");
             } else {
@@ -1416,12 +1592,19 @@ mod tests {
             match u.reason {
                 UnplacedReason::WrongPool => assert_ne!(camera.pool, POOL),
                 UnplacedReason::DuplicateId => panic!("ids are unique"),
-                UnplacedReason::NoHealthyRecorder => assert!(healthy.is_empty()),
+                UnplacedReason::NoHealthyRecorder => {
+                    assert!(healthy.values().all(|r| r.draining))
+                }
                 UnplacedReason::LargerThanAnyRecorder => {
-                    assert!(healthy.keys().all(|r| bitrate > limit_of(r, must_move)))
+                    assert!(
+                        healthy
+                            .keys()
+                            .filter(|r| !healthy[*r].draining)
+                            .all(|r| bitrate > limit_of(r, must_move))
+                    )
                 }
                 UnplacedReason::InsufficientCapacity => {
-                    for &r in healthy.keys() {
+                    for &r in healthy.keys().filter(|r| !healthy[*r].draining) {
                         let load = loads.get(r).copied().unwrap_or(0);
                         assert!(load + bitrate > limit_of(r, must_move), "{u:?} fits on {r}");
                     }
@@ -1536,6 +1719,244 @@ mod tests {
             prop_assert!(second.moves.is_empty());
             prop_assert!(second.unplaced.is_empty());
             prop_assert_eq!(second.assignments, first.assignments);
+        }
+    }
+
+    fn draining(id: &str, capacity_kbps: u32) -> PlacementRecorder {
+        PlacementRecorder {
+            draining: true,
+            ..recorder(id, capacity_kbps, true)
+        }
+    }
+
+    #[test]
+    fn draining_recorder_hands_its_cameras_over_and_gets_none() {
+        let cameras = vec![
+            camera("a", 30, Some("r0")),
+            camera("b", 20, Some("r0")),
+            camera("new", 10, None),
+        ];
+        let recorders = vec![
+            draining("r0", 100),
+            recorder("r1", 100, true),
+            recorder("r2", 100, true),
+        ];
+        let placement = place(&input(cameras, recorders, 20));
+        assert!(placement.unplaced.is_empty());
+        for c in ["a", "b", "new"] {
+            assert_ne!(
+                assigned(&placement, c),
+                Some("r0"),
+                "{c} on the draining recorder"
+            );
+        }
+        let drains: Vec<(&str, MoveReason)> = placement
+            .moves
+            .iter()
+            .map(|m| (m.camera.as_str(), m.reason))
+            .collect();
+        assert_eq!(
+            drains,
+            [
+                ("a", MoveReason::Drain),
+                ("b", MoveReason::Drain),
+                ("new", MoveReason::New)
+            ]
+        );
+        assert!(MoveReason::Drain.is_planned() && !MoveReason::RecorderLost.is_planned());
+        assert_eq!(load_of(&placement, "r0"), 0);
+    }
+
+    #[test]
+    fn draining_cameras_without_a_new_home_stay_recorded() {
+        // r1 has room for one of the two; the other stays on its draining recorder.
+        let cameras = vec![camera("a", 70, Some("r0")), camera("b", 60, Some("r0"))];
+        let recorders = vec![draining("r0", 100), recorder("r1", 100, true)];
+        let placement = place(&input(cameras.clone(), recorders, 0));
+        assert!(placement.unplaced.is_empty(), "{:?}", placement.unplaced);
+        assert_eq!(assigned(&placement, "a"), Some("r1"));
+        assert_eq!(assigned(&placement, "b"), Some("r0"));
+        assert_eq!(load_of(&placement, "r0"), 60);
+        // The only recorder drains: everything stays, nothing is unplaced.
+        let placement = place(&input(cameras, vec![draining("r0", 100)], 0));
+        assert!(placement.unplaced.is_empty());
+        assert!(placement.moves.is_empty());
+        assert_eq!(assigned(&placement, "a"), Some("r0"));
+    }
+
+    fn crowded(n: usize, bitrate: u32) -> PlacementInput {
+        let cameras = (0..n)
+            .map(|i| camera(&format!("c{i}"), bitrate, Some("r0")))
+            .collect();
+        let recorders = (0..3)
+            .map(|i| recorder(&format!("r{i}"), 10_000, true))
+            .collect();
+        input(cameras, recorders, 20)
+    }
+
+    #[test]
+    fn rebalance_spreads_a_crowded_pool_evenly() {
+        // Six cameras crowded on the first recorder that became ready.
+        let input = crowded(6, 500);
+        let mut placement = place(&input);
+        assert!(
+            placement.moves.is_empty(),
+            "sticky: nothing moves by itself"
+        );
+        let rule = RebalanceRule {
+            threshold: 1.25,
+            max_moves: 100,
+        };
+        rebalance(&input, &mut placement, &rule);
+        assert_eq!(placement.moves.len(), 4);
+        assert!(
+            placement
+                .moves
+                .iter()
+                .all(|m| m.reason == MoveReason::Balance && m.from.as_deref() == Some("r0"))
+        );
+        for r in ["r0", "r1", "r2"] {
+            assert_eq!(load_of(&placement, r), 1000, "{r}");
+        }
+        assert!((placement.balance().max_over_ideal - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rebalance_moves_at_most_the_budget_and_stops_at_the_threshold() {
+        let input = crowded(6, 500);
+        let mut placement = place(&input);
+        rebalance(
+            &input,
+            &mut placement,
+            &RebalanceRule {
+                threshold: 1.25,
+                max_moves: 2,
+            },
+        );
+        assert_eq!(placement.moves.len(), 2);
+        // Seven cameras on three recorders: 3/2/2 is as good as it gets (max/ideal 1.29), and
+        // a threshold below that must not make cameras go round in circles.
+        let input = crowded(7, 500);
+        let mut placement = place(&input);
+        rebalance(
+            &input,
+            &mut placement,
+            &RebalanceRule {
+                threshold: 1.0,
+                max_moves: 100,
+            },
+        );
+        assert_eq!(placement.moves.len(), 4);
+        let mut again = input.clone();
+        for c in &mut again.cameras {
+            c.current_recorder = placement.assignments.get(&c.id).cloned();
+        }
+        let mut second = place(&again);
+        rebalance(
+            &again,
+            &mut second,
+            &RebalanceRule {
+                threshold: 1.0,
+                max_moves: 100,
+            },
+        );
+        assert!(second.moves.is_empty(), "{:?}", second.moves);
+    }
+
+    #[test]
+    fn rebalance_ignores_draining_recorders_and_respects_normal_limits() {
+        let cameras = vec![
+            camera("a", 400, Some("r1")),
+            camera("b", 400, Some("r1")),
+            camera("c", 400, Some("r0")),
+        ];
+        // r0 drains; r2's normal limit (500 of 1000 with 50 % headroom) takes only one.
+        let recorders = vec![
+            draining("r0", 1000),
+            recorder("r1", 1000, true),
+            recorder("r2", 1000, true),
+        ];
+        let input = input(cameras, recorders, 50);
+        let mut placement = place(&input);
+        rebalance(
+            &input,
+            &mut placement,
+            &RebalanceRule {
+                threshold: 1.1,
+                max_moves: 10,
+            },
+        );
+        for m in &placement.moves {
+            assert_ne!(m.to, "r0");
+        }
+        let r2 = placement
+            .loads
+            .iter()
+            .find(|l| l.recorder == "r2")
+            .expect("r2");
+        assert!(r2.load_kbps <= u64::from(r2.normal_limit_kbps), "{r2:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Rebalance after placement keeps every placement invariant, never exceeds its budget,
+        /// never raises the largest eligible load, moves only between eligible recorders into
+        /// their normal limit, and ends at or under the threshold unless no move can improve.
+        #[test]
+        fn rebalance_rules(
+            input in arb_input(),
+            drain in prop::option::of(0usize..6),
+            threshold in 1.0f64..2.0,
+            max_moves in 0usize..8,
+        ) {
+            let mut input = input;
+            if let Some(d) = drain && let Some(r) = input.recorders.get_mut(d) {
+                r.draining = true;
+            }
+            let mut placement = place(&input);
+            let eligible = |p: &Placement| -> Vec<RecorderLoad> {
+                p.loads.iter().filter(|l| l.healthy && !l.draining).cloned().collect()
+            };
+            let max_before = eligible(&placement).iter().map(|l| l.load_kbps).max();
+            let moves_before = placement.moves.len();
+            check_invariants(&input, &placement);
+            let assigned_before = placement.assignments.clone();
+            rebalance(&input, &mut placement, &RebalanceRule { threshold, max_moves });
+            // Same cameras placed; loads still match the assignments.
+            prop_assert_eq!(
+                placement.assignments.keys().collect::<Vec<_>>(),
+                assigned_before.keys().collect::<Vec<_>>()
+            );
+            prop_assert_eq!(
+                recorder_loads(&input, &placement.assignments)
+                    .iter()
+                    .map(|l| (l.recorder.clone(), l.load_kbps, l.cameras))
+                    .collect::<Vec<_>>(),
+                placement
+                    .loads
+                    .iter()
+                    .map(|l| (l.recorder.clone(), l.load_kbps, l.cameras))
+                    .collect::<Vec<_>>()
+            );
+            let balance_moves: Vec<&CameraMove> = placement
+                .moves
+                .iter()
+                .filter(|m| m.reason == MoveReason::Balance)
+                .collect();
+            prop_assert_eq!(placement.moves.len(), moves_before + balance_moves.len());
+            prop_assert!(balance_moves.len() <= max_moves);
+            let after = eligible(&placement);
+            prop_assert!(after.iter().map(|l| l.load_kbps).max() <= max_before);
+            for m in &balance_moves {
+                let to = after.iter().find(|l| l.recorder == m.to);
+                prop_assert!(to.is_some(), "moved to a non-eligible recorder: {:?}", m);
+                let to = to.unwrap();
+                prop_assert!(to.load_kbps <= u64::from(to.normal_limit_kbps), "{:?}", to);
+            }
+            for l in placement.loads.iter().filter(|l| l.draining) {
+                prop_assert!(balance_moves.iter().all(|m| m.to != l.recorder));
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use retina::client::{
     Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
     TeardownPolicy,
@@ -23,18 +23,48 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error::{Error, Result};
 use crate::metrics::{CamLabels, Metrics};
+use crate::quarantine::{Quarantine, QuarantinePolicy, SessionOutcome};
 use crate::spool::Spool;
 use crate::status::{CameraState, StatusBoard, now_ms};
 use vigil_api::redact::Credentials;
-use vigil_api::redact::{Redactor, redact_url};
+use vigil_api::redact::{Redactor, peer_summary, redact_url};
 use vigil_config::{CameraConfig, CredentialSource, Settings, Transport};
 use vigil_media::backoff::Backoff;
 use vigil_media::ewma::BitrateEwma;
 use vigil_media::mp4;
+use vigil_media::netguard;
 use vigil_media::segmenter::{AudioIn, Event, Policy, Segmenter, VideoIn};
 use vigil_media::timeline::{Adjust, Timeline};
 use vigil_store::gaps::{Gap, GapReason, GapRecord, GapTracker};
 use vigil_store::layout::{CameraId, ObjectKey, Origin, SegmentKey};
+
+/// The start of the segment opened at a cut whose time on the timeline before the boundary is
+/// `end_ms` (the closing segment's end), given what the boundary did and the cut's time on the
+/// timeline after it (`after_ms`). The same millisecond, so keys tile — except after a step:
+/// then the new segment starts at the corrected time and the keys show the step as a hole or an
+/// overlap (docs/storage.md). Starting it at `end_ms` put the whole step into the new segment's
+/// key, which then misstated its length (a 16.9 s key holding 10 s of video, issue 18).
+fn next_segment_start_ms(adjust: Adjust, end_ms: i64, after_ms: i64) -> i64 {
+    match adjust {
+        Adjust::Stepped(_) => after_ms,
+        Adjust::Locked | Adjust::Slewed(_) => end_ms,
+    }
+}
+
+/// The hole a forward step of the timeline leaves between the key ending at `end_ms` and the
+/// next one starting at `next_start_ms`, when longer than one frame. Nothing else would report
+/// it: the stream never broke, yet that time has no footage on the timeline (issue 18). A
+/// backward step overlaps the previous key instead and loses nothing.
+fn step_gap(adjust: Adjust, end_ms: i64, next_start_ms: i64) -> Option<Gap> {
+    let stepped = matches!(adjust, Adjust::Stepped(_));
+    (stepped && next_start_ms - end_ms > vigil_store::intervals::DEFAULT_TOLERANCE_MS).then_some(
+        Gap {
+            start_ms: end_ms,
+            end_ms: next_start_ms,
+            reason: GapReason::TimelineStep,
+        },
+    )
+}
 
 /// Reads a Secret's user name and password: (namespace, secret, username key, password key).
 pub type SecretReader = Arc<
@@ -48,6 +78,10 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
     pub secrets: Option<SecretReader>,
+    /// Live frames for viewers (the live tap, `crate::live`).
+    pub live: Arc<crate::live::LiveHub>,
+    /// Kubernetes mode: the held cameras' manual and external windows (`crate::windows`).
+    pub windows: Option<Arc<watch::Sender<crate::windows::WindowBoard>>>,
 }
 
 /// RTSP request timeout (DESCRIBE, SETUP, PLAY each).
@@ -90,6 +124,8 @@ struct CameraTask {
     gaps: GapTracker,
     ewma: BitrateEwma,
     redactor: Redactor,
+    /// `Event` mode: triggers from the event source (see `event_hook.rs`).
+    events: Option<crate::event_hook::Events>,
 }
 
 impl CameraTask {
@@ -112,7 +148,9 @@ impl CameraTask {
         }
         let labels = CamLabels::from(&cfg.id);
         let bytes_in = ctx.metrics.bytes_in.get_or_create(&labels).clone();
+        let events = crate::event_hook::Events::start(&cfg, &ctx, &stop);
         CameraTask {
+            events,
             bytes_in,
             labels,
             cfg,
@@ -132,6 +170,7 @@ impl CameraTask {
         let s = &self.ctx.settings;
         let mut backoff = Backoff::with_random_seed(s.reconnect_min, s.reconnect_max);
         let mut attempts = 0u64;
+        let mut quarantine = Quarantine::new(QuarantinePolicy::default());
         info!(url = %redact_url(&self.cfg.url), "camera task started");
         while !self.stopping() {
             if attempts > 0 {
@@ -146,9 +185,20 @@ impl CameraTask {
             self.ctx
                 .status
                 .set_state(&self.cfg.id, CameraState::Connecting);
-            let (ended, recorded) = match self.connect().await {
-                Ok((demuxed, vi, ai)) => self.ingest(demuxed, vi, ai).await,
-                Err(e) => (Ended::Lost(e), false),
+            let session = async {
+                match self.connect().await {
+                    Ok((demuxed, vi, ai)) => self.ingest(demuxed, vi, ai).await,
+                    Err(e) => (Ended::Lost(e), false),
+                }
+            };
+            // A panic while parsing what the camera sent (a bug in a protocol crate) ends this
+            // session like a broken stream instead of silently ending the camera's task; it
+            // counts towards quarantine like a limit violation. The session's state is dropped
+            // with it; the task's own state (gaps, backoff) is only touched between sessions.
+            let (ended, recorded) = match std::panic::AssertUnwindSafe(session).catch_unwind().await
+            {
+                Ok(r) => r,
+                Err(_) => (Ended::Lost(Error::SessionPanicked), false),
             };
             self.ctx
                 .metrics
@@ -162,21 +212,57 @@ impl CameraTask {
                 Ended::Stopped => break,
                 Ended::Lost(e) => {
                     self.gaps.lost(now_ms());
+                    let violated = matches!(e, Error::LimitExceeded(_) | Error::SessionPanicked);
+                    let outcome = match (violated, recorded) {
+                        (true, _) => SessionOutcome::LimitExceeded,
+                        (false, true) => SessionOutcome::Recorded,
+                        (false, false) => SessionOutcome::Other,
+                    };
+                    if violated {
+                        self.ctx
+                            .metrics
+                            .limit_violations
+                            .get_or_create(&self.labels)
+                            .inc();
+                    }
                     let msg = self.redactor.scrub(&e.to_string());
-                    let delay = backoff.next_delay();
-                    warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "stream lost");
+                    let refused = e.is_address_refused();
+                    let hold = quarantine.session_ended(Instant::now(), outcome);
+                    let (delay, state, shown) = match hold {
+                        Some(hold) => {
+                            warn!(error = %msg, hold_s = hold.as_secs(), "camera quarantined: its sessions keep exceeding the receive limits");
+                            let shown = QuarantinePolicy::default().message(hold, &msg);
+                            (hold, CameraState::Quarantined, shown)
+                        }
+                        None => {
+                            let delay = backoff.next_delay();
+                            if refused {
+                                warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "camera address refused by the pool's cameraNetworks; not connecting");
+                            } else {
+                                warn!(error = %msg, retry_in_ms = delay.as_millis() as u64, "stream lost");
+                            }
+                            (delay, CameraState::Reconnecting, msg)
+                        }
+                    };
                     self.ctx.status.update(&self.cfg.id, |r| {
-                        r.last_error = Some(msg);
+                        r.last_error = Some(shown);
+                        r.address_refused = refused;
                         r.open_gap_since_ms = self.gaps.open_since().map(|g| g.0);
                     });
-                    self.ctx
-                        .status
-                        .set_state(&self.cfg.id, CameraState::Reconnecting);
+                    self.ctx.status.set_state(&self.cfg.id, state);
+                    let quarantined = self
+                        .ctx
+                        .metrics
+                        .quarantined
+                        .get_or_create(&self.labels)
+                        .clone();
+                    quarantined.set(i64::from(hold.is_some()));
                     let mut stop = self.stop.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = stop.wait_for(|s| *s) => {}
                     }
+                    quarantined.set(0);
                 }
             }
         }
@@ -190,38 +276,72 @@ impl CameraTask {
     }
 
     async fn credentials(&self) -> Result<Option<Credentials>> {
-        match &self.cfg.credentials {
-            CredentialSource::None => Ok(None),
-            CredentialSource::Static(c) => Ok(Some(c.clone())),
-            CredentialSource::Secret {
-                name,
-                username_key,
-                password_key,
-            } => {
-                let reader = self.ctx.secrets.as_ref().ok_or_else(|| {
-                    Error::Config("credentials from a Secret need Kubernetes mode".into())
-                })?;
-                reader(
-                    self.cfg.id.namespace.clone(),
-                    name.clone(),
-                    username_key.clone(),
-                    password_key.clone(),
-                )
-                .await
-                .map(Some)
-            }
+        credentials_of(&self.cfg, &self.ctx).await
+    }
+
+    /// A retina error as the recorder's: receive-limit violations are told apart (they count
+    /// towards quarantine) and described by their first line only, which is retina's own text
+    /// and carries none of the camera's bytes.
+    fn retina_err(&self, what: &str, e: retina::Error) -> Error {
+        if e.is_limit_exceeded() {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or("receive limit exceeded");
+            return Error::LimitExceeded(format!("{what}: {first}"));
         }
+        self.rtsp_err(what, e)
     }
 
     fn rtsp_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
-        // retina's errors span several lines (connection and message context); logs want one.
-        let text = format!("{what}: {e}");
-        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        Error::Rtsp(self.redactor.scrub(&one_line))
+        // retina's errors quote what the peer sent (status lines, hex dumps of messages) after
+        // a blank line; only a short printable summary of the first paragraph is kept.
+        let text = format!("{what}: {}", peer_summary(&e.to_string()));
+        Error::Rtsp(self.redactor.scrub(&text))
+    }
+
+    /// Resolves the camera's host once, checks the address against the pool's policy, and
+    /// returns the URL pinned to that address: retina connects to exactly what was checked.
+    async fn pinned_url(&self) -> Result<url::Url> {
+        let url = &self.cfg.url;
+        let host = netguard::url_host(url)
+            .ok_or_else(|| Error::Config(format!("{}: no host", redact_url(url))))?;
+        let port = url
+            .port()
+            .unwrap_or(if url.scheme() == "rtsps" { 322 } else { 554 });
+        let addr = netguard::resolve(&host, port, &self.ctx.settings.address_policy).await?;
+        debug!(address = %addr, "camera address allowed");
+        Ok(netguard::pin_url(url, addr)?)
+    }
+
+    /// A stream to the camera through its site's tunnel, as a loopback `TcpStream` for retina.
+    async fn site_stream(&self, site: &str) -> Result<tokio::net::TcpStream> {
+        let url = &self.cfg.url;
+        let link = self.ctx.settings.site_link.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "camera at site {site}: this recorder has no site link (rendezvous service)"
+            ))
+        })?;
+        let host = netguard::url_host(url)
+            .ok_or_else(|| Error::Config(format!("{}: no host", redact_url(url))))?;
+        let port = url.port().unwrap_or(554);
+        let started = Instant::now();
+        let stream = netguard::via_site(link, site, &host, port, RTSP_TIMEOUT).await?;
+        info!(
+            site,
+            open_ms = started.elapsed().as_secs_f64() * 1e3,
+            "camera reached through its site's tunnel (relay)"
+        );
+        Ok(netguard::bridge(stream).await?)
     }
 
     /// DESCRIBE, SETUP (video, and AAC audio if wanted), PLAY.
     async fn connect(&mut self) -> Result<(Demuxed, usize, Option<usize>)> {
+        // Before anything else: a refused address costs no Secret read and no connection.
+        // A camera at a remote site is reached through the site's tunnel instead (issue #15):
+        // its URL keeps the camera's LAN address, which the site's gateway checks.
+        let (url, through_site) = match self.cfg.site.clone() {
+            Some(site) => (self.cfg.url.clone(), Some(self.site_stream(&site).await?)),
+            None => (self.pinned_url().await?, None),
+        };
         let creds = self.credentials().await?;
         if let Some(c) = &creds {
             // Secrets read from Kubernetes are only known now.
@@ -233,12 +353,23 @@ impl CameraTask {
                 password: c.password,
             }))
             .user_agent(format!("vigil-recorder/{}", env!("CARGO_PKG_VERSION")))
-            .teardown(TeardownPolicy::Auto);
-        let mut session =
-            tokio::time::timeout(RTSP_TIMEOUT, Session::describe(self.cfg.url.clone(), opts))
-                .await
-                .map_err(|_| self.rtsp_err("DESCRIBE", "timed out"))?
-                .map_err(|e| self.rtsp_err("DESCRIBE", e))?;
+            // Through a site, never a TEARDOWN on a new connection: that would dial the
+            // camera's LAN address directly (closing the tunnel stream ends the session).
+            .teardown(if through_site.is_some() {
+                TeardownPolicy::Never
+            } else {
+                TeardownPolicy::Auto
+            });
+        let describe = async move {
+            match through_site {
+                Some(tcp) => Session::describe_with_stream(url, tcp, opts).await,
+                None => Session::describe(url, opts).await,
+            }
+        };
+        let mut session = tokio::time::timeout(RTSP_TIMEOUT, describe)
+            .await
+            .map_err(|_| self.rtsp_err("DESCRIBE", "timed out"))?
+            .map_err(|e| self.retina_err("DESCRIBE", e))?;
         let streams = session.streams();
         let vi = streams
             .iter()
@@ -246,11 +377,13 @@ impl CameraTask {
             .ok_or_else(|| {
                 Error::Stream(format!(
                     "no H.264/H.265 video stream (offered: {})",
-                    streams
-                        .iter()
-                        .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    peer_summary(
+                        &streams
+                            .iter()
+                            .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 ))
             })?;
         if streams[vi].clock_rate_hz() != mp4::VIDEO_TIMESCALE {
@@ -284,7 +417,7 @@ impl CameraTask {
             )
             .await
             .map_err(|_| self.rtsp_err("SETUP", "timed out"))?
-            .map_err(|e| self.rtsp_err("SETUP", e))?;
+            .map_err(|e| self.retina_err("SETUP", e))?;
         }
         // Timestamps are mapped to UTC per stream (see timeline.rs), so RTP-Info is not needed.
         let playing = tokio::time::timeout(
@@ -294,10 +427,10 @@ impl CameraTask {
         )
         .await
         .map_err(|_| self.rtsp_err("PLAY", "timed out"))?
-        .map_err(|e| self.rtsp_err("PLAY", e))?;
+        .map_err(|e| self.retina_err("PLAY", e))?;
         let demuxed = playing
             .demuxed()
-            .map_err(|e| self.rtsp_err("demuxing", e))?;
+            .map_err(|e| self.retina_err("demuxing", e))?;
         Ok((demuxed, vi, ai))
     }
 
@@ -340,11 +473,17 @@ impl CameraTask {
             segments: 0,
             h265: false,
             last_video_ts: 0,
+            keyed: false,
+            gate: self
+                .events
+                .as_ref()
+                .and_then(crate::event_hook::Events::gate),
         };
         self.ctx.status.update(&self.cfg.id, |r| {
             r.audio = audio.as_ref().map(|a| a.1.clone());
             r.sessions += 1;
         });
+        let live = ctx.live.feed(&self.cfg.id);
         let started = Instant::now();
         let mut any_video = false;
         let mut last_video = Instant::now();
@@ -352,7 +491,7 @@ impl CameraTask {
         let mut events = Vec::new();
         let mut stop = self.stop.clone();
         let ended = loop {
-            let deadline = if rec.segmenter.started() {
+            let deadline = if rec.segmenter.started() || rec.keyed {
                 last_video + s.stall_timeout
             } else if any_video {
                 started + FIRST_KEYFRAME_TIMEOUT.max(s.stall_timeout)
@@ -365,7 +504,7 @@ impl CameraTask {
                     None => break Ended::Stopped,
                 };
             let item = match item {
-                Err(_) if rec.segmenter.started() => {
+                Err(_) if rec.segmenter.started() || rec.keyed => {
                     break Ended::Lost(Error::Stream(format!(
                         "no video for {} s",
                         s.stall_timeout.as_secs()
@@ -384,7 +523,7 @@ impl CameraTask {
                     )));
                 }
                 Ok(None) => break Ended::Lost(Error::Stream("the camera ended the stream".into())),
-                Ok(Some(Err(e))) => break Ended::Lost(self.rtsp_err("stream", e)),
+                Ok(Some(Err(e))) => break Ended::Lost(self.retina_err("stream", e)),
                 Ok(Some(Ok(item))) => item,
             };
             match item {
@@ -408,13 +547,15 @@ impl CameraTask {
                                     rec.h265 =
                                         codec.starts_with("hvc1") || codec.starts_with("hev1");
                                     info!(codec = %codec, width = w, height = h, "video parameters");
+                                    live.params(&codec, p.extra_data());
                                     self.ctx
                                         .status
                                         .update(&self.cfg.id, |r| r.codec = Some(codec));
                                 }
                                 Err(e) => {
                                     break Ended::Lost(Error::Stream(format!(
-                                        "cannot describe video for MP4: {e}"
+                                        "cannot describe video for MP4: {}",
+                                        peer_summary(&e.to_string())
                                     )));
                                 }
                             },
@@ -434,13 +575,22 @@ impl CameraTask {
                     }
                     let key = f.is_random_access_point()
                         || (rec.h265 && vigil_media::segmenter::h265_is_irap(f.data()));
+                    live.frame(ts, key, recv / 1000, f.data());
                     let frame = VideoIn {
                         ts,
                         key,
                         new_params: f.has_new_parameters(),
                         data: f.into_data(),
                     };
-                    if let Err(d) = rec.segmenter.push_video(frame, &mut events) {
+                    rec.keyed |= frame.key;
+                    if let Err(d) = crate::event_hook::push_video(
+                        self.events.as_mut(),
+                        &mut rec.gate,
+                        &mut rec.segmenter,
+                        rec.vtl.as_ref(),
+                        frame,
+                        &mut events,
+                    ) {
                         warn!(
                             prev_ts = d.prev_ts,
                             ts = d.frame.ts,
@@ -456,7 +606,16 @@ impl CameraTask {
                         rec.vtl = Some(Timeline::new(mp4::VIDEO_TIMESCALE, d.frame.ts, recv));
                         rec.atl = None;
                         let frame = d.frame;
-                        if rec.segmenter.push_video(frame, &mut events).is_err() {
+                        if crate::event_hook::push_video(
+                            self.events.as_mut(),
+                            &mut rec.gate,
+                            &mut rec.segmenter,
+                            rec.vtl.as_ref(),
+                            frame,
+                            &mut events,
+                        )
+                        .is_err()
+                        {
                             break Ended::Lost(Error::Stream("timestamp discontinuity".into()));
                         }
                     }
@@ -472,7 +631,9 @@ impl CameraTask {
                     atl.observe(ts, recv);
                     rec.last_audio_ts = Some(ts);
                     let pos = vtl.inverse(atl.map_us(ts));
-                    rec.segmenter.push_audio(
+                    crate::event_hook::push_audio(
+                        &mut rec.gate,
+                        &mut rec.segmenter,
                         AudioIn {
                             pos,
                             duration: f.frame_length().get(),
@@ -522,7 +683,8 @@ impl CameraTask {
                         f.start_ms.get_or_insert(vtl.map_ms(f.start_ts));
                         f.end_ms = Some(end_ms);
                     }
-                    match vtl.boundary(ts) {
+                    let adjust = vtl.boundary(ts);
+                    match adjust {
                         Adjust::Stepped(us) => {
                             warn!(
                                 offset_ms = us / 1000,
@@ -537,7 +699,11 @@ impl CameraTask {
                     if let (Some(atl), Some(ats)) = (&mut rec.atl, rec.last_audio_ts) {
                         atl.boundary(ats);
                     }
-                    rec.pending_start_ms = Some(end_ms);
+                    let next_start_ms = next_segment_start_ms(adjust, end_ms, vtl.map_ms(ts));
+                    rec.pending_start_ms = Some(next_start_ms);
+                    if let Some(g) = step_gap(adjust, end_ms, next_start_ms) {
+                        self.record_gap(g).await;
+                    }
                 }
                 Event::Open { id, start_ts } => {
                     let (Some(vtl), Some(video)) = (&rec.vtl, &rec.video) else {
@@ -638,6 +804,13 @@ impl CameraTask {
                             .get_or_create(&self.labels)
                             .set(bps);
                     }
+                    if let Some(start_ms) = resumed {
+                        // Durable now: a planned move may let the old recorder go, and after a
+                        // failover the take-over check may run.
+                        self.ctx.status.update(&self.cfg.id, |r| {
+                            r.first_footage_ms.get_or_insert(start_ms);
+                        });
+                    }
                     if let Some(start_ms) = resumed
                         && let Some(g) = self.gaps.started(start_ms)
                     {
@@ -692,6 +865,7 @@ impl CameraTask {
                         r.bitrate_kbps = kbps;
                         r.open_gap_since_ms = None;
                         r.last_error = None;
+                        r.address_refused = false;
                     });
                     if let Some(g) = self.gaps.footage(start_ms, end_ms) {
                         // Only when a session ended before its first fragment was flushed.
@@ -729,6 +903,31 @@ impl CameraTask {
     }
 }
 
+/// The camera's credentials (a Secret is read now, so a rotated password is picked up).
+pub(crate) async fn credentials_of(cfg: &CameraConfig, ctx: &Ctx) -> Result<Option<Credentials>> {
+    match &cfg.credentials {
+        CredentialSource::None => Ok(None),
+        CredentialSource::Static(c) => Ok(Some(c.clone())),
+        CredentialSource::Secret {
+            name,
+            username_key,
+            password_key,
+        } => {
+            let reader = ctx.secrets.as_ref().ok_or_else(|| {
+                Error::Config("credentials from a Secret need Kubernetes mode".into())
+            })?;
+            reader(
+                cfg.id.namespace.clone(),
+                name.clone(),
+                username_key.clone(),
+                password_key.clone(),
+            )
+            .await
+            .map(Some)
+        }
+    }
+}
+
 /// State of one session.
 struct Recording {
     cam: CameraId,
@@ -748,6 +947,10 @@ struct Recording {
     h265: bool,
     /// RTP time of the newest video frame.
     last_video_ts: i64,
+    /// A keyframe arrived this session (with `Event` mode the segmenter may not have started).
+    keyed: bool,
+    /// `Event` mode: what reaches the segmenter.
+    gate: Option<crate::event_gate::EventGate>,
 }
 
 impl Recording {
@@ -829,7 +1032,6 @@ async fn next_item(
     batch: Duration,
     now: &mut Instant,
 ) -> Option<Result<Option<Result<CodecItem, retina::Error>>, ()>> {
-    use futures::FutureExt;
     if batch.is_zero() {
         let r = tokio::select! {
             _ = stop.wait_for(|s| *s) => None,
@@ -873,5 +1075,69 @@ fn wall_us(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_micros() as i64,
         Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A camera whose clock is 3 s behind the receipt times from the second segment on: the
+    /// timeline steps at the second boundary, and the segment after it must be 10 s long in its
+    /// key as in its frames, with the step a hole between the keys, reported as a gap.
+    #[test]
+    fn a_step_leaves_a_hole_between_keys_not_a_longer_key() {
+        const SEG: i64 = 10 * 90_000; // 10 s of RTP time
+        let mut t = Timeline::new(90_000, 0, 1_000_000_000);
+        t.lock();
+        let mut start_ms = t.map_ms(0);
+        let mut keys = vec![];
+        let mut gaps = vec![];
+        for k in 1..=3i64 {
+            let ts = k * SEG;
+            // Every frame of this segment arrives 3 s later than the anchor says.
+            for f in 0..250 {
+                let fts = (k - 1) * SEG + f * 3600;
+                t.observe(fts, t.map_us(fts) + 3_000_000);
+            }
+            let end_ms = t.map_ms(ts);
+            keys.push((start_ms, end_ms));
+            let adjust = t.boundary(ts);
+            start_ms = next_segment_start_ms(adjust, end_ms, t.map_ms(ts));
+            gaps.extend(step_gap(adjust, end_ms, start_ms));
+        }
+        let (_, end1) = keys[1];
+        let (start2, end2) = keys[2];
+        assert!(
+            (start2 - end1 - 3000).abs() < 50,
+            "the step is a hole between the keys: {keys:?}"
+        );
+        // That hole, and only it, is reported as a gap (so it gets a Backfill).
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                start_ms: end1,
+                end_ms: start2,
+                reason: GapReason::TimelineStep
+            }],
+            "{keys:?}"
+        );
+        assert!(
+            (end2 - start2 - 10_000).abs() < 50,
+            "the key after the step holds its 10 s: {keys:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_forward_step_longer_than_a_frame_is_a_gap() {
+        let step = Adjust::Stepped(0);
+        assert_eq!(step_gap(Adjust::Locked, 1_000, 5_000), None);
+        assert_eq!(step_gap(Adjust::Slewed(30.0), 1_000, 5_000), None);
+        assert_eq!(step_gap(step, 1_000, 900), None, "backward: an overlap");
+        assert_eq!(step_gap(step, 1_000, 1_010), None, "within a frame");
+        assert_eq!(
+            step_gap(step, 1_000, 1_500).map(|g| (g.start_ms, g.end_ms, g.reason)),
+            Some((1_000, 1_500, GapReason::TimelineStep))
+        );
     }
 }

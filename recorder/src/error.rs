@@ -23,6 +23,16 @@ pub enum Error {
     #[error("camera: {0}")]
     Rtsp(String),
 
+    /// The camera made the session exceed a receive limit (message, header or frame size) and
+    /// the session was closed. The text is the recorder's own, never the camera's bytes.
+    #[error("camera: {0}")]
+    LimitExceeded(String),
+
+    /// A session panicked (a bug in the RTSP client or a parser it uses, reached with what the
+    /// camera sent); the camera's task survives it.
+    #[error("camera: the session failed inside the RTSP client (a bug, see the log)")]
+    SessionPanicked,
+
     /// The camera sent something the recorder cannot store (unsupported codec, no keyframe).
     #[error("stream: {0}")]
     Stream(String),
@@ -65,6 +75,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The camera's address is refused by the pool's `cameraNetworks`; nothing was connected.
+    pub fn is_address_refused(&self) -> bool {
+        matches!(
+            self,
+            Error::Media(vigil_media::Error::AddressNotAllowed { .. })
+        )
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

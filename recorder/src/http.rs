@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz`, `/metrics` (Prometheus text) and `/status` (JSON of every camera).
+//! `/healthz`, `/readyz`, `/metrics` (Prometheus text), `/status` (JSON of every camera) and
+//! `/live/{namespace}/{name}` (a camera's live frames for the access point, token required).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub struct HttpState {
     /// True once the cameras are started; false again while shutting down.
     pub ready: Arc<AtomicBool>,
     pub recorder: String,
+    pub live: Arc<crate::live::LiveHub>,
 }
 
 pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
@@ -37,12 +39,16 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let live = Router::new()
+        .route("/live/{ns}/{name}", get(crate::live::serve))
+        .with_state(state.live.clone());
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(state);
+        .with_state(state)
+        .merge(live);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

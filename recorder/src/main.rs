@@ -52,7 +52,10 @@ optionally POD_UID. Records the Cameras labelled vigil.dev/recorder=$POD_NAME, t
 segment length and buffer size from the RecorderPool $POOL_NAME, renews the Lease $POD_NAME.
 
 HTTP (--listen): /healthz, /readyz, /metrics (Prometheus), /status (JSON).
-SIGTERM: every camera finishes its segment, uploads continue for --shutdown-timeout, exit 0."#;
+SIGTERM: in Kubernetes mode the recorder first drains: its Lease says vigil.dev/draining, and it
+keeps recording until the operator has handed every camera to another recorder (which records
+its first keyframe before this one lets go), at most --drain-timeout. Then every camera finishes
+its segment, uploads continue for --shutdown-timeout, exit 0. A second SIGTERM skips the drain."#;
 
 #[derive(Parser)]
 #[command(
@@ -109,9 +112,13 @@ struct RecordArgs {
     /// Parallel uploads (at most one per camera).
     #[arg(long, default_value_t = 4)]
     upload_concurrency: usize,
-    /// On SIGTERM, keep uploading for this many seconds.
+    /// On SIGTERM, keep uploading for this many seconds (after the drain).
     #[arg(long, default_value_t = 20)]
     shutdown_timeout: u64,
+    /// Kubernetes mode: on SIGTERM, keep recording for at most this many seconds while the
+    /// operator hands the cameras over to other recorders (make-before-break).
+    #[arg(long, default_value_t = 60)]
+    drain_timeout: u64,
     /// A stream without video for this many seconds is lost.
     #[arg(long, default_value_t = 5)]
     stall_timeout: u64,
@@ -204,14 +211,18 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         reconnect_min: Duration::from_millis(a.reconnect_min_ms.max(10)),
         reconnect_max: Duration::from_millis(a.reconnect_max_ms.max(10)),
         recorder_name: a.recorder_name.clone().unwrap_or_else(host_name),
+        address_policy: Default::default(),
+        site_link: None,
     };
     let source = if a.kubernetes {
-        let (k, pool) = kubernetes::connect().await?;
+        let (mut k, pool) = kubernetes::connect().await?;
+        k.drain_timeout = Duration::from_secs(a.drain_timeout);
         settings.storage = pool.storage;
         settings.prefix = pool.prefix;
         settings.segment_seconds =
             validate_segment_seconds(a.segment_seconds.unwrap_or(pool.segment_seconds))?;
         settings.buffer_max_bytes = a.buffer_max_bytes.unwrap_or(pool.buffer_max_bytes);
+        settings.address_policy = std::sync::Arc::new(pool.address_policy);
         settings.recorder_name = a.recorder_name.clone().unwrap_or_else(|| k.pod.clone());
         Source::Kubernetes(Box::new(k))
     } else {
@@ -226,6 +237,8 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         settings.segment_seconds = r.segment_seconds;
         settings.buffer_dir = r.buffer_dir;
         settings.buffer_max_bytes = r.buffer_max_bytes;
+        settings.address_policy = std::sync::Arc::new(r.address_policy);
+        settings.site_link = r.site_link;
         Source::File(r.cameras)
     };
     record(a.listen, settings, source).await

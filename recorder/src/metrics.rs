@@ -51,6 +51,8 @@ pub struct Metrics {
     pub dropped_segments: Family<CamLabels, Counter>,
     pub bitrate_bps: Family<CamLabels, FloatGauge>,
     pub camera_up: Family<CamLabels, Gauge>,
+    pub limit_violations: Family<CamLabels, Counter>,
+    pub quarantined: Family<CamLabels, Gauge>,
     pub upload_seconds: Histogram,
     pub upload_errors: Counter,
     pub buffer_bytes: Gauge,
@@ -75,6 +77,8 @@ impl Metrics {
             dropped_segments: Family::default(),
             bitrate_bps: Family::default(),
             camera_up: Family::default(),
+            limit_violations: Family::default(),
+            quarantined: Family::default(),
             // 5 ms .. ~82 s
             upload_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
             upload_errors: Counter::default(),
@@ -137,6 +141,16 @@ impl Metrics {
             m.camera_up.clone(),
         );
         registry.register(
+            "limit_violations",
+            "Sessions ended because the camera exceeded a receive limit (message, header or frame size) or made the RTSP client panic",
+            m.limit_violations.clone(),
+        );
+        registry.register(
+            "quarantined",
+            "1 while the camera is held off after repeated receive-limit violations",
+            m.quarantined.clone(),
+        );
+        registry.register(
             "upload_duration_seconds",
             "Time to upload one object",
             m.upload_seconds.clone(),
@@ -186,6 +200,8 @@ impl Metrics {
         self.dropped_segments.remove(&l);
         self.bitrate_bps.remove(&l);
         self.camera_up.remove(&l);
+        self.limit_violations.remove(&l);
+        self.quarantined.remove(&l);
         for reason in vigil_store::gaps::ALL_REASONS {
             let g = GapLabels {
                 namespace: l.namespace.clone(),

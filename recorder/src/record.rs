@@ -78,7 +78,28 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
         metrics: metrics.clone(),
         status: status.clone(),
         secrets,
+        live: Arc::new(crate::live::LiveHub::from_env()),
+        windows: match &source {
+            Source::Kubernetes(_) => Some(Arc::new(watch::channel(Default::default()).0)),
+            Source::File(_) => None,
+        },
     });
+
+    let mut source = source;
+    if let Source::Kubernetes(k) = &mut source
+        && ctx.live.enabled()
+    {
+        let pod_ip = std::env::var("POD_IP").ok();
+        let explicit = std::env::var("VIGIL_LIVE_ADDRESS").ok();
+        k.live_address =
+            crate::live::advertised_address(listen, pod_ip.as_deref(), explicit.as_deref());
+        match &k.live_address {
+            Some(a) => info!(address = %a, "live view: address published on the Lease"),
+            None => warn!(
+                "live view: no address to publish (listen on a wildcard address without POD_IP); the access point cannot find this recorder"
+            ),
+        }
+    }
 
     let (upload_stop_tx, upload_stop_rx) = watch::channel(None::<Instant>);
     let uploader = Arc::new(Uploader {
@@ -105,6 +126,7 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
             spool: spool.clone(),
             ready: ready.clone(),
             recorder: settings.recorder_name.clone(),
+            live: ctx.live.clone(),
         },
         async move {
             let _ = http_stop_rx.wait_for(|s| *s).await;
@@ -144,15 +166,52 @@ pub async fn record(listen: SocketAddr, settings: Settings, source: Source) -> R
                 k8s_stop_rx.clone(),
             )));
             let (tx, mut rx) = mpsc::channel::<Vec<CameraConfig>>(4);
-            let watcher = tokio::spawn(kubernetes::watch_cameras(k.clone(), tx));
+            let watcher = tokio::spawn(kubernetes::watch_cameras(
+                k.clone(),
+                tx,
+                ctx.windows.clone(),
+            ));
+            // Draining: SIGTERM came; recording goes on until every camera has been taken over
+            // (the operator hands each to another recorder, make-before-break) or the deadline.
+            // Readiness stays up meanwhile: a recorder that is not ready has failed.
+            let mut drain_deadline: Option<tokio::time::Instant> = None;
             let r = loop {
+                let deadline = async {
+                    match drain_deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    _ = sigterm.recv() => { info!("SIGTERM: finishing segments and uploads"); break Ok(()); }
+                    _ = sigterm.recv() => {
+                        if drain_deadline.is_some() {
+                            info!("second SIGTERM: stopping without waiting for the hand-over");
+                            break Ok(());
+                        }
+                        if supervisor.cameras() == 0 {
+                            info!("SIGTERM: no camera to hand over; finishing uploads");
+                            break Ok(());
+                        }
+                        info!(cameras = supervisor.cameras(), timeout_s = k.drain_timeout.as_secs(),
+                              "SIGTERM: draining; recording until every camera has been taken over");
+                        k.start_draining();
+                        drain_deadline = Some(tokio::time::Instant::now() + k.drain_timeout);
+                    }
                     _ = sigint.recv() => { info!("SIGINT: finishing segments and uploads"); break Ok(()); }
+                    _ = deadline => {
+                        warn!(cameras = supervisor.cameras(),
+                              "drain timeout: stopping with cameras not taken over (they fail over)");
+                        break Ok(());
+                    }
                     cams = rx.recv() => match cams {
                         Some(cams) => {
                             supervisor.reconcile(cams).await;
-                            ready.store(true, Ordering::Relaxed);
+                            if drain_deadline.is_none() {
+                                ready.store(true, Ordering::Relaxed);
+                            } else if supervisor.cameras() == 0 {
+                                info!("every camera has been taken over; finishing uploads");
+                                break Ok(());
+                            }
                         }
                         None => break Err(Error::Config("the Camera watch ended".into())),
                     }

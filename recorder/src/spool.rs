@@ -423,16 +423,33 @@ impl Spool {
         let key = rec.key().ok_or_else(|| {
             Error::Layout(format!("gap {}-{} is empty", rec.start_ms, rec.end_ms))
         })?;
-        let okey = ObjectKey::Gap(key);
+        self.put_record_blocking(ObjectKey::Gap(key), &serde_json::to_vec_pretty(rec)?)
+    }
+
+    /// Writes an event record into the queue, like a gap record. Blocking.
+    pub fn put_event_blocking(
+        &self,
+        key: &vigil_store::events::EventKey,
+        rec: &vigil_store::events::EventRecord,
+    ) -> Result<()> {
+        self.put_record_blocking(
+            ObjectKey::Event(key.clone()),
+            &serde_json::to_vec_pretty(rec)?,
+        )
+    }
+
+    /// Writes a small JSON record (gap, event) into the queue: synced, renamed into place and
+    /// the directory synced, so that a crash leaves either the whole record or none.
+    fn put_record_blocking(&self, okey: ObjectKey, body: &[u8]) -> Result<()> {
         let to = self.path_of(&okey);
-        let body = serde_json::to_vec_pretty(rec)?;
         let tmp = to.with_extension("json.tmp");
         let dir = to
             .parent()
             .ok_or_else(|| Error::Mp4("object path without parent".into()))?;
         {
             let _g = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            write_synced(&tmp, &body)?;
+            fs::create_dir_all(dir).map_err(io("creating", dir))?;
+            write_synced(&tmp, body)?;
             fs::rename(&tmp, &to).map_err(io("moving into buffer", &to))?;
         }
         sync_dir(dir)?;

@@ -22,6 +22,8 @@ pub enum CameraState {
     Recording,
     /// The stream is lost; waiting before the next attempt.
     Reconnecting,
+    /// The camera's sessions kept exceeding the receive limits; not contacted for a while.
+    Quarantined,
     Stopped,
 }
 
@@ -31,6 +33,7 @@ impl CameraState {
             CameraState::Connecting => "Connecting",
             CameraState::Recording => "Recording",
             CameraState::Reconnecting => "Reconnecting",
+            CameraState::Quarantined => "Quarantined",
             CameraState::Stopped => "Stopped",
         }
     }
@@ -52,14 +55,22 @@ pub struct CameraReport {
     pub last_segment_end_ms: Option<i64>,
     /// Start of the first segment this recorder wrote for the camera.
     pub first_segment_start_ms: Option<i64>,
+    /// Start of the first footage this recorder has on its disk for the camera (its first
+    /// fragment, from a keyframe, fsync'd): when a planned move may let the old recorder go.
+    pub first_footage_ms: Option<i64>,
     pub segments: u64,
     pub sessions: u64,
     pub reconnects: u64,
     /// Scrubbed.
     pub last_error: Option<String>,
+    /// The last attempt was refused by the address policy (no connection was made).
+    pub address_refused: bool,
     /// Start of the interval without footage that is still open.
     pub open_gap_since_ms: Option<i64>,
     pub gaps: Vec<GapRecord>,
+    /// `Event` mode: the event subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<crate::event_source::EventSourceReport>,
     /// Gaps not yet reported to the Camera's status (Kubernetes mode).
     #[serde(skip)]
     pub unreported_gaps: Vec<GapRecord>,
@@ -78,12 +89,15 @@ impl CameraReport {
             bitrate_kbps: None,
             last_segment_end_ms: None,
             first_segment_start_ms: None,
+            first_footage_ms: None,
             segments: 0,
             sessions: 0,
             reconnects: 0,
             last_error: None,
+            address_refused: false,
             open_gap_since_ms: None,
             gaps: Vec::new(),
+            event_source: None,
             unreported_gaps: Vec::new(),
         }
     }

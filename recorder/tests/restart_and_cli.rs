@@ -27,7 +27,7 @@ fn sigkill_loses_at_most_a_fragment() {
     let config = write_config(
         tmp.path(),
         &format!(
-            "storage: {{local: {{path: {}}}}}\nbuffer: {{dir: {}}}\nsegmentSeconds: 20\ncameras:\n  - {{name: hall, url: \"{}\"}}\n",
+            "storage: {{local: {{path: {}}}}}\nbuffer: {{dir: {}}}\nsegmentSeconds: 20\ncameraNetworks: {{allow: [127.0.0.1/32]}}\ncameras:\n  - {{name: hall, url: \"{}\"}}\n",
             store.display(),
             tmp.path().join("buf").display(),
             sim.url("hall")
@@ -100,7 +100,7 @@ fn credentials_never_leak() {
     let config = write_config(
         tmp.path(),
         &format!(
-            "storage: {{local: {{path: {}}}}}\nbuffer: {{dir: {}}}\ncameras:\n  - {{name: safe, url: \"{}\"}}\n  - {{name: wrong, url: \"{}\", username: guard, password: WrongPassw0rd}}\n",
+            "storage: {{local: {{path: {}}}}}\nbuffer: {{dir: {}}}\ncameraNetworks: {{allow: [127.0.0.1/32]}}\ncameras:\n  - {{name: safe, url: \"{}\"}}\n  - {{name: wrong, url: \"{}\", username: guard, password: WrongPassw0rd}}\n",
             tmp.path().join("store").display(),
             tmp.path().join("buf").display(),
             url("safe"),

@@ -41,6 +41,8 @@ storage:
   prefix: {prefix}
 buffer: {{dir: {buf}}}
 {extra}
+# The simulator listens on loopback, which cameraNetworks must open explicitly.
+cameraNetworks: {{allow: [127.0.0.1/32]}}
 cameras:
 {cameras}"#,
             port = proxy.port,

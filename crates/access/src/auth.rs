@@ -23,6 +23,37 @@ use vigil_store::layout::CameraId;
 const TTL: Duration = Duration::from_secs(30);
 const MAX_ENTRIES: usize = 10_000;
 
+/// What a user wants of a camera: a subresource of `cameras` that RBAC grants separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Recorded footage: listings, playback, export (`get cameras/recordings`).
+    Recordings,
+    /// The live picture (`get cameras/live`), granted without `recordings`.
+    Live,
+    /// Start and stop a manual recording (`create cameras/manual-recording`).
+    ManualRecording,
+    /// Post an event from another system (`create cameras/events`).
+    PostEvents,
+}
+
+impl Permission {
+    pub fn subresource(self) -> &'static str {
+        match self {
+            Permission::Recordings => "recordings",
+            Permission::Live => "live",
+            Permission::ManualRecording => "manual-recording",
+            Permission::PostEvents => "events",
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Permission::Recordings | Permission::Live => "get",
+            Permission::ManualRecording | Permission::PostEvents => "create",
+        }
+    }
+}
+
 /// Who the token belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
@@ -32,10 +63,13 @@ pub struct User {
     pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
+/// (user and groups, camera, permission).
+type DecisionKey = (String, CameraId, Permission);
+
 pub struct Authorizer {
     client: Client,
     users: Mutex<HashMap<u64, (Instant, Option<User>)>>,
-    decisions: Mutex<HashMap<(String, CameraId), (Instant, bool)>>,
+    decisions: Mutex<HashMap<DecisionKey, (Instant, bool)>>,
 }
 
 fn token_hash(token: &str) -> u64 {
@@ -64,7 +98,7 @@ fn remember<K: Eq + Hash, V>(m: &Mutex<HashMap<K, (Instant, V)>>, k: K, v: V) {
 }
 
 /// The SubjectAccessReview a request for `camera`'s footage needs.
-pub fn access_review(user: &User, camera: &CameraId) -> SubjectAccessReview {
+pub fn access_review(user: &User, camera: &CameraId, what: Permission) -> SubjectAccessReview {
     SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.name.clone()),
@@ -73,10 +107,10 @@ pub fn access_review(user: &User, camera: &CameraId) -> SubjectAccessReview {
             extra: Some(user.extra.clone()),
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(camera.namespace.clone()),
-                verb: Some("get".into()),
+                verb: Some(what.verb().into()),
                 group: Some(vigil_api::GROUP.into()),
                 resource: Some("cameras".into()),
-                subresource: Some("recordings".into()),
+                subresource: Some(what.subresource().into()),
                 name: Some(camera.name.clone()),
                 ..Default::default()
             }),
@@ -127,16 +161,26 @@ impl Authorizer {
     }
 
     pub async fn allowed(&self, user: &User, camera: &CameraId) -> Result<bool> {
+        self.allowed_to(user, camera, Permission::Recordings).await
+    }
+
+    pub async fn allowed_to(
+        &self,
+        user: &User,
+        camera: &CameraId,
+        what: Permission,
+    ) -> Result<bool> {
         let key = (
             format!("{}\u{0}{:?}", user.name, user.groups),
             camera.clone(),
+            what,
         );
         if let Some(d) = cached(&self.decisions, &key) {
             return Ok(d);
         }
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let r = api
-            .create(&PostParams::default(), &access_review(user, camera))
+            .create(&PostParams::default(), &access_review(user, camera, what))
             .await?;
         let ok = r.status.is_some_and(|s| s.allowed);
         remember(&self.decisions, key, ok);
@@ -172,12 +216,32 @@ mod tests {
             groups: vec!["g".into()],
             extra: Default::default(),
         };
-        let r = access_review(&u, &CameraId::new("site", "door").unwrap());
+        let live = access_review(
+            &u,
+            &CameraId::new("site", "door").unwrap(),
+            Permission::Live,
+        );
+        let ra = live.spec.resource_attributes.unwrap();
+        assert_eq!(ra.subresource.as_deref(), Some("live"));
+        assert_eq!(ra.verb.as_deref(), Some("get"));
+        let r = access_review(
+            &u,
+            &CameraId::new("site", "door").unwrap(),
+            Permission::Recordings,
+        );
         let ra = r.spec.resource_attributes.unwrap();
         assert_eq!(ra.namespace.as_deref(), Some("site"));
         assert_eq!(ra.resource.as_deref(), Some("cameras"));
         assert_eq!(ra.subresource.as_deref(), Some("recordings"));
         assert_eq!(ra.verb.as_deref(), Some("get"));
         assert_eq!(ra.name.as_deref(), Some("door"));
+        let manual = access_review(
+            &u,
+            &CameraId::new("site", "door").unwrap(),
+            Permission::ManualRecording,
+        );
+        let ra = manual.spec.resource_attributes.unwrap();
+        assert_eq!(ra.subresource.as_deref(), Some("manual-recording"));
+        assert_eq!(ra.verb.as_deref(), Some("create"));
     }
 }

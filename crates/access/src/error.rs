@@ -39,6 +39,23 @@ pub enum Error {
 
     #[error(transparent)]
     FileConfig(#[from] vigil_config::Error),
+
+    /// Cascaded domains: TLS material, the federation listener.
+    #[error("federation: {0}")]
+    Federation(String),
+    /// A viewer's request is malformed (an SDP offer that cannot be accepted).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+
+    /// The API server dropped a field written to a Camera (its CRD predates the field).
+    #[error(
+        "the API server dropped spec.recording.{0}: the Camera CRD is older than this access point"
+    )]
+    CrdOutdated(&'static str),
+
+    /// Live view: WebRTC, or the recorder's live stream.
+    #[error("live: {0}")]
+    Live(String),
 }
 
 impl Error {

@@ -9,7 +9,11 @@
 //! GET /api/v1/cameras/{ns}/{name}/segments/{start}-{end}-{origin}/init.mp4
 //! GET /api/v1/cameras/{ns}/{name}/segments/{start}-{end}-{origin}/media.m4s?base=
 //! GET /api/v1/cameras/{ns}/{name}/export.mp4?start=&end=        (Range supported)
-//! GET / (web page), /healthz, /readyz, /metrics
+//! POST /api/v1/cameras/{ns}/{name}/whep    (SDP offer → answer: live over WebRTC, `live.rs`)
+//! DELETE /api/v1/live/sessions/{id}
+//! GET|POST|DELETE /api/v1/cameras/{ns}/{name}/manual-recording   (manual recording, `triggers.rs`)
+//! POST /api/v1/cameras/{ns}/{name}/events   (an event from another system, `triggers.rs`)
+//! GET / (web page), /live.html, /healthz, /readyz, /metrics
 //! ```
 //!
 //! Times are Unix milliseconds or RFC 3339.
@@ -17,7 +21,10 @@
 pub mod auth;
 pub mod error;
 pub mod export;
+pub mod federation;
 pub mod hls;
+pub mod live;
+pub mod triggers;
 mod web;
 
 use std::net::SocketAddr;
@@ -49,6 +56,7 @@ use vigil_config::{FileConfig, Overrides};
 use vigil_media::fmp4;
 use vigil_store::catalog::Catalog;
 use vigil_store::error::chain;
+use vigil_store::events::EventType;
 use vigil_store::intervals::Interval;
 use vigil_store::layout::{CameraId, Origin, SegmentKey};
 use vigil_store::playlist;
@@ -77,8 +85,29 @@ pub struct ServeArgs {
     /// `index.m3u8` without `start` follows the live edge from this many seconds ago.
     #[arg(long, default_value_t = 300)]
     pub live_window_seconds: u32,
+    #[command(flatten)]
+    pub federation: federation::Args,
+    /// Live view in file mode: the recorder's HTTP address (the one recorder of every camera),
+    /// e.g. `http://127.0.0.1:9090`. In Kubernetes mode (`--pool`) the recorder holding each
+    /// camera is found by itself (the Camera's `vigil.dev/recorder` label, that recorder's
+    /// Lease annotation `vigil.dev/live-address`).
+    #[arg(long, requires = "live_token_file")]
+    pub live_recorder: Option<url::Url>,
+    /// File holding the bearer token of the recorders' `/live` endpoint (their
+    /// `VIGIL_LIVE_TOKEN_FILE`). Live view is on when it is given (with `--pool` or
+    /// `--live-recorder`).
+    #[arg(long, env = "VIGIL_LIVE_TOKEN_FILE")]
+    pub live_token_file: Option<PathBuf>,
+    /// The one UDP port of WebRTC (ICE-lite) for every viewer.
+    #[arg(long, default_value = "0.0.0.0:8189")]
+    pub webrtc_udp: SocketAddr,
+    /// The address browsers reach the UDP port at (the candidate in the SDP answer); needed
+    /// when `--webrtc-udp` listens on every address.
+    #[arg(long, env = "VIGIL_WEBRTC_CANDIDATE_IP")]
+    pub webrtc_candidate_ip: Option<std::net::IpAddr>,
 }
 
+#[derive(Clone)]
 enum CameraSource {
     Store,
     Pool {
@@ -138,6 +167,9 @@ struct Inner {
     metrics: Metrics,
     camera_cache: Mutex<Option<(Instant, Vec<CameraId>)>>,
     ready: AtomicBool,
+    federation: Option<federation::Federation>,
+    webrtc: Option<Arc<live::WebRtc>>,
+    writes: triggers::RateLimit,
 }
 
 #[derive(Clone)]
@@ -188,6 +220,7 @@ impl From<Error> for ApiError {
                 ApiError(StatusCode::BAD_GATEWAY, "object store error".into())
             }
             Error::Kube(_) => ApiError(StatusCode::BAD_GATEWAY, "Kubernetes API error".into()),
+            e @ Error::CrdOutdated(_) => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
             _ => ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
         }
     }
@@ -297,14 +330,25 @@ impl AppState {
     /// Authenticates, checks the camera exists, authorises. Unknown and forbidden cameras
     /// are told apart only for users who may see the camera list anyway (404 after auth).
     async fn camera(&self, headers: &HeaderMap, ns: &str, name: &str) -> ApiResult<CameraId> {
+        self.camera_for(headers, ns, name, auth::Permission::Recordings)
+            .await
+    }
+
+    async fn camera_for(
+        &self,
+        headers: &HeaderMap,
+        ns: &str,
+        name: &str,
+        what: auth::Permission,
+    ) -> ApiResult<CameraId> {
         let user = self.user(headers).await?;
         let id = CameraId::new(ns, name).map_err(|e| bad(e.to_string()))?;
         if let (Some(a), Some(u)) = (&self.0.auth, &user)
-            && !a.allowed(u, &id).await?
+            && !a.allowed_to(u, &id, what).await?
         {
             return Err(ApiError(
                 StatusCode::FORBIDDEN,
-                format!("not allowed to get cameras/recordings of {id}"),
+                format!("not allowed to get cameras/{} of {id}", what.subresource()),
             ));
         }
         if !self.known_cameras().await?.contains(&id) {
@@ -358,6 +402,9 @@ async fn list_cameras(State(s): State<AppState>, headers: HeaderMap) -> Response
             }
             out.push(json!({"namespace": c.namespace, "name": c.name}));
         }
+        if let Some(f) = &s.0.federation {
+            out.extend(f.remote_cameras(user.as_ref()).await?);
+        }
         Ok(axum::Json(json!({"cameras": out})).into_response())
     }
     .await;
@@ -394,6 +441,50 @@ async fn recordings(
     }
     .await;
     counted(&s, "recordings", r)
+}
+
+/// Most events one query returns (the earliest); `truncated` says when there were more.
+const MAX_EVENTS: usize = 10_000;
+
+async fn events(
+    State(s): State<AppState>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let q = range_query(&uri);
+    let kind = query_param(&uri, "type").filter(|t| !t.is_empty());
+    let r = async {
+        let cam = s.camera(&headers, &ns, &name).await?;
+        let w = s.window(&q, 24 * 3_600_000)?;
+        let kind = kind
+            .map(|t| t.parse::<EventType>())
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
+        let store = s.0.catalog.store.clone();
+        let mut items = vigil_store::events::query(
+            store.as_ref(),
+            &s.0.catalog.prefix,
+            &cam,
+            w.start,
+            w.end,
+            kind,
+            MAX_EVENTS + 1,
+        )
+        .await?;
+        let truncated = items.len() > MAX_EVENTS;
+        items.truncate(MAX_EVENTS);
+        Ok(axum::Json(json!({
+            "camera": {"namespace": cam.namespace, "name": cam.name},
+            "startMs": w.start,
+            "endMs": w.end,
+            "events": items,
+            "truncated": truncated,
+        }))
+        .into_response())
+    }
+    .await;
+    counted(&s, "events", r)
 }
 
 async fn playlist(
@@ -690,6 +781,29 @@ async fn export_mp4(
     counted(&s, "export", r)
 }
 
+/// A remote camera of a child domain (`GET /api/v1/domains/{dns}/{domain}/cameras/{ns}/{name}/
+/// {rest}`, `rest` as for a local camera: `index.m3u8`, `segments/...`, `recordings`,
+/// `events`, `export.mp4`), served through the child's tunnel (docs/cascade.md).
+async fn remote_camera(
+    State(s): State<AppState>,
+    UrlPath((dns, domain, ns, name, rest)): UrlPath<(String, String, String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        let user = s.user(&headers).await?;
+        let f =
+            s.0.federation
+                .as_ref()
+                .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no child domains here".into()))?;
+        f.proxy(user.as_ref(), &dns, &domain, &ns, &name, &rest, uri.query())
+            .await
+            .map_err(|(code, msg)| ApiError(code, msg))
+    }
+    .await;
+    counted(&s, "remote", r)
+}
+
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &s.0.metrics.registry);
@@ -701,6 +815,195 @@ async fn metrics(State(s): State<AppState>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// `POST .../whep`: a WHEP offer (`application/sdp`) for the camera's live picture; answers
+/// 201 with the SDP answer and the session's address in `Location`.
+async fn whep(
+    State(s): State<AppState>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        let cam = s
+            .camera_for(&headers, &ns, &name, auth::Permission::Live)
+            .await?;
+        let Some(rtc) = &s.0.webrtc else {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "live view is not configured (--live-token-file)".into(),
+            ));
+        };
+        if body.len() > 64 * 1024 {
+            return Err(bad("SDP offer too large"));
+        }
+        let offer = std::str::from_utf8(&body).map_err(|_| bad("SDP offer is not UTF-8"))?;
+        let (answer, id) = rtc.offer(cam, offer).map_err(|e| match e {
+            Error::BadRequest(m) => bad(m),
+            Error::Live(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, m),
+            e => e.into(),
+        })?;
+        Ok((
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_string()),
+                (header::LOCATION, format!("/api/v1/live/sessions/{id}")),
+            ],
+            answer,
+        )
+            .into_response())
+    }
+    .await;
+    counted(&s, "whep", r)
+}
+
+/// `DELETE /api/v1/live/sessions/{id}`: ends a live session (the id is unguessable: it holds
+/// the session's ICE user name fragment).
+async fn whep_delete(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        s.user(&headers).await?;
+        match &s.0.webrtc {
+            Some(rtc) if rtc.close(&id) => Ok(StatusCode::OK.into_response()),
+            _ => Err(ApiError(StatusCode::NOT_FOUND, "no such session".into())),
+        }
+    }
+    .await;
+    counted(&s, "whep", r)
+}
+
+/// The Camera API of a pool-mode access point (manual recording and posted events write to
+/// the Camera object; a file-mode access point has none).
+fn camera_api(s: &AppState, cam: &CameraId) -> ApiResult<kube::Api<vigil_api::Camera>> {
+    match &s.0.cameras {
+        CameraSource::Pool { client, .. } => {
+            Ok(kube::Api::namespaced(client.clone(), &cam.namespace))
+        }
+        CameraSource::Store => Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "manual recording and events need Kubernetes mode (--pool)".into(),
+        )),
+    }
+}
+
+fn rate_limited(s: &AppState, cam: &CameraId) -> ApiResult<()> {
+    if s.0.writes.allow(cam, Instant::now()) {
+        return Ok(());
+    }
+    Err(ApiError(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "at most one write per camera per {} s",
+            triggers::MIN_WRITE_INTERVAL.as_secs()
+        ),
+    ))
+}
+
+fn user_name(u: &Option<auth::User>) -> String {
+    u.as_ref()
+        .map_or_else(|| "anonymous".to_string(), |u| u.name.clone())
+}
+
+/// `GET|POST|DELETE .../manual-recording`.
+async fn manual_recording(
+    State(s): State<AppState>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        let what = if method == axum::http::Method::GET {
+            auth::Permission::Recordings
+        } else {
+            auth::Permission::ManualRecording
+        };
+        let cam = s.camera_for(&headers, &ns, &name, what).await?;
+        let api = camera_api(&s, &cam)?;
+        let now = chrono::Utc::now();
+        let window = if method == axum::http::Method::GET {
+            let c = api.get(&cam.name).await.map_err(Error::from)?;
+            c.spec.recording.manual.filter(|w| w.end > now)
+        } else {
+            rate_limited(&s, &cam)?;
+            let user = user_name(&s.user(&headers).await?);
+            let field = triggers::Field::Manual;
+            let out = if method == axum::http::Method::POST {
+                let d = triggers::manual_duration(query_param(&uri, "durationSeconds").as_deref())
+                    .map_err(bad)?;
+                triggers::update(&api, &cam.name, field, |c| {
+                    Some(triggers::start_manual(field.of(c), now, d, &user))
+                })
+                .await
+            } else {
+                triggers::update(&api, &cam.name, field, |c| {
+                    triggers::stop_manual(field.of(c), now)
+                })
+                .await
+            };
+            let Some((_, w)) = out? else {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    "no manual recording in progress".into(),
+                ));
+            };
+            info!(camera = %cam, user = %user, start = w.start.timestamp_millis(),
+                  end = w.end.timestamp_millis(), stop = (method == axum::http::Method::DELETE),
+                  "manual recording");
+            Some(w)
+        };
+        Ok(axum::Json(json!({
+            "camera": {"namespace": cam.namespace, "name": cam.name},
+            "manual": window.as_ref().map(triggers::window_json),
+            "active": window.as_ref().is_some_and(|w| w.covers(now)),
+        }))
+        .into_response())
+    }
+    .await;
+    counted(&s, "manual-recording", r)
+}
+
+/// `POST .../events`: an event from another system (analytics, access control).
+async fn post_event(
+    State(s): State<AppState>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        let cam = s
+            .camera_for(&headers, &ns, &name, auth::Permission::PostEvents)
+            .await?;
+        let (d, source) = triggers::PostedEvent::parse(&body).map_err(bad)?;
+        let api = camera_api(&s, &cam)?;
+        rate_limited(&s, &cam)?;
+        let now = chrono::Utc::now();
+        let field = triggers::Field::ExternalEvent;
+        let (c, w) = triggers::update(&api, &cam.name, field, |c| {
+            Some(triggers::post_event(field.of(c), now, d, source.as_deref()))
+        })
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "not written".into()))?;
+        info!(camera = %cam, source = ?source, start = w.start.timestamp_millis(),
+              end = w.end.timestamp_millis(), "external event");
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({
+                "camera": {"namespace": cam.namespace, "name": cam.name},
+                "atMs": now.timestamp_millis(),
+                "event": triggers::window_json(&w),
+                // Only Event mode records around events; other modes keep the record only.
+                "mode": c.spec.recording.mode,
+            })),
+        )
+            .into_response())
+    }
+    .await;
+    counted(&s, "post-event", r)
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
@@ -717,11 +1020,20 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/app.js", get(web::app_js))
         .route("/hls.min.js", get(web::hls_js))
+        .route("/live.html", get(web::live_html))
+        .route("/live.js", get(web::live_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/cameras", get(list_cameras))
         .route(&format!("{cam}/recordings"), get(recordings))
+        .route(&format!("{cam}/events"), get(events).post(post_event))
+        .route(
+            &format!("{cam}/manual-recording"),
+            get(manual_recording)
+                .post(manual_recording)
+                .delete(manual_recording),
+        )
         .route(&format!("{cam}/index.m3u8"), get(playlist))
         .route(
             &format!("{cam}/segments/{{seg}}/init.mp4"),
@@ -732,6 +1044,15 @@ pub fn router(state: AppState) -> Router {
             get(media_segment),
         )
         .route(&format!("{cam}/export.mp4"), get(export_mp4))
+        .route(
+            "/api/v1/domains/{dns}/{domain}/cameras/{ns}/{name}/{*rest}",
+            get(remote_camera),
+        )
+        .route(&format!("{cam}/whep"), axum::routing::post(whep))
+        .route(
+            "/api/v1/live/sessions/{id}",
+            axum::routing::delete(whep_delete),
+        )
         .with_state(state)
 }
 
@@ -773,21 +1094,81 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
         (r.storage, r.prefix, CameraSource::Store, client)
     };
     info!(storage = %storage.describe(), auth = !a.no_auth, "playback server");
+    let federation =
+        federation::Federation::start(&a.federation, client.clone(), !a.no_auth).await?;
     let store = vigil_store::backend::build(&storage)?;
-    Ok(AppState(Arc::new(Inner {
-        catalog: Catalog::new(store, &prefix),
-        cameras,
-        auth: if a.no_auth {
-            None
-        } else {
-            client.map(Authorizer::new)
-        },
-        max_range_ms: i64::from(a.max_range_hours.max(1)) * 3_600_000,
-        live_window_ms: i64::from(a.live_window_seconds.max(10)) * 1000,
-        metrics: Metrics::new(),
-        camera_cache: Mutex::new(None),
-        ready: AtomicBool::new(true),
-    })))
+    let locator = match (&a.live_recorder, &cameras) {
+        (Some(recorder), _) => Some(live::Locator::Fixed(recorder.clone())),
+        (
+            None,
+            CameraSource::Pool {
+                client, namespace, ..
+            },
+        ) => Some(live::Locator::Kubernetes {
+            client: client.clone(),
+            namespace: namespace.clone(),
+        }),
+        (None, CameraSource::Store) => None,
+    };
+    let webrtc = match (locator, &a.live_token_file) {
+        (Some(locator), Some(path)) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| Error::io("reading", path, e))?
+                .trim()
+                .to_string();
+            if token.is_empty() {
+                return Err(Error::Config(format!("{} is empty", path.display())));
+            }
+            let up = live::Upstream { locator, token };
+            Some(live::WebRtc::bind(a.webrtc_udp, a.webrtc_candidate_ip, up).await?)
+        }
+        _ => None,
+    };
+    if let Some(f) = &federation
+        && a.federation.federation_uplink
+    {
+        // What a parent's tunnelled requests are answered by: the same playback routes over
+        // the same store, without user authentication (the child's share bounds what the
+        // parent may ask; federation/tunnel.rs).
+        let tunnel_state = Inner::new(a, store.clone(), &prefix, cameras.clone(), None, None, None);
+        f.set_tunnel_app(router(AppState(Arc::new(tunnel_state))));
+    }
+    let auth = if a.no_auth {
+        None
+    } else {
+        client.map(Authorizer::new)
+    };
+    Ok(AppState(Arc::new(Inner::new(
+        a, store, &prefix, cameras, auth, federation, webrtc,
+    ))))
+}
+
+impl Inner {
+    /// The state over `store`: the main one, or (no auth, federation or live) the one a
+    /// parent's tunnelled requests are answered by.
+    fn new(
+        a: &ServeArgs,
+        store: Arc<dyn object_store::ObjectStore>,
+        prefix: &str,
+        cameras: CameraSource,
+        auth: Option<Authorizer>,
+        federation: Option<federation::Federation>,
+        webrtc: Option<Arc<live::WebRtc>>,
+    ) -> Self {
+        Inner {
+            catalog: Catalog::new(store, prefix),
+            cameras,
+            auth,
+            max_range_ms: i64::from(a.max_range_hours.max(1)) * 3_600_000,
+            live_window_ms: i64::from(a.live_window_seconds.max(10)) * 1000,
+            metrics: Metrics::new(),
+            camera_cache: Mutex::new(None),
+            ready: AtomicBool::new(true),
+            federation,
+            webrtc,
+            writes: triggers::RateLimit::default(),
+        }
+    }
 }
 
 /// `vigil-access serve`.

@@ -28,3 +28,20 @@ pub async fn hls_js() -> impl IntoResponse {
         HLS_JS,
     )
 }
+
+const LIVE_HTML: &str = include_str!("../web/live.html");
+const LIVE_JS: &str = include_str!("../web/live.js");
+
+pub async fn live_html() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        LIVE_HTML,
+    )
+}
+
+pub async fn live_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        LIVE_JS,
+    )
+}

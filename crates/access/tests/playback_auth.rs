@@ -228,6 +228,19 @@ subjects: [{{kind: ServiceAccount, name: viewer, namespace: {ns_a}}}]
         403,
     );
     check("nobody", status(port, &rec(&ns_a), Some(&nobody)), 403);
+    // The event query is authorized like the recordings.
+    let events = |ns: &str| format!("/api/v1/cameras/{ns}/door/events?start={t}&type=motion");
+    check("events, no token", status(port, &events(&ns_a), None), 401);
+    check(
+        "events, viewer, own ns",
+        status(port, &events(&ns_a), Some(&viewer)),
+        200,
+    );
+    check(
+        "events, viewer, other ns",
+        status(port, &events(&ns_b), Some(&viewer)),
+        403,
+    );
     let (code, body) = status(port, "/api/v1/cameras", Some(&viewer));
     check("camera list", (code, body.clone()), 200);
     assert!(body.contains(&ns_a) && !body.contains(&ns_b), "{body}");

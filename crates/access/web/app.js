@@ -22,6 +22,34 @@ async function api(path) {
   return r.json();
 }
 
+async function send(method, path) {
+  const r = await fetch(path, { method, headers: authHeaders() });
+  let j = {};
+  try { j = await r.json(); } catch (_) { /* no body */ }
+  if (!r.ok) throw new Error(j.error || String(r.status));
+  return j;
+}
+
+// Manual recording (Kubernetes mode): start for 5 minutes whatever the camera's mode, or stop
+// early. Needs `create cameras/manual-recording`; hidden where the server has no such call.
+function manualControls(cam, div) {
+  const base = `api/v1/cameras/${cam.namespace}/${cam.name}/manual-recording`;
+  const btn = document.createElement('button');
+  btn.className = 'manual';
+  const show = (m) => {
+    const on = !!(m && m.active);
+    btn.dataset.active = String(on);
+    btn.textContent = on ? `Stop recording (until ${fmt(m.manual.endMs)})` : 'Record 5 min';
+  };
+  btn.addEventListener('click', async () => {
+    const on = btn.dataset.active === 'true';
+    try { show(await send(on ? 'DELETE' : 'POST', on ? base : base + '?durationSeconds=300')); }
+    catch (e) { btn.textContent = 'manual recording: ' + e.message; }
+  });
+  div.querySelector('.name').append(' ', btn);
+  send('GET', base).then(show).catch(() => btn.remove());
+}
+
 function fmt(ms) { return new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + 'Z'; }
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -100,6 +128,7 @@ async function load() {
     stats.className = 'stats';
     div.appendChild(stats);
     box.appendChild(div);
+    if (!cam.remote) manualControls(cam, div);
     try {
       const rec = await api(`api/v1/cameras/${cam.namespace}/${cam.name}/recordings?start=${start}&end=${end}`);
       drawTimeline(svg, rec, start, end);

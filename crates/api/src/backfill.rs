@@ -129,6 +129,7 @@ pub struct BackfillStatus {
     pub phase: Option<BackfillPhase>,
     /// The Job doing the work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub job_name: Option<String>,
     /// Seconds of the window missing from the store before the backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +146,7 @@ pub struct BackfillStatus {
     pub bytes: Option<u64>,
     /// Progress as text for `kubectl get`, e.g. `42%`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub progress: Option<String>,
     #[serde(default)]
     pub attempts: u32,
@@ -154,7 +156,10 @@ pub struct BackfillStatus {
     pub finished_at: Option<DateTime<Utc>>,
     /// Keyed by `type`, so the operator and a recorder can each apply their own conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        length(max = 32),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

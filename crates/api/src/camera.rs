@@ -53,6 +53,11 @@ pub struct CameraSpec {
     /// recorder, a lost stream, the coverage audit). Default true.
     #[serde(default = "default_true")]
     pub auto_backfill: bool,
+    /// The remote site (a `Site` in the same namespace) whose gateway reaches this camera; the
+    /// URL keeps the camera's address on the site's LAN. Unset: the recorder dials it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub site: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -82,22 +87,78 @@ pub enum RtspTransport {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordingSpec {
-    /// `Continuous` (default), `Scheduled` (only inside `schedule`), or `Off`.
+    /// `Continuous` (default), `Scheduled` (only inside `schedule`), `Event` (around events:
+    /// `preSeconds`, `postSeconds`), or `Off`.
     #[serde(default)]
     pub mode: RecordingMode,
-    /// Weekly windows for `Scheduled` mode.
+    /// Weekly windows for `Scheduled` mode (at most 168, one per hour of the week).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 168))]
     pub schedule: Vec<ScheduleWindow>,
-    /// IANA time zone the schedule is written in. Default `UTC`.
+    /// IANA time zone the schedule is written in, e.g. `Europe/Berlin`. Default `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
     pub time_zone: Option<String>,
+    /// `Event` mode: seconds recorded before an event (kept in memory as whole GOPs), 0–300.
+    /// Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 300))]
+    pub pre_seconds: Option<u32>,
+    /// `Event` mode: seconds recorded after an event ends, 0–3600. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub post_seconds: Option<u32>,
+    /// `Event` mode: the ONVIF device whose event service (PullPoint) is subscribed to.
+    /// Default: `edgeStorage.onvif.deviceUrl`. Credentials are the camera's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://\S+$"), length(max = 2048))]
+    pub onvif_events_url: Option<String>,
+    /// Manual recording: record from `start` to `end` whatever the mode (`Off` included). Set
+    /// by the access point (`POST .../manual-recording`; a stop moves `end` to the stop time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<RecordingWindow>,
+    /// The latest event posted by another system (`POST .../events`): in `Event` mode it opens
+    /// the gate like an ONVIF event (`start − preSeconds` to `end + postSeconds`). Set by the
+    /// access point, which merges an overlapping event into the running one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_event: Option<RecordingWindow>,
 }
+
+/// A time window asked for by a user or another system (manual recording, external event).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingWindow {
+    pub start: DateTime<Utc>,
+    /// After `start`, at most `MAX_WINDOW_SECONDS` later.
+    pub end: DateTime<Utc>,
+    /// Who asked: the user name (manual) or the posting system's `source` (external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub by: Option<String>,
+}
+
+/// Longest manual recording or external event window (24 h).
+pub const MAX_WINDOW_SECONDS: i64 = 86_400;
+
+impl RecordingWindow {
+    /// `now` is inside the window.
+    pub fn covers(&self, now: DateTime<Utc>) -> bool {
+        self.start <= now && now < self.end
+    }
+}
+
+/// Default `preSeconds` and `postSeconds` of `Event` mode.
+pub const DEFAULT_PRE_SECONDS: u32 = 10;
+pub const DEFAULT_POST_SECONDS: u32 = 10;
+pub const MAX_PRE_SECONDS: u32 = 300;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum RecordingMode {
     #[default]
     Continuous,
     Scheduled,
+    /// Only around events (ONVIF motion), with `preSeconds` before and `postSeconds` after.
+    Event,
     Off,
 }
 
@@ -109,10 +170,13 @@ pub struct ScheduleWindow {
     #[schemars(length(min = 1, max = 7))]
     pub days: Vec<Weekday>,
     /// Start time of day, `HH:MM` (24 h).
-    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"), length(max = 5))]
     pub start: String,
     /// End time of day, `HH:MM` (24 h), or `24:00`. Must be after `start`.
-    #[schemars(regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
+    #[schemars(
+        regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"),
+        length(max = 5)
+    )]
     pub end: String,
 }
 
@@ -163,7 +227,46 @@ pub struct OnvifEdgeStorage {
     pub device_url: String,
     /// Recording token to replay; default: the first recording whose source matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub recording_token: Option<String>,
+    /// How an `https://` device URL's certificate is checked. Default: against the system's
+    /// trust store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OnvifTls>,
+}
+
+/// TLS verification for a camera's ONVIF services. Cameras mostly present self-signed
+/// certificates: name the CA that signed it (or the certificate itself), or, knowingly, skip
+/// verification.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnvifTls {
+    /// A key of a Secret (same namespace) holding PEM certificates to trust instead of the
+    /// system's roots; the host name is still checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Accept any certificate: the traffic is encrypted, but anyone on the path can pose as
+    /// the camera. Not together with `caSecretRef`.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// One key of a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Default `ca.crt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+impl SecretKeyRef {
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or("ca.crt")
+    }
 }
 
 /// Vendor RTSP playback (Hikvision `…/Streaming/tracks/101?starttime={start}&endtime={end}`,
@@ -206,8 +309,10 @@ pub struct CameraStatus {
     pub state: Option<CameraState>,
     /// The recorder pod that records this camera.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub recorder: Option<String>,
-    /// When the camera was assigned to `recorder`.
+    /// When the camera was assigned to `recorder`. A planned move (make-before-break) keeps
+    /// the time of the assignment before it: the camera recorded throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigned_at: Option<DateTime<Utc>>,
     /// The last time the operator moved the camera off a failed recorder. The recorder that
@@ -220,12 +325,22 @@ pub struct CameraStatus {
     /// End time of the newest segment written (updated every few minutes while recording).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_segment_time: Option<DateTime<Utc>>,
+    /// During a planned move (label `vigil.dev/incoming-recorder`): the incoming recorder, once
+    /// it has recorded the camera's first keyframe. The operator then makes it the owner and the
+    /// old recorder lets go (make-before-break). Written by the recorders; a value naming any
+    /// recorder but the incoming one means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub handover_ready: Option<String>,
     /// Store coverage over the audit window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
     /// Keyed by `type`, so the operator and a recorder can each apply their own conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        length(max = 32),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -267,6 +382,7 @@ impl CameraState {
 #[serde(rename_all = "camelCase")]
 pub struct Failover {
     /// The recorder that failed.
+    #[schemars(length(max = 253))]
     pub from: String,
     /// When the operator moved the camera.
     pub at: DateTime<Utc>,
@@ -286,6 +402,9 @@ pub enum CameraConditionType {
     Recording,
     /// Recorder: the camera is assigned but its footage is not being recorded.
     Degraded,
+    /// Recorder, `Event` mode only: the camera's event subscription works (True) or is stale
+    /// (False: events are not arriving, so nothing would be recorded).
+    EventSubscription,
 }
 
 impl CameraConditionType {
@@ -295,6 +414,7 @@ impl CameraConditionType {
             CameraConditionType::Invalid => "Invalid",
             CameraConditionType::Recording => "Recording",
             CameraConditionType::Degraded => "Degraded",
+            CameraConditionType::EventSubscription => "EventSubscription",
         }
     }
 }
@@ -323,8 +443,21 @@ pub enum CameraConditionReason {
     StreamLost,
     /// Recording=False, Degraded=True: the credentials Secret named in the spec is missing.
     SecretMissing,
+    /// Recording=False, Degraded=True: the camera's address is refused by the pool's
+    /// `cameraNetworks` policy (loopback, link-local, the cluster's networks, the API server,
+    /// or not allowed); no connection was made.
+    AddressNotAllowed,
+    /// Recording=False, Degraded=True: the camera's sessions kept exceeding the recorder's
+    /// receive limits (RTSP message, header or frame sizes); it is not contacted until the
+    /// hold-off in the message has passed.
+    Quarantined,
     /// Degraded=False.
     AsExpected,
+    /// EventSubscription=True.
+    Subscribed,
+    /// EventSubscription=False: subscribing, or the subscription failed (camera restarted,
+    /// unreachable, refused); the message says why and since when.
+    SubscriptionStale,
 }
 
 impl CameraConditionReason {
@@ -340,7 +473,11 @@ impl CameraConditionReason {
             CameraConditionReason::Connecting => "Connecting",
             CameraConditionReason::StreamLost => "StreamLost",
             CameraConditionReason::SecretMissing => "SecretMissing",
+            CameraConditionReason::AddressNotAllowed => "AddressNotAllowed",
+            CameraConditionReason::Quarantined => "Quarantined",
             CameraConditionReason::AsExpected => "AsExpected",
+            CameraConditionReason::Subscribed => "Subscribed",
+            CameraConditionReason::SubscriptionStale => "SubscriptionStale",
         }
     }
 }
@@ -351,7 +488,8 @@ impl CameraConditionReason {
 pub enum CameraStatusWriter {
     /// `state`, `recorder`, `assignedAt`, `failover`, conditions `Scheduled` and `Invalid`.
     Operator,
-    /// `measuredBitrateKbps`, `lastSegmentTime`, conditions `Recording` and `Degraded`. One
+    /// `measuredBitrateKbps`, `lastSegmentTime`, `handoverReady`, conditions `Recording` and
+    /// `Degraded`. One
     /// manager name shared by all recorders, so the recorder that takes a camera over takes
     /// over the fields the previous one wrote.
     Recorder,
@@ -378,6 +516,7 @@ impl CameraStatusWriter {
             CameraStatusWriter::Recorder => &[
                 CameraConditionType::Recording,
                 CameraConditionType::Degraded,
+                CameraConditionType::EventSubscription,
             ],
             CameraStatusWriter::Audit => &[],
         }
@@ -405,6 +544,7 @@ pub struct Coverage {
     /// Percentage of the expected time present in the store, as text for `kubectl get`,
     /// rounded down (e.g. `99.98%`; `100.00%` only when nothing is missing), or `n/a` when the
     /// camera was not expected to record at all in the window.
+    #[schemars(length(max = 16))]
     pub percent: String,
     /// Seconds of the window missing from the store.
     pub missing_seconds: f64,

@@ -17,13 +17,16 @@ pub enum ConditionStatus {
 pub struct Condition {
     /// Condition type in CamelCase, e.g. `Scheduled`, `Recording`, `Degraded`.
     #[serde(rename = "type")]
+    #[schemars(length(max = 316))]
     pub type_: String,
     pub status: ConditionStatus,
     /// One CamelCase word a program can match on, e.g. `PoolFull`, `SecretMissing`.
+    #[schemars(length(max = 1024))]
     pub reason: String,
     /// What happened and what to do about it, for a person; may be empty.
     // No `#[serde(default)]`: the schema default it generates (an empty string) is refused by
     // the 1.20 API server.
+    #[schemars(length(max = 32768))]
     pub message: String,
     /// When `status` last changed.
     pub last_transition_time: DateTime<Utc>,

@@ -15,16 +15,21 @@ mod backfill;
 mod camera;
 mod condition;
 pub mod crd;
+mod federation;
 pub mod labels;
+pub mod netpolicy;
 mod pool;
 pub mod redact;
 pub mod schedule;
+mod site;
 pub mod validation;
 
 pub use backfill::*;
 pub use camera::*;
 pub use condition::*;
+pub use federation::*;
 pub use pool::*;
+pub use site::*;
 
 /// The API group of every Vigil resource.
 pub const GROUP: &str = "vigil.dev";
@@ -43,9 +48,11 @@ pub struct CredentialsSecretRef {
     pub name: String,
     /// Key holding the user name. Default `username`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub username_key: Option<String>,
     /// Key holding the password. Default `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub password_key: Option<String>,
 }
 

@@ -58,9 +58,40 @@ pub struct RecorderPoolSpec {
     /// The periodic coverage audit of this pool's cameras.
     #[serde(default)]
     pub audit: AuditSpec,
+    /// How cameras are spread over the recorders beyond the failover rules.
+    #[serde(default)]
+    pub placement: PlacementSpec,
     /// Overrides for the recorder pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_overrides: Option<PodOverrides>,
+    /// The networks this pool's cameras may be in, checked on the resolved address of every
+    /// connection (live RTSP, ONVIF, replay, playback templates). Default: any unicast address
+    /// except loopback, link-local (metadata services), the cluster's service and pod ranges and
+    /// the API server, which are only reachable through an `allow` entry inside them.
+    #[serde(default, skip_serializing_if = "CameraNetworks::is_empty")]
+    pub camera_networks: CameraNetworks,
+}
+
+/// Address ranges (CIDR, e.g. `192.168.10.0/24`, `fd00::/8`, or one address) cameras may or
+/// may not be in. `deny` wins over `allow`; an empty `allow` means any unicast address but the
+/// protected ranges.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraNetworks {
+    /// Ranges cameras may be in; empty: any unicast address but the protected ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 43)))]
+    pub allow: Vec<String>,
+    /// Ranges cameras must never be in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 43)))]
+    pub deny: Vec<String>,
+}
+
+impl CameraNetworks {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
 }
 
 fn default_headroom() -> u32 {
@@ -91,13 +122,15 @@ pub struct S3Storage {
     pub bucket: String,
     /// Endpoint URL for non-AWS stores (MinIO, Ceph RGW, ...). Empty for AWS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://\S+$"))]
+    #[schemars(regex(pattern = r"^https?://\S+$"), length(max = 2048))]
     pub endpoint: Option<String>,
     /// Region. Default `us-east-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub region: Option<String>,
     /// Key prefix inside the bucket. Default empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub prefix: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), needed by most non-AWS stores.
     #[serde(default)]
@@ -111,10 +144,11 @@ pub struct S3Storage {
 #[serde(rename_all = "camelCase")]
 pub struct LocalStorage {
     /// Absolute path inside the recorder pod.
-    #[schemars(regex(pattern = r"^/\S*$"))]
+    #[schemars(regex(pattern = r"^/\S*$"), length(max = 4096))]
     pub path: String,
     /// PersistentVolumeClaim mounted at `path`; without it, a hostPath is not created for you.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub claim_name: Option<String>,
 }
 
@@ -211,24 +245,75 @@ impl Default for AuditSpec {
     }
 }
 
+/// Spreading cameras over the pool's recorders.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
+}
+
+/// Moving cameras when load is uneven (a recorder joined, the pool started with cameras crowded
+/// on the first ready recorder, measured bitrates drifted). Every such move is
+/// make-before-break: the new recorder records the camera before the old one lets go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Rebalance at all. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Rebalance when the most loaded ready recorder carries more than this percent of the
+    /// ideal load (total / ready recorders). Default 125.
+    #[serde(default = "default_rebalance_threshold")]
+    #[schemars(range(min = 100, max = 1000))]
+    pub threshold_percent: u32,
+    /// At most this many rebalancing moves start per minute. Default 6.
+    #[serde(default = "default_rebalance_moves")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_moves_per_minute: u32,
+}
+
+fn default_rebalance_threshold() -> u32 {
+    125
+}
+fn default_rebalance_moves() -> u32 {
+    6
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        RebalanceSpec {
+            enabled: true,
+            threshold_percent: default_rebalance_threshold(),
+            max_moves_per_minute: default_rebalance_moves(),
+        }
+    }
+}
+
 /// Overrides for the recorder pod template.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
     /// Recorder image; default the operator's matching release image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
     pub image_pull_policy: Option<String>,
     /// CPU/memory requests and limits, as in a container's `resources`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
     pub resources: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend(
+        "maxProperties" = 64,
+        "additionalProperties" = {"type": "string", "maxLength": 1024}
+    ))]
     pub node_selector: Option<std::collections::BTreeMap<String, String>>,
     /// Tolerations, as in a pod spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("items" = {"type": "object", "x-kubernetes-preserve-unknown-fields": true}))]
+    #[schemars(length(max = 64), extend("items" = {"type": "object", "x-kubernetes-preserve-unknown-fields": true}))]
     pub tolerations: Vec<serde_json::Value>,
 }
 
@@ -236,8 +321,9 @@ pub struct PodOverrides {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecorderPoolStatus {
-    /// Every recorder of the pool.
+    /// Every recorder of the pool (at most 1000 replicas, twice that during a rollout).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
     pub recorders: Vec<RecorderState>,
     #[serde(default)]
     pub ready_recorders: i32,
@@ -252,12 +338,19 @@ pub struct RecorderPoolStatus {
     pub capacity_kbps: u64,
     /// Cameras that fit on no recorder, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253)))]
     pub unplaceable: Vec<String>,
     #[serde(default)]
     pub unplaceable_count: u32,
+    /// How evenly the ready, not draining recorders are loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<PoolBalance>,
     /// Keyed by `type`, so the operator and a recorder can each apply their own conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    #[schemars(
+        length(max = 32),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
+    )]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -268,6 +361,7 @@ pub struct RecorderPoolStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RecorderState {
     /// Pod name.
+    #[schemars(length(max = 253))]
     pub name: String,
     pub ready: bool,
     /// Last Lease renewal.
@@ -275,4 +369,22 @@ pub struct RecorderState {
     pub last_renew: Option<DateTime<Utc>>,
     pub load_kbps: u64,
     pub cameras: u32,
+    /// Shutting down: records its cameras until each has been taken over, gets no new ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+}
+
+/// Load balance of a pool's ready recorders.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolBalance {
+    /// Total load / ready recorders, kbit/s.
+    pub ideal_kbps: u64,
+    /// Load of the most loaded ready recorder, kbit/s.
+    pub max_kbps: u64,
+    /// `maxKbps / idealKbps` in percent (100 is perfect), rounded.
+    pub max_over_ideal_percent: u32,
+    /// Cameras being handed over right now (planned moves, make-before-break).
+    #[serde(default)]
+    pub handovers: u32,
 }

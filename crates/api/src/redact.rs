@@ -23,6 +23,90 @@ pub fn redact_url(url: &Url) -> String {
     s
 }
 
+/// Query parameter names that carry credentials (compared case-insensitively); names that
+/// contain `pass`, `pwd`, `token` or `secret` count too.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "user",
+    "username",
+    "usr",
+    "login",
+    "password",
+    "pass",
+    "passwd",
+    "pwd",
+    "pw",
+    "token",
+    "auth",
+    "authorization",
+    "key",
+    "apikey",
+    "api_key",
+    "access_key",
+    "secret",
+    "sig",
+    "signature",
+    "session",
+    "sessionid",
+];
+
+/// Whether a URL carries credentials: user info (`user:pass@`) or a query parameter such as
+/// `password=`, `token=`, `key=` (any case). Camera credentials belong in a Secret.
+pub fn url_has_credentials(url: &Url) -> bool {
+    !url.username().is_empty()
+        || url.password().is_some()
+        || url.query_pairs().any(|(k, _)| is_credential_param(&k))
+}
+
+fn is_credential_param(name: &str) -> bool {
+    let n = name.trim().to_ascii_lowercase();
+    CREDENTIAL_PARAMS.contains(&n.as_str())
+        || ["pass", "pwd", "token", "secret"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// At most this many characters of what a peer (camera, ONVIF service, RTSP server) said reach
+/// a status, an Event or a log line.
+pub const PEER_SUMMARY_MAX: usize = 80;
+
+/// A short printable summary of text that came from, or quotes, a peer: its first paragraph
+/// (library errors put connection context and hex dumps of the message after a blank line),
+/// printable ASCII only, whitespace collapsed, at most `PEER_SUMMARY_MAX` characters. Whatever
+/// a hostile server answers — a metadata document, a JSON body, a binary blob — at most a short
+/// line of it is shown.
+pub fn peer_summary(text: &str) -> String {
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let mut out = String::with_capacity(PEER_SUMMARY_MAX + 3);
+    let mut space = false;
+    let mut n = 0;
+    for c in first.chars() {
+        let c = if c.is_whitespace() {
+            ' '
+        } else if c.is_ascii_graphic() {
+            c
+        } else {
+            '?'
+        };
+        if c == ' ' {
+            if space || out.is_empty() {
+                continue;
+            }
+            space = true;
+        } else {
+            space = false;
+        }
+        if n == PEER_SUMMARY_MAX {
+            out.truncate(out.trim_end().len());
+            out.push_str("...");
+            return out;
+        }
+        out.push(c);
+        n += 1;
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
 /// Removes user info from `url` and returns it separately (percent-decoded).
 pub fn split_credentials(mut url: Url) -> (Url, Option<(String, String)>) {
     let user = url.username().to_string();
@@ -156,7 +240,56 @@ mod tests {
         );
     }
 
+    #[test]
+    fn credentials_in_queries_are_found() {
+        for bad in [
+            "rtsp://cam/live?user=admin&password=x",
+            "rtsp://cam/live?PWD=x",
+            "rtsp://cam/live?channel=1&Token=abc",
+            "rtsp://cam/live?auth=abc",
+            "rtsp://cam/live?key=abc",
+            "rtsp://cam/live?x-auth-token=abc",
+            "http://cam/onvif/device_service?passwd=1",
+            "rtsp://cam/pb?starttime={start}&endtime={end}&user_password=1",
+            "rtsp://admin@cam/live",
+        ] {
+            assert!(url_has_credentials(&Url::parse(bad).unwrap()), "{bad}");
+        }
+        for ok in [
+            "rtsp://cam/live",
+            "rtsp://cam/Streaming/tracks/101?starttime={start}&endtime={end}",
+            "rtsp://cam/cam/playback?channel=1&subtype=0",
+            "rtsp://cam/live?keyframe=1",
+        ] {
+            assert!(!url_has_credentials(&Url::parse(ok).unwrap()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn peer_summary_is_short_and_printable() {
+        let body = format!(
+            "RTSP framing error: Invalid RTSP message; buffered: HTTP/1.1 200 OK {}\n\nconn: x\nmsg: 0000: 48 54 54 50",
+            r#"{"AccessKeyId":"ASIAXXXX","SecretAccessKey":"abcdefghijklmnopqrstuvwxyz0123456789"}"#
+        );
+        let s = peer_summary(&body);
+        assert!(s.len() <= PEER_SUMMARY_MAX + 3, "{s}");
+        assert!(!s.contains("abcdefghijklmnop"), "{s}");
+        assert!(!s.contains("0000:"), "{s}");
+        assert_eq!(
+            peer_summary("bad\x00\x1b[31m  thing\r\n"),
+            "bad??[31m thing"
+        );
+        assert_eq!(peer_summary("  short  "), "short");
+    }
+
     proptest! {
+        #[test]
+        fn peer_summary_bounds_anything(text in any::<String>()) {
+            let s = peer_summary(&text);
+            prop_assert!(s.chars().count() <= PEER_SUMMARY_MAX + 3);
+            prop_assert!(s.chars().all(|c| c == ' ' || c.is_ascii_graphic()), "{:?}", s);
+        }
+
         #[test]
         fn secret_never_survives(prefix in ".{0,40}", secret in "[a-zA-Z0-9@:/._-]{3,20}", suffix in ".{0,40}") {
             let mut r = Redactor::new();

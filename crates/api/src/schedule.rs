@@ -7,12 +7,24 @@ use crate::{RecordingMode, RecordingSpec, Weekday};
 
 /// True when `spec` says to record at `now`. An unknown time zone falls back to UTC; validation
 /// reports it separately, so recording errs on the side of recording.
+/// A manual recording window in progress makes every mode record.
 pub fn should_record(spec: &RecordingSpec, now: DateTime<Utc>) -> bool {
+    if spec.manual.as_ref().is_some_and(|m| m.covers(now)) {
+        return true;
+    }
     match spec.mode {
-        RecordingMode::Continuous => true,
+        // Event mode keeps the stream open (the pre-event buffer needs it).
+        RecordingMode::Continuous | RecordingMode::Event => true,
         RecordingMode::Off => false,
         RecordingMode::Scheduled => scheduled_at(spec, time_zone(spec), now),
     }
+}
+
+/// When a manual recording window in the future of `now` starts or ends (the operator looks
+/// again then).
+pub fn next_manual_turn(spec: &RecordingSpec, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let m = spec.manual.as_ref()?;
+    [m.start, m.end].into_iter().filter(|t| *t > now).min()
 }
 
 fn time_zone(spec: &RecordingSpec) -> chrono_tz::Tz {
@@ -45,7 +57,8 @@ pub fn recording_intervals(
     }
     match spec.mode {
         RecordingMode::Continuous => vec![(start, end)],
-        RecordingMode::Off => Vec::new(),
+        // Footage is only promised around events, which a schedule cannot know.
+        RecordingMode::Off | RecordingMode::Event => Vec::new(),
         RecordingMode::Scheduled => {
             let tz = time_zone(spec);
             let minute = chrono::TimeDelta::minutes(1);
@@ -94,6 +107,44 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_window_records_every_mode_while_it_lasts() {
+        let w = crate::RecordingWindow {
+            start: at("2026-11-23T10:00:00Z"),
+            end: at("2026-11-23T10:05:00Z"),
+            by: Some("alice".into()),
+        };
+        for mode in [
+            RecordingMode::Off,
+            RecordingMode::Scheduled,
+            RecordingMode::Event,
+        ] {
+            let spec = RecordingSpec {
+                mode,
+                manual: Some(w.clone()),
+                ..Default::default()
+            };
+            assert!(should_record(&spec, at("2026-11-23T10:00:00Z")), "{mode:?}");
+            assert!(should_record(&spec, at("2026-11-23T10:04:59Z")), "{mode:?}");
+        }
+        let off = RecordingSpec {
+            mode: RecordingMode::Off,
+            manual: Some(w),
+            ..Default::default()
+        };
+        assert!(!should_record(&off, at("2026-11-23T09:59:59Z")));
+        assert!(!should_record(&off, at("2026-11-23T10:05:00Z")));
+        assert_eq!(
+            next_manual_turn(&off, at("2026-11-23T09:00:00Z")),
+            Some(at("2026-11-23T10:00:00Z"))
+        );
+        assert_eq!(
+            next_manual_turn(&off, at("2026-11-23T10:01:00Z")),
+            Some(at("2026-11-23T10:05:00Z"))
+        );
+        assert_eq!(next_manual_turn(&off, at("2026-11-23T10:05:00Z")), None);
+    }
+
+    #[test]
     fn weekly_windows_in_a_time_zone() {
         let spec = RecordingSpec {
             mode: RecordingMode::Scheduled,
@@ -103,6 +154,7 @@ mod tests {
                 start: "06:00".into(),
                 end: "22:00".into(),
             }],
+            ..Default::default()
         };
         // 2026-11-23 is a Monday; Berlin is UTC+1 in November.
         assert!(!should_record(&spec, at("2026-11-23T04:59:00Z")));
@@ -125,6 +177,7 @@ mod tests {
                 start: "06:00".into(),
                 end: "22:00".into(),
             }],
+            ..Default::default()
         };
         // Sunday noon to Tuesday noon (UTC): Monday 05:00–21:00 UTC.
         let v = recording_intervals(

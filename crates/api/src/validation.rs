@@ -4,7 +4,11 @@
 //! by the reconcilers (so an object that got in without the webhook shows an `Invalid`
 //! condition instead of failing later). Pure functions, no I/O.
 
+use crate::redact::url_has_credentials;
 use crate::{BackfillSpec, CameraSpec, RecorderPoolSpec, RecordingMode, ScheduleWindow};
+
+const NO_CREDENTIALS: &str = "must not contain credentials (user info or a query parameter such as \
+password=, token=, key=); put them in a Secret and set spec.credentialsSecretRef";
 
 /// One problem with an object, addressed by its JSON path so the user finds the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +46,7 @@ pub fn validate_camera(spec: &CameraSpec) -> Vec<FieldError> {
             "spec.source.url",
             format!("scheme must be rtsp or rtsps, not {:?}", u.scheme()),
         )),
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => errors.push(err(
-            "spec.source.url",
-            "must not contain credentials; put them in a Secret and set spec.credentialsSecretRef",
-        )),
+        Ok(u) if url_has_credentials(&u) => errors.push(err("spec.source.url", NO_CREDENTIALS)),
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
             errors.push(err("spec.source.url", "has no host"))
         }
@@ -64,6 +65,43 @@ pub fn validate_camera(spec: &CameraSpec) -> Vec<FieldError> {
             "mode Scheduled needs at least one window (or use mode Continuous)",
         ));
     }
+    if spec
+        .recording
+        .pre_seconds
+        .is_some_and(|p| p > crate::camera::MAX_PRE_SECONDS)
+    {
+        errors.push(err(
+            "spec.recording.preSeconds",
+            format!("must be at most {}", crate::camera::MAX_PRE_SECONDS),
+        ));
+    }
+    if spec.recording.mode == RecordingMode::Event
+        && spec.recording.onvif_events_url.is_none()
+        && spec.edge_storage.as_ref().is_none_or(|e| e.onvif.is_none())
+    {
+        errors.push(err(
+            "spec.recording.onvifEventsUrl",
+            "mode Event needs an event source: onvifEventsUrl or edgeStorage.onvif.deviceUrl",
+        ));
+    }
+    for (field, w) in [
+        ("spec.recording.manual", &spec.recording.manual),
+        (
+            "spec.recording.externalEvent",
+            &spec.recording.external_event,
+        ),
+    ] {
+        if let Some(w) = w
+            && let Err(m) = recording_window(w)
+        {
+            errors.push(err(field, m));
+        }
+    }
+    if let Some(tz) = &spec.recording.time_zone
+        && let Err(m) = time_zone(tz)
+    {
+        errors.push(err("spec.recording.timeZone", m));
+    }
     for (i, w) in spec.recording.schedule.iter().enumerate() {
         if let Err(message) = schedule_window_minutes(w) {
             errors.push(err(&format!("spec.recording.schedule[{i}]"), message));
@@ -80,17 +118,47 @@ pub fn validate_camera(spec: &CameraSpec) -> Vec<FieldError> {
                 "set one of onvif or rtspPlayback, or remove edgeStorage",
             )),
             (None, Some(p)) => {
+                let path = "spec.edgeStorage.rtspPlayback.urlTemplate";
                 if !p.url_template.contains("{start}") || !p.url_template.contains("{end}") {
+                    errors.push(err(path, "must contain both {start} and {end}"));
+                }
+                match url::Url::parse(&p.url_template) {
+                    Ok(u) if url_has_credentials(&u) => errors.push(err(path, NO_CREDENTIALS)),
+                    Ok(_) => {}
+                    Err(e) => errors.push(err(path, format!("is not a valid URL: {e}"))),
+                }
+            }
+            (Some(o), None) => {
+                let path = "spec.edgeStorage.onvif.deviceUrl";
+                match url::Url::parse(&o.device_url) {
+                    Ok(u) if url_has_credentials(&u) => errors.push(err(path, NO_CREDENTIALS)),
+                    Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                        errors.push(err(path, "has no host"))
+                    }
+                    Ok(_) => {}
+                    Err(e) => errors.push(err(path, format!("is not a valid URL: {e}"))),
+                }
+                if let Some(tls) = &o.tls
+                    && tls.insecure_skip_verify
+                    && tls.ca_secret_ref.is_some()
+                {
                     errors.push(err(
-                        "spec.edgeStorage.rtspPlayback.urlTemplate",
-                        "must contain both {start} and {end}",
+                        "spec.edgeStorage.onvif.tls",
+                        "set caSecretRef or insecureSkipVerify, not both",
                     ));
                 }
             }
-            (Some(_), None) => {}
         }
     }
     errors
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`), checked against the tz database compiled in.
+pub fn time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        let shown: String = name.chars().take(64).collect();
+        format!("{shown:?} is not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)")
+    })
 }
 
 /// Parses a schedule window into minutes of the day `[start, end)`.
@@ -150,6 +218,9 @@ pub fn validate_pool(spec: &RecorderPoolSpec) -> Vec<FieldError> {
         (None, None) => errors.push(err("spec.storage", "set one of s3 or local")),
         _ => {}
     }
+    for (path, e) in crate::netpolicy::validate(&spec.camera_networks) {
+        errors.push(err(&path, e.to_string()));
+    }
     if spec.lease.renew_seconds >= spec.lease.duration_seconds {
         errors.push(err(
             "spec.lease.renewSeconds",
@@ -187,6 +258,21 @@ pub fn validate_backfill(spec: &BackfillSpec) -> Vec<FieldError> {
     errors
 }
 
+/// A manual recording or external event window: `end` after `start`, at most 24 h long.
+pub fn recording_window(w: &crate::RecordingWindow) -> Result<(), String> {
+    let len = (w.end - w.start).num_seconds();
+    if w.end <= w.start {
+        return Err("end must be after start".into());
+    }
+    if len > crate::camera::MAX_WINDOW_SECONDS {
+        return Err(format!(
+            "window of {len} s is longer than {} s",
+            crate::camera::MAX_WINDOW_SECONDS
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +291,7 @@ mod tests {
             retention: RetentionSpec::default(),
             edge_storage: None,
             auto_backfill: true,
+            site: None,
         }
     }
 
@@ -219,6 +306,68 @@ mod tests {
         assert!(e[0].message.contains("credentials"));
         // The error must not echo the password back.
         assert!(!describe(&e).contains("secret"));
+    }
+
+    #[test]
+    fn credentials_in_query_strings_are_refused_everywhere() {
+        let e = validate_camera(&camera("rtsp://cam/live?user=admin&Password=hunter2"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("credentials"), "{}", e[0]);
+        assert!(!describe(&e).contains("hunter2"));
+        let mut c = camera("rtsp://cam/live");
+        c.edge_storage = Some(EdgeStorage {
+            onvif: Some(OnvifEdgeStorage {
+                device_url: "http://cam/onvif/device_service?TOKEN=abc".into(),
+                recording_token: None,
+                tls: None,
+            }),
+            rtsp_playback: None,
+        });
+        assert_eq!(
+            validate_camera(&c)[0].path,
+            "spec.edgeStorage.onvif.deviceUrl"
+        );
+        c.edge_storage = Some(EdgeStorage {
+            onvif: None,
+            rtsp_playback: Some(RtspPlaybackEdgeStorage {
+                url_template: "rtsp://cam/pb?starttime={start}&endtime={end}&pwd=x".into(),
+                time_format: PlaybackTimeFormat::Hikvision,
+            }),
+        });
+        let e = validate_camera(&c);
+        assert_eq!(e[0].path, "spec.edgeStorage.rtspPlayback.urlTemplate");
+        assert!(e[0].message.contains("credentials"));
+    }
+
+    #[test]
+    fn time_zones_come_from_the_iana_database() {
+        let mut c = camera("rtsp://cam/live");
+        for ok in ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires"] {
+            c.recording.time_zone = Some(ok.into());
+            assert!(validate_camera(&c).is_empty(), "{ok}");
+        }
+        for bad in ["Mars/Olympus_Mons", "Europe/Berlinn", "+02:00", ""] {
+            c.recording.time_zone = Some(bad.into());
+            let e = validate_camera(&c);
+            assert_eq!(e.len(), 1, "{bad}");
+            assert_eq!(e[0].path, "spec.recording.timeZone");
+        }
+        // A huge value is refused, and not echoed whole.
+        c.recording.time_zone = Some("x".repeat(300_000));
+        assert!(describe(&validate_camera(&c)).len() < 300);
+    }
+
+    #[test]
+    fn pool_camera_networks_must_be_cidrs() {
+        let mut p: RecorderPoolSpec = serde_json::from_value(serde_json::json!({
+            "replicas": 1, "capacityKbps": 1000,
+            "storage": {"local": {"path": "/x"}},
+            "cameraNetworks": {"allow": ["10.0.0.0/8", "192.168.1.0/24"], "deny": ["10.9.0.0/16"]}
+        }))
+        .unwrap();
+        assert!(validate_pool(&p).is_empty());
+        p.camera_networks.allow.push("cameras".into());
+        assert_eq!(validate_pool(&p)[0].path, "spec.cameraNetworks.allow[2]");
     }
 
     #[test]
@@ -248,10 +397,45 @@ mod tests {
             onvif: Some(OnvifEdgeStorage {
                 device_url: "http://cam/onvif".into(),
                 recording_token: None,
+                tls: None,
             }),
             rtsp_playback: None,
         });
         assert!(validate_camera(&c).is_empty());
+    }
+
+    #[test]
+    fn onvif_tls_trusts_a_ca_or_skips_verification_not_both() {
+        let mut c = camera("rtsp://cam/live");
+        let with_tls = |tls: OnvifTls| {
+            Some(EdgeStorage {
+                onvif: Some(OnvifEdgeStorage {
+                    device_url: "https://cam/onvif/device_service".into(),
+                    recording_token: None,
+                    tls: Some(tls),
+                }),
+                rtsp_playback: None,
+            })
+        };
+        let ca = SecretKeyRef {
+            name: "cam-ca".into(),
+            key: None,
+        };
+        c.edge_storage = with_tls(OnvifTls {
+            ca_secret_ref: Some(ca.clone()),
+            insecure_skip_verify: false,
+        });
+        assert!(validate_camera(&c).is_empty());
+        c.edge_storage = with_tls(OnvifTls {
+            ca_secret_ref: None,
+            insecure_skip_verify: true,
+        });
+        assert!(validate_camera(&c).is_empty());
+        c.edge_storage = with_tls(OnvifTls {
+            ca_secret_ref: Some(ca),
+            insecure_skip_verify: true,
+        });
+        assert!(describe(&validate_camera(&c)).contains("not both"));
     }
 
     #[test]

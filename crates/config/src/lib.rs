@@ -29,6 +29,9 @@
 //!     passwordFile: /run/secrets/door   # or `password:` inline (file mode only)
 //!     transport: tcp                    # tcp (default, interleaved) or udp
 //!     audio: true                       # record AAC audio when the camera sends it
+//! cameraNetworks:                      # where cameras may be; default: any unicast address
+//!   allow: [192.168.10.0/24]            # but loopback and link-local (169.254/16, fe80::/10),
+//!   deny: [192.168.10.1/32]             # which only an entry inside them opens (127.0.0.1/32)
 //! ```
 //!
 //! Command-line flags (`--segment-seconds`, `--buffer-dir`, `--buffer-max-bytes`, ...) override
@@ -44,6 +47,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use vigil_api::netpolicy::{AddressPolicy, CLUSTER_NETWORKS_ENV, ClusterNetworks};
 use vigil_api::redact::{Credentials, redact_url, split_credentials};
 use vigil_store::StorageConfig;
 use vigil_store::layout::CameraId;
@@ -64,6 +68,32 @@ pub struct FileConfig {
     pub buffer: Option<FileBuffer>,
     #[serde(default)]
     pub cameras: Vec<FileCamera>,
+    /// Where cameras may be, as a RecorderPool's `spec.cameraNetworks` (loopback and
+    /// link-local only through an `allow` entry inside them).
+    #[serde(default)]
+    pub camera_networks: vigil_api::CameraNetworks,
+    /// How cameras at remote sites (`site:` on a camera) are reached: the rendezvous/relay
+    /// service (issue #15, `docs/sites.md`).
+    #[serde(default)]
+    pub site_link: Option<FileSiteLink>,
+}
+
+/// The rendezvous/relay service a recorder opens site streams through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSiteLink {
+    /// `host:port` of the rendezvous service.
+    pub rendezvous: String,
+    /// The name on its certificate (default `vigil-rendezvous`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// PEM file of the CA that signed its certificate.
+    pub ca_file: PathBuf,
+    /// File holding this recorder's token for `namespace`.
+    pub token_file: PathBuf,
+    /// The namespace whose sites this recorder may reach (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +153,74 @@ pub struct FileCamera {
     pub transport: Transport,
     #[serde(default = "default_true")]
     pub audio: bool,
+    /// `Event` mode (default: continuous recording).
+    #[serde(default)]
+    pub events: Option<FileEvents>,
+    /// The remote site whose gateway reaches this camera (its URL keeps the LAN address);
+    /// needs `siteLink`.
+    #[serde(default)]
+    pub site: Option<String>,
+}
+
+/// A file-mode camera recorded only around ONVIF events.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileEvents {
+    /// ONVIF device service URL (its event service is subscribed to).
+    pub onvif_url: String,
+    #[serde(default)]
+    pub pre_seconds: Option<u32>,
+    #[serde(default)]
+    pub post_seconds: Option<u32>,
+}
+
+/// `Event` recording: only `[event − pre, event end + post]` is recorded, events from the
+/// camera's ONVIF event service (PullPoint). Credentials are the camera's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EventMode {
+    pub onvif_url: Url,
+    pub pre_seconds: u32,
+    pub post_seconds: u32,
+}
+
+pub const DEFAULT_EVENT_PRE_SECONDS: u32 = 10;
+pub const DEFAULT_EVENT_POST_SECONDS: u32 = 10;
+pub const MAX_EVENT_PRE_SECONDS: u32 = 300;
+pub const MAX_EVENT_POST_SECONDS: u32 = 3600;
+
+impl EventMode {
+    pub fn new(
+        id: &CameraId,
+        onvif_url: &str,
+        pre: Option<u32>,
+        post: Option<u32>,
+    ) -> Result<Self> {
+        let url = Url::parse(onvif_url)
+            .map_err(|e| Error::Config(format!("camera {id}: ONVIF URL is not valid ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Error::Config(format!(
+                "camera {id}: ONVIF URL {} must be http:// or https:// with a host",
+                redact_url(&url)
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Config(format!(
+                "camera {id}: no credentials in the ONVIF URL (the camera's are used)"
+            )));
+        }
+        let pre_seconds = pre.unwrap_or(DEFAULT_EVENT_PRE_SECONDS);
+        let post_seconds = post.unwrap_or(DEFAULT_EVENT_POST_SECONDS);
+        if pre_seconds > MAX_EVENT_PRE_SECONDS || post_seconds > MAX_EVENT_POST_SECONDS {
+            return Err(Error::Config(format!(
+                "camera {id}: preSeconds must be at most {MAX_EVENT_PRE_SECONDS} and postSeconds at most {MAX_EVENT_POST_SECONDS}"
+            )));
+        }
+        Ok(EventMode {
+            onvif_url: url,
+            pre_seconds,
+            post_seconds,
+        })
+    }
 }
 
 // Hand-written so that a `{:?}` of the config can never print a password.
@@ -180,6 +278,13 @@ pub struct CameraConfig {
     pub credentials: CredentialSource,
     pub transport: Transport,
     pub audio: bool,
+    /// `Event` mode; `None` records continuously.
+    pub events: Option<EventMode>,
+    /// Recorded only inside manual recording windows (Kubernetes mode, a camera in mode `Off`
+    /// with `spec.recording.manual`): frames pass a gate without pre- or post-time.
+    pub manual_only: bool,
+    /// The remote site whose tunnel reaches the camera; `None`: dialled directly.
+    pub site: Option<String>,
 }
 
 impl CameraConfig {
@@ -212,6 +317,9 @@ impl CameraConfig {
             credentials,
             transport,
             audio,
+            events: None,
+            manual_only: false,
+            site: None,
         })
     }
 }
@@ -237,6 +345,10 @@ pub struct Settings {
     pub reconnect_max: Duration,
     /// Who we are in gap records and status (pod name or host name).
     pub recorder_name: String,
+    /// Where cameras may be: checked on the resolved address before every connection.
+    pub address_policy: std::sync::Arc<AddressPolicy>,
+    /// How cameras at remote sites are reached; `None`: such cameras cannot be recorded.
+    pub site_link: Option<std::sync::Arc<vigil_site::SiteLink>>,
 }
 
 /// Overrides from the command line.
@@ -335,9 +447,48 @@ impl FileConfig {
                     password: p.unwrap_or_default(),
                 }),
             };
-            cameras.push(CameraConfig::new(id, &c.url, creds, c.transport, c.audio)?);
+            let events = c
+                .events
+                .as_ref()
+                .map(|e| EventMode::new(&id, &e.onvif_url, e.pre_seconds, e.post_seconds))
+                .transpose()?;
+            let mut cam = CameraConfig::new(id, &c.url, creds, c.transport, c.audio)?;
+            cam.events = events;
+            if let Some(site) = &c.site {
+                if self.site_link.is_none() {
+                    return Err(Error::Config(format!(
+                        "camera {}: site {site} needs siteLink (the rendezvous service)",
+                        cam.id
+                    )));
+                }
+                // Through a site tunnel only interleaved RTSP (TCP) can travel.
+                cam.transport = Transport::Tcp;
+                cam.site = Some(site.clone());
+            }
+            cameras.push(cam);
         }
+        let cluster = ClusterNetworks::from_env()
+            .map_err(|e| Error::Config(format!("{CLUSTER_NETWORKS_ENV}: {e}")))?;
+        let address_policy = AddressPolicy::new(&self.camera_networks, &cluster)
+            .map_err(|e| Error::Config(format!("cameraNetworks: {e}")))?;
+        let site_link = self
+            .site_link
+            .as_ref()
+            .map(|l| {
+                vigil_site::SiteLink::from_files(
+                    &l.rendezvous,
+                    l.server_name.as_deref().unwrap_or("vigil-rendezvous"),
+                    &l.ca_file,
+                    &l.token_file,
+                    &l.namespace,
+                )
+                .map(std::sync::Arc::new)
+                .map_err(|e| Error::Config(format!("siteLink: {e}")))
+            })
+            .transpose()?;
         Ok(Resolved {
+            site_link,
+            address_policy,
             storage,
             prefix: self.storage.prefix.clone().unwrap_or_default(),
             segment_seconds,
@@ -357,6 +508,10 @@ pub struct Resolved {
     pub buffer_dir: PathBuf,
     pub buffer_max_bytes: u64,
     pub cameras: Vec<CameraConfig>,
+    /// Where cameras may be (`cameraNetworks` and the cluster's networks from the environment).
+    pub address_policy: AddressPolicy,
+    /// How cameras at remote sites are reached (`siteLink`).
+    pub site_link: Option<std::sync::Arc<vigil_site::SiteLink>>,
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! `vigil-jobs audit --pool <ns>/<name>`: the periodic coverage audit, run by the operator
 //! as a CronJob per pool (`spec.audit`).
 //!
-//! For each Camera of the pool it lists the segments of the recent window in the store,
-//! computes how much of the time the camera should have been recording is there, writes that to
+//! For each Camera of the pool it lists the segments of the recent window in the store, reads
+//! the frame timing of those of the last `--content-hours` (their `moof` boxes,
+//! [`crate::content`]; older ones count by their keys, earlier runs judged their frames),
+//! computes how much of the time the camera should have been recording the frames
+//! cover (a gap inside a segment or a key misstating its content is a hole like time between
+//! keys), writes that to
 //! `status.coverage`, and creates a Backfill with reason `Audit` for every hole that no Backfill
 //! accounts for yet, named after the camera and the hole's window like every hole's Backfill
 //! ([`vigil_api::hole_backfill_name`]), so a hole reported twice is one Backfill.
@@ -42,6 +46,7 @@ use vigil_api::{
     Coverage, TimeWindow, camera_status_apply_body, find_condition,
 };
 
+use crate::content;
 use crate::error::{Error, Result};
 use vigil_store::catalog::Catalog;
 use vigil_store::gaps::rfc3339;
@@ -138,6 +143,33 @@ pub fn coverage(
     }
 }
 
+/// Where the content window starts: the last `content_hours` of `window` (see
+/// [`AuditArgs::content_hours`]); `window.end` when 0 (nothing judged by frames).
+pub fn content_from(window: Interval, content_hours: u32) -> i64 {
+    window
+        .end
+        .saturating_sub(i64::from(content_hours) * 3_600_000)
+        .max(window.start)
+}
+
+/// The part of the holes that lies inside segment keys: holes only the frames show (gaps
+/// inside segments, keys misstating their content, unreadable segments).
+pub fn content_holes(c: &CameraCoverage, keys: &[Interval]) -> Vec<Interval> {
+    let keys = intervals::merge(keys.to_vec());
+    let mut out: Vec<Interval> = c
+        .missing
+        .iter()
+        .flat_map(|h| {
+            keys.iter()
+                .map(|k| Interval::new(h.start.max(k.start), h.end.min(k.end)))
+                .filter(|i| !i.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    intervals::merge(out)
+}
+
 /// The windows to report as `Audit` Backfills: holes minus what `known` (existing Backfills'
 /// windows, a pending failover) covers, pieces of at least `min_ms`, neighbours closer than
 /// `join_ms` joined, at most `max` of them (oldest first). With `defer_trailing`, a hole that
@@ -192,17 +224,7 @@ pub fn store_looks_wrong(
 /// the failover's safe point to the end of time, since that recorder creates the Backfill when
 /// it records.
 pub fn known_windows(camera: &Camera, backfills: &[Backfill]) -> Vec<Interval> {
-    let name = camera.name_any();
-    let mut v: Vec<Interval> = backfills
-        .iter()
-        .filter(|b| b.spec.camera == name)
-        .map(|b| {
-            Interval::new(
-                b.spec.window.start.timestamp_millis(),
-                b.spec.window.end.timestamp_millis(),
-            )
-        })
-        .collect();
+    let mut v = holes::backfill_windows(&camera.name_any(), backfills);
     if let Some(f) = holes::pending_failover(camera) {
         v.push(Interval::new(
             f.footage_safe_until.timestamp_millis(),
@@ -263,6 +285,12 @@ pub struct AuditArgs {
     /// Compute and log, but write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Judge the segments of the last N hours of the window by their frame timing (one small
+    /// range read per fragment), older ones by their keys alone. 0: keys only (misses holes
+    /// inside segments and keys that misstate their content). Runs every 15 min (the default
+    /// schedule) judge every segment by its frames about 4 times with the default.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=720))]
+    pub content_hours: u32,
     /// "Now" in Unix milliseconds (tests); default: the clock.
     #[arg(long, hide = true)]
     pub now_ms: Option<i64>,
@@ -276,6 +304,8 @@ pub struct Summary {
     pub missing_ms: i64,
     pub reported: u64,
     pub errors: u64,
+    /// Of `missing_ms`, what lies inside segment keys (found by reading the frames).
+    pub inside_ms: i64,
 }
 
 struct Ctx<'a> {
@@ -287,6 +317,8 @@ struct Ctx<'a> {
     grace_ms: i64,
     now_ms: i64,
     dry_run: bool,
+    /// Segments ending after this are judged by their frames.
+    content_from: i64,
 }
 
 /// `vigil-jobs audit`.
@@ -341,6 +373,7 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
         grace_ms: i64::from(a.startup_grace_seconds) * 1000,
         now_ms,
         dry_run: a.dry_run,
+        content_from: content_from(window, a.content_hours),
     };
     let mut total = Summary::default();
     let ctx = &ctx;
@@ -353,8 +386,9 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
     while let Some((cam, result)) = results.next().await {
         total.cameras += 1;
         match result {
-            Ok((c, reported)) => {
+            Ok((c, reported, inside_ms)) => {
                 total.holes += c.missing.len() as u64;
+                total.inside_ms += inside_ms;
                 total.missing_ms += c.missing_ms();
                 total.reported += reported;
             }
@@ -374,12 +408,13 @@ pub async fn run(a: AuditArgs) -> Result<Summary> {
     );
     // One line on stdout as well, for CronJob logs and scripts.
     println!(
-        "audit: cameras={} holes={} missing_seconds={:.3} reported={} errors={}",
+        "audit: cameras={} holes={} missing_seconds={:.3} reported={} errors={} inside_segments_seconds={:.3}",
         total.cameras,
         total.holes,
         total.missing_ms as f64 / 1000.0,
         total.reported,
-        total.errors
+        total.errors,
+        total.inside_ms as f64 / 1000.0
     );
     if total.errors > 0 {
         return Err(Error::Config(format!(
@@ -400,7 +435,7 @@ fn recording_ms(cam: &Camera, from: i64, to: i64) -> Result<Vec<Interval>> {
     )
 }
 
-async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u64)> {
+async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u64, i64)> {
     let name = cam.name_any();
     let id = CameraId::new(&cam.namespace().unwrap_or_default(), &name)?;
     let w = ctx.window;
@@ -417,24 +452,39 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
         ));
     let recording = recording_ms(cam, w.start - ctx.grace_ms, w.end)?;
     let expected = expected(w, &recording, not_before, ctx.grace_ms);
-    let segments: Vec<Interval> = if expected.is_empty() {
-        Vec::new()
+    let list_window = Interval::new(w.start, w.end.max(w.start + 1));
+    let judged = if expected.is_empty() {
+        content::Content::default()
     } else {
-        ctx.catalog
-            .segments(&id, Interval::new(w.start, w.end.max(w.start + 1)))
-            .await?
+        let listed = ctx.catalog.segments(&id, list_window).await?;
+        // Segments ending inside the content window are judged by their frames, older ones
+        // by their keys (earlier runs judged them by frames; see `--content-hours`).
+        let (by_frames, by_keys): (Vec<_>, Vec<_>) = listed
             .into_iter()
+            .partition(|(k, _)| k.end_ms > ctx.content_from);
+        let mut c =
+            content::judge_listed(ctx.catalog.store.as_ref(), &ctx.catalog.prefix, by_frames)
+                .await?;
+        let keys: Vec<Interval> = by_keys
+            .iter()
             .map(|(k, _)| Interval::new(k.start_ms, k.end_ms))
-            .collect()
+            .collect();
+        c.covered = intervals::merge([c.covered, keys.clone()].concat());
+        c.keys = intervals::merge([c.keys, keys].concat());
+        c
     };
-    let c = coverage(w, &expected, &segments, DEFAULT_TOLERANCE_MS);
+    let segments = &judged.keys;
+    // Coverage is what the frames cover: a hole inside a segment, or a segment whose key
+    // misstates its content, is missing footage like time between keys.
+    let c = coverage(w, &expected, &judged.covered, DEFAULT_TOLERANCE_MS);
+    let inside = content_holes(&c, &judged.keys);
     let cov = coverage_status(&c, ctx.now_ms)?;
     let last_segment_ms = cam
         .status
         .as_ref()
         .and_then(|s| s.last_segment_time)
         .map(|t| t.timestamp_millis());
-    let suspicious = store_looks_wrong(&c, &segments, last_segment_ms);
+    let suspicious = store_looks_wrong(&c, segments, last_segment_ms);
     if suspicious {
         warn!(camera = %id, last_segment = %rfc3339(last_segment_ms.unwrap_or_default()),
               "the store holds nothing of this camera in the window although its recorder reported \
@@ -459,13 +509,15 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
     };
     info!(camera = %id, percent = %cov.percent, expected_seconds = cov.expected_seconds,
           missing_seconds = cov.missing_seconds, holes = c.missing.len(),
+          holes_inside_segments = inside.len(),
+          seconds_inside_segments = intervals::total_ms(&inside) as f64 / 1000.0,
           to_report = report.len(), "coverage");
     if ctx.dry_run {
         for h in &report {
             info!(camera = %id, start = %rfc3339(h.start), end = %rfc3339(h.end),
                   seconds = h.len_ms() as f64 / 1000.0, "hole would be reported (dry run)");
         }
-        return Ok((c, report.len() as u64));
+        return Ok((c, report.len() as u64, intervals::total_ms(&inside)));
     }
     ctx.api
         .patch_status(
@@ -486,7 +538,7 @@ async fn audit_camera(ctx: &Ctx<'_>, cam: &Camera) -> Result<(CameraCoverage, u6
             Reported::NotWanted | Reported::Invalid => {}
         }
     }
-    Ok((c, reported))
+    Ok((c, reported, intervals::total_ms(&inside)))
 }
 
 #[cfg(test)]
@@ -510,6 +562,30 @@ mod tests {
             t += 10_000;
         }
         v
+    }
+
+    #[test]
+    fn content_window_and_holes_inside_keys() {
+        let w = iv(0, 24 * H);
+        assert_eq!(content_from(w, 1), 23 * H);
+        assert_eq!(content_from(w, 0), 24 * H, "0: keys only");
+        assert_eq!(content_from(w, 48), 0, "never before the window");
+        // Keys tile [0, 30 s) except [10 s, 12 s); the frames show a hole at [20 s, 24 s).
+        let keys = vec![iv(0, 10_000), iv(12_000, 30_000)];
+        let frames = vec![iv(0, 10_000), iv(12_000, 20_000), iv(24_000, 30_000)];
+        let c = coverage(
+            iv(0, 30_000),
+            &[iv(0, 30_000)],
+            &frames,
+            DEFAULT_TOLERANCE_MS,
+        );
+        assert_eq!(c.missing, vec![iv(10_000, 12_000), iv(20_000, 24_000)]);
+        assert_eq!(content_holes(&c, &keys), vec![iv(20_000, 24_000)]);
+        // Both are reported like any hole.
+        assert_eq!(
+            to_report(&c, &[], MIN_REPORT_MS, 1_000, false, 20),
+            c.missing
+        );
     }
 
     #[test]
@@ -666,6 +742,7 @@ mod tests {
                 retention: Default::default(),
                 edge_storage: None,
                 auto_backfill: true,
+                site: None,
             },
         );
         let base = 1_700_000_000_000;

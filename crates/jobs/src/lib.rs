@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod content;
 pub mod error;
 pub mod retention;
 

@@ -13,6 +13,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The camera's address is refused by the pool's `cameraNetworks` policy; no connection
+    /// was made. `host` is from the spec, shortened.
+    #[error("camera address {host} ({addr}) is not allowed: {refusal}; no connection was made")]
+    AddressNotAllowed {
+        host: String,
+        addr: std::net::IpAddr,
+        refusal: vigil_api::netpolicy::Refusal,
+    },
+
     /// Talking to a camera (RTSP, ONVIF) failed. The text is already redacted.
     #[error("camera: {0}")]
     Rtsp(String),
@@ -24,6 +33,10 @@ pub enum Error {
     /// An MP4 file is damaged or not what was expected.
     #[error("mp4: {0}")]
     Mp4(String),
+
+    /// A live frame stream (recorder → access point) or an H.264 structure in it is malformed.
+    #[error("live: {0}")]
+    Live(#[from] crate::live::LiveError),
 }
 
 impl Error {

@@ -268,6 +268,127 @@ fn moof_info(moof: &[u8], video: u32) -> Result<(BTreeMap<u32, u64>, bool)> {
     Ok((times, sync))
 }
 
+/// The video samples of one fragment: its base decode time and each sample's duration, in the
+/// track's timescale. Our segments carry no composition offsets, so decode time is
+/// presentation time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoRun {
+    /// `None` without `tfdt`: the fragment follows the previous one.
+    pub base_decode_time: Option<u64>,
+    pub durations: Vec<u32>,
+}
+
+/// The frame timing of a segment's video track, read from its `moov` and `moof` boxes only
+/// (the coverage audit judges a segment's content by this, without reading the samples).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VideoTiming {
+    /// Ticks per second of the video track.
+    pub timescale: u32,
+    pub runs: Vec<VideoRun>,
+}
+
+/// The video run of a `moof` body (`None` when the fragment holds no video). Memory is bounded
+/// by the box: a sample count larger than the `trun` can hold is an error.
+pub fn moof_video_run(moof: &[u8], video: u32) -> Result<Option<VideoRun>> {
+    for t in boxes(moof)?.into_iter().filter(|b| &b.fourcc == b"traf") {
+        let traf = &moof[t.offset + t.header_len..t.offset + t.len];
+        let mut id = None;
+        let mut default_duration = 0u32;
+        let mut base = None;
+        let mut durations: Vec<u32> = Vec::new();
+        for b in boxes(traf)? {
+            let body = &traf[b.offset + b.header_len..b.offset + b.len];
+            match &b.fourcc {
+                b"tfhd" => {
+                    let flags = be32(body, 0)? & 0x00ff_ffff;
+                    id = Some(be32(body, 4)?);
+                    let mut at = 8;
+                    for (bit, size) in [(0x01, 8), (0x02, 4)] {
+                        if flags & bit != 0 {
+                            at += size;
+                        }
+                    }
+                    if flags & 0x08 != 0 {
+                        default_duration = be32(body, at)?;
+                    }
+                }
+                b"tfdt" => {
+                    base = Some(if body.first() == Some(&1) {
+                        u64::from(be32(body, 4)?) << 32 | u64::from(be32(body, 8)?)
+                    } else {
+                        u64::from(be32(body, 4)?)
+                    });
+                }
+                b"trun" if id == Some(video) => {
+                    let flags = be32(body, 0)? & 0x00ff_ffff;
+                    let count = be32(body, 4)? as usize;
+                    let mut at = 8;
+                    for (bit, size) in [(0x01, 4), (0x04, 4)] {
+                        if flags & bit != 0 {
+                            at += size;
+                        }
+                    }
+                    let entry: usize = [0x100, 0x200, 0x400, 0x800]
+                        .iter()
+                        .filter(|&&bit| flags & bit != 0)
+                        .count()
+                        * 4;
+                    let room = body.len().saturating_sub(at);
+                    if entry > 0 && count > room / entry {
+                        return Err(Error::Mp4(format!(
+                            "trun claims {count} samples in {room} bytes"
+                        )));
+                    }
+                    if entry == 0 && count > 1 << 20 {
+                        return Err(Error::Mp4(format!("trun claims {count} samples")));
+                    }
+                    durations.reserve(count);
+                    for i in 0..count {
+                        durations.push(if flags & 0x100 != 0 {
+                            be32(body, at + i * entry)?
+                        } else {
+                            default_duration
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if id == Some(video) {
+            return Ok(Some(VideoRun {
+                base_decode_time: base,
+                durations,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The video timing of a whole segment held in memory (see [`VideoTiming`]).
+pub fn video_timing(data: &[u8]) -> Result<VideoTiming> {
+    let top = boxes(data)?;
+    let first_moof = top
+        .iter()
+        .position(|b| &b.fourcc == b"moof")
+        .unwrap_or(top.len());
+    let init_end = top.get(first_moof).map_or(data.len(), |b| b.offset);
+    let ts = timescales(&data[..init_end])?;
+    let video = video_track(&ts);
+    let mut out = VideoTiming {
+        timescale: ts
+            .get(&video)
+            .copied()
+            .unwrap_or(crate::mp4::VIDEO_TIMESCALE),
+        runs: Vec::new(),
+    };
+    for b in top[first_moof..].iter().filter(|b| &b.fourcc == b"moof") {
+        if let Some(r) = moof_video_run(&data[b.offset + b.header_len..b.offset + b.len], video)? {
+            out.runs.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// How a rewrite changes each track's `tfdt`.
 pub enum Timing {
     /// `tfdt` becomes `f(track, tfdt)`.
@@ -635,6 +756,42 @@ pub(crate) mod tests {
         assert_eq!(p.init_len, p.fragments[0].offset);
         let last = p.fragments.last().unwrap();
         assert_eq!(last.offset + last.len, d.len());
+    }
+
+    #[test]
+    fn video_timing_reads_every_sample_duration() {
+        let d = synthetic_segment(3, 25);
+        let t = video_timing(&d).unwrap();
+        assert_eq!(t.timescale, 90_000);
+        assert_eq!(t.runs.len(), 3);
+        for (i, r) in t.runs.iter().enumerate() {
+            assert_eq!(r.base_decode_time, Some(i as u64 * 90_000));
+            assert_eq!(r.durations, vec![3600; 25]);
+        }
+        // A chained (tfdt-less) fragment follows its predecessor.
+        let mut joined = d.clone();
+        let p = parse(&d).unwrap();
+        let f = &p.fragments[1];
+        let (_, _, len) = box_header(&joined[f.offset..]).unwrap();
+        rewrite_moof(
+            &mut joined[f.offset..f.offset + len as usize],
+            None,
+            &Timing::Chain,
+        )
+        .unwrap();
+        assert_eq!(
+            video_timing(&joined).unwrap().runs[1].base_decode_time,
+            None
+        );
+    }
+
+    #[test]
+    fn video_timing_refuses_a_sample_count_the_box_cannot_hold() {
+        let mut d = synthetic_segment(1, 25);
+        let at = d.windows(4).position(|w| w == b"trun").unwrap() + 8;
+        d[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(video_timing(&d).is_err());
+        assert!(video_timing(b"\0\0\0\x10moof\0\0\0\x08mfhd").is_err());
     }
 
     #[test]

@@ -1,23 +1,30 @@
 //! ONVIF Profile G over SOAP 1.2: find the search and replay services, the recording, and its
 //! replay URI. Requests carry a WS-Security UsernameToken with a password digest
 //! (Base64(SHA1(nonce + created + password))) when credentials are known, so the password
-//! never crosses the wire. Plain HTTP only (cameras' ONVIF ports are plain HTTP in practice);
-//! responses are bounded in size and time and parsed by local element name.
+//! never crosses the wire; a service that also (or only) wants HTTP authentication gets it after
+//! its 401 (Digest per RFC 7616/2617 with `qop`, else Basic; see `crate::auth`). HTTP and HTTPS
+//! (rustls; the camera's certificate checked against the system roots, a CA of the camera's
+//! own, or — explicitly — not at all, see [`TlsVerify`]) through reqwest, so chunked
+//! responses and keep-alive just work; responses are bounded in size ([`MAX_RESPONSE_BYTES`])
+//! and time, and parsed by local element name.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{SecondsFormat, Utc};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::debug;
 use url::Url;
 
+use crate::auth::{Authenticator, Unauthorized, on_unauthorized};
 use crate::error::{Error, Result};
+use vigil_api::netpolicy::AddressPolicy;
 use vigil_api::redact::Credentials;
-use vigil_api::redact::redact_url;
+use vigil_api::redact::{peer_summary, redact_url};
 
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// Largest SOAP response read (Content-Length, chunked or until close alike). ONVIF answers
+/// are a few kB; a search result listing 100 recordings stays well under this.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// WS-UsernameToken password digest.
 pub fn password_digest(nonce: &[u8], created: &str, password: &str) -> String {
@@ -50,46 +57,47 @@ pub fn xml_escape(s: &str) -> String {
 }
 
 fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    quick_xml::escape::unescape(s).map_or_else(|_| s.to_string(), |t| t.into_owned())
 }
 
-/// Texts of every element with this local name (any namespace prefix), in document order.
-/// Good enough for ONVIF responses, whose elements of interest hold text or plain children.
+/// Inner XML of every element with this local name (any namespace prefix), outermost ones, in
+/// document order. Read with quick-xml, so comments, CDATA, attributes holding `>` and nested
+/// elements of the same name cannot derail it; reading stops at the first malformed part,
+/// keeping what was found before it.
 pub fn elements<'a>(xml: &'a str, local: &str) -> Vec<&'a str> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(i) = xml[pos..].find('<') {
-        let start = pos + i + 1;
-        let Some(gt) = xml[start..].find('>') else {
-            break;
-        };
-        let tag = &xml[start..start + gt];
-        pos = start + gt + 1;
-        if tag.starts_with('/') || tag.starts_with('?') || tag.starts_with('!') {
-            continue;
-        }
-        let name = tag
-            .split([' ', '\t', '\r', '\n', '/'])
-            .next()
-            .unwrap_or_default();
-        let lname = name.rsplit(':').next().unwrap_or(name);
-        if lname != local {
-            continue;
-        }
-        if tag.ends_with('/') {
-            out.push("");
-            continue;
-        }
-        // The matching close tag of the same qualified name (no nesting of the same name in
-        // the elements we read).
-        let close = format!("</{name}>");
-        if let Some(j) = xml[pos..].find(&close) {
-            out.push(&xml[pos..pos + j]);
-            pos += j + close.len();
+    // Inner start of the element being read, and how deep same-named elements nest in it.
+    let mut open: Option<usize> = None;
+    let mut nested = 0usize;
+    loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.local_name().as_ref() == local.as_bytes() => {
+                if open.is_some() {
+                    nested += 1;
+                } else {
+                    open = usize::try_from(reader.buffer_position()).ok();
+                }
+            }
+            Ok(Event::End(e)) if e.local_name().as_ref() == local.as_bytes() => match open {
+                Some(start) if nested == 0 => {
+                    if let Some(inner) = xml.get(start..before) {
+                        out.push(inner);
+                    }
+                    open = None;
+                }
+                Some(_) => nested -= 1,
+                None => {}
+            },
+            Ok(Event::Empty(e))
+                if open.is_none() && e.local_name().as_ref() == local.as_bytes() =>
+            {
+                out.push("");
+            }
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
         }
     }
     out
@@ -102,109 +110,287 @@ pub fn first_text(xml: &str, local: &str) -> Option<String> {
         .find(|t| !t.is_empty())
 }
 
-/// A minimal HTTP/1.1 POST (`Connection: close`).
-async fn http_post(url: &Url, body: &str, timeout: Duration) -> Result<(u16, String)> {
-    let shown = redact_url(url);
-    if url.scheme() != "http" {
+/// How an HTTPS camera's certificate is checked. Cameras mostly ship self-signed
+/// certificates, so a camera (or a pool of them) can name its own CA instead of the system's
+/// roots, or turn verification off — only explicitly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Against the system's trust store (the platform verifier). The default.
+    #[default]
+    System,
+    /// Against these PEM certificates only (a private CA, or the camera's own self-signed
+    /// certificate); the host name is still checked.
+    Ca(Vec<u8>),
+    /// Not at all: encrypted, but anyone on the path can impersonate the camera.
+    Insecure,
+}
+
+/// How the ONVIF client connects.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Whole-request limit (connect, send, headers and body).
+    pub timeout: Duration,
+    pub tls: TlsVerify,
+    /// Resolves camera host names, e.g. one that refuses addresses outside the allowed camera
+    /// networks. Note that IP-literal hosts never reach a resolver.
+    pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(15),
+            tls: TlsVerify::System,
+            resolver: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
+            .field("resolver", &self.resolver.is_some())
+            .finish()
+    }
+}
+
+/// The HTTP client for one device: no redirects (a camera has no business sending the
+/// recorder elsewhere), no proxies from the environment (cameras are reached directly), HTTP/1.1
+/// only (what camera web servers speak).
+pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(opts.timeout)
+        .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .http1_only()
+        .user_agent("vigil-recorder")
+        .pool_max_idle_per_host(1);
+    match &opts.tls {
+        TlsVerify::System => {}
+        TlsVerify::Ca(pem) => {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Rtsp(format!("ONVIF TLS CA: not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Rtsp(
+                    "ONVIF TLS CA: no certificate in the PEM".into(),
+                ));
+            }
+            b = b.tls_certs_only(certs);
+        }
+        TlsVerify::Insecure => b = b.tls_danger_accept_invalid_certs(true),
+    }
+    if let Some(r) = &opts.resolver {
+        b = b.dns_resolver(r.clone());
+    }
+    b.build()
+        .map_err(|e| Error::Rtsp(format!("ONVIF HTTP client: {}", error_chain(&e))))
+}
+
+/// The policy refusal somewhere in `e`'s causes, as our own error.
+fn address_refusal(e: &(dyn std::error::Error + 'static)) -> Option<Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(Error::AddressNotAllowed {
+            host,
+            addr,
+            refusal,
+        }) = err.downcast_ref::<Error>()
+        {
+            return Some(Error::AddressNotAllowed {
+                host: host.clone(),
+                addr: *addr,
+                refusal: *refusal,
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// An error and its causes ("connection refused", "invalid peer certificate: UnknownIssuer"),
+/// without the URL (callers print the redacted one).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Reads a body of at most `limit` bytes, whatever the framing (Content-Length, chunked, or
+/// up to the close): a camera announcing or sending more is refused, not buffered.
+async fn read_bounded(resp: &mut reqwest::Response, limit: usize, shown: &str) -> Result<Vec<u8>> {
+    if let Some(n) = resp.content_length()
+        && n > limit as u64
+    {
         return Err(Error::Rtsp(format!(
-            "{shown}: only http:// ONVIF services are supported"
+            "{shown}: response of {n} bytes is over the {limit}-byte limit"
         )));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| Error::Rtsp(format!("{shown}: no host")))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let fut = async {
-        let mut s = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| Error::Rtsp(format!("{shown}: connect: {e}")))?;
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let host_hdr = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host_hdr}\r\nContent-Type: application/soap+xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: vigil-recorder\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| Error::Rtsp(format!("{shown}: write: {e}")))?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            let n = s
-                .read(&mut chunk)
-                .await
-                .map_err(|e| Error::Rtsp(format!("{shown}: read: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::Rtsp(format!("{shown}: response too large")));
-            }
-            // Stop at Content-Length when the server keeps the connection open anyway.
-            if let Some(he) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..he]).to_ascii_lowercase();
-                if let Some(cl) = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    && buf.len() >= he + 4 + cl
-                {
-                    buf.truncate(he + 4 + cl);
-                    break;
-                }
-            }
-        }
-        let he = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| Error::Rtsp(format!("{shown}: malformed HTTP response")))?;
-        let head = String::from_utf8_lossy(&buf[..he]).to_string();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| Error::Rtsp(format!("{shown}: malformed HTTP status line")))?;
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Error::Rtsp(format!("{shown}: read: {}", error_chain(&e.without_url()))))?
+    {
+        if body.len() + chunk.len() > limit {
             return Err(Error::Rtsp(format!(
-                "{shown}: chunked responses are not supported"
+                "{shown}: response over the {limit}-byte limit"
             )));
         }
-        Ok((status, String::from_utf8_lossy(&buf[he + 4..]).to_string()))
-    };
-    tokio::time::timeout(timeout, fut).await.map_err(|_| {
-        Error::Rtsp(format!(
-            "{shown}: no response within {} s",
-            timeout.as_secs()
-        ))
-    })?
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The request target as it appears on the request line (what Digest's `uri` must match).
+fn request_target(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
 }
 
 /// An ONVIF device.
 pub struct Device {
-    pub device_url: Url,
-    pub creds: Option<Credentials>,
-    pub timeout: Duration,
+    device_url: Url,
+    creds: Option<Credentials>,
+    http: reqwest::Client,
+    /// Where the device and the services it names may be (the pool's `cameraNetworks`):
+    /// host names through the client's resolver, IP literals checked before each request.
+    policy: Arc<AddressPolicy>,
+    /// HTTP authentication, once a service asked for it: kept across calls so that a Digest
+    /// nonce is reused (with a counting `nc`) instead of costing a 401 round trip per call.
+    auth: Mutex<Option<Authenticator>>,
 }
 
-const NS: &str = r#"xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tse="http://www.onvif.org/ver10/search/wsdl" xmlns:trp="http://www.onvif.org/ver10/replay/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema""#;
+const NS: &str = r#"xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tse="http://www.onvif.org/ver10/search/wsdl" xmlns:trp="http://www.onvif.org/ver10/replay/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2""#;
 
 impl Device {
-    async fn call(&self, url: &Url, op: &str, body: &str) -> Result<String> {
+    /// A device at `device_url` (credentials must already be out of the URL), reached only at
+    /// addresses `policy` allows: names resolve through a resolver that refuses the others
+    /// (unless `opts` brings its own resolver).
+    pub fn new(
+        device_url: Url,
+        creds: Option<Credentials>,
+        opts: &ClientOptions,
+        policy: Arc<AddressPolicy>,
+    ) -> Result<Device> {
+        let mut opts = opts.clone();
+        if opts.resolver.is_none() {
+            opts.resolver = Some(Arc::new(crate::netguard::PolicyResolver {
+                policy: policy.clone(),
+            }));
+        }
+        Ok(Device {
+            device_url,
+            creds,
+            http: http_client(&opts)?,
+            policy,
+            auth: Mutex::new(None),
+        })
+    }
+
+    pub fn device_url(&self) -> &Url {
+        &self.device_url
+    }
+
+    /// One SOAP POST: WS-UsernameToken in the envelope when credentials are known, and HTTP
+    /// authentication (Digest preferred) when the service answers 401 with a challenge.
+    async fn post(&self, url: &Url, envelope: String) -> Result<(u16, String)> {
+        let shown = redact_url(url);
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Rtsp(format!(
+                "{shown}: only http:// and https:// ONVIF services are supported"
+            )));
+        }
+        // reqwest never asks the resolver about an IP-literal host.
+        crate::netguard::check_url_literal(url, &self.policy)?;
+        let target = request_target(url);
+        let mut sent_credentials = false;
+        // One try as things stand, one answering a challenge, one after a stale nonce.
+        for _attempt in 0..3 {
+            let authorization = match (&self.creds, self.lock_auth().as_mut()) {
+                (Some(c), Some(a)) => Some(
+                    a.authorization(c, "POST", &target)
+                        .map_err(|e| Error::Rtsp(format!("{shown}: authorization: {e}")))?,
+                ),
+                _ => None,
+            };
+            let mut req = self
+                .http
+                .post(url.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/soap+xml; charset=utf-8",
+                )
+                .body(envelope.clone());
+            sent_credentials |= authorization.is_some();
+            if let Some(v) = authorization {
+                req = req.header(reqwest::header::AUTHORIZATION, v);
+            }
+            let mut resp = req.send().await.map_err(|e| {
+                // A host name the policy refused (from our resolver, deep in reqwest's error
+                // chain) stays the typed refusal: it is final, not a network failure.
+                if let Some(refused) = address_refusal(&e) {
+                    return refused;
+                }
+                let why = if e.is_timeout() {
+                    "no response in time".to_string()
+                } else {
+                    error_chain(&e.without_url())
+                };
+                Error::Rtsp(format!("{shown}: {why}"))
+            })?;
+            let status = resp.status().as_u16();
+            let challenges: Vec<String> = resp
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect();
+            let body = read_bounded(&mut resp, MAX_RESPONSE_BYTES, &shown).await?;
+            // A 401 without a challenge is a SOAP fault (WS-Security refused): reported below.
+            if status == 401 && self.creds.is_some() && !challenges.is_empty() {
+                match on_unauthorized(sent_credentials, challenges.iter().map(String::as_str)) {
+                    Unauthorized::Retry(a) => {
+                        debug!(url = %shown, digest = a.is_digest(), "ONVIF HTTP authentication");
+                        *self.lock_auth() = Some(a);
+                        continue;
+                    }
+                    Unauthorized::Refused(why) => {
+                        return Err(Error::Rtsp(format!("{shown}: HTTP 401: {why}")));
+                    }
+                }
+            }
+            return Ok((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        Err(Error::Rtsp(format!(
+            "{shown}: HTTP 401: credentials refused"
+        )))
+    }
+
+    fn lock_auth(&self) -> std::sync::MutexGuard<'_, Option<Authenticator>> {
+        // A panic while holding it cannot leave the state half-written: take it anyway.
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) async fn call(&self, url: &Url, op: &str, body: &str) -> Result<String> {
         let header = self.creds.as_ref().map(security_header).unwrap_or_default();
         let env = format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><s:Envelope {NS}>{header}<s:Body>{body}</s:Body></s:Envelope>"#
         );
-        let (status, text) = http_post(url, &env, self.timeout).await?;
+        let (status, text) = self.post(url, env).await?;
         if status != 200 {
             let reason = first_text(&text, "Text").unwrap_or_default();
             let sub = elements(&text, "Value")
@@ -214,8 +400,9 @@ impl Device {
                 .collect::<Vec<_>>()
                 .join(" ");
             return Err(Error::Rtsp(format!(
-                "ONVIF {op} at {}: HTTP {status} {sub} {reason}",
-                redact_url(url)
+                "ONVIF {op} at {}: HTTP {status} {}",
+                redact_url(url),
+                peer_summary(&format!("{sub} {reason}"))
             )));
         }
         Ok(text)
@@ -364,6 +551,42 @@ impl Device {
 mod tests {
     use super::*;
 
+    /// The test servers listen on loopback, which the default policy refuses.
+    fn loopback() -> Arc<AddressPolicy> {
+        Arc::new(
+            AddressPolicy::new(
+                &vigil_api::CameraNetworks {
+                    allow: vec!["127.0.0.1/32".into()],
+                    deny: vec![],
+                },
+                &Default::default(),
+            )
+            .expect("policy"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_device_named_by_a_refused_host_name_is_refused_as_such() {
+        let url = Url::parse("http://localhost:9/onvif/device_service").unwrap();
+        let dev = Device::new(
+            url.clone(),
+            None,
+            &ClientOptions::default(),
+            Arc::new(AddressPolicy::default()),
+        )
+        .unwrap();
+        let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
+        assert!(matches!(e, Error::AddressNotAllowed { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_device_at_a_refused_address_is_never_contacted() {
+        let url = Url::parse("http://169.254.169.254/onvif/device_service").unwrap();
+        let dev = Device::new(url.clone(), None, &ClientOptions::default(), loopback()).unwrap();
+        let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
+        assert!(matches!(e, Error::AddressNotAllowed { .. }), "{e}");
+    }
+
     #[test]
     fn digest_matches_the_ws_security_example() {
         // Computed with Python: base64(sha1(b"0123456789abcdef" + b"2026-01-02T03:04:05Z" + b"secret"))
@@ -393,5 +616,110 @@ mod tests {
         );
         assert_eq!(elements(x, "Empty"), vec![""]);
         assert!(elements("<a><b", "b").is_empty());
+    }
+
+    #[test]
+    fn xml_that_fooled_a_hand_parser() {
+        // A '>' inside an attribute, a commented-out element, nested same-named elements,
+        // character references.
+        let x = r#"<s:Body><!-- <tt:Uri>rtsp://evil/</tt:Uri> --><trp:GetReplayUriResponse note="a>b"><tt:Uri>rtsp://cam/replay?a=1&amp;b=&#50;</tt:Uri></trp:GetReplayUriResponse><tt:Extension><tt:Extension><tt:X>1</tt:X></tt:Extension></tt:Extension></s:Body>"#;
+        assert_eq!(
+            first_text(x, "Uri").as_deref(),
+            Some("rtsp://cam/replay?a=1&b=2")
+        );
+        let ext = elements(x, "Extension");
+        assert_eq!(ext.len(), 1, "{ext:?}");
+        assert_eq!(first_text(ext[0], "X").as_deref(), Some("1"));
+        // Malformed after the first match: what came before is kept.
+        assert_eq!(elements("<a><b>1</b></c><b>2</b>", "b"), vec!["1"]);
+    }
+
+    /// A one-connection HTTP server answering every request with `head` and then `body`
+    /// (streamed until the client goes away). Returns its URL.
+    async fn serve_once(head: &'static str, body: fn(usize) -> Option<Vec<u8>>) -> Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!(
+            "http://{}/onvif/device_service",
+            l.local_addr().unwrap()
+        ))
+        .unwrap();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            if s.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut i = 0;
+            while let Some(b) = body(i) {
+                if s.write_all(&b).await.is_err() {
+                    return;
+                }
+                i += 1;
+            }
+        });
+        url
+    }
+
+    fn chunk_of_64k(_: usize) -> Option<Vec<u8>> {
+        let mut c = format!("{:x}\r\n", 65536).into_bytes();
+        c.extend(std::iter::repeat_n(b'x', 65536));
+        c.extend_from_slice(b"\r\n");
+        Some(c)
+    }
+
+    #[tokio::test]
+    async fn a_never_ending_chunked_answer_is_cut_at_the_limit() {
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunk_of_64k,
+        )
+        .await;
+        let dev = Device::new(url.clone(), None, &ClientOptions::default(), loopback()).unwrap();
+        let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
+        assert!(e.to_string().contains("limit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_huge_content_length_is_refused_before_reading() {
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            |_| None,
+        )
+        .await;
+        let dev = Device::new(url.clone(), None, &ClientOptions::default(), loopback()).unwrap();
+        let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
+        assert!(e.to_string().contains("over the 1048576-byte limit"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_camera_times_out() {
+        let url = serve_once("", |_| None).await;
+        let dev = Device::new(
+            url.clone(),
+            None,
+            &ClientOptions {
+                timeout: Duration::from_millis(500),
+                ..ClientOptions::default()
+            },
+            loopback(),
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(3), "{e}");
+    }
+
+    #[test]
+    fn a_ca_that_is_not_pem_is_refused() {
+        let e = http_client(&ClientOptions {
+            tls: TlsVerify::Ca(b"not a certificate".to_vec()),
+            ..ClientOptions::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("TLS CA"), "{e}");
     }
 }

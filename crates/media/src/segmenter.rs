@@ -12,7 +12,8 @@
 //!   `next segment start - this segment start`; the last frame of a session (no successor) gets
 //!   the duration of the frame before it.
 //! * A fragment is flushed once it holds `fragment_ticks` of video: this bounds both memory and
-//!   what a crash can lose.
+//!   what a crash can lose. It is also flushed once it holds `MAX_FRAGMENT_BYTES`, whatever
+//!   the timestamps say, so a camera cannot make it grow with huge frames or tiny time steps.
 //! * Audio frames go to the segment whose video interval contains them. Audio is late relative
 //!   to the video keyframe that cuts a segment, so the old segment stays open for audio until an
 //!   audio frame past the cut arrives or video is `AUDIO_WAIT_TICKS` past it.
@@ -25,6 +26,8 @@ use crate::mp4::{self, SampleInfo, TrackRun};
 pub const MAX_JUMP_TICKS: i64 = 10 * 90_000;
 /// How long the previous segment waits for late audio after a cut (0.5 s of video time).
 pub const AUDIO_WAIT_TICKS: i64 = 45_000;
+/// Sample bytes a fragment holds in memory at most before it is flushed (plus one frame).
+pub const MAX_FRAGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -157,6 +160,8 @@ struct Seg {
     /// End (audio ticks from segment start) of the last audio sample written.
     audio_end: u64,
     frames: u64,
+    /// Sample bytes held (video and audio) since the last fragment.
+    held_bytes: u64,
 }
 
 impl Seg {
@@ -171,6 +176,7 @@ impl Seg {
             audio: Vec::new(),
             audio_end: 0,
             frames: 0,
+            held_bytes: 0,
         }
     }
 
@@ -226,6 +232,7 @@ impl Seg {
         let video_ticks = self.video_ticks;
         self.video_dts += video_ticks as u64;
         self.video_ticks = 0;
+        self.held_bytes = 0;
         Some(Fragment {
             moof,
             mdat_header: mp4::mdat_header(payload.min(u64::from(u32::MAX - 8)) as u32),
@@ -331,7 +338,12 @@ impl Segmenter {
         if let Some(c) = &mut self.closing {
             if a.pos < c.end_ts {
                 if a.pos >= c.seg.start_ts {
+                    c.seg.held_bytes += sample.data.len() as u64;
                     c.seg.audio.push(sample);
+                    if c.seg.held_bytes >= MAX_FRAGMENT_BYTES {
+                        // A flood of late audio: the old segment is done.
+                        self.finish_closing(out);
+                    }
                 }
                 return;
             }
@@ -341,7 +353,13 @@ impl Segmenter {
         if let Some(s) = &mut self.open
             && a.pos >= s.start_ts
         {
+            s.held_bytes += sample.data.len() as u64;
             s.audio.push(sample);
+            if s.held_bytes >= MAX_FRAGMENT_BYTES
+                && let Some(fragment) = s.take_fragment(self.policy.audio_rate)
+            {
+                out.push(Event::Fragment { id: s.id, fragment });
+            }
         }
     }
 
@@ -382,6 +400,7 @@ impl Segmenter {
         if let Some(s) = &mut self.open {
             s.video_ticks += i64::from(duration);
             s.frames += 1;
+            s.held_bytes += f.data.len() as u64;
             s.video.push(Sample {
                 info: SampleInfo {
                     duration,
@@ -395,7 +414,7 @@ impl Segmenter {
 
     fn maybe_flush(&mut self, out: &mut Vec<Event>) {
         if let Some(s) = &mut self.open
-            && s.video_ticks >= self.policy.fragment_ticks
+            && (s.video_ticks >= self.policy.fragment_ticks || s.held_bytes >= MAX_FRAGMENT_BYTES)
             && let Some(fragment) = s.take_fragment(self.policy.audio_rate)
         {
             out.push(Event::Fragment { id: s.id, fragment });
@@ -507,6 +526,54 @@ mod tests {
             new_params: false,
             data: vec![key as u8; 100],
         }
+    }
+
+    /// Huge frames one tick apart (a hostile camera) never reach `fragment_ticks`: fragments
+    /// are flushed by size instead, and the segment stays valid.
+    #[test]
+    fn fragments_are_bounded_in_bytes_whatever_the_timestamps() {
+        let mut s = Segmenter::new(policy(true));
+        let mut seen = Seen::default();
+        let big = 1024 * 1024;
+        let mut largest = 0u64;
+        for i in 0..40i64 {
+            let mut ev = Vec::new();
+            let f = VideoIn {
+                ts: 90_000 + i,
+                key: i == 0,
+                new_params: false,
+                data: vec![0; big],
+            };
+            s.push_video(f, &mut ev).unwrap();
+            // And a flood of audio inside the same tick.
+            for _ in 0..8 {
+                s.push_audio(
+                    AudioIn {
+                        pos: 90_000 + i,
+                        duration: 1,
+                        data: vec![0; 64 * 1024],
+                    },
+                    &mut ev,
+                );
+            }
+            for e in &ev {
+                if let Event::Fragment { fragment, .. } = e {
+                    largest = largest.max(fragment.payload_bytes);
+                }
+            }
+            collect(ev, &mut seen);
+        }
+        let mut ev = Vec::new();
+        s.finish(&mut ev);
+        collect(ev, &mut seen);
+        assert!(largest > 0, "no fragment flushed");
+        assert!(
+            largest <= MAX_FRAGMENT_BYTES + big as u64,
+            "fragment of {largest} bytes"
+        );
+        let r = mp4::scan(&seen.bytes[&1]);
+        assert_eq!(r.valid_len as usize, seen.bytes[&1].len());
+        assert_eq!(r.video_samples, 40);
     }
 
     #[test]

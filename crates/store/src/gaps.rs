@@ -22,14 +22,19 @@ pub enum GapReason {
     BufferOverflow,
     /// The recorder stopped recording the camera while no footage was flowing.
     Stopped,
+    /// The camera's clock and the receipt times drifted apart (an encoder falling behind, a
+    /// clock jump) and the timeline was re-anchored forward: the time stepped over has no
+    /// footage on the timeline (the frames received are stored after the step).
+    TimelineStep,
 }
 
-pub const ALL_REASONS: [GapReason; 5] = [
+pub const ALL_REASONS: [GapReason; 6] = [
     GapReason::Startup,
     GapReason::RecorderRestart,
     GapReason::StreamLost,
     GapReason::BufferOverflow,
     GapReason::Stopped,
+    GapReason::TimelineStep,
 ];
 
 impl GapReason {
@@ -40,6 +45,7 @@ impl GapReason {
             GapReason::StreamLost => "stream-lost",
             GapReason::BufferOverflow => "buffer-overflow",
             GapReason::Stopped => "stopped",
+            GapReason::TimelineStep => "timeline-step",
         }
     }
 }

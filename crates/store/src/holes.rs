@@ -68,6 +68,34 @@ pub fn takeover_hole(
     (start + DEFAULT_TOLERANCE_MS < first_ms).then(|| Interval::new(start, first_ms))
 }
 
+/// The windows of `camera`'s Backfills (any phase), merged: holes already reported.
+pub fn backfill_windows(camera: &str, backfills: &[Backfill]) -> Vec<Interval> {
+    crate::intervals::merge(
+        backfills
+            .iter()
+            .filter(|b| b.spec.camera == camera)
+            .map(|b| {
+                Interval::new(
+                    b.spec.window.start.timestamp_millis(),
+                    b.spec.window.end.timestamp_millis(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The parts of a take-over `hole` that no existing Backfill (`reported`, see
+/// [`backfill_windows`]) covers, longer than one frame. After two failovers in a row the
+/// carried-forward safe point makes the second take-over hole start where the first one did;
+/// if the recorder in between had already reported the first hole, reporting the whole window
+/// again would count the overlap's lost seconds twice (issue 18).
+pub fn unreported(hole: Interval, reported: &[Interval]) -> Vec<Interval> {
+    crate::intervals::subtract(hole, &crate::intervals::merge(reported.to_vec()))
+        .into_iter()
+        .filter(|p| p.len_ms() > DEFAULT_TOLERANCE_MS)
+        .collect()
+}
+
 /// The failover recorded in `camera`'s status, if it is the one that brought the camera here
 /// (recorded with the current assignment) and no recorder has reported footage since — so a
 /// later restart of this recorder does not re-open a hole the takeover already reported.
@@ -102,9 +130,10 @@ pub fn lookback_start(camera: &Camera, first_ms: i64, segment_seconds: u32) -> i
 pub fn gap_backfill_reason(reason: GapReason) -> Option<BackfillReason> {
     match reason {
         GapReason::Startup | GapReason::RecorderRestart => None,
-        GapReason::StreamLost | GapReason::BufferOverflow | GapReason::Stopped => {
-            Some(BackfillReason::StreamLoss)
-        }
+        GapReason::StreamLost
+        | GapReason::BufferOverflow
+        | GapReason::Stopped
+        | GapReason::TimelineStep => Some(BackfillReason::StreamLoss),
     }
 }
 
@@ -185,6 +214,40 @@ mod tests {
         let mut c = Camera::new("door", spec);
         c.status = Some(status);
         c
+    }
+
+    #[test]
+    fn a_second_takeover_reports_only_what_the_first_did_not() {
+        // Recorder B took over from A (safe point 10 s), reported [10 s, 14 s) at its first
+        // fragment and died before storing a segment; the operator carried the safe point
+        // forward, so recorder C's take-over hole starts at 10 s again.
+        let bf = |name: &str, cam: &str, s: i64, e: i64| -> Backfill {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "vigil.dev/v1alpha1", "kind": "Backfill",
+                "metadata": {"name": name},
+                "spec": {"camera": cam, "reason": "RecorderFailure", "window": {
+                    "start": at(s).to_rfc3339(), "end": at(e).to_rfc3339()}}
+            }))
+            .expect("backfill")
+        };
+        let hole_c = takeover_hole(21_000, &[Interval::new(0, 10_000)], Some(10_000)).unwrap();
+        assert_eq!(hole_c, Interval::new(10_000, 21_000));
+        let known = backfill_windows(
+            "door",
+            &[
+                bf("b", "door", 10_000, 14_000),
+                bf("y", "yard", 14_000, 30_000),
+            ],
+        );
+        assert_eq!(known, vec![Interval::new(10_000, 14_000)]);
+        assert_eq!(
+            unreported(hole_c, &known),
+            vec![Interval::new(14_000, 21_000)]
+        );
+        // Nothing known: the whole hole; all known: nothing; a sliver of a frame: nothing.
+        assert_eq!(unreported(hole_c, &[]), vec![hole_c]);
+        assert!(unreported(hole_c, &[Interval::new(0, 30_000)]).is_empty());
+        assert!(unreported(hole_c, &[Interval::new(10_000, 20_950)]).is_empty());
     }
 
     #[test]

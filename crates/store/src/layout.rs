@@ -105,6 +105,8 @@ pub struct GapKey {
 pub enum ObjectKey {
     Segment(SegmentKey),
     Gap(GapKey),
+    /// An event record (see `events.rs`).
+    Event(crate::events::EventKey),
 }
 
 impl ObjectKey {
@@ -112,18 +114,21 @@ impl ObjectKey {
         match self {
             ObjectKey::Segment(k) => &k.camera,
             ObjectKey::Gap(k) => &k.camera,
+            ObjectKey::Event(k) => &k.camera,
         }
     }
     pub fn start_ms(&self) -> i64 {
         match self {
             ObjectKey::Segment(k) => k.start_ms,
             ObjectKey::Gap(k) => k.start_ms,
+            ObjectKey::Event(k) => k.start_ms,
         }
     }
     pub fn end_ms(&self) -> i64 {
         match self {
             ObjectKey::Segment(k) => k.end_ms,
             ObjectKey::Gap(k) => k.end_ms,
+            ObjectKey::Event(k) => k.end_ms,
         }
     }
     /// Key relative to the prefix (what the local buffer mirrors).
@@ -131,6 +136,7 @@ impl ObjectKey {
         match self {
             ObjectKey::Segment(k) => k.relative(),
             ObjectKey::Gap(k) => k.relative(),
+            ObjectKey::Event(k) => k.relative(),
         }
     }
     pub fn to_key(&self, prefix: &str) -> String {
@@ -141,6 +147,9 @@ impl ObjectKey {
         let parts: Vec<&str> = rel.split('/').collect();
         if parts.len() == 4 && parts[2] == "gaps" {
             return GapKey::parse_relative(rel).map(ObjectKey::Gap);
+        }
+        if parts.len() == 8 && parts[2] == "events" {
+            return crate::events::EventKey::parse_relative(rel).map(ObjectKey::Event);
         }
         SegmentKey::parse_relative(rel).map(ObjectKey::Segment)
     }
@@ -347,7 +356,7 @@ fn normalized_prefix(prefix: &str) -> &str {
     prefix.trim_matches('/')
 }
 
-fn join_prefix(prefix: &str, rel: &str) -> String {
+pub fn join_prefix(prefix: &str, rel: &str) -> String {
     let p = normalized_prefix(prefix);
     if p.is_empty() {
         rel.to_string()

@@ -5,6 +5,7 @@
 //! - [`intervals`]: the one interval type and its pure arithmetic; [`playlist`]: segment keys as
 //!   time (coverage of a window, a run of segments to play).
 //! - [`catalog`]: listing a camera's segments for a window.
+//! - [`events`]: event records (motion, inputs, manual, external) kept with the footage.
 //! - [`gaps`]: gap records (intervals without footage, and why); [`holes`]: holes found by a
 //!   recorder or the audit, turned into Backfills under deterministic names.
 //! - [`config`], [`backend`], [`pool_store`]: the storage target (S3 or a local directory),
@@ -16,6 +17,7 @@ pub mod backend;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod gaps;
 pub mod holes;
 pub mod intervals;

@@ -25,6 +25,18 @@ impl RecorderProcess {
         metrics_port: u16,
         work: &Path,
     ) -> RecorderProcess {
+        Self::start_with_env(namespace, pool, name, metrics_port, work, &[])
+    }
+
+    /// As [`RecorderProcess::start`], with more environment (e.g. `VIGIL_LIVE_TOKEN_FILE`).
+    pub fn start_with_env(
+        namespace: &str,
+        pool: &str,
+        name: &str,
+        metrics_port: u16,
+        work: &Path,
+        env: &[(String, std::ffi::OsString)],
+    ) -> RecorderProcess {
         let buffer_dir = work.join(format!("buffer-{name}"));
         std::fs::create_dir_all(&buffer_dir).expect("buffer dir");
         let log = std::fs::File::create(work.join(format!("{name}.log"))).expect("recorder log");
@@ -41,6 +53,7 @@ impl RecorderProcess {
             .env("POD_NAMESPACE", namespace)
             .env("POOL_NAME", pool)
             .env("RUST_LOG", "info,kube=warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

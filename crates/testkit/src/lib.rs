@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod frames;
 pub mod k8s;
 
 pub use k8s::apply_crds;
@@ -142,6 +143,10 @@ pub struct Sim {
     pub proc: Proc,
     pub rtsp_port: u16,
     pub control_port: u16,
+    /// With `--onvif-https-port`: the HTTPS port and the CA certificate its server
+    /// certificate chains to.
+    pub onvif_https_port: Option<u16>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Sim {
@@ -157,6 +162,18 @@ impl Sim {
         cameras: &[String],
         sd_dir: Option<&Path>,
         log: Option<&Path>,
+    ) -> Sim {
+        Sim::start_with::<&str>(bind, cameras, sd_dir, log, &[])
+    }
+
+    /// As `start_on`, with more simulator options (`--rtsp-auth digest-qop`,
+    /// `--onvif-auth digest`, `--onvif-chunked`, `--onvif-https-port 0`, `--frame-log DIR`, …).
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(
+        bind: &str,
+        cameras: &[String],
+        sd_dir: Option<&Path>,
+        log: Option<&Path>,
+        extra: &[S],
     ) -> Sim {
         let script = std::env::var("VIGIL_CAMERA_SIM")
             .map(PathBuf::from)
@@ -180,6 +197,7 @@ impl Sim {
         if let Some(dir) = sd_dir {
             cmd.arg("--sd-dir").arg(dir);
         }
+        cmd.args(extra);
         let mut child = cmd
             .spawn()
             .expect("start camera simulator (/usr/bin/python3)");
@@ -202,10 +220,13 @@ impl Sim {
             .expect("camera simulator did not print READY within 60 s");
         let mut rtsp_port = 0;
         let mut control_port = 0;
+        let (mut onvif_https_port, mut tls_ca) = (None, None);
         for kv in ready.split_whitespace() {
             match kv.split_once('=') {
                 Some(("rtsp", v)) => rtsp_port = v.parse().unwrap_or(0),
                 Some(("control", v)) => control_port = v.parse().unwrap_or(0),
+                Some(("onvif_https", v)) => onvif_https_port = v.parse().ok(),
+                Some(("tls_ca", v)) => tls_ca = Some(PathBuf::from(v)),
                 _ => {}
             }
         }
@@ -217,12 +238,20 @@ impl Sim {
             proc,
             rtsp_port,
             control_port,
+            onvif_https_port,
+            tls_ca,
         }
     }
 
     /// The live RTSP URL of `camera` on loopback.
     pub fn url(&self, camera: &str) -> String {
         format!("rtsp://127.0.0.1:{}/{camera}/live", self.rtsp_port)
+    }
+
+    /// The simulator's `/healthz` (with Digest counters in the digest modes).
+    pub fn health(&self) -> serde_json::Value {
+        let body = http("GET", self.control_port, "/healthz", b"").expect("camera-sim /healthz");
+        serde_json::from_str(&body).expect("camera-sim JSON")
     }
 
     /// Drops a camera's stream; returns the simulator's time of the drop (ms).
@@ -309,7 +338,8 @@ impl Moto {
         Moto { proc, port }
     }
 
-    fn store(&self) -> object_store::aws::AmazonS3 {
+    /// The bucket as an object store.
+    pub fn store(&self) -> object_store::aws::AmazonS3 {
         object_store::aws::AmazonS3Builder::new()
             .with_endpoint(format!("http://127.0.0.1:{}", self.port))
             .with_allow_http(true)
@@ -551,6 +581,8 @@ pub fn read_store(root: &Path, namespace: &str, camera: &str) -> (Vec<Segment>, 
                 let g: GapRecord = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
                 gaps.push(g);
             }
+            // Event records (Event mode): read with `vigil_store::events`.
+            Ok(ObjectKey::Event(_)) => {}
             Err(e) => panic!("unexpected object {rel}: {e}"),
         }
     }

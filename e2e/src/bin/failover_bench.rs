@@ -20,6 +20,7 @@ async fn main() {
     let lease_seconds: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2);
     let client = vigil_e2e::client().await;
     let config = RigConfig {
+        namespace_prefix: "vigil-e2e-failover",
         cameras: 12,
         recorders: 3,
         lease_seconds,
@@ -38,7 +39,9 @@ async fn main() {
             .max_by_key(|r| assignments.values().filter(|v| v == r).count())
             .cloned()
             .expect("a recorder");
-        let samples = rig.kill_and_measure(&victim, Duration::from_secs(60)).await;
+        let samples = rig
+            .kill_and_measure(&[victim.as_str()], Duration::ZERO, Duration::from_secs(60))
+            .await;
         let worst = samples.iter().map(|s| s.seconds).fold(0.0, f64::max);
         println!(
             "kill {kill:2}: {victim} had {} cameras, all recording elsewhere after {worst:.2} s",

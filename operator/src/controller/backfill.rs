@@ -156,6 +156,16 @@ pub fn decide(backfill: &Backfill, world: &World) -> Decision {
                     message: "the backfill Job succeeded but reported no figures".into(),
                     seconds_lost: None,
                 }
+            } else if lost > 0.0 && status.seconds_recovered.is_none_or(|r| r <= 0.0) {
+                // The CRD's Failed: nothing could be recovered.
+                Decision::Finish {
+                    phase: BackfillPhase::Failed,
+                    reason: "NothingRecovered".into(),
+                    message: format!(
+                        "none of the {lost:.1} s missing could be recovered from the camera"
+                    ),
+                    seconds_lost: None,
+                }
             } else if lost > 0.0 {
                 Decision::Finish {
                     phase: BackfillPhase::PartiallyRecovered,
@@ -281,6 +291,7 @@ pub fn job(
         }),
         ..Default::default()
     }];
+    env.extend(settings.cluster_networks_env());
     if let Some(secret) = &camera.spec.credentials_secret_ref {
         env.push(secret_env(
             "VIGIL_CAMERA_USERNAME",
@@ -292,6 +303,26 @@ pub fn job(
             &secret.name,
             secret.password_key(),
         ));
+    }
+    // An https:// ONVIF device: the CA to trust (read by the Job from the Secret, never put
+    // into the Job's spec), or verification off, as the Camera says.
+    if let Some(tls) = camera
+        .spec
+        .edge_storage
+        .as_ref()
+        .and_then(|e| e.onvif.as_ref())
+        .and_then(|o| o.tls.as_ref())
+    {
+        if let Some(ca) = &tls.ca_secret_ref {
+            env.push(secret_env("VIGIL_ONVIF_TLS_CA", &ca.name, ca.key()));
+        }
+        if tls.insecure_skip_verify {
+            env.push(EnvVar {
+                name: "VIGIL_ONVIF_TLS_INSECURE".into(),
+                value: Some("true".into()),
+                ..Default::default()
+            });
+        }
     }
     let window_seconds = backfill.spec.window.seconds().max(1.0) as i64;
     let labels = BTreeMap::from([
@@ -813,6 +844,13 @@ mod tests {
                 ..
             }
         ));
+        // Nothing recovered: Failed, as the CRD documents, not PartiallyRecovered.
+        let mut nothing = reported.clone();
+        nothing.seconds_recovered = Some(0.0);
+        nothing.seconds_lost = Some(90.0);
+        assert!(
+            matches!(decide(&backfill(Some(nothing)), &world(&c, &p, Some(&succeeded))), Decision::Finish { phase: BackfillPhase::Failed, reason, .. } if reason == "NothingRecovered")
+        );
         reported.seconds_lost = Some(0.0);
         assert!(matches!(
             decide(&backfill(Some(reported)), &world(&c, &p, Some(&succeeded))),
@@ -831,6 +869,7 @@ mod tests {
         let settings = RecorderSettings {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "Never".into(),
+            cluster_networks: "10.96.0.0/12,10.244.0.0/16".into(),
         };
         let b = backfill(None);
         let j = job(&b, &camera(true), &pool(), &settings, 2);
@@ -857,6 +896,13 @@ mod tests {
             .expect("password env");
         assert!(password.value.is_none(), "the password is never inlined");
         assert_eq!(
+            env.iter()
+                .find(|e| e.name == "VIGIL_CLUSTER_NETWORKS")
+                .and_then(|e| e.value.as_deref()),
+            Some("10.96.0.0/12,10.244.0.0/16"),
+            "the Job refuses cameras in the cluster's networks"
+        );
+        assert_eq!(
             password
                 .value_from
                 .as_ref()
@@ -868,5 +914,50 @@ mod tests {
             pod.service_account_name.as_deref(),
             Some("vigil-recorder-main")
         );
+    }
+
+    #[test]
+    fn job_trusts_the_onvif_ca_from_its_secret() {
+        let settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "Never".into(),
+            cluster_networks: String::new(),
+        };
+        let env_of = |c: &Camera| {
+            let j = job(&backfill(None), c, &pool(), &settings, 1);
+            let pod = j.spec.expect("job spec").template.spec.expect("pod spec");
+            pod.containers[0].env.clone().unwrap_or_default()
+        };
+        let mut c = camera(true);
+        assert!(
+            !env_of(&c)
+                .iter()
+                .any(|e| e.name.starts_with("VIGIL_ONVIF_TLS")),
+            "default: the system's roots"
+        );
+        c.spec
+            .edge_storage
+            .as_mut()
+            .and_then(|e| e.onvif.as_mut())
+            .expect("onvif")
+            .tls = Some(vigil_api::OnvifTls {
+            ca_secret_ref: Some(vigil_api::SecretKeyRef {
+                name: "cam-ca".into(),
+                key: None,
+            }),
+            insecure_skip_verify: false,
+        });
+        let env = env_of(&c);
+        let ca = env
+            .iter()
+            .find(|e| e.name == "VIGIL_ONVIF_TLS_CA")
+            .expect("CA env");
+        let sel = ca
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("from the Secret");
+        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("cam-ca", "ca.crt"));
+        assert!(!env.iter().any(|e| e.name == "VIGIL_ONVIF_TLS_INSECURE"));
     }
 }

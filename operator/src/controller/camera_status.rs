@@ -37,6 +37,9 @@ pub struct CameraFacts {
     pub failover: Option<Failover>,
     /// The credentials Secret named in the spec does not exist.
     pub secret_missing: Option<String>,
+    /// `recorder` took the camera over by a planned move (make-before-break) that completes
+    /// now: the camera never stopped recording, so the assignment time stays.
+    pub handed_over: bool,
 }
 
 /// The operator-owned status fields, as applied. A `None` field is left out of the apply, which
@@ -71,6 +74,8 @@ pub fn operator_status(
 
     let assigned_at = match (&facts.recorder, &status.recorder) {
         (Some(new), Some(old)) if new == old => status.assigned_at.or(Some(now)),
+        // Recorded throughout: "recording since the assignment" holds on, no Scheduled blip.
+        (Some(_), Some(_)) if facts.handed_over => status.assigned_at.or(Some(now)),
         (Some(_), _) => Some(now),
         (None, _) => None,
     };
@@ -251,6 +256,31 @@ pub fn failover_record(
     }
 }
 
+/// The failover to record for `camera`: `new`, except that when the camera's previous failover
+/// is still pending — no footage stored since (`lastSegmentTime` not past it), i.e. the recorder
+/// it moved to died before its first segment — footage is safe only up to that failover's point.
+/// That recorder may have died before it reported the earlier hole, and the next one looks only
+/// from `footageSafeUntil` on: a kill within a recorder's first seconds of a camera lost the
+/// report of the hole before it (issue 18). A hole reported twice overstates `secondsLost`; one
+/// not reported hides footage that is gone.
+pub fn carry_forward(camera: &Camera, new: Failover) -> Failover {
+    let Some(status) = camera.status.as_ref() else {
+        return new;
+    };
+    match &status.failover {
+        Some(old)
+            if status.last_segment_time.is_none_or(|t| t <= old.at)
+                && old.footage_safe_until < new.footage_safe_until =>
+        {
+            Failover {
+                footage_safe_until: old.footage_safe_until,
+                ..new
+            }
+        }
+        _ => new,
+    }
+}
+
 /// Whether the failover of `camera` off `from` is recorded already (a reconcile that applied
 /// the status but failed to move the label retries the move, not the record). A failover off
 /// the same recorder name before the current assignment is an older one.
@@ -322,6 +352,68 @@ mod tests {
             observed_generation: s.observed_generation,
             ..old
         }
+    }
+
+    /// A planned move completing keeps the assignment time: the camera recorded throughout, so
+    /// it stays Recording instead of waiting for the new owner's next routine report.
+    #[test]
+    fn a_completed_handover_stays_recording() {
+        let t0 = Utc::now() - chrono::Duration::seconds(600);
+        let recording = Condition::new(RECORDING, ConditionStatus::True, "Streaming", "x", None);
+        let old = CameraStatus {
+            recorder: Some("rec-a".into()),
+            assigned_at: Some(t0),
+            last_segment_time: Some(t0 + chrono::Duration::seconds(590)),
+            conditions: vec![recording],
+            ..Default::default()
+        };
+        let cam = camera(Some(old.clone()));
+        let now = Utc::now();
+        let moved = operator_status(&cam, &facts(Some("rec-b")), now);
+        assert_eq!(
+            moved.assigned_at,
+            Some(now),
+            "a failover or first assignment: now"
+        );
+        let handed = operator_status(
+            &cam,
+            &CameraFacts {
+                handed_over: true,
+                ..facts(Some("rec-b"))
+            },
+            now,
+        );
+        assert_eq!(handed.assigned_at, Some(t0));
+        assert_eq!(handed.state, CameraState::Recording);
+        // And on the next reconcile, with nothing new from rec-b yet.
+        let again = operator_status(
+            &camera(Some(applied(old, &handed))),
+            &facts(Some("rec-b")),
+            now,
+        );
+        assert_eq!(again.state, CameraState::Recording);
+    }
+
+    #[test]
+    fn a_failover_still_pending_carries_its_safe_point_forward() {
+        let t0 = Utc::now();
+        let s = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let first = failover_record("rec-a", Some(s(-1)), 4, s(0));
+        let second = failover_record("rec-b", Some(s(4)), 4, s(5));
+        let mut status = CameraStatus {
+            failover: Some(first.clone()),
+            last_segment_time: Some(s(-6)),
+            ..Default::default()
+        };
+        // rec-b died before storing a segment: the hole before it may be unreported.
+        let carried = carry_forward(&camera(Some(status.clone())), second.clone());
+        assert_eq!(carried.from, "rec-b");
+        assert_eq!(carried.at, s(5));
+        assert_eq!(carried.footage_safe_until, first.footage_safe_until);
+        // rec-b stored footage after the first failover: it reported that hole; judge afresh.
+        status.last_segment_time = Some(s(3));
+        assert_eq!(carry_forward(&camera(Some(status)), second.clone()), second);
+        assert_eq!(carry_forward(&camera(None), second.clone()), second);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+    PodTemplateSpec, Probe, ResourceRequirements, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -32,6 +32,20 @@ pub struct RecorderSettings {
     /// Default recorder image when the pool does not override it.
     pub image: String,
     pub image_pull_policy: String,
+    /// The cluster's service and pod ranges (`VIGIL_CLUSTER_NETWORKS`, from the chart), passed
+    /// on to recorders and backfill Jobs: cameras there are refused (see `vigil_api::netpolicy`).
+    pub cluster_networks: String,
+}
+
+impl RecorderSettings {
+    /// `VIGIL_CLUSTER_NETWORKS` for a data-path container, when the cluster's ranges are known.
+    pub fn cluster_networks_env(&self) -> Option<EnvVar> {
+        (!self.cluster_networks.trim().is_empty()).then(|| EnvVar {
+            name: vigil_api::netpolicy::CLUSTER_NETWORKS_ENV.into(),
+            value: Some(self.cluster_networks.trim().to_string()),
+            ..Default::default()
+        })
+    }
 }
 
 /// An object whose API version the cluster decides (CronJob, PodDisruptionBudget), applied as
@@ -109,6 +123,8 @@ impl Workload {
 
 /// Where recorders keep segments waiting for the store.
 pub const BUFFER_PATH: &str = "/var/lib/vigil/buffer";
+/// Where a recorder pod finds the live token (Secret `vigil-live-token`, optional).
+pub const LIVE_TOKEN_DIR: &str = "/var/run/vigil/live";
 /// The recorders' metrics / health port.
 pub const METRICS_PORT: i32 = 9090;
 /// The jobs' binary in the recorder image (whose entrypoint is `vigil-recorder`): backfill Jobs
@@ -243,6 +259,18 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// After SIGTERM a recorder keeps recording until every camera has been taken over
+/// (make-before-break: the operator sees the Lease say draining, the new recorder connects and
+/// records its first keyframe — a few seconds per camera, all cameras at once), at most this
+/// long; cameras not taken over by then fail over.
+pub const RECORDER_DRAIN_SECONDS: i64 = 60;
+/// Then it uploads what its buffer holds for at most this long (what is left stays on the
+/// buffer volume for the next start).
+pub const RECORDER_UPLOAD_SECONDS: i64 = 20;
+/// Drain + the cameras' last segments (≤ 15 s to stop) + upload + margin: the kubelet's SIGKILL
+/// must never cut a drain or an upload short.
+pub const RECORDER_GRACE_SECONDS: i64 = RECORDER_DRAIN_SECONDS + 15 + RECORDER_UPLOAD_SECONDS + 10;
+
 pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deployment {
     let spec = &pool.spec;
     let overrides = spec.pod_overrides.clone().unwrap_or_default();
@@ -263,6 +291,23 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
         mount_path: BUFFER_PATH.into(),
         ..Default::default()
     }];
+    // Live view: the token shared with the access point, if the Secret exists (the chart
+    // creates it); the recorder publishes its pod IP on its Lease for the access point.
+    volumes.push(Volume {
+        name: "live-token".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(vigil_api::labels::LIVE_TOKEN_SECRET.into()),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    mounts.push(VolumeMount {
+        name: "live-token".into(),
+        mount_path: LIVE_TOKEN_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    });
     if let Some(local) = &spec.storage.local
         && let Some(claim) = &local.claim_name
     {
@@ -310,18 +355,33 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
             "--kubernetes".into(),
             "--buffer-dir".into(),
             BUFFER_PATH.into(),
+            "--drain-timeout".into(),
+            RECORDER_DRAIN_SECONDS.to_string(),
+            "--shutdown-timeout".into(),
+            RECORDER_UPLOAD_SECONDS.to_string(),
         ]),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-            // The recorder makes its pod own its Lease, so the Lease goes when the pod goes.
-            field_env("POD_UID", "metadata.uid"),
-            EnvVar {
-                name: "POOL_NAME".into(),
-                value: Some(pool.name_any()),
-                ..Default::default()
-            },
-        ]),
+        env: Some(
+            vec![
+                field_env("POD_NAME", "metadata.name"),
+                field_env("POD_NAMESPACE", "metadata.namespace"),
+                // The recorder makes its pod own its Lease, so the Lease goes when the pod goes.
+                field_env("POD_UID", "metadata.uid"),
+                EnvVar {
+                    name: "POOL_NAME".into(),
+                    value: Some(pool.name_any()),
+                    ..Default::default()
+                },
+                field_env("POD_IP", "status.podIP"),
+                EnvVar {
+                    name: "VIGIL_LIVE_TOKEN_FILE".into(),
+                    value: Some(format!("{LIVE_TOKEN_DIR}/token")),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(settings.cluster_networks_env())
+            .collect(),
+        ),
         // `protocol` spelled out: server-side apply on Kubernetes 1.20 wants every list-map key.
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
@@ -368,7 +428,7 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
                     volumes: Some(volumes),
                     node_selector: overrides.node_selector.clone(),
                     tolerations,
-                    termination_grace_period_seconds: Some(30),
+                    termination_grace_period_seconds: Some(RECORDER_GRACE_SECONDS),
                     security_context: Some(PodSecurityContext {
                         run_as_user: Some(65532),
                         run_as_group: Some(65532),
@@ -567,6 +627,7 @@ mod tests {
         let settings = RecorderSettings {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
+            cluster_networks: String::new(),
         };
         let d = deployment(&pool(), &settings);
         assert_eq!(d.metadata.name.as_deref(), Some("vigil-recorder-main"));
@@ -589,7 +650,24 @@ mod tests {
             .iter()
             .map(|e| e.name.as_str())
             .collect();
-        assert_eq!(env, ["POD_NAME", "POD_NAMESPACE", "POD_UID", "POOL_NAME"]);
+        assert_eq!(
+            env,
+            [
+                "POD_NAME",
+                "POD_NAMESPACE",
+                "POD_UID",
+                "POOL_NAME",
+                "POD_IP",
+                "VIGIL_LIVE_TOKEN_FILE"
+            ]
+        );
+        assert!(
+            c.volume_mounts
+                .as_ref()
+                .expect("mounts")
+                .iter()
+                .any(|m| m.name == "live-token" && m.mount_path == LIVE_TOKEN_DIR)
+        );
         assert_eq!(
             c.resources
                 .as_ref()
@@ -631,6 +709,7 @@ mod tests {
         let settings = RecorderSettings {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
+            cluster_networks: String::new(),
         };
         let cj = retention_cron_job(&pool(), &settings, "batch/v1beta1");
         assert_eq!(cj["apiVersion"], "batch/v1beta1");
@@ -648,6 +727,7 @@ mod tests {
         let settings = RecorderSettings {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
+            cluster_networks: String::new(),
         };
         let mut p = pool();
         let cj = audit_cron_job(&p, &settings, "batch/v1");

@@ -161,6 +161,7 @@ pub fn context(client: Client) -> (Arc<Context>, CacheWriters) {
         RecorderSettings {
             image: "vigil/recorder:test".into(),
             image_pull_policy: "IfNotPresent".into(),
+            cluster_networks: String::new(),
         },
         caches,
         Duration::from_secs(300),
@@ -187,6 +188,11 @@ pub fn merge(target: &mut Value, patch: &Value) {
                     merge(t.entry(k.clone()).or_insert(Value::Null), v);
                 }
             }
+        }
+        (t, Value::Object(p)) => {
+            // As the API server does: nulls in a patch for a field not there yet are dropped.
+            *t = Value::Object(Default::default());
+            merge(t, &Value::Object(p.clone()));
         }
         (t, p) => *t = p.clone(),
     }

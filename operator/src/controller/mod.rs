@@ -41,7 +41,7 @@ use crate::leader::micro_time_to_chrono;
 use crate::liveness::{LeaseKey, LeaseObservations, LeaseVersion};
 use crate::metrics::{Metrics, Reconciled};
 use children::RecorderSettings;
-use vigil_api::labels::BACKFILL_LABEL;
+use vigil_api::labels::{BACKFILL_LABEL, DRAINING_ANNOTATION, INCOMING_RECORDER_LABEL};
 use vigil_api::{Backfill, Camera, POOL_LABEL, RECORDER_LABEL, RecorderPool};
 
 /// The one field manager for everything the operator applies.
@@ -129,6 +129,8 @@ pub struct Context {
     /// Per pool: the fingerprint of the workload last applied and the Deployment generation it
     /// produced, so an unchanged workload is not applied again (a quiet pool writes nothing).
     applied_workloads: Mutex<HashMap<ObjectRef<RecorderPool>, AppliedWorkload>>,
+    /// Per pool: when its recent rebalancing moves started, for `maxMovesPerMinute`.
+    balance_moves: Mutex<HashMap<ObjectRef<RecorderPool>, Vec<tokio::time::Instant>>>,
 }
 
 /// What the operator last applied for one pool.
@@ -170,6 +172,35 @@ impl Context {
             failures: Default::default(),
             leases: Default::default(),
             applied_workloads: Default::default(),
+            balance_moves: Default::default(),
+        }
+    }
+
+    /// How many rebalancing moves `pool` may still start at `now` with `per_minute` allowed.
+    pub fn balance_moves_left(
+        &self,
+        pool: &ObjectRef<RecorderPool>,
+        per_minute: u32,
+        now: tokio::time::Instant,
+    ) -> usize {
+        let mut map = lock(&self.balance_moves);
+        let started = map.entry(pool.clone()).or_default();
+        started.retain(|t| now.saturating_duration_since(*t) < Duration::from_secs(60));
+        (per_minute as usize).saturating_sub(started.len())
+    }
+
+    /// Notes `count` rebalancing moves of `pool` started at `now`.
+    pub fn note_balance_moves(
+        &self,
+        pool: &ObjectRef<RecorderPool>,
+        count: usize,
+        now: tokio::time::Instant,
+    ) {
+        if count > 0 {
+            let mut map = lock(&self.balance_moves);
+            map.entry(pool.clone())
+                .or_default()
+                .extend(std::iter::repeat_n(now, count));
         }
     }
 
@@ -209,6 +240,15 @@ impl Context {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether a recorder's Lease says it is draining (`vigil.dev/draining: "true"`).
+pub fn lease_draining(lease: &Lease) -> bool {
+    lease
+        .annotations()
+        .get(DRAINING_ANNOTATION)
+        .map(String::as_str)
+        == Some("true")
 }
 
 /// The version of a Lease that liveness compares: renewTime and resourceVersion.
@@ -367,6 +407,9 @@ pub fn camera_placement_fingerprint(camera: &Camera) -> u64 {
         camera.metadata.generation,
         camera.metadata.deletion_timestamp.is_some(),
         camera.labels().get(RECORDER_LABEL),
+        // A planned move: started, and the incoming recorder's first footage.
+        camera.labels().get(INCOMING_RECORDER_LABEL),
+        &status.handover_ready,
         &camera.spec.pool,
         (&status.state, &status.recorder, status.assigned_at),
         status.observed_generation,
@@ -570,6 +613,7 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
     let leases_watch = {
         let ctx = ctx.clone();
         let pool_wanted = pool_wanted.clone();
+        let mut draining_seen = Changed::default();
         watch_into(
             watcher(
                 scoped::<Lease>(&client, ns),
@@ -588,6 +632,7 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
                 let key = (ns.clone(), lease.name_any());
                 if deleted {
                     ctx.forget_lease(&key);
+                    draining_seen.forget(lease);
                     let _ = pool_wanted.unbounded_send(pool_ref(&ns, pool));
                     return;
                 }
@@ -603,10 +648,16 @@ pub async fn run(ctx: Arc<Context>, writers: CacheWriters) {
                     .and_then(|s| u64::try_from(s).ok())
                     .map_or(Duration::from_secs(15), Duration::from_secs);
                 let held = lease.spec.as_ref().is_some_and(|s| s.renew_time.is_some());
-                let wanted = match before {
-                    None => true,
-                    Some(b) => changed_at == now && (!held || now.duration_since(b) >= duration),
-                };
+                // A recorder starting to drain: its cameras move off now.
+                let draining = lease_draining(lease);
+                let drain_changed = draining_seen.check(lease, u64::from(draining));
+                let wanted = drain_changed
+                    || match before {
+                        None => true,
+                        Some(b) => {
+                            changed_at == now && (!held || now.duration_since(b) >= duration)
+                        }
+                    };
                 if wanted {
                     let _ = pool_wanted.unbounded_send(pool_ref(&ns, pool));
                 }

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::camera_status::{
-    self, CameraFacts, differs, failover_record, failover_recorded, operator_status,
+    self, CameraFacts, carry_forward, differs, failover_record, failover_recorded, operator_status,
 };
 use super::{AppliedWorkload, Context, FIELD_MANAGER, children, lease_version, publish};
 use crate::error::{Error, Result};
@@ -41,12 +41,13 @@ use crate::liveness::{
 };
 use crate::metrics::ControllerKind;
 use crate::placement::{
-    self, MoveReason, Placement, PlacementCamera, PlacementInput, PlacementRecorder,
+    self, MoveReason, Placement, PlacementCamera, PlacementInput, PlacementRecorder, RebalanceRule,
 };
-use vigil_api::schedule::should_record;
+use vigil_api::labels::INCOMING_RECORDER_LABEL;
+use vigil_api::schedule::{next_manual_turn, should_record};
 use vigil_api::validation;
 use vigil_api::{
-    Camera, Condition, ConditionStatus, POOL_LABEL, RECORDER_LABEL, RecorderPool,
+    Camera, Condition, ConditionStatus, POOL_LABEL, PoolBalance, RECORDER_LABEL, RecorderPool,
     RecorderPoolStatus, RecorderState, RecordingMode, set_condition,
 };
 
@@ -91,6 +92,11 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         .observe(started.elapsed().as_secs_f64());
 
     let states = apply_cameras(&ctx, &pool, &ns, &world, &plan, now).await?;
+    ctx.note_balance_moves(
+        &ObjectRef::from_obj(pool.as_ref()),
+        plan.balance_moves,
+        Instant::now(),
+    );
     for (state, count) in &states {
         ctx.metrics
             .cameras
@@ -116,11 +122,17 @@ pub async fn reconcile(pool: Arc<RecorderPool>, ctx: Arc<Context>) -> Result<Act
         .await;
     }
 
+    let handovers = plan
+        .labels
+        .values()
+        .filter(|l| l.incoming.is_some())
+        .count();
     let status = pool_status(
         &pool,
         &plan.health,
         world.cameras.len(),
         &plan.placed,
+        handovers as u32,
         workload_error.map(|e| e.to_string()),
     );
     if pool_status_differs(pool.status.as_ref(), &status) {
@@ -141,6 +153,8 @@ pub struct PoolWorld {
     pub secrets: BTreeSet<String>,
     /// Leases of recorders gone for minutes that no camera names any more.
     pub stale_leases: Vec<String>,
+    /// Rebalancing moves the pool may still start now (`maxMovesPerMinute`).
+    pub balance_moves_left: usize,
 }
 
 /// Reads the pool's recorders, cameras and Secret names from the watch caches, noting each
@@ -194,11 +208,17 @@ pub fn observe(ctx: &Context, pool: &RecorderPool, ns: &str, now: Instant) -> Po
         })
         .collect();
     let (recorders, stale_leases) = recorder_observations(&pods, &seen, &labelled, now);
+    let balance_moves_left = ctx.balance_moves_left(
+        &ObjectRef::from_obj(pool),
+        pool.spec.placement.rebalance.max_moves_per_minute,
+        now,
+    );
     PoolWorld {
         recorders,
         cameras,
         secrets,
         stale_leases,
+        balance_moves_left,
     }
 }
 
@@ -251,6 +271,7 @@ pub fn recorder_observations(
         entry.lease = Some(LeaseObservation {
             last_change: *last_change,
             renewed,
+            draining: super::lease_draining(lease),
         });
         let pod_gone = entry.pod.as_ref().is_none_or(|p| !p.exists);
         if pod_gone
@@ -285,6 +306,10 @@ pub struct PoolPlan {
     pub facts: BTreeMap<String, CameraFacts>,
     /// Recorders found failed whose cameras this plan moves.
     pub failed_now: Vec<RecorderHealth>,
+    /// Per camera (by name): its recorder labels after this reconcile.
+    pub labels: BTreeMap<String, CameraLabels>,
+    /// Rebalancing moves this plan starts (for the rate limit).
+    pub balance_moves: usize,
     /// The first moment something can change by time alone (a Lease expiring, a schedule
     /// window turning), from now.
     pub next_check: Option<Duration>,
@@ -319,6 +344,7 @@ pub fn decide(
                 id: h.name.clone(),
                 capacity_kbps: pool.spec.capacity_kbps,
                 healthy: h.healthy,
+                draining: h.draining,
             })
             .collect(),
         failover_headroom_percent: pool.spec.failover_headroom_percent,
@@ -343,14 +369,31 @@ pub fn decide(
                     camera.status.as_ref().and_then(|s| s.measured_bitrate_kbps),
                     camera.spec.expected_bitrate_kbps,
                 ),
-                current_recorder: camera.labels().get(RECORDER_LABEL).cloned(),
+                current_recorder: placement_current(camera, &health_by_name),
                 pool: name.clone(),
             });
         }
         facts.insert(camera.name_any(), f);
     }
 
-    let placed = placement::place(&input);
+    let mut placed = placement::place(&input);
+    let rebalance = &pool.spec.placement.rebalance;
+    if rebalance.enabled {
+        placement::rebalance(
+            &input,
+            &mut placed,
+            &RebalanceRule {
+                threshold: f64::from(rebalance.threshold_percent) / 100.0,
+                max_moves: world.balance_moves_left,
+            },
+        );
+    }
+    let balance_moves = placed
+        .moves
+        .iter()
+        .filter(|m| m.reason == MoveReason::Balance)
+        .count();
+    let mut labels: BTreeMap<String, CameraLabels> = BTreeMap::new();
     for u in &placed.unplaced {
         if let Some(f) = facts.get_mut(&u.camera) {
             f.unplaced = Some((
@@ -368,8 +411,24 @@ pub fn decide(
         let Some(f) = facts.get_mut(&cam_name) else {
             continue;
         };
-        f.recorder = placed.assignments.get(&cam_name).cloned();
         let old = camera.labels().get(RECORDER_LABEL);
+        let owner_alive = old
+            .and_then(|o| health_by_name.get(o.as_str()))
+            .is_some_and(|h| h.healthy);
+        let next = handover_step(
+            &CameraLabels::of(camera),
+            camera
+                .status
+                .as_ref()
+                .and_then(|s| s.handover_ready.as_deref()),
+            placed.assignments.get(&cam_name).map(String::as_str),
+            owner_alive,
+        );
+        f.recorder = next.owner.clone();
+        f.handed_over = next.owner.is_some()
+            && next.owner.as_ref() != old
+            && CameraLabels::of(camera).incoming == next.owner;
+        labels.insert(cam_name.clone(), next);
         // The camera leaves a recorder that failed: record the failover (unless it is recorded
         // already); the recorder taking the camera over finds the hole and backfills it.
         if let Some(old_recorder) = old
@@ -382,11 +441,9 @@ pub fn decide(
             let renewed = health_by_name
                 .get(old_recorder.as_str())
                 .and_then(|h| h.lease_renewed);
-            f.failover = Some(failover_record(
-                old_recorder,
-                renewed,
-                pool.spec.segment_seconds,
-                now,
+            f.failover = Some(carry_forward(
+                camera,
+                failover_record(old_recorder, renewed, pool.spec.segment_seconds, now),
             ));
         }
     }
@@ -394,9 +451,11 @@ pub fn decide(
         .iter()
         .filter(|h| {
             !h.healthy
-                && placed.moves.iter().any(|m| {
+                && (placed.moves.iter().any(|m| {
                     m.reason == MoveReason::RecorderLost && m.from.as_deref() == Some(&h.name)
-                })
+                }) || facts
+                    .values()
+                    .any(|f| f.failover.as_ref().is_some_and(|r| r.from == h.name)))
         })
         .cloned()
         .collect();
@@ -410,14 +469,116 @@ pub fn decide(
         .iter()
         .any(|c| c.spec.recording.mode == RecordingMode::Scheduled)
         .then(|| until_next_minute(now));
-    let next_check = [lease_expiry, schedule_turn].into_iter().flatten().min();
+    // A manual recording window starting or ending: place or release the camera then.
+    let manual_turn = world
+        .cameras
+        .iter()
+        .filter_map(|c| next_manual_turn(&c.spec.recording, now))
+        .min()
+        .map(|t| (t - now).to_std().unwrap_or_default() + Duration::from_millis(100));
+    // Uneven beyond the threshold with the rate limit spent: look again when it allows more.
+    let balance_wait = (rebalance.enabled
+        && world.balance_moves_left == 0
+        && balance_percent(&placed) > rebalance.threshold_percent)
+        .then_some(BALANCE_RETRY);
+    let next_check = [lease_expiry, schedule_turn, manual_turn, balance_wait]
+        .into_iter()
+        .flatten()
+        .min();
     PoolPlan {
         health,
         placed,
         facts,
         failed_now,
+        labels,
+        balance_moves,
         next_check,
     }
+}
+
+/// How often a pool whose rebalancing is held back by its rate limit looks again.
+const BALANCE_RETRY: Duration = Duration::from_secs(10);
+
+/// A camera's recorder labels: its owner (`vigil.dev/recorder`) and, during a planned move, the
+/// recorder taking it over (`vigil.dev/incoming-recorder`). Both record it meanwhile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CameraLabels {
+    pub owner: Option<String>,
+    pub incoming: Option<String>,
+}
+
+impl CameraLabels {
+    pub fn of(camera: &Camera) -> Self {
+        CameraLabels {
+            owner: camera.labels().get(RECORDER_LABEL).cloned(),
+            incoming: camera.labels().get(INCOMING_RECORDER_LABEL).cloned(),
+        }
+    }
+}
+
+/// The recorder placement should count a camera on: the incoming one of a handover under way
+/// while it can take cameras (so the move is not planned again), else the owner.
+fn placement_current(camera: &Camera, health: &BTreeMap<&str, &RecorderHealth>) -> Option<String> {
+    let labels = CameraLabels::of(camera);
+    labels
+        .incoming
+        .filter(|i| {
+            health
+                .get(i.as_str())
+                .is_some_and(|h| h.healthy && !h.draining)
+        })
+        .or(labels.owner)
+}
+
+/// The next labels of a camera, from its labels now, the recorder its `status.handoverReady`
+/// names (`ready`), where placement put it (`destination`), and whether its owner is alive
+/// (healthy, draining or not). Pure: the whole make-before-break protocol.
+///
+/// - unplaced: no owner, no handover;
+/// - new (no owner), failed owner, or staying: the owner is the destination at once, and any
+///   handover under way is dropped (a failover is not planned: nobody records it meanwhile);
+/// - a live owner and another destination (a planned move: drain, rebalance): the destination
+///   becomes the incoming recorder; once it has reported its first footage (`ready` names
+///   it), it becomes the owner and the old owner lets go.
+pub fn handover_step(
+    now: &CameraLabels,
+    ready: Option<&str>,
+    destination: Option<&str>,
+    owner_alive: bool,
+) -> CameraLabels {
+    let settled = |owner: Option<&str>| CameraLabels {
+        owner: owner.map(str::to_string),
+        incoming: None,
+    };
+    let Some(destination) = destination else {
+        return settled(None);
+    };
+    match now.owner.as_deref() {
+        None => settled(Some(destination)),
+        Some(owner) if owner == destination || !owner_alive => settled(Some(destination)),
+        Some(owner) => {
+            if now.incoming.as_deref() == Some(destination) && ready == Some(destination) {
+                settled(Some(destination))
+            } else {
+                CameraLabels {
+                    owner: Some(owner.to_string()),
+                    incoming: Some(destination.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// `max / ideal` of the eligible recorders, percent, rounded (100 when empty).
+fn balance_percent(placed: &Placement) -> u32 {
+    let eligible: Vec<placement::RecorderLoad> = placed
+        .loads
+        .iter()
+        .filter(|l| !l.draining)
+        .cloned()
+        .collect();
+    let b = placement::load_balance(&eligible);
+    (b.max_over_ideal * 100.0).round() as u32
 }
 
 /// Schedule windows start and end on whole minutes (`HH:MM` in the camera's time zone, whose
@@ -474,12 +635,33 @@ async fn apply_cameras(
             ctx.metrics.count_write("camera");
             camera_status::apply(&cameras_api, camera, &new_status).await?;
         }
-        if old != f.recorder {
-            let patch = serde_json::json!({"metadata": {"labels": {RECORDER_LABEL: f.recorder}}});
+        let now_labels = CameraLabels::of(camera);
+        let next_labels = plan.labels.get(&cam_name).cloned().unwrap_or_default();
+        if now_labels != next_labels {
+            let patch = serde_json::json!({"metadata": {"labels": {
+                RECORDER_LABEL: next_labels.owner,
+                INCOMING_RECORDER_LABEL: next_labels.incoming,
+            }}});
             ctx.metrics.count_write("camera");
             cameras_api
                 .patch(&cam_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
+        }
+        if now_labels.incoming != next_labels.incoming
+            && let (Some(from), Some(to)) = (&next_labels.owner, &next_labels.incoming)
+        {
+            let note = format!("handing over from recorder {from} to {to} (make-before-break)");
+            info!(camera = %cam_name, namespace = %ns, %note, pool = %pool.name_any(), "placement");
+            publish(
+                ctx,
+                camera.as_ref(),
+                EventType::Normal,
+                "HandoverStarted",
+                note,
+            )
+            .await;
+        }
+        if old != f.recorder {
             ctx.metrics.camera_moves.inc();
             let (reason, note) = match (&old, &f.recorder, lost_moves.contains(cam_name.as_str())) {
                 (Some(from), Some(to), true) => {
@@ -491,6 +673,10 @@ async fn apply_cameras(
                         format!("moved from failed recorder {from} ({why}) to {to}"),
                     )
                 }
+                (Some(from), Some(to), false) if now_labels.incoming.as_ref() == Some(to) => (
+                    "Moved",
+                    format!("handed over from recorder {from} to {to} after its first footage"),
+                ),
                 (Some(from), Some(to), false) => {
                     ("Moved", format!("moved from recorder {from} to {to}"))
                 }
@@ -539,6 +725,7 @@ pub fn pool_status(
     health: &[RecorderHealth],
     cameras: usize,
     placed: &Placement,
+    handovers: u32,
     workload_error: Option<String>,
 ) -> RecorderPoolStatus {
     let generation = pool.metadata.generation;
@@ -556,8 +743,22 @@ pub fn pool_status(
             last_renew: h.lease_renewed,
             load_kbps: loads.get(h.name.as_str()).map_or(0, |l| l.load_kbps),
             cameras: loads.get(h.name.as_str()).map_or(0, |l| l.cameras),
+            draining: h.draining,
         })
         .collect();
+    let eligible: Vec<placement::RecorderLoad> = placed
+        .loads
+        .iter()
+        .filter(|l| l.healthy && !l.draining)
+        .cloned()
+        .collect();
+    let balance = placement::load_balance(&eligible);
+    status.balance = (balance.healthy_recorders > 0).then(|| PoolBalance {
+        ideal_kbps: balance.ideal_kbps.round() as u64,
+        max_kbps: balance.max_kbps,
+        max_over_ideal_percent: balance_percent(placed),
+        handovers,
+    });
     status.ready_recorders = health.iter().filter(|h| h.healthy).count() as i32;
     status.cameras = cameras as u32;
     status.load_kbps = placed
@@ -1017,10 +1218,9 @@ mod tests {
         assert_eq!(seen.events, 0);
     }
 
-    /// A recorder whose Lease has not been seen changing for the lease duration loses its
-    /// camera to the other: status (with the outage), label, pool status — nothing else.
-    #[tokio::test]
-    async fn a_stale_lease_moves_the_camera_to_another_recorder() {
+    /// Two cameras and two live recorders, after the first reconcile placed them (the
+    /// workloads, each camera's status and label, the pool status).
+    async fn two_cameras_placed_on_two_recorders() -> Cluster {
         let mut cluster = Cluster::new(&["cam-0", "cam-1"]);
         cluster.renew("rec-a", 1);
         cluster.renew("rec-b", 1);
@@ -1039,6 +1239,15 @@ mod tests {
         cluster.reconcile().await;
         cluster.script.finish();
         cluster.sync();
+        cluster
+    }
+
+    /// A recorder whose Lease has not been seen changing for the lease duration loses its
+    /// camera to the other: status (with the outage), label, pool status — nothing else.
+    #[tokio::test]
+    async fn a_stale_lease_moves_the_camera_to_another_recorder() {
+        let mut cluster = two_cameras_placed_on_two_recorders().await;
+        let objects = cluster.objects.clone();
         assert_eq!(
             cluster
                 .camera("cam-0")
@@ -1091,6 +1300,133 @@ mod tests {
         );
     }
 
+    fn labels_of(body: &Value) -> (Value, Value) {
+        let labels = &body["metadata"]["labels"];
+        (
+            labels[RECORDER_LABEL].clone(),
+            labels[INCOMING_RECORDER_LABEL].clone(),
+        )
+    }
+
+    /// A planned move, request by request: rec-a starts draining; cam-0 gets rec-b as its
+    /// incoming recorder while rec-a keeps it (one label patch); nothing more happens until
+    /// rec-b reports its first footage; then rec-b becomes the owner (status, then labels with
+    /// the incoming label removed). No failover is recorded.
+    #[tokio::test]
+    async fn a_draining_recorder_hands_its_camera_over_make_before_break() {
+        let mut cluster = two_cameras_placed_on_two_recorders().await;
+        let objects = cluster.objects.clone();
+        assert_eq!(
+            CameraLabels::of(&cluster.camera("cam-0")).owner.as_deref(),
+            Some("rec-a")
+        );
+
+        // SIGTERM: rec-a's next renewal says it drains.
+        let mut draining = lease("rec-a", 2);
+        draining
+            .annotations_mut()
+            .insert(vigil_api::labels::DRAINING_ANNOTATION.into(), "true".into());
+        put(&mut cluster.writers.leases, draining);
+        cluster.renew("rec-b", 2);
+        cluster.script.expect(vec![
+            Expected::patch(&objects, &format!("{CAMERAS}/cam-0"), |body| {
+                assert_eq!(labels_of(body), (json!("rec-a"), json!("rec-b")), "{body}");
+            }),
+            Expected::patch(&objects, POOL_STATUS, |body| {
+                let recorders = body["status"]["recorders"].as_array().expect("recorders");
+                assert_eq!(recorders[0]["name"], "rec-a");
+                assert_eq!(recorders[0]["draining"], true, "{body}");
+                assert_eq!(body["status"]["balance"]["handovers"], 1, "{body}");
+            }),
+        ]);
+        cluster.reconcile().await;
+        let seen = cluster.script.finish();
+        assert_eq!(seen.requests.len(), 2, "{:?}", seen.requests);
+        cluster.sync();
+
+        // rec-b records but has no footage yet: the owner keeps the camera, nothing is written.
+        cluster.reconcile().await;
+        let seen = cluster.script.finish();
+        assert!(seen.requests.is_empty(), "{:?}", seen.requests);
+
+        // rec-b's first keyframe is on its disk: it says so in the status (its field manager,
+        // vigil-recorder); rec-b becomes the owner.
+        {
+            let mut held = objects.lock().expect("objects");
+            let cam = held.get_mut(&format!("{CAMERAS}/cam-0")).expect("cam-0");
+            cam["status"]["handoverReady"] = json!("rec-b");
+        }
+        cluster.sync();
+        cluster.script.expect(vec![
+            Expected::patch(&objects, &format!("{CAMERAS}/cam-0/status"), |body| {
+                assert_eq!(body["status"]["recorder"], "rec-b", "{body}");
+                assert!(body["status"]["assignedAt"].is_string(), "{body}");
+                assert!(
+                    body["status"].get("failover").is_none(),
+                    "planned, not a failover: {body}"
+                );
+            }),
+            Expected::patch(&objects, &format!("{CAMERAS}/cam-0"), |body| {
+                assert_eq!(labels_of(body), (json!("rec-b"), Value::Null), "{body}");
+                // The incoming label is removed, not left empty.
+                assert!(
+                    body["metadata"]["labels"]
+                        .as_object()
+                        .is_some_and(|l| l.contains_key(INCOMING_RECORDER_LABEL))
+                );
+            }),
+            Expected::patch(&objects, POOL_STATUS, |body| {
+                assert_eq!(body["status"]["balance"]["handovers"], 0, "{body}");
+            }),
+        ]);
+        cluster.reconcile().await;
+        let seen = cluster.script.finish();
+        assert_eq!(seen.requests.len(), 3, "{:?}", seen.requests);
+        let cam = cluster.camera("cam-0");
+        assert_eq!(
+            CameraLabels::of(&cam),
+            CameraLabels {
+                owner: Some("rec-b".into()),
+                incoming: None
+            }
+        );
+    }
+
+    #[test]
+    fn handover_steps() {
+        let labels = |owner: Option<&str>, incoming: Option<&str>| CameraLabels {
+            owner: owner.map(str::to_string),
+            incoming: incoming.map(str::to_string),
+        };
+        let a = labels(Some("a"), None);
+        // New camera, staying camera, unplaced camera.
+        assert_eq!(
+            handover_step(&labels(None, None), None, Some("b"), false),
+            labels(Some("b"), None)
+        );
+        assert_eq!(handover_step(&a, None, Some("a"), true), a);
+        assert_eq!(handover_step(&a, None, None, true), labels(None, None));
+        // Planned: start, wait (ready names someone else), complete.
+        let started = handover_step(&a, None, Some("b"), true);
+        assert_eq!(started, labels(Some("a"), Some("b")));
+        assert_eq!(handover_step(&started, Some("c"), Some("b"), true), started);
+        assert_eq!(
+            handover_step(&started, Some("b"), Some("b"), true),
+            labels(Some("b"), None)
+        );
+        // The owner dies mid-handover: the incoming recorder takes it at once.
+        assert_eq!(
+            handover_step(&started, None, Some("b"), false),
+            labels(Some("b"), None)
+        );
+        // Placement changed its mind (the incoming recorder drains): aborted or redirected.
+        assert_eq!(handover_step(&started, None, Some("a"), true), a);
+        assert_eq!(
+            handover_step(&started, Some("b"), Some("c"), true),
+            labels(Some("a"), Some("c"))
+        );
+    }
+
     #[test]
     fn the_pool_looks_again_when_the_first_lease_could_expire() {
         let pool: RecorderPool = serde_json::from_value(pool_json()).expect("pool");
@@ -1098,6 +1434,7 @@ mod tests {
         let seen = |ago: u64| LeaseObservation {
             last_change: now - Duration::from_secs(ago),
             renewed: Utc::now().into(),
+            draining: false,
         };
         let world = PoolWorld {
             recorders: vec![
@@ -1128,6 +1465,42 @@ mod tests {
     }
 
     #[test]
+    fn an_off_camera_is_placed_for_its_manual_window_and_released_after() {
+        let pool: RecorderPool = serde_json::from_value(pool_json()).expect("pool");
+        let instant = Instant::now() + Duration::from_secs(100);
+        let now = Utc::now();
+        let mut cam = camera_json("door");
+        cam["spec"]["recording"] = json!({"mode": "Off", "manual": {
+            "start": (now - chrono::TimeDelta::seconds(5)).to_rfc3339(),
+            "end": (now + chrono::TimeDelta::seconds(30)).to_rfc3339(), "by": "alice"}});
+        let cam: Camera = serde_json::from_value(cam).expect("camera");
+        let world = PoolWorld {
+            recorders: vec![RecorderObservation {
+                name: "rec-a".into(),
+                lease: Some(LeaseObservation {
+                    last_change: instant,
+                    renewed: Utc::now().into(),
+                    draining: false,
+                }),
+                pod: None,
+            }],
+            cameras: vec![cam.into()],
+            ..Default::default()
+        };
+        let plan = decide(&pool, &world, now, instant);
+        assert_eq!(
+            plan.placed.assignments.get("door").map(String::as_str),
+            Some("rec-a")
+        );
+        // The pool looks again when the window ends (the lease would expire later).
+        let next = plan.next_check.expect("next check");
+        assert!(next <= Duration::from_millis(30_100), "{next:?}");
+        assert!(next > Duration::from_secs(3), "{next:?}");
+        let after = decide(&pool, &world, now + chrono::TimeDelta::seconds(31), instant);
+        assert!(!after.placed.assignments.contains_key("door"));
+    }
+
+    #[test]
     fn renewals_alone_are_not_a_status_change() {
         let mut old = RecorderPoolStatus {
             recorders: vec![RecorderState {
@@ -1136,6 +1509,7 @@ mod tests {
                 last_renew: DateTime::from_timestamp(1_000, 0),
                 load_kbps: 1000,
                 cameras: 1,
+                draining: false,
             }],
             ..Default::default()
         };

@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 use url::Url;
+use vigil_api::netpolicy::{AddressPolicy, CLUSTER_NETWORKS_ENV, ClusterNetworks};
 use vigil_api::{Backfill, Camera, RecorderPool};
 
 use super::{EdgeSource, Job, Progress, Report, env_credentials, run};
@@ -94,6 +95,11 @@ pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
         passes: 3,
         tolerance_ms: DEFAULT_TOLERANCE_MS,
         read_timeout: Duration::from_secs(15),
+        onvif: vigil_media::onvif::ClientOptions {
+            tls: super::env_onvif_tls()?,
+            ..Default::default()
+        },
+        address_policy: Arc::new(address_policy(&pool)?),
     };
     let progress = Arc::new(Mutex::new(Progress::default()));
     // Progress every ~2 s while running, for `kubectl get bf`.
@@ -143,4 +149,13 @@ pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// The pool's `cameraNetworks` with the cluster's networks the operator passes in the
+/// environment (`VIGIL_CLUSTER_NETWORKS`) and the API server (`KUBERNETES_SERVICE_HOST`).
+fn address_policy(pool: &RecorderPool) -> Result<AddressPolicy> {
+    let cluster = ClusterNetworks::from_env()
+        .map_err(|e| Error::Config(format!("{CLUSTER_NETWORKS_ENV}: {e}")))?;
+    AddressPolicy::new(&pool.spec.camera_networks, &cluster)
+        .map_err(|e| Error::Config(format!("spec.cameraNetworks: {e}")))
 }

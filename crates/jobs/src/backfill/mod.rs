@@ -1,7 +1,9 @@
 //! `vigil-jobs backfill`: fills a window of one camera's footage from its edge storage.
 //!
 //! 1. List what the store already holds for the window (live and backfilled segments of the
-//!    hours the window touches, plus the hour before it) and compute the missing intervals.
+//!    hours the window touches, plus the hour before it), judged by the frames inside them
+//!    ([`crate::content`]: a gap inside a segment or a key misstating its content is missing),
+//!    and compute the missing intervals.
 //! 2. Fetch only those from the camera (ONVIF replay faster than real time, or a vendor
 //!    playback URL in real time) and write them as `backfill` segments in the normal layout.
 //! 3. Re-list, retry what is still missing (up to `passes` times), and report honestly.
@@ -21,13 +23,13 @@ use serde::Serialize;
 use tracing::{info, warn};
 use url::Url;
 use vigil_api::PlaybackTimeFormat;
+use vigil_api::netpolicy::AddressPolicy;
 
 use crate::error::{Error, Result};
 use vigil_api::redact::Credentials;
 use vigil_api::redact::{redact_url, split_credentials};
-use vigil_media::onvif::Device;
+use vigil_media::onvif::{ClientOptions, Device, TlsVerify};
 use vigil_media::replay::{self, Throttle, Timing};
-use vigil_store::catalog;
 use vigil_store::error::chain;
 use vigil_store::intervals::{self, Interval, missing, total_seconds};
 use vigil_store::layout::CameraId;
@@ -62,6 +64,11 @@ pub struct Job {
     pub tolerance_ms: i64,
     /// Read timeout on the camera connection.
     pub read_timeout: Duration,
+    /// How the ONVIF device is reached (TLS verification, timeout).
+    pub onvif: ClientOptions,
+    /// Where the camera's services may be (the pool's `cameraNetworks`); checked on the
+    /// resolved address of every connection (ONVIF, replay, playback URLs).
+    pub address_policy: Arc<AddressPolicy>,
 }
 
 /// What the run achieved (the Job's part of the Backfill status).
@@ -130,6 +137,13 @@ pub fn playback_url(template: &str, f: PlaybackTimeFormat, start_ms: i64, end_ms
 
 /// Whether a fetch error means "the camera has no footage there" rather than a fault worth
 /// retrying (the simulator and many cameras answer PLAY of an empty window with 503/404).
+fn is_address_refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Media(vigil_media::Error::AddressNotAllowed { .. })
+    )
+}
+
 fn is_no_footage(e: &Error) -> bool {
     let s = e.to_string();
     s.contains("answered 503") || s.contains("answered 404") || s.contains("answered 457")
@@ -161,11 +175,12 @@ async fn fetch(
             recording_token,
         } => {
             if replay_url.is_none() {
-                let dev = Device {
-                    device_url: device_url.clone(),
-                    creds: job.creds.clone(),
-                    timeout: Duration::from_secs(15),
-                };
+                let dev = Device::new(
+                    device_url.clone(),
+                    job.creds.clone(),
+                    &job.onvif,
+                    job.address_policy.clone(),
+                )?;
                 let (token, uri) = dev
                     .resolve(recording_token.as_deref(), &job.camera.name)
                     .await?;
@@ -236,6 +251,7 @@ async fn fetch(
     let r = replay::play(
         &url,
         creds,
+        &job.address_policy,
         timing,
         job.read_timeout,
         deadline,
@@ -279,8 +295,9 @@ impl replay::Sink for ProgressSink<'_> {
 /// nothing recovered); footage the camera does not have is reported as lost, not an error.
 pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
     let started = Instant::now();
-    let covered =
-        catalog::covered(job.store.as_ref(), &job.prefix, &job.camera, job.window).await?;
+    let covered = crate::content::covered(job.store.as_ref(), &job.prefix, &job.camera, job.window)
+        .await?
+        .covered;
     let before = missing(job.window, &covered, job.tolerance_ms);
     let missing_before_ms = intervals::total_ms(&before);
     let mut report = Report {
@@ -302,6 +319,7 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
     let mut replay_url = None;
     let mut todo = before.clone();
     let mut transient = 0usize;
+    let mut refused = false;
     // Without edge storage there is nothing to fetch: everything missing is lost.
     let passes = if matches!(job.source, EdgeSource::None) {
         0
@@ -322,6 +340,14 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
                     report.segments_written += segs;
                     progressed |= segs > 0;
                 }
+                Err(e) if is_address_refused(&e) => {
+                    // The same address next pass; nothing was or will be connected to.
+                    let msg = chain(&e);
+                    warn!(error = %msg, "backfill refused by the camera address policy");
+                    report.errors.push(msg);
+                    refused = true;
+                    break;
+                }
                 Err(e) if is_no_footage(&e) => {
                     info!(start = %rfc3339_ms(iv.start), end = %rfc3339_ms(iv.end), "the camera has no footage here");
                 }
@@ -337,9 +363,11 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
             done += iv.len_ms();
         }
         let covered =
-            catalog::covered(job.store.as_ref(), &job.prefix, &job.camera, job.window).await?;
+            crate::content::covered(job.store.as_ref(), &job.prefix, &job.camera, job.window)
+                .await?
+                .covered;
         todo = missing(job.window, &covered, job.tolerance_ms);
-        if !progressed && transient == 0 {
+        if refused || (!progressed && transient == 0) {
             // The camera has nothing more to give; another pass would fetch the same.
             break;
         }
@@ -390,6 +418,31 @@ pub fn env_credentials() -> Option<Credentials> {
         username: u.trim_end_matches(['\r', '\n']).to_string(),
         password: p.trim_end_matches(['\r', '\n']).to_string(),
     })
+}
+
+/// How an HTTPS ONVIF device's certificate is checked, from the Job's environment:
+/// `VIGIL_ONVIF_TLS_CA` (PEM text, e.g. from a Secret) or `VIGIL_ONVIF_TLS_CA_FILE` (a path)
+/// trusts that CA only; `VIGIL_ONVIF_TLS_INSECURE=true` turns verification off. Default: the
+/// system's roots.
+pub fn env_onvif_tls() -> Result<TlsVerify> {
+    let insecure = std::env::var("VIGIL_ONVIF_TLS_INSECURE")
+        .is_ok_and(|v| matches!(v.trim(), "true" | "1" | "yes"));
+    let pem = match (
+        std::env::var("VIGIL_ONVIF_TLS_CA").ok(),
+        std::env::var_os("VIGIL_ONVIF_TLS_CA_FILE"),
+    ) {
+        (Some(pem), _) if !pem.trim().is_empty() => Some(pem.into_bytes()),
+        (_, Some(path)) => Some(std::fs::read(&path).map_err(|e| Error::io("reading", path, e))?),
+        _ => None,
+    };
+    match (pem, insecure) {
+        (Some(_), true) => Err(Error::Config(
+            "give either an ONVIF TLS CA or VIGIL_ONVIF_TLS_INSECURE, not both".into(),
+        )),
+        (Some(pem), false) => Ok(TlsVerify::Ca(pem)),
+        (None, true) => Ok(TlsVerify::Insecure),
+        (None, false) => Ok(TlsVerify::System),
+    }
 }
 
 /// File mode (component tests, operators' laptops): storage and credentials from a
@@ -464,6 +517,11 @@ pub async fn run_file(a: FileArgs) -> Result<Report> {
         passes: 3,
         tolerance_ms: intervals::DEFAULT_TOLERANCE_MS,
         read_timeout: Duration::from_secs(15),
+        onvif: ClientOptions {
+            tls: env_onvif_tls()?,
+            ..ClientOptions::default()
+        },
+        address_policy: Arc::new(resolved.address_policy),
     };
     run(&job, Arc::new(Mutex::new(Progress::default()))).await
 }

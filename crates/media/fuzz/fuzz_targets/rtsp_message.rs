@@ -2,7 +2,20 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use vigil_api::redact::Credentials;
+use vigil_media::auth::Authenticator;
 use vigil_media::replay::rtsp;
+
+/// Parses challenges and answers them, as the connection would after a 401.
+fn answer<'a>(challenges: impl IntoIterator<Item = &'a str>) {
+    if let Ok(mut a) = Authenticator::from_challenges(challenges) {
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let _ = a.authorization(&creds, "DESCRIBE", "rtsp://h/x");
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     // Consume the buffer as the connection would: message after message.
@@ -14,9 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 if let rtsp::Message::Response(r) = &m {
                     let body = String::from_utf8_lossy(&r.body);
                     let _ = rtsp::parse_sdp(&body, "rtsp://h/x");
-                    for c in r.headers_named("www-authenticate") {
-                        let _ = rtsp::parse_challenge(c);
-                    }
+                    answer(r.headers_named("www-authenticate"));
                     if let Some(t) = r.header("transport") {
                         let _ = rtsp::interleaved_channel(t);
                     }
@@ -28,5 +39,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let text = String::from_utf8_lossy(data);
     let _ = rtsp::parse_sdp(&text, "rtsp://h/x/");
-    let _ = rtsp::parse_challenge(&text);
+    answer([text.as_ref()]);
 });

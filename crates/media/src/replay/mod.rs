@@ -22,6 +22,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use depack::{Codec, Depacketizer};
 use rtsp::{Conn, Message};
+use vigil_api::netpolicy::AddressPolicy;
 use vigil_api::redact::Credentials;
 use vigil_api::redact::redact_url;
 
@@ -124,10 +125,13 @@ pub fn clock_time(ms: i64) -> String {
         .to_string()
 }
 
-/// Plays `url` (credentials out of the URL) into `sink`.
+/// Plays `url` (credentials out of the URL) into `sink`, connecting only to an address
+/// `policy` allows.
+#[allow(clippy::too_many_arguments)]
 pub async fn play<S: Sink>(
     url: &Url,
     creds: Option<Credentials>,
+    policy: &AddressPolicy,
     timing: Timing,
     read_timeout: Duration,
     deadline: Instant,
@@ -136,7 +140,7 @@ pub async fn play<S: Sink>(
 ) -> Result<PlayStats, S::Error> {
     let onvif = matches!(timing, Timing::Onvif { .. });
     let req_url = url.as_str().to_string();
-    let mut conn = Conn::connect(url, creds, read_timeout).await?;
+    let mut conn = Conn::connect(url, creds, read_timeout, policy).await?;
     let require: Vec<(&str, String)> = if onvif {
         vec![("Require", "onvif-replay".to_string())]
     } else {
@@ -161,8 +165,9 @@ pub async fn play<S: Sink>(
         Some("h265") => Codec::H265,
         other => {
             return Err(Error::Stream(format!(
-                "{}: unsupported video encoding {other:?}",
-                redact_url(url)
+                "{}: unsupported video encoding {:?}",
+                redact_url(url),
+                other.map(vigil_api::redact::peer_summary)
             ))
             .into());
         }

@@ -1,6 +1,6 @@
 //! RTSP 1.0 over TCP with interleaved RTP (RFC 2326 §10.12) — just what ONVIF replay and
-//! vendor playback URLs need: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, basic/digest auth, and
-//! arbitrary extra headers (`Require: onvif-replay`, `Range: clock=…`, `Rate-Control: no`),
+//! vendor playback URLs need: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, Basic/Digest auth
+//! (RFC 7616/2617 with `qop`, see `crate::auth`), and arbitrary extra headers (`Require: onvif-replay`, `Range: clock=…`, `Rate-Control: no`),
 //! which retina cannot send.
 //!
 //! The byte-level parsers are pure functions over untrusted input with hard size limits (they
@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
+use vigil_api::netpolicy::AddressPolicy;
 
+use crate::auth::{Authenticator, Unauthorized, on_unauthorized};
 use crate::error::{Error, Result};
 use crate::replay::Throttle;
 use vigil_api::redact::Credentials;
@@ -215,81 +215,6 @@ pub fn interleaved_channel(transport: &str) -> Option<u8> {
     })
 }
 
-/// A `WWW-Authenticate` challenge.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Challenge {
-    Basic,
-    Digest { realm: String, nonce: String },
-}
-
-pub fn parse_challenge(v: &str) -> Option<Challenge> {
-    let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v.trim(), ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
-    }
-    if !scheme.eq_ignore_ascii_case("digest") {
-        return None;
-    }
-    let (mut realm, mut nonce) = (String::new(), None);
-    for part in split_params(rest) {
-        if let Some((k, v)) = part.split_once('=') {
-            let v = v.trim().trim_matches('"').to_string();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "realm" => realm = v,
-                "nonce" => nonce = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some(Challenge::Digest {
-        realm,
-        nonce: nonce?,
-    })
-}
-
-/// Splits `a="x,y", b=z` on commas outside quotes.
-fn split_params(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in s.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&s[start..]);
-    out
-}
-
-fn md5_hex(s: &str) -> String {
-    let d = Md5::digest(s.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The `Authorization` header value for a request.
-pub fn authorization(c: &Challenge, creds: &Credentials, method: &str, uri: &str) -> String {
-    match c {
-        Challenge::Basic => format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", creds.username, creds.password))
-        ),
-        Challenge::Digest { realm, nonce } => {
-            let ha1 = md5_hex(&format!("{}:{realm}:{}", creds.username, creds.password));
-            let ha2 = md5_hex(&format!("{method}:{uri}"));
-            let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
-            format!(
-                "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\"",
-                creds.username
-            )
-        }
-    }
-}
-
 /// An RTSP connection.
 pub struct Conn {
     stream: TcpStream,
@@ -297,7 +222,8 @@ pub struct Conn {
     cseq: u32,
     session: Option<String>,
     creds: Option<Credentials>,
-    challenge: Option<Challenge>,
+    /// Set by the first 401; Digest nonces count (`nc`) across the connection's requests.
+    auth: Option<Authenticator>,
     pub read_timeout: Duration,
     /// Interleaved data that arrived while waiting for a response.
     pub pending: Vec<(u8, Vec<u8>)>,
@@ -309,10 +235,16 @@ pub struct Conn {
 
 impl Conn {
     /// Connects to the URL's host (credentials must already be out of the URL).
-    pub async fn connect(url: &Url, creds: Option<Credentials>, timeout: Duration) -> Result<Conn> {
+    /// The host is resolved once and the address checked against `policy` before anything is
+    /// sent (see `netguard`).
+    pub async fn connect(
+        url: &Url,
+        creds: Option<Credentials>,
+        timeout: Duration,
+        policy: &AddressPolicy,
+    ) -> Result<Conn> {
         let shown = redact_url(url);
-        let host = url
-            .host_str()
+        let host = crate::netguard::url_host(url)
             .ok_or_else(|| Error::Rtsp(format!("{shown}: no host")))?;
         if url.scheme() != "rtsp" {
             return Err(Error::Rtsp(format!(
@@ -320,10 +252,7 @@ impl Conn {
             )));
         }
         let port = url.port().unwrap_or(554);
-        let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| Error::Rtsp(format!("{shown}: connect timed out")))?
-            .map_err(|e| Error::Rtsp(format!("{shown}: connect: {e}")))?;
+        let (stream, _) = crate::netguard::connect(&host, port, policy, timeout).await?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
@@ -331,7 +260,7 @@ impl Conn {
             cseq: 0,
             session: None,
             creds,
-            challenge: None,
+            auth: None,
             read_timeout: timeout,
             pending: Vec::new(),
             bytes_read: 0,
@@ -374,7 +303,8 @@ impl Conn {
         }
     }
 
-    /// Sends a request and waits for its response, answering one 401 with credentials.
+    /// Sends a request and waits for its response. A 401 is answered with credentials (Digest
+    /// preferred, see `crate::auth`); a later 401 only when it says the nonce went stale.
     pub async fn request(
         &mut self,
         method: &str,
@@ -382,7 +312,8 @@ impl Conn {
         extra: &[(&str, String)],
         hook: &mut Throttle,
     ) -> Result<Response> {
-        for attempt in 0..2 {
+        // One unauthenticated try, one with credentials, one after a stale nonce.
+        for _attempt in 0..3 {
             self.cseq += 1;
             let mut req = format!(
                 "{method} {uri} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: vigil-recorder\r\n",
@@ -391,12 +322,16 @@ impl Conn {
             if let Some(s) = &self.session {
                 req.push_str(&format!("Session: {s}\r\n"));
             }
-            if let (Some(c), Some(cr)) = (&self.challenge, &self.creds) {
-                req.push_str(&format!(
-                    "Authorization: {}\r\n",
-                    authorization(c, cr, method, uri)
-                ));
-            }
+            let sent_credentials = match (&mut self.auth, &self.creds) {
+                (Some(a), Some(cr)) => {
+                    let value = a.authorization(cr, method, uri).map_err(|e| {
+                        Error::Rtsp(format!("{}: {method}: authorization: {e}", self.shown))
+                    })?;
+                    req.push_str(&format!("Authorization: {value}\r\n"));
+                    true
+                }
+                _ => false,
+            };
             for (k, v) in extra {
                 req.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -422,20 +357,18 @@ impl Conn {
                     Some(Message::Skipped) => {}
                 }
             };
-            if resp.status == 401 && attempt == 0 && self.creds.is_some() {
-                // Prefer digest: basic sends the password in the clear.
-                let mut chosen = None;
-                for c in resp
-                    .headers_named("www-authenticate")
-                    .filter_map(parse_challenge)
-                {
-                    if matches!(c, Challenge::Digest { .. }) || chosen.is_none() {
-                        chosen = Some(c);
+            if resp.status == 401 && self.creds.is_some() {
+                match on_unauthorized(sent_credentials, resp.headers_named("www-authenticate")) {
+                    Unauthorized::Retry(a) => {
+                        self.auth = Some(a);
+                        continue;
                     }
-                }
-                if chosen.is_some() {
-                    self.challenge = chosen;
-                    continue;
+                    Unauthorized::Refused(why) => {
+                        return Err(Error::Rtsp(format!(
+                            "{}: {method} not authorized: {why}",
+                            self.shown
+                        )));
+                    }
                 }
             }
             if resp.status != 200 {
@@ -498,17 +431,5 @@ mod tests {
             interleaved_channel("RTP/AVP/TCP;unicast;interleaved=2-3"),
             Some(2)
         );
-    }
-
-    #[test]
-    fn digest() {
-        let c = parse_challenge(r#"Digest realm="GStreamer RTSP Server", nonce="abc""#).unwrap();
-        let creds = Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        };
-        let a = authorization(&c, &creds, "DESCRIBE", "rtsp://h/x");
-        assert!(a.starts_with("Digest username=\"u\", realm=\"GStreamer RTSP Server\""));
-        assert_eq!(parse_challenge("Basic realm=\"x\""), Some(Challenge::Basic));
     }
 }

@@ -1,0 +1,293 @@
+//! The proxy tunnel: how a parent reaches a child's recordings without dialling it.
+//!
+//! The child already dials the parent (mutual TLS, `uplink`). Over one more such connection it
+//! asks `POST /federation/v1/tunnel` with `Upgrade: vigil-tunnel`; the parent answers 101 and
+//! the roles swap: on that connection the parent is the HTTP/2 client and the child the server.
+//! A parent's user asking for a remote camera's playlist, segments or export is served by a
+//! request the parent sends down the child's tunnel, answered by the child's own playback
+//! routes and streamed back; nothing is copied, and a child behind NAT needs no inbound port.
+//!
+//! Trust: the parent knows the tunnel's child by its client certificate (as for `register`),
+//! checks its user's rights on the ChildDomain, and that the camera is in the child's catalog.
+//! The child checks every request again against what its ParentDomain shares (the camera
+//! selector and the rights), whatever the parent says: a parent can never read more than it
+//! was given.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
+use vigil_api::Right;
+
+/// The `Upgrade` protocol name of the tunnel.
+pub const PROTOCOL: &str = "vigil-tunnel";
+/// The path the child asks for the tunnel on (federation listener).
+pub const PATH: &str = "/federation/v1/tunnel";
+/// Header naming the parent's user a proxied request is made for (for the child's logs).
+pub const USER_HEADER: &str = "x-vigil-parent-user";
+
+/// What a proxied request asks for: the camera and the right it needs. `rest` is the part of
+/// the path after `/api/v1/cameras/{ns}/{name}/`. `None`: not something a parent may ask.
+pub fn right_for(rest: &str) -> Option<Right> {
+    let rest = rest.trim_start_matches('/');
+    match rest {
+        "recordings" | "events" | "index.m3u8" => Some(Right::Playback),
+        "export.mp4" => Some(Right::Export),
+        _ => {
+            let mut parts = rest.split('/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some("segments"), Some(seg), Some("init.mp4" | "media.m4s"), None)
+                    if !seg.is_empty() =>
+                {
+                    Some(Right::Playback)
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Splits a tunnel request path `/api/v1/cameras/{ns}/{name}/{rest}` into its parts.
+pub fn parse_camera_path(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix("/api/v1/cameras/")?;
+    let mut it = rest.splitn(3, '/');
+    let (ns, name, rest) = (it.next()?, it.next()?, it.next()?);
+    (!ns.is_empty() && !name.is_empty()).then_some((ns, name, rest))
+}
+
+// ---- parent side
+
+/// The tunnels children hold open, by child identity.
+#[derive(Default)]
+pub struct Tunnels {
+    inner: Mutex<HashMap<String, (u64, SendRequest<Body>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Tunnels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, SendRequest<Body>)>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_open(&self, identity: &str) -> bool {
+        self.lock()
+            .get(identity)
+            .is_some_and(|(_, s)| !s.is_closed())
+    }
+
+    /// Takes over an upgraded connection from child `identity` as its tunnel (replacing an
+    /// older one) and drives it until it ends.
+    pub async fn run(self: Arc<Self>, identity: String, io: hyper::upgrade::Upgraded) {
+        let (send, conn) =
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(identity = %identity, error = %e, "tunnel handshake failed");
+                    return;
+                }
+            };
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(identity.clone(), (id, send));
+        info!(identity = %identity, "child tunnel open");
+        if let Err(e) = conn.await {
+            debug!(identity = %identity, error = %e, "tunnel connection ended");
+        }
+        let mut m = self.lock();
+        if m.get(&identity).is_some_and(|(i, _)| *i == id) {
+            m.remove(&identity);
+        }
+        info!(identity = %identity, "child tunnel closed");
+    }
+
+    /// Sends `req` down child `identity`'s tunnel and returns its answer, streamed.
+    pub async fn forward(
+        &self,
+        identity: &str,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, (StatusCode, String)> {
+        let send = self.lock().get(identity).map(|(_, s)| s.clone());
+        let mut send = send.ok_or((
+            StatusCode::BAD_GATEWAY,
+            "the child domain has no tunnel open".to_string(),
+        ))?;
+        let unreachable = |e: hyper::Error| {
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("the child domain did not answer: {e}"),
+            )
+        };
+        send.ready().await.map_err(unreachable)?;
+        let resp = send.send_request(req).await.map_err(unreachable)?;
+        Ok(resp.map(Body::new))
+    }
+}
+
+// ---- child side
+
+/// What a ParentDomain lets its parent read: checked on every tunnelled request.
+pub trait Share: Send + Sync + 'static {
+    /// Whether the camera `ns/name` is shared, and `right` given.
+    fn allows(&self, ns: &str, name: &str, right: Right) -> bool;
+}
+
+/// Answers one tunnelled request: refused unless it is a GET (or HEAD) of something the share
+/// allows; otherwise served by `app` (the child's playback routes, without user auth: the
+/// parent authenticated its user, the share bounds what it may ask).
+pub async fn answer(app: Router, share: &dyn Share, req: Request<Body>) -> Response<Body> {
+    let refuse = |code: StatusCode, msg: &str| {
+        let mut r = Response::new(Body::from(format!("{{\"error\":\"{msg}\"}}")));
+        *r.status_mut() = code;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET through the tunnel",
+        );
+    }
+    let path = req.uri().path().to_string();
+    let Some((ns, name, rest)) = parse_camera_path(&path) else {
+        return refuse(StatusCode::NOT_FOUND, "not a camera path");
+    };
+    let Some(right) = right_for(rest) else {
+        return refuse(StatusCode::NOT_FOUND, "not offered through the tunnel");
+    };
+    if !share.allows(ns, name, right) {
+        warn!(camera = %format!("{ns}/{name}"), right = right.as_str(),
+              user = req.headers().get(USER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("?"),
+              "parent asked for what is not shared");
+        return refuse(StatusCode::FORBIDDEN, "not shared with the parent");
+    }
+    debug!(path = %path, user = req.headers().get(USER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("?"), "tunnelled request");
+    match app.oneshot(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    }
+}
+
+/// Serves the parent's requests on an upgraded connection until it ends.
+pub async fn serve(
+    io: reqwest::Upgraded,
+    app: Router,
+    share: Arc<dyn Share>,
+) -> Result<(), hyper::Error> {
+    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let share = share.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(answer(app, share.as_ref(), req.map(Body::new)).await)
+        }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_by_path() {
+        assert_eq!(right_for("index.m3u8"), Some(Right::Playback));
+        assert_eq!(right_for("recordings"), Some(Right::Playback));
+        assert_eq!(right_for("events"), Some(Right::Playback));
+        assert_eq!(
+            right_for("segments/1700000000000-1700000004000-live/media.m4s"),
+            Some(Right::Playback)
+        );
+        assert_eq!(right_for("segments/x/init.mp4"), Some(Right::Playback));
+        assert_eq!(right_for("export.mp4"), Some(Right::Export));
+        // Not through the tunnel: live (WHEP is not proxied yet), anything else.
+        assert_eq!(right_for("whep"), None);
+        assert_eq!(right_for("segments//media.m4s"), None);
+        assert_eq!(right_for("segments/x/media.m4s/more"), None);
+        assert_eq!(right_for("../../metrics"), None);
+    }
+
+    #[test]
+    fn camera_paths() {
+        assert_eq!(
+            parse_camera_path("/api/v1/cameras/site/door/index.m3u8"),
+            Some(("site", "door", "index.m3u8"))
+        );
+        assert_eq!(
+            parse_camera_path("/api/v1/cameras/site/door/segments/a/media.m4s"),
+            Some(("site", "door", "segments/a/media.m4s"))
+        );
+        assert_eq!(parse_camera_path("/api/v1/cameras/site/door"), None);
+        assert_eq!(parse_camera_path("/metrics"), None);
+        assert_eq!(parse_camera_path("/api/v1/cameras//door/x"), None);
+    }
+
+    struct OnlyDoorPlayback;
+    impl Share for OnlyDoorPlayback {
+        fn allows(&self, ns: &str, name: &str, right: Right) -> bool {
+            ns == "site" && name == "door" && right == Right::Playback
+        }
+    }
+
+    #[tokio::test]
+    async fn the_child_refuses_what_it_does_not_share() {
+        let app = Router::new().route(
+            "/api/v1/cameras/{ns}/{name}/index.m3u8",
+            axum::routing::get(|| async { "#EXTM3U\n" }),
+        );
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let code = |r: Response<Body>| r.status();
+        assert_eq!(
+            code(
+                answer(
+                    app.clone(),
+                    &OnlyDoorPlayback,
+                    get("/api/v1/cameras/site/door/index.m3u8")
+                )
+                .await
+            ),
+            StatusCode::OK
+        );
+        assert_eq!(
+            code(
+                answer(
+                    app.clone(),
+                    &OnlyDoorPlayback,
+                    get("/api/v1/cameras/site/yard/index.m3u8")
+                )
+                .await
+            ),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            code(
+                answer(
+                    app.clone(),
+                    &OnlyDoorPlayback,
+                    get("/api/v1/cameras/site/door/export.mp4")
+                )
+                .await
+            ),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            code(answer(app.clone(), &OnlyDoorPlayback, get("/metrics")).await),
+            StatusCode::NOT_FOUND
+        );
+        let post = Request::post("/api/v1/cameras/site/door/index.m3u8")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            code(answer(app, &OnlyDoorPlayback, post).await),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

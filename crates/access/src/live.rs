@@ -1,0 +1,702 @@
+//! Live view over WebRTC (WHEP, RFC 9725): the access point takes a camera's frames from the
+//! recorder that records it (`GET /live/{ns}/{name}` on the recorder, see
+//! `vigil_recorder::live`) and sends them to browsers with str0m, H.264 passed through as it
+//! came from the camera (only its framing changes: MP4 lengths to Annex B start codes).
+//!
+//! One UDP port serves every viewer (ICE-lite: the access point only answers the browser's
+//! connectivity checks). A dispatcher task reads the socket and hands each datagram to its
+//! session: by source address once known, else by the ICE user name of the STUN request
+//! (`<our ufrag>:<their ufrag>`). Each session is a task owning its `Rtc`, fed by its own
+//! upstream reader; a session never waits for another.
+//!
+//! Bounded memory per viewer: the upstream reader hands frames to the session through a small
+//! queue; when the session (or the network under it) does not keep up the queue fills, frames
+//! are dropped and the viewer resumes at the next keyframe.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use vigil_media::live::{self as wire, Decoder, Message};
+use vigil_store::layout::CameraId;
+
+/// Datagrams queued for one session before the dispatcher drops them.
+const PACKET_QUEUE: usize = 256;
+/// Frames queued between a session's upstream reader and the session.
+const FRAME_QUEUE: usize = 32;
+/// Most concurrent WebRTC sessions.
+const MAX_SESSIONS: usize = 1000;
+/// A session whose ICE does not connect within this long is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait before asking the recorder again after its stream ended.
+const UPSTREAM_RETRY: Duration = Duration::from_millis(300);
+/// Kubernetes mode: how often a streaming upstream checks that the camera is still on its
+/// recorder (a planned move hands the camera over while the old recorder's stream still runs).
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// How the access point finds the recorder holding a camera.
+#[derive(Clone)]
+pub enum Locator {
+    /// File mode: one recorder (this base URL) records every camera.
+    Fixed(url::Url),
+    /// Kubernetes mode: the Camera's `vigil.dev/recorder` label names the recorder, whose Lease
+    /// (in the pool's `namespace`) carries its live address (`vigil.dev/live-address`).
+    Kubernetes {
+        client: kube::Client,
+        namespace: String,
+    },
+}
+
+/// Where live frames come from.
+#[derive(Clone)]
+pub struct Upstream {
+    pub locator: Locator,
+    /// Bearer token the recorders expect (never logged).
+    pub token: String,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match &self.locator {
+            Locator::Fixed(u) => u.to_string(),
+            Locator::Kubernetes { namespace, .. } => format!("Leases in {namespace}"),
+        };
+        f.debug_struct("Upstream")
+            .field("locator", &how)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `<base>/live/<ns>/<name>`.
+pub fn live_url(base: &url::Url, cam: &CameraId) -> Result<url::Url> {
+    let mut u = base.clone();
+    u.path_segments_mut()
+        .map_err(|_| Error::Config(format!("{base} cannot be a base URL")))?
+        .pop_if_empty()
+        .extend(["live", &cam.namespace, &cam.name]);
+    Ok(u)
+}
+
+/// The recorder holding a camera, from the Camera object's labels.
+pub fn recorder_of(labels: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    labels
+        .get(vigil_api::RECORDER_LABEL)
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// A recorder's live base URL, from its Lease's annotations; only `http`/`https` URLs.
+pub fn lease_live_address(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Option<url::Url> {
+    let a = annotations.get(vigil_api::labels::LIVE_ADDRESS_ANNOTATION)?;
+    let u: url::Url = a.trim().parse().ok()?;
+    matches!(u.scheme(), "http" | "https").then_some(u)
+}
+
+impl Upstream {
+    /// The URL of `cam`'s live stream on the recorder holding it now.
+    async fn locate(&self, cam: &CameraId) -> Result<url::Url> {
+        use k8s_openapi::api::coordination::v1::Lease;
+        use kube::{Api, ResourceExt};
+        match &self.locator {
+            Locator::Fixed(base) => live_url(base, cam),
+            Locator::Kubernetes { client, namespace } => {
+                let cams: Api<vigil_api::Camera> = Api::namespaced(client.clone(), &cam.namespace);
+                let c = cams
+                    .get_opt(&cam.name)
+                    .await?
+                    .ok_or_else(|| Error::Live(format!("no Camera {cam}")))?;
+                let rec = recorder_of(c.labels())
+                    .ok_or_else(|| Error::Live(format!("{cam} is not placed on a recorder")))?;
+                let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+                let lease = leases
+                    .get_opt(rec)
+                    .await?
+                    .ok_or_else(|| Error::Live(format!("recorder {rec} has no Lease")))?;
+                let base = lease_live_address(lease.annotations()).ok_or_else(|| {
+                    Error::Live(format!("recorder {rec} publishes no live address"))
+                })?;
+                live_url(&base, cam)
+            }
+        }
+    }
+
+    fn follows_moves(&self) -> bool {
+        matches!(self.locator, Locator::Kubernetes { .. })
+    }
+}
+
+/// The WebRTC side: the UDP socket and every session on it.
+pub struct WebRtc {
+    socket: Arc<UdpSocket>,
+    /// The address put in the SDP answer's candidate.
+    candidate: SocketAddr,
+    sessions: Mutex<HashMap<String, mpsc::Sender<Datagram>>>,
+    upstream: Upstream,
+    http: reqwest::Client,
+    next_id: AtomicU64,
+}
+
+struct Datagram {
+    at: Instant,
+    source: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// The ICE user name fragment (ours) a STUN binding request is addressed to, from its
+/// USERNAME attribute `<ours>:<theirs>`; `None` for anything else.
+pub fn stun_local_ufrag(p: &[u8]) -> Option<&str> {
+    // STUN: type (2), length (2), magic cookie 0x2112A442 (4), transaction (12), attributes.
+    if p.len() < 20 || p[0] & 0xc0 != 0 || p[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let attrs = p.get(20..20 + len)?;
+    let mut i = 0;
+    while i + 4 <= attrs.len() {
+        let t = u16::from_be_bytes([attrs[i], attrs[i + 1]]);
+        let l = usize::from(u16::from_be_bytes([attrs[i + 2], attrs[i + 3]]));
+        let v = attrs.get(i + 4..i + 4 + l)?;
+        if t == 0x0006 {
+            let s = std::str::from_utf8(v).ok()?;
+            return s.split(':').next();
+        }
+        i += 4 + l.div_ceil(4) * 4;
+    }
+    None
+}
+
+/// The `a=ice-ufrag:` of an SDP.
+fn sdp_ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(|s| s.trim().to_string())
+}
+
+/// The H.264 payload type to send with: packetization mode 1, the camera's profile if the
+/// browser offered it, else any.
+fn choose_pt(
+    params: impl Iterator<Item = (str0m::media::Pt, str0m::format::CodecSpec)>,
+    profile_idc: Option<u8>,
+) -> Option<str0m::media::Pt> {
+    let h264: Vec<_> = params
+        .filter(|(_, s)| s.codec == Codec::H264 && s.format.packetization_mode == Some(1))
+        .collect();
+    let same = h264.iter().find(|(_, s)| {
+        profile_idc.is_some_and(|p| s.format.profile_level_id.map(|v| (v >> 16) as u8) == Some(p))
+    });
+    same.or(h264.first()).map(|(pt, _)| *pt)
+}
+
+/// `avc1.PPCCLL` → PP.
+fn profile_idc(codec: &str) -> Option<u8> {
+    let hex = codec
+        .strip_prefix("avc1.")
+        .or(codec.strip_prefix("avc3."))?;
+    u8::from_str_radix(hex.get(0..2)?, 16).ok()
+}
+
+impl WebRtc {
+    pub async fn bind(
+        udp: SocketAddr,
+        candidate_ip: Option<std::net::IpAddr>,
+        upstream: Upstream,
+    ) -> Result<Arc<Self>> {
+        static CRYPTO: std::sync::Once = std::sync::Once::new();
+        CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+        let socket = UdpSocket::bind(udp)
+            .await
+            .map_err(|e| Error::Http(format!("cannot bind WebRTC UDP {udp}: {e}")))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| Error::Http(format!("WebRTC UDP socket: {e}")))?;
+        let ip = match candidate_ip {
+            Some(ip) => ip,
+            None if !local.ip().is_unspecified() => local.ip(),
+            None => {
+                return Err(Error::Config(
+                    "--webrtc-candidate-ip is required when --webrtc-udp listens on every address"
+                        .into(),
+                ));
+            }
+        };
+        let candidate = SocketAddr::new(ip, local.port());
+        info!(udp = %local, %candidate, "WebRTC (WHEP) on one UDP port, ICE-lite");
+        let me = Arc::new(WebRtc {
+            socket: Arc::new(socket),
+            candidate,
+            sessions: Mutex::default(),
+            upstream,
+            http: reqwest::Client::builder()
+                // Inside the cluster: a recorder that does not answer within 1 s is gone (the
+                // Camera will name another one).
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(me.clone().dispatch());
+        Ok(me)
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.candidate.port()
+    }
+
+    fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Reads the socket for ever, handing datagrams to sessions.
+    async fn dispatch(self: Arc<Self>) {
+        let mut buf = vec![0u8; 2048];
+        let mut by_addr: HashMap<SocketAddr, (String, mpsc::Sender<Datagram>)> = HashMap::new();
+        loop {
+            let (n, source) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(error = %e, "WebRTC UDP receive");
+                    continue;
+                }
+            };
+            let data = buf[..n].to_vec();
+            let tx = match by_addr.get(&source) {
+                Some((_, tx)) if !tx.is_closed() => Some(tx.clone()),
+                _ => {
+                    by_addr.retain(|_, (_, tx)| !tx.is_closed());
+                    let found = stun_local_ufrag(&data).and_then(|u| {
+                        let s = self.sessions.lock().ok()?;
+                        s.get(u).map(|tx| (u.to_string(), tx.clone()))
+                    });
+                    match found {
+                        Some((u, tx)) => {
+                            if by_addr.len() < MAX_SESSIONS * 4 {
+                                by_addr.insert(source, (u, tx.clone()));
+                            }
+                            Some(tx)
+                        }
+                        None => None,
+                    }
+                }
+            };
+            if let Some(tx) = tx {
+                // A session that does not keep up loses datagrams, never stalls the others.
+                let _ = tx.try_send(Datagram {
+                    at: Instant::now(),
+                    source,
+                    data,
+                });
+            }
+        }
+    }
+
+    /// Accepts a WHEP offer for `cam`: the SDP answer, and the session's id (for DELETE).
+    pub fn offer(self: &Arc<Self>, cam: CameraId, offer: &str) -> Result<(String, String)> {
+        if self.session_count() >= MAX_SESSIONS {
+            return Err(Error::Live("too many live viewers".into()));
+        }
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| Error::BadRequest(format!("not an SDP offer: {e}")))?;
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_h264(true)
+            .build(Instant::now());
+        let cand = Candidate::host(self.candidate, "udp")
+            .map_err(|e| Error::Live(format!("candidate: {e}")))?;
+        rtc.add_local_candidate(cand);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| Error::BadRequest(format!("offer not accepted: {e}")))?
+            .to_sdp_string();
+        let ufrag = sdp_ufrag(&answer).ok_or_else(|| Error::Live("answer without ufrag".into()))?;
+        let (tx, rx) = mpsc::channel(PACKET_QUEUE);
+        self.sessions
+            .lock()
+            .map_err(|_| Error::Live("session table poisoned".into()))?
+            .insert(ufrag.clone(), tx);
+        let id = format!(
+            "{}-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            &ufrag
+        );
+        let (ftx, frx) = mpsc::channel(FRAME_QUEUE);
+        let reader = tokio::spawn(read_upstream(
+            self.http.clone(),
+            self.upstream.clone(),
+            cam.clone(),
+            ftx,
+        ));
+        let me = self.clone();
+        tokio::spawn(async move {
+            let r = me.run_session(rtc, rx, frx, &cam).await;
+            reader.abort();
+            if let Ok(mut s) = me.sessions.lock() {
+                s.remove(&ufrag);
+            }
+            match r {
+                Ok(stats) => {
+                    info!(camera = %cam, frames = stats.0, dropped = stats.1, "live viewer left")
+                }
+                Err(e) => warn!(camera = %cam, error = %e, "live viewer ended"),
+            }
+        });
+        Ok((answer, id))
+    }
+
+    /// Ends a session by its id.
+    pub fn close(&self, id: &str) -> bool {
+        let ufrag = id.split_once('-').map(|(_, u)| u).unwrap_or("");
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(ufrag))
+            .is_some()
+    }
+
+    /// One viewer: drives its `Rtc` with datagrams, timeouts and frames. Returns frames sent
+    /// and frames dropped.
+    async fn run_session(
+        &self,
+        mut rtc: Rtc,
+        mut packets: mpsc::Receiver<Datagram>,
+        mut frames: mpsc::Receiver<Upstreamed>,
+        cam: &CameraId,
+    ) -> Result<(u64, u64)> {
+        let started = Instant::now();
+        let mut mid: Option<Mid> = None;
+        let mut connected = false;
+        let mut params: Option<wire::Params> = None;
+        let mut need_key = true;
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        let mut clock = OutClock::default();
+        loop {
+            // Everything the Rtc has to say, until it wants to wait.
+            let deadline = loop {
+                match rtc.poll_output().map_err(|e| Error::Live(e.to_string()))? {
+                    Output::Timeout(t) => break t,
+                    Output::Transmit(t) => {
+                        let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    }
+                    Output::Event(Event::MediaAdded(m)) if m.kind == MediaKind::Video => {
+                        mid = Some(m.mid);
+                    }
+                    Output::Event(Event::IceConnectionStateChange(s)) => {
+                        debug!(camera = %cam, state = ?s, "ICE");
+                        if s == IceConnectionState::Disconnected {
+                            return Ok((sent, dropped));
+                        }
+                    }
+                    Output::Event(Event::Connected) => {
+                        connected = true;
+                        info!(camera = %cam, after_ms = started.elapsed().as_millis() as u64, "live viewer connected");
+                    }
+                    Output::Event(_) => {}
+                }
+            };
+            if !rtc.is_alive() {
+                return Ok((sent, dropped));
+            }
+            if !connected && started.elapsed() > CONNECT_TIMEOUT {
+                return Err(Error::Live("ICE did not connect".into()));
+            }
+            let now = Instant::now();
+            if deadline <= now {
+                // Due now (str0m packetizes queued frames on timeouts): no waiting.
+                rtc.handle_input(Input::Timeout(now))
+                    .map_err(|e| Error::Live(e.to_string()))?;
+                continue;
+            }
+            let wait = deadline - now;
+            tokio::select! {
+                p = packets.recv() => {
+                    let Some(p) = p else { return Ok((sent, dropped)) }; // closed (DELETE)
+                    let Ok(contents) = p.data.as_slice().try_into() else { continue };
+                    let input = Input::Receive(p.at, Receive {
+                        proto: Protocol::Udp,
+                        source: p.source,
+                        destination: self.candidate,
+                        contents,
+                    });
+                    if rtc.accepts(&input) {
+                        rtc.handle_input(input).map_err(|e| Error::Live(e.to_string()))?;
+                    }
+                }
+                f = frames.recv() => {
+                    let Some(f) = f else { return Err(Error::Live("upstream reader ended".into())) };
+                    match f {
+                        Upstreamed::Params(p) => params = Some(p),
+                        Upstreamed::Gap => need_key = true,
+                        Upstreamed::Restart => {
+                            need_key = true;
+                            clock.restart();
+                        }
+                        Upstreamed::Frame(fr) => {
+                            let (Some(mid), true, Some(p)) = (mid, connected, &params) else {
+                                need_key = true;
+                                continue;
+                            };
+                            if need_key && !fr.key {
+                                dropped += 1;
+                                continue;
+                            }
+                            if !p.is_h264() {
+                                return Err(Error::Live(format!("codec {} is not H.264: WebRTC passes H.264 only", p.codec)));
+                            }
+                            let sets = wire::avcc_parameter_sets(&p.extra).map_err(vigil_media::Error::from)?;
+                            let data = wire::annexb(&fr.data, &sets, fr.key).map_err(vigil_media::Error::from)?;
+                            let Some(writer) = rtc.writer(mid) else { continue };
+                            let pt = choose_pt(writer.payload_params().map(|p| (p.pt(), p.spec())), profile_idc(&p.codec));
+                            let Some(pt) = pt else {
+                                return Err(Error::Live("the browser offered no H.264 (packetization-mode 1)".into()));
+                            };
+                            // Sent at once (str0m queues a frame until its wall clock: pacing the cached GOP at its
+                            // own rate would keep the viewer up to a GOP behind live).
+                            let now = Instant::now();
+                            let ts = clock.map(fr.ts, now);
+                            let wall = now;
+                            let rtp = MediaTime::from_90khz(ts.max(0) as u64);
+                            writer
+                                .playout_delay(MediaTime::from_millis(0), MediaTime::from_millis(0))
+                                .write(pt, wall, rtp, data)
+                                .map_err(|e| Error::Live(e.to_string()))?;
+                            need_key = false;
+                            sent += 1;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    rtc.handle_input(Input::Timeout(Instant::now())).map_err(|e| Error::Live(e.to_string()))?;
+                }
+            }
+        }
+    }
+}
+
+/// The RTP time sent to a viewer: the camera's, shifted after each change of upstream (a new
+/// RTSP session has a new random RTP time base) so that it continues from the last frame sent
+/// by the time that passed. A jump would stall the browser's jitter buffer.
+#[derive(Default)]
+struct OutClock {
+    offset: i64,
+    last: Option<(i64, Instant)>,
+    restarted: bool,
+}
+
+impl OutClock {
+    fn restart(&mut self) {
+        self.restarted = true;
+    }
+
+    /// The output time of a frame with camera time `ts` (90 kHz), sent at `now`.
+    fn map(&mut self, ts: i64, now: Instant) -> i64 {
+        if self.restarted {
+            self.restarted = false;
+            if let Some((out, at)) = self.last {
+                let elapsed =
+                    (now.saturating_duration_since(at).as_micros() as i64 * 9 / 100).max(1);
+                self.offset = out + elapsed - ts;
+            }
+        }
+        let out = ts + self.offset;
+        self.last = Some((out, now));
+        out
+    }
+}
+
+enum Upstreamed {
+    Params(wire::Params),
+    Frame(wire::Frame),
+    /// Frames were lost (the session fell behind): resume on a key.
+    Gap,
+    /// A new upstream stream (the recorder restarted, or the camera moved to another one):
+    /// resume on a key, and on a new RTP time base.
+    Restart,
+}
+
+/// Reads a camera's frames from its recorder for one viewer, reconnecting when the stream
+/// ends (the recorder restarted or the camera moved), until the viewer is gone.
+async fn read_upstream(
+    http: reqwest::Client,
+    up: Upstream,
+    cam: CameraId,
+    tx: mpsc::Sender<Upstreamed>,
+) {
+    let mut lost = false;
+    while !tx.is_closed() {
+        match read_once(&http, &up, &cam, &tx, &mut lost).await {
+            Ok(()) => debug!(camera = %cam, "recorder's live stream ended"),
+            Err(e) => debug!(camera = %cam, error = %e, "recorder's live stream failed"),
+        }
+        if tx.send(Upstreamed::Restart).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(UPSTREAM_RETRY).await;
+    }
+}
+
+async fn read_once(
+    http: &reqwest::Client,
+    up: &Upstream,
+    cam: &CameraId,
+    tx: &mpsc::Sender<Upstreamed>,
+    lost: &mut bool,
+) -> Result<()> {
+    let url = up.locate(cam).await?;
+    let mut resp = http
+        .get(url.clone())
+        .bearer_auth(&up.token)
+        .send()
+        .await
+        .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
+    if !resp.status().is_success() {
+        return Err(Error::Live(format!("recorder answered {}", resp.status())));
+    }
+    debug!(camera = %cam, recorder = %url.origin().ascii_serialization(), "reading live frames");
+    let mut dec = Decoder::default();
+    let mut check = tokio::time::interval(OWNER_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
+    loop {
+        let chunk = tokio::select! {
+            c = resp.chunk() => c.map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?,
+            _ = check.tick(), if up.follows_moves() => {
+                match up.locate(cam).await {
+                    Ok(now) if now != url => {
+                        info!(camera = %cam, to = %now.origin().ascii_serialization(), "camera moved: switching recorder");
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => debug!(camera = %cam, error = %e, "cannot check the camera's recorder"),
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { return Ok(()) };
+        dec.push(&chunk);
+        while let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
+            let item = match m {
+                Message::Params(p) => Upstreamed::Params(p),
+                Message::Frame(f) => Upstreamed::Frame(f),
+            };
+            match tx.try_send(item) {
+                Ok(()) => {
+                    if *lost && tx.try_send(Upstreamed::Gap).is_ok() {
+                        *lost = false;
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(Upstreamed::Params(p))) => {
+                    // Parameters must not be lost: wait for room.
+                    tx.send(Upstreamed::Params(p))
+                        .await
+                        .map_err(|_| Error::Live("viewer gone".into()))?;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => *lost = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stun_user_names() {
+        // A binding request with USERNAME "abcd:wxyz" (9 bytes, padded to 12).
+        let mut p = vec![0x00, 0x01, 0x00, 16, 0x21, 0x12, 0xa4, 0x42];
+        p.extend_from_slice(&[7; 12]);
+        p.extend_from_slice(&[0x00, 0x06, 0x00, 9]);
+        p.extend_from_slice(b"abcd:wxyz\0\0\0");
+        assert_eq!(stun_local_ufrag(&p), Some("abcd"));
+        // Truncated, not STUN (an RTP/DTLS packet), no USERNAME.
+        assert_eq!(stun_local_ufrag(&p[..30]), None);
+        let mut rtp = p.clone();
+        rtp[0] = 0x80;
+        assert_eq!(stun_local_ufrag(&rtp), None);
+        let mut other = p.clone();
+        other[21] = 0x20;
+        assert_eq!(stun_local_ufrag(&other), None);
+        assert_eq!(stun_local_ufrag(&[]), None);
+    }
+
+    #[test]
+    fn output_time_continues_across_an_upstream_restart() {
+        let t0 = Instant::now();
+        let mut c = OutClock::default();
+        assert_eq!(c.map(1000, t0), 1000);
+        assert_eq!(c.map(4600, t0 + Duration::from_millis(40)), 4600);
+        // The recorder restarts; its new session starts at a random RTP time.
+        c.restart();
+        let out = c.map(987_654_321, t0 + Duration::from_millis(2040));
+        assert_eq!(out, 4600 + 180_000);
+        assert_eq!(
+            c.map(987_654_321 + 3600, t0 + Duration::from_millis(2080)),
+            out + 3600
+        );
+    }
+
+    #[test]
+    fn sdp_bits() {
+        assert_eq!(
+            sdp_ufrag("v=0\r\na=ice-ufrag:Xy12\r\na=ice-pwd:p\r\n").as_deref(),
+            Some("Xy12")
+        );
+        assert_eq!(profile_idc("avc1.64001f"), Some(0x64));
+        assert_eq!(profile_idc("avc1.42e01f"), Some(0x42));
+        assert_eq!(profile_idc("hvc1.1.6.L93.B0"), None);
+    }
+
+    #[test]
+    fn upstream_urls() {
+        let cam = CameraId::new("site-a", "door").unwrap();
+        let base: url::Url = "http://10.0.0.1:9090/".parse().unwrap();
+        assert_eq!(
+            live_url(&base, &cam).unwrap().as_str(),
+            "http://10.0.0.1:9090/live/site-a/door"
+        );
+        let up = Upstream {
+            locator: Locator::Fixed(base),
+            token: "secret-token".into(),
+        };
+        assert!(!format!("{up:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn recorders_from_labels_and_leases() {
+        use std::collections::BTreeMap;
+        let m = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(
+            recorder_of(&m("vigil.dev/recorder", "rec-1")),
+            Some("rec-1")
+        );
+        assert_eq!(recorder_of(&m("vigil.dev/recorder", "")), None);
+        assert_eq!(
+            recorder_of(&m("vigil.dev/incoming-recorder", "rec-2")),
+            None
+        );
+        let a = |v: &str| m("vigil.dev/live-address", v);
+        assert_eq!(
+            lease_live_address(&a("http://10.42.0.7:9090")).map(|u| u.to_string()),
+            Some("http://10.42.0.7:9090/".into())
+        );
+        assert_eq!(lease_live_address(&a("file:///etc/passwd")), None);
+        assert_eq!(lease_live_address(&a("not a url")), None);
+        assert_eq!(lease_live_address(&BTreeMap::new()), None);
+    }
+}

@@ -1,0 +1,73 @@
+// Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable) picks
+// the cameras; without it, every camera the token may see, up to 16, in a grid.
+'use strict';
+const $ = (s) => document.querySelector(s);
+const tokenInput = $('#token');
+tokenInput.value = localStorage.getItem('vigil-token') || '';
+tokenInput.addEventListener('change', () => { localStorage.setItem('vigil-token', tokenInput.value); location.reload(); });
+function auth() {
+  const t = tokenInput.value.trim();
+  return t ? { Authorization: 'Bearer ' + t } : {};
+}
+
+// Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
+async function play(cam, video) {
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const tr = pc.addTransceiver('video', { direction: 'recvonly' });
+  const h264 = (RTCRtpReceiver.getCapabilities('video')?.codecs || [])
+    .filter((c) => c.mimeType === 'video/H264');
+  if (h264.length && tr.setCodecPreferences) tr.setCodecPreferences(h264);
+  pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  const r = await fetch(`/api/v1/cameras/${cam}/whep`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', ...auth() },
+    body: pc.localDescription.sdp,
+  });
+  if (r.status !== 201) throw new Error(`WHEP ${r.status}: ${await r.text()}`);
+  const session = r.headers.get('Location');
+  await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
+  video.dataset.session = session || '';
+  window.addEventListener('pagehide', () => {
+    if (session) fetch(session, { method: 'DELETE', headers: auth(), keepalive: true });
+    pc.close();
+  });
+  return pc;
+}
+
+async function main() {
+  const status = $('#status');
+  let cams = new URLSearchParams(location.search).getAll('camera');
+  if (!cams.length) {
+    const r = await fetch('/api/v1/cameras', { headers: auth() });
+    if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
+    cams = (await r.json()).cameras.map((c) => `${c.namespace}/${c.name}`).slice(0, 16);
+  }
+  const cols = Math.ceil(Math.sqrt(cams.length || 1));
+  $('#grid').style.setProperty('--cols', cols);
+  window.vigilLive = [];
+  for (const cam of cams) {
+    const tile = document.createElement('div');
+    tile.className = 'tile';
+    tile.dataset.camera = cam;
+    const video = document.createElement('video');
+    video.autoplay = true; video.muted = true; video.playsInline = true;
+    const label = document.createElement('span');
+    label.className = 'label';
+    label.textContent = cam;
+    tile.append(video, label);
+    $('#grid').append(tile);
+    const opened = performance.now();
+    video.dataset.opened = String(opened);
+    video.addEventListener('loadeddata', () => {
+      video.dataset.firstFrameMs = String(Math.round(performance.now() - opened));
+    }, { once: true });
+    play(cam, video).then((pc) => window.vigilLive.push(pc)).catch((e) => {
+      tile.dataset.error = String(e);
+      label.textContent = `${cam}: ${e.message}`;
+    });
+  }
+  status.textContent = `${cams.length} camera(s)`;
+}
+main();

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Remote site through a symmetric NAT, over the relay (issue #15, scenarios iii and iv), with real
+# NATs (net.sh) and real parts: the camera simulator and vigil-gateway run inside the site's
+# namespace (vs-site, behind a symmetric NAT), vigil-rendezvous on the host (100.64.0.1, the
+# cluster's public address), vigil-recorder in file mode inside vs-core (behind its own NAT),
+# recording into a local store. Checks:
+#   - the recorder side cannot reach the camera directly (so footage can only come through the
+#     tunnel); a gateway with a wrong token is refused; a site camera outside the site's camera
+#     networks is refused by the gateway;
+#   - the camera is recorded through the relay and every segment plays (ffprobe);
+#   - the site's uplink is cut for $CUT_SECONDS s: the gateway reconnects with jittered backoff
+#     after the uplink returns (reconnect time printed) and recording resumes.
+# Prints figures as "FIGURE name value" and "N passed, M failed". Needs root (namespaces).
+set -uo pipefail
+export NO_COLOR=1
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+NET="bash $HERE/net.sh"
+CUT_SECONDS=${CUT_SECONDS:-15}
+target=${CARGO_TARGET_DIR:-$ROOT/target}
+passed=0; failed=0
+ok() { echo "[relay] ok: $*"; passed=$((passed + 1)); }
+bad() { echo "[relay] FAIL: $*"; failed=$((failed + 1)); }
+log() { echo "[relay $(date +%H:%M:%S)] $*"; }
+now() { date +%s.%N; }
+ms_since() { python3 -c "import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$1" "$(now)"; }
+
+(cd "$ROOT" && cargo build -q -p vigil-recorder -p vigil-site) || { echo "0 passed, 1 failed"; exit 1; }
+rec_bin=$target/debug/vigil-recorder
+gw_bin=$target/debug/vigil-gateway
+rv_bin=$target/debug/vigil-rendezvous
+
+work=$(mktemp -d /tmp/vigil-sites.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  $NET down 2>/dev/null
+  if [ "$failed" != 0 ]; then
+    for f in rv.log gw.log rec.log sim.err badgw.log; do echo "--- $f"; tail -n 25 "$work/$f" 2>/dev/null; done
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+$NET up --site-nat symmetric --core-nat eim || { echo "0 passed, 1 failed"; exit 1; }
+
+# The rendezvous service's certificate (the gateway and the recorder pin its CA).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=vigil-test-ca \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=vigil-rendezvous \
+  -keyout "$work/rv.key" -out "$work/rv.csr" 2>/dev/null
+printf 'subjectAltName=DNS:vigil-rendezvous\n' >"$work/ext"
+openssl x509 -req -in "$work/rv.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+  -extfile "$work/ext" -out "$work/rv.pem" 2>/dev/null
+head -c 24 /dev/urandom | base64 >"$work/site.token"
+head -c 24 /dev/urandom | base64 >"$work/rec.token"
+echo wrong-token >"$work/bad.token"
+
+PORT=$((30000 + RANDOM % 10000))
+cat >"$work/rv.yaml" <<YAML
+listen: 100.64.0.1:$PORT
+certFile: $work/rv.pem
+keyFile: $work/rv.key
+sites:
+  - {namespace: shop, name: branch1, tokenFile: $work/site.token, cameraNetworks: {allow: [192.168.50.2/32]}}
+recorders:
+  - {namespace: shop, tokenFile: $work/rec.token}
+YAML
+RUST_LOG=info "$rv_bin" --config "$work/rv.yaml" >"$work/rv.log" 2>&1 &
+pids+=($!)
+
+# The camera, inside the site's LAN.
+ip netns exec vs-site /usr/bin/python3 "$ROOT/e2e/camera-sim/camera_sim.py" --bind 192.168.50.2 \
+  --rtsp-port 8554 --control-port 8555 \
+  --camera name=cam1,codec=h264,bitrate=1500,fps=25,width=640,height=360,gop=25 \
+  >"$work/sim.out" 2>"$work/sim.err" &
+pids+=($!)
+for _ in $(seq 300); do grep -q '^READY' "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^READY' "$work/sim.out" || { bad "camera simulator started"; exit 1; }
+
+if ip netns exec vs-core timeout 3 bash -c 'exec 3<>/dev/tcp/192.168.50.2/8554' 2>/dev/null; then
+  bad "the recorder side cannot reach the camera directly"
+else
+  ok "the recorder side cannot reach the camera directly"
+fi
+
+gw() { # TOKEN-FILE LOG
+  RUST_LOG=info ip netns exec vs-site "$gw_bin" --rendezvous "100.64.0.1:$PORT" --ca-file "$work/ca.pem" \
+    --namespace shop --site branch1 --token-file "$1" >"$2" 2>&1 &
+  pids+=($!)
+}
+gw "$work/bad.token" "$work/badgw.log"
+badgw=$!
+t0=$(now)
+gw "$work/site.token" "$work/gw.log"
+for _ in $(seq 100); do grep -q "tunnel up" "$work/gw.log" && break; sleep 0.05; done
+if grep -q "tunnel up" "$work/gw.log"; then
+  ok "the gateway reaches the rendezvous service from behind the symmetric NAT"
+  echo "FIGURE gateway_connect_ms $(ms_since "$t0") (process start to tunnel up)"
+else
+  bad "the gateway reaches the rendezvous service"
+fi
+for _ in $(seq 50); do grep -q "refused this gateway" "$work/badgw.log" && break; sleep 0.1; done
+if grep -q "refused this gateway" "$work/badgw.log" && ! grep -q "tunnel up" "$work/badgw.log"; then
+  ok "a gateway with a wrong token is refused"
+else
+  bad "a gateway with a wrong token is refused"
+fi
+kill "$badgw" 2>/dev/null
+if grep -rqF "$(cat "$work/site.token")" "$work"/*.log; then bad "the site token is in a log"; else ok "no token in any log"; fi
+
+cat >"$work/rec.yaml" <<YAML
+storage:
+  local: {path: $work/store}
+segmentSeconds: 4
+buffer: {dir: $work/buf}
+siteLink:
+  rendezvous: 100.64.0.1:$PORT
+  caFile: $work/ca.pem
+  tokenFile: $work/rec.token
+  namespace: shop
+cameras:
+  - {namespace: shop, name: cam1, url: "rtsp://192.168.50.2:8554/cam1/live", site: branch1}
+  # Outside the site's camera networks (the NAT box's own address): the gateway refuses it.
+  - {namespace: shop, name: router, url: "rtsp://192.168.50.1:8554/cam1/live", site: branch1}
+YAML
+ip netns exec vs-core "$rec_bin" record --config "$work/rec.yaml" --listen 127.0.0.1:0 \
+  --reconnect-min-ms 200 --reconnect-max-ms 1000 --stall-timeout 3 >"$work/rec.log" 2>&1 &
+rec=$!
+pids+=($rec)
+
+segments() { # CAMERA: count of live segments in the store
+  find "$work/store/shop/$1" -name '*-live.mp4' 2>/dev/null | wc -l
+}
+for _ in $(seq 200); do [ "$(segments cam1)" -ge 3 ] && break; sleep 0.1; done
+if [ "$(segments cam1)" -ge 3 ]; then ok "the site's camera is recorded through the relay"; else bad "the site's camera is recorded through the relay ($(segments cam1) segments)"; fi
+open_ms=$(sed -n 's/.*camera reached through.*open_ms=\([0-9.]*\).*/\1/p' "$work/rec.log" | head -1)
+echo "FIGURE recorder_open_ms_first ${open_ms:-none} (recorder: TLS to the relay, gateway dials camera, stream open)"
+echo "FIGURE recorder_open_ms_all $(sed -n 's/.*camera reached through.*open_ms=\([0-9.]*\).*/\1/p' "$work/rec.log" | tr '\n' ' ')"
+if grep -q "not in the site's camera networks" "$work/rec.log" && [ "$(segments router)" = 0 ]; then
+  ok "a site address outside the site's camera networks is refused by the gateway"
+else
+  bad "a site address outside the site's camera networks is refused by the gateway"
+fi
+
+# (iv) the site's uplink is cut, then restored.
+before=$(segments cam1)
+$NET cut site
+sleep "$CUT_SECONDS"
+n_up=$(grep -c "tunnel up" "$work/gw.log")
+n_open=$(grep -c "camera reached through" "$work/rec.log")
+t_restore=$(now)
+$NET restore site
+for _ in $(seq 300); do [ "$(grep -c "tunnel up" "$work/gw.log")" -gt "$n_up" ] && break; sleep 0.05; done
+if [ "$(grep -c "tunnel up" "$work/gw.log")" -gt "$n_up" ]; then
+  rt=$(ms_since "$t_restore")
+  echo "FIGURE reconnect_ms $rt (uplink restored after ${CUT_SECONDS} s cut to tunnel up; target <= 5000)"
+  if [ "$rt" -le 5000 ]; then ok "the tunnel is back within 5 s of the uplink"; else bad "the tunnel is back within 5 s of the uplink ($rt ms)"; fi
+else
+  bad "the tunnel comes back after the uplink is restored"
+fi
+for _ in $(seq 300); do [ "$(grep -c "camera reached through" "$work/rec.log")" -gt "$n_open" ] && break; sleep 0.05; done
+echo "FIGURE restore_to_camera_reopened_ms $(ms_since "$t_restore") (recorder: stall detected, backoff, stream reopened through the relay)"
+for _ in $(seq 300); do [ "$(segments cam1)" -ge $((before + 2)) ] && break; sleep 0.1; done
+if [ "$(segments cam1)" -ge $((before + 2)) ]; then
+  ok "recording resumes after the cut"
+else
+  bad "recording resumes after the cut ($before before, $(segments cam1) now)"
+fi
+kill -TERM "$rec"; wait "$rec" 2>/dev/null
+
+total=0; bad_segs=0
+while IFS= read -r f; do
+  total=$((total + 1))
+  d=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$f" 2>/dev/null)
+  fr=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f" 2>/dev/null)
+  # A session's last segment may be short (the stream stalled when the uplink went): it must
+  # still decode.
+  if [ -z "$d" ] || [ "${fr:-0}" -lt 1 ]; then bad_segs=$((bad_segs + 1)); echo "unplayable: $f ($d s, ${fr:-0} frames)"; fi
+done < <(find "$work/store/shop/cam1" -name '*.mp4')
+if [ "$total" -ge 6 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play (ffprobe, frames decoded)"; else bad "segments play ($bad_segs of $total bad)"; fi
+grep -E "stream ended" "$work/rv.log" | tail -2 | sed 's/^/[rendezvous] /'
+
+echo "relay: $passed passed, $failed failed"
+[ "$failed" = 0 ]

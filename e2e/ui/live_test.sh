@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Live view test: the camera simulator → the recorder (file mode, its live tap enabled with a
+# token) → `vigil-access serve` (WHEP on one UDP port, ICE-lite) → headless Debian Chromium
+# (playwright-core). Checks a moving picture over WebRTC and prints the glass-to-glass latency
+# figures. Prints "N passed, M failed"; screenshot in $VIGIL_UI_OUT (default target/ui/live.png).
+# VIGIL_LIVE_SECONDS: how long the latency is sampled (default 15).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+out=${VIGIL_UI_OUT:-$target/ui}
+secs=${VIGIL_LIVE_SECONDS:-15}
+work=$(mktemp -d /tmp/vigil-live.XXXXXX)
+pids=()
+cleanup() {
+  local rp
+  rp=$(cat "$work/rec.pid" 2>/dev/null || true)
+  if [ -n "$rp" ] && [ "$rp" -gt 1 ]; then kill "$rp" 2>/dev/null || true; fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "$1"; for f in "$work"/*.log "$work"/*.err; do [ -f "$f" ] && { echo "--- $f"; tail -30 "$f"; }; done; echo "0 passed, 1 failed"; exit 1; }
+
+cargo build -q -p vigil-recorder -p vigil-access
+bin=$target/debug/vigil-recorder
+access=$target/debug/vigil-access
+if [ ! -d e2e/ui/node_modules/playwright-core ]; then
+  (cd e2e/ui && npm install --no-audit --no-fund >/dev/null)
+fi
+free_port() { python3 -c 'import socket,sys; s=socket.socket(type=int(sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"; }
+
+/usr/bin/python3 e2e/camera-sim/camera_sim.py --rtsp-port 0 --control-port 0 \
+  --camera name=cam1,codec=h264,bitrate=1500,fps=25,width=640,height=360,gop=25 \
+  ${VIGIL_LIVE_DENSITY:+--camera name=cam4m,codec=h264,bitrate=4000,fps=25,width=640,height=360,gop=50} \
+  >"$work/sim.out" 2>"$work/sim.err" &
+pids+=($!)
+for _ in $(seq 600); do grep -q '^READY' "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
+rtsp=$(sed -n 's/^READY rtsp=\([0-9]*\).*/\1/p' "$work/sim.out")
+[ -n "${rtsp:-}" ] || fail "camera simulator did not start"
+
+head -c 24 /dev/urandom | base64 >"$work/live.token"
+cat >"$work/rec.yaml" <<YAML
+storage:
+  local: {path: $work/store}
+segmentSeconds: 2
+buffer: {dir: $work/buf}
+cameraNetworks: {allow: [127.0.0.1/32]}
+cameras:
+  - {namespace: site-a, name: cam1, url: "rtsp://127.0.0.1:$rtsp/cam1/live"}
+YAML
+if [ -n "${VIGIL_LIVE_DENSITY:-}" ]; then
+  echo "  - {namespace: site-a, name: cam4m, url: \"rtsp://127.0.0.1:$rtsp/cam4m/live\"}" >>"$work/rec.yaml"
+fi
+recport=$(free_port 1)
+# --read-batch-ms 0: every packet is read when it arrives (batching adds up to 250 ms).
+# restart.sh SIGKILLs the recorder and starts it again (the page's session must survive).
+cat >"$work/restart.sh" <<SH
+#!/usr/bin/env bash
+pid=\$(cat $work/rec.pid 2>/dev/null)
+if [ -n "\$pid" ] && [ "\$pid" -gt 1 ]; then kill -KILL "\$pid" 2>/dev/null; fi
+sleep \${1:-0}
+VIGIL_LIVE_TOKEN_FILE=$work/live.token setsid "$bin" record --config "$work/rec.yaml" \\
+  --listen "127.0.0.1:$recport" --read-batch-ms 0 --reconnect-min-ms 200 2>>"$work/rec.log" </dev/null >/dev/null &
+echo \$! >"$work/rec.pid"
+SH
+bash "$work/restart.sh"
+
+printf 'storage:\n  local: {path: %s}\n' "$work/store" >"$work/serve.yaml"
+port=$(free_port 1)
+udp=$(free_port 2)
+"$access" serve --config "$work/serve.yaml" --no-auth --listen "127.0.0.1:$port" \
+  --live-recorder "http://127.0.0.1:$recport" --live-token-file "$work/live.token" \
+  --webrtc-udp "127.0.0.1:$udp" 2>"$work/serve.log" &
+access_pid=$!
+pids+=($access_pid)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The recorder's live endpoint refuses a missing or wrong token.
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$recport/live/site-a/cam1")
+[ "$code" = 401 ] || fail "recorder /live without a token answered $code, not 401"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "http://127.0.0.1:$recport/live/site-a/cam1")
+[ "$code" = 401 ] || fail "recorder /live with a wrong token answered $code, not 401"
+echo "ok   recorder /live refuses requests without the token"
+
+# The camera is listed once its first segment is stored.
+for _ in $(seq 150); do
+  curl -fsS "http://127.0.0.1:$port/api/v1/cameras" 2>/dev/null | grep -q cam1 && break; sleep 0.2
+done
+
+set +e
+VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
+  node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live.png"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  for f in rec serve; do echo "--- $f.log"; tail -20 "$work/$f.log"; done
+  exit $rc
+fi
+
+# Viewers per core (VIGIL_LIVE_DENSITY=N, not in CI): N WebRTC viewers of the 4 Mbit/s camera;
+# the access point's CPU time and memory while they watch.
+if [ -n "${VIGIL_LIVE_DENSITY:-}" ]; then
+  for _ in $(seq 150); do
+    curl -fsS "http://127.0.0.1:$port/api/v1/cameras" 2>/dev/null | grep -q cam4m && break; sleep 0.2
+  done
+  dsecs=${VIGIL_LIVE_DENSITY_SECONDS:-20}
+  cpu() { awk '{print $14 + $15}' "/proc/$access_pid/stat"; }
+  rss() { awk '/VmRSS/ {print $2}' "/proc/$access_pid/status"; }
+  rss0=$(rss)
+  node e2e/ui/live_density.mjs "http://127.0.0.1:$port" site-a/cam4m "$VIGIL_LIVE_DENSITY" "$dsecs" >"$work/density.out" 2>&1 &
+  dn=$!
+  for _ in $(seq 600); do grep -q MEASURE_START "$work/density.out" 2>/dev/null && break; sleep 0.1; done
+  c0=$(cpu); t0=$(date +%s.%N)
+  sleep $((dsecs - 1))
+  c1=$(cpu); t1=$(date +%s.%N); rss1=$(rss)
+  wait $dn || true
+  cat "$work/density.out"
+  echo "access point: $(grep -c 'live viewer connected' "$work/serve.log") sessions connected, $(grep -c 'live viewer ended' "$work/serve.log") ended with an error:"
+  grep 'live viewer ended' "$work/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200 | sort | uniq -c | head -5 || true
+  echo "cpu ticks $c0 -> $c1 of $(cat /proc/$access_pid/comm 2>&1)"
+  python3 - "$c0" "$c1" "$t0" "$t1" "$rss0" "$rss1" "$VIGIL_LIVE_DENSITY" "$(getconf CLK_TCK)" <<'PY'
+import sys
+c0, c1, t0, t1, r0, r1, n, hz = (float(x) for x in sys.argv[1:])
+core = (c1 - c0) / hz / (t1 - t0)
+print(f"density figures: viewers={int(n)} access_cpu_cores={core:.3f} "
+      f"viewers_per_core={n / core if core > 0 else float('inf'):.0f} "
+      f"rss_kib_before={int(r0)} rss_kib_during={int(r1)} kib_per_viewer={(r1 - r0) / n:.0f}")
+PY
+fi

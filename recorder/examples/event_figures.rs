@@ -1,0 +1,143 @@
+//! Figures for `Event` mode (docs/benchmarks.md, issue 17):
+//!
+//! 1. Pre-event buffer memory of one 4 Mbit/s camera with `preSeconds: 60` (25 fps, 1 s GOPs,
+//!    keyframes 3× a P frame): the gate's held bytes, peak over 10 minutes of stream, and the
+//!    process's resident memory growth, against the baseline of 60 s of stream (30 MB).
+//! 2. The event query (`vigil_store::events::query`, what `/events` runs) over a store holding
+//!    30 days of events of 1,000 cameras (one event every 2 hours per camera, 360,000 records),
+//!    in object_store's in-memory store: p50/p95 of a 24-hour and of a 30-day query of one
+//!    camera. This is the listing and parsing cost; an S3 store adds one LIST round trip per hour
+//!    directory (issued concurrently).
+//!
+//! `cargo run --release -p vigil-recorder --example event_figures [cameras]`
+
+use std::time::Instant;
+
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use vigil_media::segmenter::VideoIn;
+use vigil_recorder::event_gate::{EventGate, Out};
+use vigil_store::events::{EventKey, EventType, query};
+use vigil_store::layout::CameraId;
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn prebuffer() {
+    const FPS: i64 = 25;
+    let bytes_per_s: usize = 4_000_000 / 8;
+    // GOP of 25: one keyframe of 3 units, 24 P frames of 1 unit.
+    let unit = bytes_per_s / 27;
+    let mut gate = EventGate::new(60, 10, EventGate::bound_for(60));
+    let rss0 = rss_bytes();
+    let mut peak = 0usize;
+    let mut peak_rss = 0u64;
+    let mut out: Vec<Out> = Vec::new();
+    for n in 0..(600 * FPS) {
+        let key = n % FPS == 0;
+        gate.video(
+            VideoIn {
+                ts: n * 3600,
+                key,
+                new_params: false,
+                data: vec![(n % 251) as u8; if key { 3 * unit } else { unit }],
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "no event: nothing leaves the gate");
+        peak = peak.max(gate.stats().buffered_bytes);
+        if n % FPS == 0 {
+            peak_rss = peak_rss.max(rss_bytes());
+        }
+    }
+    let baseline = 60 * bytes_per_s;
+    println!(
+        "pre-event buffer, 4 Mbit/s, preSeconds 60: peak held {:.1} MB (baseline 60 s of stream = {:.1} MB, ratio {:.3}); RSS growth {:.1} MB; bound {:.0} MB",
+        peak as f64 / 1e6,
+        baseline as f64 / 1e6,
+        peak as f64 / baseline as f64,
+        peak_rss.saturating_sub(rss0) as f64 / 1e6,
+        EventGate::bound_for(60) as f64 / 1e6
+    );
+}
+
+fn p(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn queries(cameras: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = InMemory::new();
+    let end_ms: i64 = 1_796_000_000_000;
+    let days = 30;
+    let start_ms = end_ms - days * 86_400_000;
+    let t = Instant::now();
+    let mut records = 0u64;
+    rt.block_on(async {
+        for c in 0..cameras {
+            let cam = CameraId::new("site", &format!("cam-{c:04}")).unwrap();
+            let mut at = start_ms + (c as i64 * 7_919) % 7_200_000;
+            while at < end_ms {
+                let k = EventKey::new(cam.clone(), at, at + 20_000, EventType::Motion).unwrap();
+                store
+                    .put(
+                        &Path::from(k.to_key("vigil")),
+                        PutPayload::from_static(b"{}"),
+                    )
+                    .await
+                    .unwrap();
+                records += 1;
+                at += 7_200_000;
+            }
+        }
+    });
+    println!(
+        "event store: {cameras} cameras x {days} days, {records} records (filled in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    for (name, len_ms, want) in [
+        ("24 h", 86_400_000i64, 12usize),
+        ("30 days", days * 86_400_000, 360),
+    ] {
+        let mut ms = Vec::new();
+        for i in 0..200 {
+            let cam = CameraId::new("site", &format!("cam-{:04}", (i * 37) % cameras)).unwrap();
+            let to = end_ms - (i as i64 % 5) * 3_600_000;
+            let t = Instant::now();
+            let got = rt
+                .block_on(query(&store, "vigil", &cam, to - len_ms, to, None, 10_001))
+                .unwrap();
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(got.len().abs_diff(want) <= 3, "{} events", got.len());
+        }
+        println!(
+            "query of one camera, {name} window: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms (200 queries; target p95 <= 200 ms)",
+            p(&mut ms, 0.5),
+            p(&mut ms, 0.95),
+            p(&mut ms, 1.0)
+        );
+    }
+}
+
+fn main() {
+    let cameras = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    prebuffer();
+    queries(cameras);
+}

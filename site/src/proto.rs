@@ -1,0 +1,196 @@
+//! The tunnel's wire protocol: after the TLS handshake, each side sends JSON lines (at most
+//! [`MAX_LINE`] bytes) until the connection becomes a byte stream.
+//!
+//! - A gateway's control connection: `Hello::Gateway` → `Reply::Welcome` (the site's camera
+//!   networks); then the rendezvous sends `Control` lines (`Open` a stream, `Ping`), the gateway
+//!   answers `Ping` with `GatewayLine::Pong`.
+//! - A gateway's data connection, one per camera connection: `Hello::GatewayData` (the stream id
+//!   it was told to open), then `GatewayLine::Connected` or `GatewayLine::Failed` after dialling
+//!   the camera; then bytes.
+//! - A recorder's connection, one per camera connection: `Hello::Recorder` (the site, the
+//!   camera's host and port) → `Reply::Open` or `Reply::Refused`; then bytes.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vigil_api::CameraNetworks;
+
+use crate::error::{Error, Result};
+
+/// The longest line either side reads before the stream carries bytes.
+pub const MAX_LINE: usize = 4096;
+
+/// A token as read from a file: compared in constant time, never printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(s: impl Into<String>) -> Self {
+        Token(s.into())
+    }
+    /// Reads a token file (trailing newline dropped); an empty token is refused.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let t = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading token file {}", path.display()), e))?;
+        let t = t.trim_end_matches(['\n', '\r']).to_string();
+        if t.is_empty() {
+            return Err(Error::Config(format!(
+                "token file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(Token(t))
+    }
+    /// Constant-time comparison.
+    pub fn matches(&self, other: &Token) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+/// The first line of every connection to the rendezvous service.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "hello", rename_all = "camelCase")]
+pub enum Hello {
+    Gateway {
+        namespace: String,
+        site: String,
+        token: Token,
+    },
+    GatewayData {
+        namespace: String,
+        site: String,
+        token: Token,
+        stream: String,
+    },
+    Recorder {
+        namespace: String,
+        token: Token,
+        site: String,
+        host: String,
+        port: u16,
+    },
+}
+
+/// The rendezvous service's answer to a `Hello`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "camelCase")]
+pub enum Reply {
+    Welcome { camera_networks: CameraNetworks },
+    Open,
+    Refused { reason: String },
+}
+
+/// What the rendezvous sends on a gateway's control connection.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "control", rename_all = "camelCase")]
+pub enum Control {
+    Open {
+        stream: String,
+        host: String,
+        port: u16,
+    },
+    Ping {
+        seq: u64,
+    },
+}
+
+/// What a gateway sends: `Pong` on its control connection, `Connected`/`Failed` on a data one.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "gateway", rename_all = "camelCase")]
+pub enum GatewayLine {
+    Pong { seq: u64 },
+    Connected,
+    Failed { reason: String },
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes, byte by byte so that nothing after it is
+/// consumed (the connection carries raw bytes after its last line). `None` at end of stream.
+pub async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8>>> {
+    let mut line = Vec::with_capacity(128);
+    loop {
+        let mut b = [0u8; 1];
+        let n = r.read(&mut b).await.map_err(|e| Error::io("reading", e))?;
+        if n == 0 {
+            return if line.is_empty() {
+                Ok(None)
+            } else {
+                Err(Error::Protocol("connection closed mid-line".into()))
+            };
+        }
+        if b[0] == b'\n' {
+            return Ok(Some(line));
+        }
+        if line.len() >= MAX_LINE {
+            return Err(Error::Protocol(format!(
+                "line longer than {MAX_LINE} bytes"
+            )));
+        }
+        line.push(b[0]);
+    }
+}
+
+/// Reads and decodes one JSON line.
+pub async fn recv<T: for<'de> Deserialize<'de>, R: AsyncRead + Unpin>(r: &mut R) -> Result<T> {
+    let line = read_line(r)
+        .await?
+        .ok_or_else(|| Error::Protocol("connection closed".into()))?;
+    // serde's message may quote the input: only its position is kept (a token could be in it).
+    serde_json::from_slice(&line).map_err(|e| {
+        Error::Protocol(format!(
+            "malformed message (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Encodes and writes one JSON line.
+pub async fn send<T: Serialize, W: AsyncWrite + Unpin>(w: &mut W, msg: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(msg).map_err(|e| Error::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    w.write_all(&line)
+        .await
+        .map_err(|e| Error::io("writing", e))?;
+    w.flush().await.map_err(|e| Error::io("writing", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_and_hide() {
+        let a = Token::new("s3cret-token");
+        assert!(a.matches(&Token::new("s3cret-token")));
+        assert!(!a.matches(&Token::new("s3cret-tokeN")));
+        assert!(!a.matches(&Token::new("s3cret")));
+        assert_eq!(format!("{a:?}"), "Token(..)");
+        let h = Hello::Gateway {
+            namespace: "ns".into(),
+            site: "s".into(),
+            token: a,
+        };
+        assert!(!format!("{h:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_leave_the_rest() {
+        let mut input: &[u8] = b"{\"control\":\"ping\",\"seq\":7}\nRTSP/1.0";
+        let c: Control = recv(&mut input).await.unwrap();
+        assert_eq!(c, Control::Ping { seq: 7 });
+        assert_eq!(input, b"RTSP/1.0");
+        let long = vec![b'x'; MAX_LINE + 10];
+        let mut r: &[u8] = &long;
+        assert!(matches!(read_line(&mut r).await, Err(Error::Protocol(_))));
+        let mut bad: &[u8] = b"{\"token\":\"s3cret\"\n";
+        let e = recv::<Hello, _>(&mut bad).await.unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+}

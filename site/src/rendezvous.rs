@@ -1,0 +1,490 @@
+//! The rendezvous and relay service (file-configured in this slice; see `docs/sites.md`).
+//!
+//! Gateways hold one control connection each; a recorder that wants a camera at a site opens a
+//! connection, names the site and the camera's host and port; the service asks the site's
+//! gateway (over its control connection) to open a data connection for that stream, and splices
+//! the two. It relays only between a registered site and recorders whose token is for the
+//! site's namespace: never an open relay.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info, warn};
+use vigil_api::CameraNetworks;
+
+use crate::error::{Error, Result};
+use crate::proto::{self, Control, GatewayLine, Hello, Reply, Token};
+
+/// How long a peer may take for the TLS handshake and its `Hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the gateway is pinged (and its token re-checked).
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// A gateway silent for this long is dropped.
+pub const GATEWAY_SILENCE: Duration = Duration::from_secs(15);
+/// How long a recorder waits for the gateway to open the camera.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-direction buffer of a relayed stream.
+pub const RELAY_BUFFER: usize = 64 * 1024;
+
+/// The file the service reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// `address:port` to listen on (TCP, TLS).
+    pub listen: String,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub sites: Vec<SiteEntry>,
+    #[serde(default)]
+    pub recorders: Vec<RecorderEntry>,
+}
+
+/// A registered site: its gateway's token (read from the file at every check, so replacing the
+/// file revokes the old token) and the networks its gateway may dial.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteEntry {
+    pub namespace: String,
+    pub name: String,
+    pub token_file: PathBuf,
+    pub camera_networks: CameraNetworks,
+}
+
+/// Recorders allowed for the sites of one namespace, by the token they present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecorderEntry {
+    pub namespace: String,
+    pub token_file: PathBuf,
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let cfg: Config = serde_yaml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        for s in &cfg.sites {
+            if s.camera_networks.allow.is_empty() {
+                return Err(Error::Config(format!(
+                    "site {}/{}: cameraNetworks.allow is empty (the gateway would dial nothing)",
+                    s.namespace, s.name
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The site's camera networks when `token` is its current token.
+    pub fn authenticate_site(
+        &self,
+        namespace: &str,
+        name: &str,
+        token: &Token,
+    ) -> Result<&CameraNetworks> {
+        let entry = self
+            .sites
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
+            .ok_or_else(|| Error::Refused(format!("unknown site {namespace}/{name}")))?;
+        match Token::from_file(&entry.token_file) {
+            Ok(t) if t.matches(token) => Ok(&entry.camera_networks),
+            Ok(_) => Err(Error::Refused(format!(
+                "site {namespace}/{name}: token not valid (revoked or wrong)"
+            ))),
+            Err(e) => {
+                warn!(site = %format!("{namespace}/{name}"), error = %e, "site token unreadable; refusing");
+                Err(Error::Refused(format!(
+                    "site {namespace}/{name}: no valid token"
+                )))
+            }
+        }
+    }
+
+    /// Whether `token` is a recorder token for `namespace`.
+    pub fn authenticate_recorder(&self, namespace: &str, token: &Token) -> Result<()> {
+        let ok = self
+            .recorders
+            .iter()
+            .filter(|r| r.namespace == namespace)
+            .any(|r| Token::from_file(&r.token_file).is_ok_and(|t| t.matches(token)));
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "recorder not allowed for namespace {namespace}"
+            )))
+        }
+    }
+}
+
+type SiteKey = (String, String);
+type Conn = TlsStream<TcpStream>;
+
+struct GatewayHandle {
+    tx: mpsc::Sender<Control>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    gateways: HashMap<SiteKey, GatewayHandle>,
+    pending: HashMap<String, (SiteKey, oneshot::Sender<Conn>)>,
+    next_generation: u64,
+}
+
+/// The running service.
+pub struct Rendezvous {
+    cfg: Config,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Mutex<State>,
+}
+
+impl Rendezvous {
+    pub fn new(cfg: Config) -> Result<Arc<Self>> {
+        let tls = crate::tls::server_config(&cfg.cert_file, &cfg.key_file)?;
+        Ok(Arc::new(Rendezvous {
+            cfg,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Accepts connections until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        loop {
+            let (tcp, peer) = listener
+                .accept()
+                .await
+                .map_err(|e| Error::io("accepting", e))?;
+            let _ = tcp.set_nodelay(true);
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.handle(tcp).await {
+                    debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, tcp: TcpStream) -> Result<()> {
+        let (mut conn, hello) = tokio::time::timeout(HELLO_TIMEOUT, async {
+            let mut conn = self
+                .acceptor
+                .accept(tcp)
+                .await
+                .map_err(|e| Error::Tls(e.to_string()))?;
+            let hello: Hello = proto::recv(&mut conn).await?;
+            Ok::<_, Error>((conn, hello))
+        })
+        .await
+        .map_err(|_| Error::Timeout("handshake"))??;
+        match hello {
+            Hello::Gateway {
+                namespace,
+                site,
+                token,
+            } => {
+                let nets = match self.cfg.authenticate_site(&namespace, &site, &token) {
+                    Ok(n) => n.clone(),
+                    Err(e) => return refuse(&mut conn, e).await,
+                };
+                proto::send(
+                    &mut conn,
+                    &Reply::Welcome {
+                        camera_networks: nets,
+                    },
+                )
+                .await?;
+                self.control(conn, (namespace, site), token).await
+            }
+            Hello::GatewayData {
+                namespace,
+                site,
+                token,
+                stream,
+            } => {
+                if let Err(e) = self.cfg.authenticate_site(&namespace, &site, &token) {
+                    return refuse(&mut conn, e).await;
+                }
+                let key = (namespace, site);
+                let waiting = {
+                    let mut st = self.state();
+                    match st.pending.remove(&stream) {
+                        Some((k, tx)) if k == key => Some(tx),
+                        Some(other) => {
+                            st.pending.insert(stream, other);
+                            None
+                        }
+                        None => None,
+                    }
+                };
+                match waiting {
+                    Some(tx) => {
+                        let _ = tx.send(conn);
+                        Ok(())
+                    }
+                    None => refuse(&mut conn, Error::Refused("no such stream".into())).await,
+                }
+            }
+            Hello::Recorder {
+                namespace,
+                token,
+                site,
+                host,
+                port,
+            } => {
+                if let Err(e) = self.cfg.authenticate_recorder(&namespace, &token) {
+                    warn!(%namespace, %site, "recorder refused: token not valid for the namespace");
+                    return refuse(&mut conn, e).await;
+                }
+                self.relay(conn, (namespace, site), host, port).await
+            }
+        }
+    }
+
+    /// A gateway's control connection: forwards `Open`s, pings, drops the gateway when it goes
+    /// silent or its token stops being valid.
+    async fn control(self: &Arc<Self>, conn: Conn, key: SiteKey, token: Token) -> Result<()> {
+        let (tx, mut rx) = mpsc::channel::<Control>(64);
+        let generation = {
+            let mut st = self.state();
+            st.next_generation += 1;
+            let generation = st.next_generation;
+            // A reconnecting gateway replaces its old connection (whose loop then ends); the
+            // streams asked of the old one will never come, so their recorders are told now.
+            st.gateways
+                .insert(key.clone(), GatewayHandle { tx, generation });
+            st.pending.retain(|_, (k, _)| *k != key);
+            generation
+        };
+        let site = format!("{}/{}", key.0, key.1);
+        info!(%site, "gateway connected");
+        let (mut rd, mut wr) = tokio::io::split(conn);
+        let (line_tx, mut lines) = mpsc::channel::<GatewayLine>(8);
+        let reader = tokio::spawn(async move {
+            while let Ok(l) = proto::recv::<GatewayLine, _>(&mut rd).await {
+                if line_tx.send(l).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tick = tokio::time::interval(PING_INTERVAL);
+        let mut last_heard = Instant::now();
+        let mut seq = 0u64;
+        let mut sent_at = Instant::now();
+        let why = loop {
+            tokio::select! {
+                c = rx.recv() => match c {
+                    Some(c) => {
+                        if let Err(e) = proto::send(&mut wr, &c).await { break e.to_string(); }
+                    }
+                    None => break "replaced by a newer connection".to_string(),
+                },
+                l = lines.recv() => match l {
+                    Some(GatewayLine::Pong { seq: s }) => {
+                        last_heard = Instant::now();
+                        if s == seq {
+                            debug!(%site, rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3, "pong");
+                        }
+                    }
+                    Some(_) => break "unexpected message".to_string(),
+                    None => break "connection closed".to_string(),
+                },
+                _ = tick.tick() => {
+                    if last_heard.elapsed() > GATEWAY_SILENCE {
+                        break "silent".to_string();
+                    }
+                    if self.cfg.authenticate_site(&key.0, &key.1, &token).is_err() {
+                        break "token revoked".to_string();
+                    }
+                    seq += 1;
+                    sent_at = Instant::now();
+                    if let Err(e) = proto::send(&mut wr, &Control::Ping { seq }).await { break e.to_string(); }
+                }
+            }
+        };
+        reader.abort();
+        let _ = wr.shutdown().await;
+        let mut st = self.state();
+        if st
+            .gateways
+            .get(&key)
+            .is_some_and(|g| g.generation == generation)
+        {
+            st.gateways.remove(&key);
+            st.pending.retain(|_, (k, _)| *k != key);
+        }
+        info!(%site, reason = %why, "gateway disconnected");
+        Ok(())
+    }
+
+    /// A recorder's stream to a camera at a site, through the site's gateway.
+    async fn relay(
+        self: &Arc<Self>,
+        mut rec: Conn,
+        key: SiteKey,
+        host: String,
+        port: u16,
+    ) -> Result<()> {
+        let site = format!("{}/{}", key.0, key.1);
+        let started = Instant::now();
+        let mut id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .map_err(|_| Error::Protocol("no randomness".into()))?;
+        let stream: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let (tx, rx) = oneshot::channel();
+        let gw = {
+            let mut st = self.state();
+            match st.gateways.get(&key) {
+                Some(g) => {
+                    let g = g.tx.clone();
+                    st.pending.insert(stream.clone(), (key.clone(), tx));
+                    Some(g)
+                }
+                None => None,
+            }
+        };
+        let Some(gw) = gw else {
+            return refuse(
+                &mut rec,
+                Error::Refused(format!("site {site} is not connected")),
+            )
+            .await;
+        };
+        let open = Control::Open {
+            stream: stream.clone(),
+            host,
+            port,
+        };
+        let got = match gw.try_send(open) {
+            Ok(()) => tokio::time::timeout(OPEN_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(|r| r.ok()),
+            Err(_) => None,
+        };
+        let Some(mut gwc) = got else {
+            self.state().pending.remove(&stream);
+            return refuse(
+                &mut rec,
+                Error::Refused(format!("site {site}: the gateway did not open the stream")),
+            )
+            .await;
+        };
+        let answer = tokio::time::timeout(OPEN_TIMEOUT, proto::recv::<GatewayLine, _>(&mut gwc))
+            .await
+            .map_err(|_| Error::Timeout("the gateway's answer"))??;
+        match answer {
+            GatewayLine::Connected => proto::send(&mut rec, &Reply::Open).await?,
+            GatewayLine::Failed { reason } => {
+                return refuse(&mut rec, Error::Refused(format!("site {site}: {reason}"))).await;
+            }
+            GatewayLine::Pong { .. } => return Err(Error::Protocol("unexpected pong".into())),
+        }
+        info!(%site, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
+        let r = tokio::io::copy_bidirectional_with_sizes(
+            &mut rec,
+            &mut gwc,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
+        .await;
+        match r {
+            Ok((to_site, from_site)) => {
+                info!(%site, bytes_to_site = to_site, bytes_from_site = from_site, secs = started.elapsed().as_secs(), "stream ended")
+            }
+            Err(e) => {
+                info!(%site, error = %e, secs = started.elapsed().as_secs(), "stream ended")
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn refuse(conn: &mut Conn, e: Error) -> Result<()> {
+    let reason = match &e {
+        Error::Refused(r) => r.clone(),
+        other => other.to_string(),
+    };
+    proto::send(conn, &Reply::Refused { reason }).await?;
+    let _ = conn.shutdown().await;
+    Err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_and_recorders_are_checked_against_their_files() {
+        let dir = std::env::temp_dir().join(format!("vigil-site-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("site"), "site-token\n").unwrap();
+        std::fs::write(dir.join("rec"), "rec-token").unwrap();
+        let cfg = Config {
+            listen: "127.0.0.1:0".into(),
+            cert_file: dir.join("c"),
+            key_file: dir.join("k"),
+            sites: vec![SiteEntry {
+                namespace: "a".into(),
+                name: "branch".into(),
+                token_file: dir.join("site"),
+                camera_networks: CameraNetworks {
+                    allow: vec!["192.168.50.0/24".into()],
+                    deny: vec![],
+                },
+            }],
+            recorders: vec![RecorderEntry {
+                namespace: "a".into(),
+                token_file: dir.join("rec"),
+            }],
+        };
+        let t = Token::new("site-token");
+        assert!(cfg.authenticate_site("a", "branch", &t).is_ok());
+        assert!(
+            cfg.authenticate_site("b", "branch", &t).is_err(),
+            "other namespace"
+        );
+        assert!(
+            cfg.authenticate_site("a", "other", &t).is_err(),
+            "unknown site"
+        );
+        assert!(
+            cfg.authenticate_site("a", "branch", &Token::new("x"))
+                .is_err()
+        );
+        assert!(
+            cfg.authenticate_recorder("a", &Token::new("rec-token"))
+                .is_ok()
+        );
+        assert!(
+            cfg.authenticate_recorder("b", &Token::new("rec-token"))
+                .is_err()
+        );
+        assert!(
+            cfg.authenticate_recorder("a", &t).is_err(),
+            "a site token is no recorder token"
+        );
+        // Revocation: the file changes, the old token stops working.
+        std::fs::write(dir.join("site"), "rotated").unwrap();
+        let e = cfg
+            .authenticate_site("a", "branch", &t)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("revoked") && !e.contains("site-token"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,232 @@
+//! The relay end to end on loopback, in one process with real TLS and TCP: vigil-rendezvous,
+//! a vigil-gateway and a recorder's `SiteLink`, with a TCP "camera" the gateway dials.
+//! Checks the refusals (unknown site, wrong token, another namespace's recorder, an address
+//! outside the site's camera networks) and that bytes arrive intact both ways; measures the time
+//! to open a stream and the relay's throughput against plain loopback TCP in the same run
+//! (`cargo test --release -p vigil-site --test relay -- --nocapture`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use vigil_api::CameraNetworks;
+use vigil_site::gateway::Gateway;
+use vigil_site::proto::Token;
+use vigil_site::rendezvous::{Config, RecorderEntry, Rendezvous, SiteEntry};
+use vigil_site::{Error, SiteLink};
+
+struct Setup {
+    dir: std::path::PathBuf,
+    link: SiteLink,
+    camera: u16,
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A "camera": echoes what it reads, or, after a `SEND n\n` line, sends n bytes.
+async fn camera() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = [0u8; 16];
+                if s.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                if &head[..5] == b"SEND " {
+                    let n: usize = std::str::from_utf8(&head[5..])
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap();
+                    let buf = vec![0x5au8; 256 * 1024];
+                    let mut left = n;
+                    while left > 0 {
+                        let k = left.min(buf.len());
+                        if s.write_all(&buf[..k]).await.is_err() {
+                            return;
+                        }
+                        left -= k;
+                    }
+                } else {
+                    let _ = s.write_all(&head).await;
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+async fn setup(tag: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("vigil-site-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["vigil-rendezvous".into()]).unwrap();
+    let ca = write(&dir, "rv.pem", &cert.cert.pem());
+    let key = write(&dir, "rv.key", &cert.signing_key.serialize_pem());
+    let site_token = write(&dir, "site.token", "site-secret\n");
+    let rec_token = write(&dir, "rec.token", "rec-secret\n");
+    write(&dir, "other.token", "other-secret\n");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cfg = Config {
+        listen: addr.clone(),
+        cert_file: ca.clone(),
+        key_file: key,
+        sites: vec![SiteEntry {
+            namespace: "shop".into(),
+            name: "branch1".into(),
+            token_file: site_token.clone(),
+            camera_networks: CameraNetworks {
+                allow: vec!["127.0.0.1/32".into()],
+                deny: vec![],
+            },
+        }],
+        recorders: vec![
+            RecorderEntry {
+                namespace: "shop".into(),
+                token_file: rec_token.clone(),
+            },
+            RecorderEntry {
+                namespace: "other".into(),
+                token_file: dir.join("other.token"),
+            },
+        ],
+    };
+    tokio::spawn(Rendezvous::new(cfg).unwrap().serve(listener));
+    let tls = vigil_site::tls::client_config(&ca).unwrap();
+    let name = vigil_site::tls::server_name("vigil-rendezvous").unwrap();
+    let gw = Gateway {
+        rendezvous: addr.clone(),
+        server_name: name.clone(),
+        tls: tls.clone(),
+        namespace: "shop".into(),
+        site: "branch1".into(),
+        token: Token::from_file(&site_token).unwrap(),
+    };
+    tokio::spawn(gw.run());
+    let link = SiteLink::from_files(&addr, "vigil-rendezvous", &ca, &rec_token, "shop").unwrap();
+    let camera = camera().await;
+    Setup { dir, link, camera }
+}
+
+async fn open_when_up(s: &Setup) -> (vigil_site::SiteStream, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = Instant::now();
+        match s
+            .link
+            .open("branch1", "127.0.0.1", s.camera, Duration::from_secs(5))
+            .await
+        {
+            Ok(c) => return (c, t.elapsed()),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the stream never opened: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn relays_only_what_is_allowed() {
+    let s = setup("auth").await;
+    let (mut c, _) = open_when_up(&s).await;
+    c.write_all(b"OPTIONS rtsp://x").await.unwrap();
+    c.write_all(b" RTSP/1.0\r\n\r\n").await.unwrap();
+    let mut got = vec![0u8; 29];
+    c.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n");
+
+    let refused = |r: Result<vigil_site::SiteStream, Error>| match r {
+        Err(Error::Refused(reason)) => reason,
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("expected a refusal, got a stream"),
+    };
+    let t = Duration::from_secs(5);
+    let r = refused(s.link.open("branch2", "127.0.0.1", s.camera, t).await);
+    assert!(r.contains("not connected"), "{r}");
+    // An address outside the site's camera networks: the gateway refuses to dial it.
+    let r = refused(s.link.open("branch1", "127.0.0.2", s.camera, t).await);
+    assert!(r.contains("not in the site's camera networks"), "{r}");
+    // A recorder of another namespace, and a wrong recorder token.
+    let mut other = s.link.clone();
+    other.namespace = "other".into();
+    other.token = Token::new("other-secret");
+    let r = refused(other.open("branch1", "127.0.0.1", s.camera, t).await);
+    assert!(r.contains("not connected"), "another namespace's site: {r}");
+    let mut wrong = s.link.clone();
+    wrong.token = Token::new("guess");
+    let r = refused(wrong.open("branch1", "127.0.0.1", s.camera, t).await);
+    assert!(r.contains("not allowed") && !r.contains("guess"), "{r}");
+    // A gateway with a wrong token never registers: its site stays unreachable.
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_throughput_against_plain_tcp() {
+    let s = setup("tput").await;
+    let (_, first_open) = open_when_up(&s).await;
+    let mut opens = vec![];
+    for _ in 0..20 {
+        let (c, d) = open_when_up(&s).await;
+        drop(c);
+        opens.push(d.as_secs_f64() * 1e3);
+    }
+    opens.sort_by(f64::total_cmp);
+    // Lean in the unit stage (debug build); the figures come from a release build.
+    const N: usize = if cfg!(debug_assertions) {
+        32 << 20
+    } else {
+        256 << 20
+    };
+    let recv_all = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0usize;
+        loop {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            assert!(
+                buf[..n].iter().all(|b| *b == 0x5a),
+                "bytes changed on the way"
+            );
+            total += n;
+        }
+        total
+    };
+    let head = format!("SEND {N:<11}");
+    // Baseline: the camera over plain loopback TCP.
+    let t = Instant::now();
+    let mut d = tokio::net::TcpStream::connect(("127.0.0.1", s.camera))
+        .await
+        .unwrap();
+    d.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(recv_all(Box::new(d)).await, N);
+    let direct = N as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e9;
+    // Through the relay: recorder ⇄ TLS ⇄ rendezvous ⇄ TLS ⇄ gateway ⇄ camera.
+    let (mut c, _) = open_when_up(&s).await;
+    let t = Instant::now();
+    c.write_all(head.as_bytes()).await.unwrap();
+    assert_eq!(recv_all(Box::new(c)).await, N);
+    let relayed = N as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e9;
+    println!(
+        "FIGURE first_open_ms {:.1}; open_ms p50 {:.2} max {:.2} (n=20); throughput direct TCP {direct:.2} Gbit/s, through the relay (2 TLS legs, gateway and rendezvous in this process) {relayed:.2} Gbit/s, {} MiB",
+        first_open.as_secs_f64() * 1e3,
+        opens[opens.len() / 2],
+        opens[opens.len() - 1],
+        N >> 20
+    );
+    assert!(relayed > 0.0);
+    std::fs::remove_dir_all(&s.dir).ok();
+}
