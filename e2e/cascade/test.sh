@@ -6,7 +6,8 @@
 # parent with their domain path and the intersected rights, a camera's state change reaches the
 # parent within 5 s, an unknown certificate identity is refused, the child is shown Offline
 # within 15 s of killing its access point, Online again when it comes back, and Unregistered
-# when its ParentDomain is deleted.
+# when its ParentDomain is deleted; and the parent's web page (headless Chromium) plays the
+# child's camera through the parent.
 # Prints "cascade: N passed, M failed". Uses domain INDEX 11 and 12 and ports 18111-18121.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -199,7 +200,7 @@ check "child registers: ChildDomain site-a Ready=True/Online" wait_for 30 is rea
 check "parent lists the shared cameras (not the unshared one)" wait_for 10 listed '["door","yard"]'
 door=$(cameras '.cameras[] | select(.name=="door")')
 echo "  door: $door"
-check "domain path [site-a], namespace site" test "$(jq -c '[.domainPath, .namespace, .domainDisplayName]' <<<"$door")" = '[["site-a"],"site","Site A"]'
+check "domain path [site-a] (ChildDomain fed/site-a), namespace site" test "$(jq -c '[.domainPath, .domainNamespace, .namespace, .domainDisplayName]' <<<"$door")" = '[["site-a"],"fed","site","Site A"]'
 check "rights = child shares {playback,export} ∩ parent accepts {live,playback} ∩ user may {playback}" \
   test "$(jq -c .rights <<<"$door")" = '["playback"]'
 check "door online (Recording), yard offline" test "$(cameras '[.cameras[] | select(.remote) | .online]')" = '[true,false]'
@@ -246,6 +247,17 @@ frames=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream
 echo "  first segment through the tunnel: init $c1, media $c2 ($(stat -c %s "$WORK/media.m4s" 2>/dev/null) bytes, ${t_segment} ms): $frames"
 check "its first segment plays (ffprobe: h264, 30+ frames)" \
   awk -F, -v f="$frames" 'BEGIN{split(f, a, ","); exit !(a[1] == "h264" && a[2] + 0 >= 30)}'
+# The parent's web page, in headless Chromium, as the parent's user sees it: the child's camera
+# listed under its domain, its timeline, and playback with hls.js through the parent.
+if [ ! -d e2e/ui/node_modules/playwright-core ]; then
+  (cd e2e/ui && npm install --no-audit --no-fund >/dev/null 2>&1)
+fi
+if node e2e/ui/remote.mjs "http://$P_HTTP" "$VIEWER" "site-a:site/door" "$target/ui/remote.png" >"$WORK/remote-ui.log" 2>&1; then
+  ok "the parent's web page lists the child's camera and plays it through the parent (Chromium, hls.js)"
+else
+  fail "the parent's web page lists the child's camera and plays it through the parent (Chromium, hls.js)"
+fi
+sed 's/^/  page: /' "$WORK/remote-ui.log"
 check "export is refused: the parent does not accept the export right (403)" \
   test "$(remote "door/export.mp4?$range" /dev/null)" = 403
 check "a user without rights on the child is refused (403)" \

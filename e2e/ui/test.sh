@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Web page test: records real footage from the camera simulator (one stream dropped for a few
-# seconds, plus a backfilled segment placed in the hole) into a local store, starts
+# seconds, plus a backfilled segment placed in the hole; the other recorded in Event mode around
+# one motion alarm raised through the simulator's ONVIF event service) into a local store, starts
 # `vigil-access serve --no-auth`, and drives the page in headless Debian Chromium
 # (playwright-core, never a downloaded browser). Prints "N passed, M failed"; writes a
 # screenshot to $VIGIL_UI_OUT (default target/ui/timeline.png).
@@ -45,15 +46,26 @@ buffer: {dir: $work/buf}
 cameraNetworks: {allow: [127.0.0.1/32]}
 cameras:
   - {namespace: site-a, name: cam1, url: "rtsp://127.0.0.1:$rtsp/cam1/live"}
-  - {namespace: site-b, name: cam2, url: "rtsp://127.0.0.1:$rtsp/cam2/live"}
+  - namespace: site-b
+    name: cam2
+    url: "rtsp://127.0.0.1:$rtsp/cam2/live"
+    events: {onvifUrl: "http://127.0.0.1:$control/onvif/device_service", preSeconds: 2, postSeconds: 2}
 YAML
 "$bin" record --config "$work/rec.yaml" --listen 127.0.0.1:0 --reconnect-min-ms 200 --reconnect-max-ms 400 \
   2>"$work/rec.log" &
 rec=$!
 pids+=($rec)
+# cam2 records only around events: wait for its PullPoint subscription before the alarm.
+for _ in $(seq 150); do
+  curl -fsS "http://127.0.0.1:$control/healthz" | grep -q '"pullpoint_subscriptions": *[1-9]' && break
+  sleep 0.1
+done
 sleep $((secs / 3))
 curl -fsS -X POST "http://127.0.0.1:$control/cameras/cam1/drop" >/dev/null
-sleep 6
+curl -fsS -X POST "http://127.0.0.1:$control/cameras/cam2/motion?state=true" >/dev/null
+sleep 3
+curl -fsS -X POST "http://127.0.0.1:$control/cameras/cam2/motion?state=false" >/dev/null
+sleep 3
 curl -fsS -X POST "http://127.0.0.1:$control/cameras/cam1/restore" >/dev/null
 sleep $((secs - secs / 3 - 6))
 kill -TERM "$rec"; wait "$rec" || true

@@ -194,6 +194,7 @@ impl Parent {
                     "name": k.name,
                     "remote": true,
                     "domain": s.name,
+                    "domainNamespace": s.ns,
                     "domainDisplayName": s.display,
                     "domainPath": path,
                     "domainOnline": s.online,
@@ -398,8 +399,9 @@ async fn unregister(State(p): P, ConnectInfo(peer): C, body: Bytes) -> Reply {
         let id = identity(&peer)?;
         let msg: Unregister = parse(&body)?;
         let now = p.now_ms();
+        let active = p.tunnels.in_flight(&id);
         p.reg()
-            .unregister(&id, msg.session, msg.force, now)
+            .unregister(&id, msg.session, msg.force, active, now)
             .map_err(refusal)?;
         info!(identity = %id, "child unregistered");
         Ok(Reply(StatusCode::OK, json!({})))

@@ -210,15 +210,18 @@ impl Registry {
         Ok(c.cameras.len())
     }
 
-    /// Removes the child's session (it shows Unregistered until it registers again).
+    /// Removes the child's session (it shows Unregistered until it registers again); refused
+    /// while `active_sessions` proxied answers are being streamed, unless `force`.
     pub fn unregister(
         &mut self,
         identity: &str,
         session: u64,
         force: bool,
+        active_sessions: usize,
         now_ms: u64,
     ) -> Result<(), Refusal> {
         let c = self.session_mut(identity, session)?;
+        c.active_sessions = active_sessions;
         if c.active_sessions > 0 && !force {
             return Err(Refusal::Busy {
                 sessions: c.active_sessions,
@@ -570,12 +573,15 @@ mod tests {
         let mut r = Registry::new(1);
         let s = r.register("a", adm(10), None, &Right::ALL, 0).unwrap();
         r.catalog("a", full(s, 0, vec![cam("a", true)]), 0).unwrap();
-        r.children.get_mut("a").unwrap().active_sessions = 2;
         assert_eq!(
-            r.unregister("a", s, false, 1),
+            r.unregister("a", s, false, 2, 1),
             Err(Refusal::Busy { sessions: 2 })
         );
-        r.unregister("a", s, true, 1).unwrap();
+        assert!(
+            r.get("a").unwrap().online,
+            "a refused unregister changes nothing"
+        );
+        r.unregister("a", s, true, 2, 1).unwrap();
         let c = r.get("a").unwrap();
         assert_eq!(
             (c.online, c.reason, c.cameras.len()),

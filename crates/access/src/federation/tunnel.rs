@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use futures::StreamExt;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::ServiceExt;
@@ -68,11 +69,56 @@ pub fn parse_camera_path(path: &str) -> Option<(&str, &str, &str)> {
 pub struct Tunnels {
     inner: Mutex<HashMap<String, (u64, SendRequest<Body>)>>,
     next: std::sync::atomic::AtomicU64,
+    /// Proxied requests whose answer is still being streamed, by child identity: the "active
+    /// sessions" an unregister without `force` must not cut.
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Counts one proxied answer as in flight until its body is dropped (sent or abandoned).
+struct InFlight {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    identity: String,
+}
+
+impl InFlight {
+    fn new(counts: Arc<Mutex<HashMap<String, usize>>>, identity: &str) -> Self {
+        *counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(identity.to_string())
+            .or_default() += 1;
+        InFlight {
+            counts,
+            identity: identity.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.identity);
+            }
+        }
+    }
 }
 
 impl Tunnels {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, SendRequest<Body>)>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proxied answers to child `identity` still being streamed.
+    pub fn in_flight(&self, identity: &str) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(identity)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn is_open(&self, identity: &str) -> bool {
@@ -83,7 +129,10 @@ impl Tunnels {
 
     /// Takes over an upgraded connection from child `identity` as its tunnel (replacing an
     /// older one) and drives it until it ends.
-    pub async fn run(self: Arc<Self>, identity: String, io: hyper::upgrade::Upgraded) {
+    pub async fn run<I>(self: Arc<Self>, identity: String, io: I)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let (send, conn) =
             match hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await {
                 Ok(x) => x,
@@ -122,9 +171,16 @@ impl Tunnels {
                 format!("the child domain did not answer: {e}"),
             )
         };
+        let guard = InFlight::new(self.in_flight.clone(), identity);
         send.ready().await.map_err(unreachable)?;
         let resp = send.send_request(req).await.map_err(unreachable)?;
-        Ok(resp.map(Body::new))
+        // The answer counts as an active session until its body is dropped.
+        Ok(resp.map(|b| {
+            Body::from_stream(Body::new(b).into_data_stream().map(move |chunk| {
+                let _counted = &guard;
+                chunk
+            }))
+        }))
     }
 }
 
@@ -289,5 +345,68 @@ mod tests {
             code(answer(app, &OnlyDoorPlayback, post).await),
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    /// A proxied answer counts as an active session while its body is being read, and stops
+    /// counting when it is dropped: over a real HTTP/2 connection (the tunnel's roles: this
+    /// side the client, the "child" serving an answer that streams a chunk every 50 ms).
+    #[tokio::test]
+    async fn an_answer_in_flight_is_counted_until_dropped() {
+        let (parent_io, child_io) = tokio::io::duplex(64 * 1024);
+        let slow = Router::new().route(
+            "/api/v1/cameras/{ns}/{name}/export.mp4",
+            axum::routing::get(|| async {
+                let chunks = futures::stream::unfold(0u32, |n| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Some((Ok::<_, std::io::Error>(vec![b'x'; 1024]), n + 1))
+                });
+                Body::from_stream(chunks)
+            }),
+        );
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let app = slow.clone();
+            async move {
+                let r = app.oneshot(req.map(Body::new)).await;
+                Ok::<_, std::convert::Infallible>(match r {
+                    Ok(r) => r,
+                    Err(e) => match e {},
+                })
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(child_io), svc),
+        );
+        let tunnels = Arc::new(Tunnels::default());
+        tokio::spawn(
+            tunnels
+                .clone()
+                .run("site-a".to_string(), TokioIo::new(parent_io)),
+        );
+        for _ in 0..100 {
+            if tunnels.is_open("site-a") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(tunnels.in_flight("site-a"), 0);
+        let get = || {
+            Request::get("/api/v1/cameras/site/door/export.mp4")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let resp = tunnels.forward("site-a", get()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let mut data = resp.into_body().into_data_stream();
+        let first = data.next().await.expect("a chunk").expect("data");
+        assert_eq!(first.len(), 1024);
+        assert_eq!(tunnels.in_flight("site-a"), 1, "one answer streaming");
+        let second = tunnels.forward("site-a", get()).await.unwrap();
+        assert_eq!(tunnels.in_flight("site-a"), 2);
+        drop(data);
+        assert_eq!(tunnels.in_flight("site-a"), 1, "the dropped one is done");
+        drop(second);
+        assert_eq!(tunnels.in_flight("site-a"), 0);
+        assert_eq!(tunnels.in_flight("other"), 0);
     }
 }

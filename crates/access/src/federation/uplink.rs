@@ -3,6 +3,7 @@
 //! never depends on any of this (it runs in the recorders, not here).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,8 @@ struct Link {
     http: reqwest::Client,
     base: String,
     session: u64,
+    /// Set when the ParentDomain is deleted: the tunnel refuses new requests from then on.
+    withdrawn: Arc<AtomicBool>,
 }
 
 async fn post<T: Serialize, R: DeserializeOwned>(
@@ -184,11 +187,13 @@ struct Shared {
     selector: CameraSelector,
     rights: Vec<vigil_api::Right>,
     cams: Store<Camera>,
+    withdrawn: Arc<AtomicBool>,
 }
 
 impl tunnel::Share for Shared {
     fn allows(&self, ns: &str, name: &str, right: vigil_api::Right) -> bool {
-        ns == self.namespace
+        !self.withdrawn.load(Ordering::Relaxed)
+            && ns == self.namespace
             && self.rights.contains(&right)
             && self
                 .cams
@@ -283,10 +288,12 @@ async fn session(
     )
     .await?;
     info!(parent = %base, domain = %reg.domain, session = reg.session, "registered with parent");
+    let withdrawn = Arc::new(AtomicBool::new(false));
     let l = Link {
         http: http.clone(),
         base: base.clone(),
         session: reg.session,
+        withdrawn: withdrawn.clone(),
     };
     if let Ok(mut g) = link.lock() {
         *g = Some(l);
@@ -301,6 +308,7 @@ async fn session(
             selector: pd.spec.camera_selector.clone(),
             rights: pd.spec.rights.clone(),
             cams: cams.clone(),
+            withdrawn,
         }),
     )));
     let keepalive = Duration::from_millis(reg.keepalive_ms.clamp(500, 60_000));
@@ -448,23 +456,13 @@ pub async fn supervise(client: kube::Client, tunnel_app: Arc<OnceLock<axum::Rout
                     .collect();
                 for k in gone {
                     if let Some((task, link)) = running.remove(&k) {
-                        task.abort();
                         let l = link.lock().ok().and_then(|g| g.clone());
-                        if let Some(l) = l {
-                            let r: Result<serde_json::Value, _> = post(
-                                &l.http,
-                                &l.base,
-                                "unregister",
-                                &Unregister {
-                                    session: l.session,
-                                    force: false,
-                                },
-                            )
-                            .await;
-                            match r {
-                                Ok(_) => info!(parent = %l.base, "unregistered"),
-                                Err(e) => warn!(parent = %l.base, error = %e, "unregister"),
+                        match l {
+                            // The link (and its tunnel) lives on while the parent drains.
+                            Some(l) => {
+                                tokio::spawn(unregister_draining(l, task));
                             }
+                            None => task.abort(),
                         }
                     }
                 }
@@ -528,4 +526,46 @@ mod tests {
             4
         );
     }
+}
+
+/// How long a deleted ParentDomain's link waits for the parent's users to finish what they are
+/// watching or downloading through the tunnel before unregistering with `force`.
+pub const UNREGISTER_DRAIN: Duration = Duration::from_secs(60);
+
+/// Unregisters from a parent whose ParentDomain was deleted. The parent refuses (409) while
+/// proxied answers are still streaming through the tunnel; the link — keepalives and the
+/// tunnel, which now refuses new requests because the share is gone — stays up and the
+/// unregister is asked again every 2 s, with `force` after [`UNREGISTER_DRAIN`]. Then the link
+/// task (and its tunnel) ends.
+async fn unregister_draining(l: Link, task: tokio::task::JoinHandle<()>) {
+    l.withdrawn.store(true, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + UNREGISTER_DRAIN;
+    loop {
+        let force = tokio::time::Instant::now() >= deadline;
+        let r: Result<serde_json::Value, _> = post(
+            &l.http,
+            &l.base,
+            "unregister",
+            &Unregister {
+                session: l.session,
+                force,
+            },
+        )
+        .await;
+        match r {
+            Ok(_) => {
+                info!(parent = %l.base, forced = force, "unregistered");
+                break;
+            }
+            Err(Fail::Status(409, msg)) if !force => {
+                info!(parent = %l.base, reason = %msg, "parent has active sessions through this domain; unregistering when they end");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                warn!(parent = %l.base, error = %e, "unregister");
+                break;
+            }
+        }
+    }
+    task.abort();
 }
