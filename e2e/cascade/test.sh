@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC1090  # the domains' env files are known only at run time
-# Cascaded domains against real, independent control planes (e2e/cluster/domain.sh): a parent
-# and a child domain, each with its own etcd and API server; their access points run as host
-# processes. Checks: the child registers (mutual TLS), its shared cameras are listed by the
+# Cascaded domains against real, independent control planes (e2e/cluster/domain.sh): a parent,
+# a child and a grandchild ("leaf") domain, each with its own etcd and API server; their access
+# points run as host processes. Checks: the child registers (mutual TLS), its shared cameras are listed by the
 # parent with their domain path and the intersected rights, a camera's state change reaches the
 # parent within 5 s, an unknown certificate identity is refused, the child is shown Offline
 # within 15 s of killing its access point, Online again when it comes back, and Unregistered
 # when its ParentDomain is deleted; and the parent's web page (headless Chromium) plays the
-# child's camera through the parent.
-# Prints "cascade: N passed, M failed". Uses domain INDEX 11 and 12 and ports 18111-18121.
+# child's camera through the parent. Three levels: the child passes on its own child's cameras
+# (ParentDomain passOn); the top lists the leaf's camera with its domain path, plays it back
+# through two hops (ffprobe), sees its state change within 5 s and sees it offline within 15 s
+# of killing the leaf's access point.
+# Prints "cascade: N passed, M failed". Uses domain INDEX 11, 12 and 13 and ports 18111-18131.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 target=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$target/debug/vigil-access
 WORK=$(mktemp -d -t vigil-cascade-XXXXXX)
-PARENT=cascade-parent CHILD=cascade-child
-P_HTTP=127.0.0.1:18111 P_FED=127.0.0.1:18112 C_HTTP=127.0.0.1:18121
+PARENT=cascade-parent CHILD=cascade-child LEAF=cascade-leaf
+P_HTTP=127.0.0.1:18111 P_FED=127.0.0.1:18112 C_HTTP=127.0.0.1:18121 C_FED=127.0.0.1:18122
+L_HTTP=127.0.0.1:18131
 passed=0 failed=0 pids=()
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
@@ -28,21 +32,26 @@ cleanup() {
   wait 2>/dev/null
   bash e2e/cluster/domain.sh down $PARENT --purge >/dev/null 2>&1
   bash e2e/cluster/domain.sh down $CHILD --purge >/dev/null 2>&1
+  bash e2e/cluster/domain.sh down $LEAF --purge >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 cargo build --quiet -p vigil-access -p vigil-recorder || { echo "cascade: 0 passed, 1 failed"; exit 1; }
 
-# Two domains, started side by side.
+# Three domains, started side by side.
 bash e2e/cluster/domain.sh up $PARENT 11 >"$WORK/parent-up.log" 2>&1 &
 up1=$!
 bash e2e/cluster/domain.sh up $CHILD 12 >"$WORK/child-up.log" 2>&1 &
 up2=$!
-# Meanwhile, real footage of the child's camera site/door in the child's store: the camera
-# simulator recorded for ~10 s by a recorder in file mode.
+bash e2e/cluster/domain.sh up $LEAF 13 >"$WORK/leaf-up.log" 2>&1 &
+up3=$!
+# Meanwhile, real footage of the child's camera site/door and the leaf's plant/gate in the
+# child's store (the leaf's access point serves the same directory): the camera simulator
+# recorded for ~10 s by a recorder in file mode.
 /usr/bin/python3 e2e/camera-sim/camera_sim.py --rtsp-port 0 --control-port 0 \
   --camera name=door,codec=h264,bitrate=400,fps=15,width=320,height=180,gop=15 \
+  --camera name=gate,codec=h264,bitrate=400,fps=15,width=320,height=180,gop=15 \
   >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 pids+=("$SIM_PID")
@@ -55,19 +64,22 @@ buffer: {dir: $WORK/buf}
 cameraNetworks: {allow: [127.0.0.1/32]}
 cameras:
   - {namespace: site, name: door, url: "rtsp://127.0.0.1:${rtsp:-1}/door/live"}
+  - {namespace: plant, name: gate, url: "rtsp://127.0.0.1:${rtsp:-1}/gate/live"}
 YAML
 REC_FROM=$(date +%s%3N)
 "$target/debug/vigil-recorder" record --config "$WORK/rec.yaml" --listen 127.0.0.1:0 2>"$WORK/rec.log" &
 REC_PID=$!
 pids+=("$REC_PID")
-if ! wait $up1 || ! wait $up2; then
+if ! wait $up1 || ! wait $up2 || ! wait $up3; then
   cat "$WORK"/*-up.log
   echo "cascade: 0 passed, 1 failed"; exit 1
 fi
 P_ENV=$(bash e2e/cluster/domain.sh env $PARENT)
 C_ENV=$(bash e2e/cluster/domain.sh env $CHILD)
+L_ENV=$(bash e2e/cluster/domain.sh env $LEAF)
 pk() { (. "$P_ENV" && kubectl "$@"); }
 ck() { (. "$C_ENV" && kubectl "$@"); }
+lk() { (. "$L_ENV" && kubectl "$@"); }
 # Raw API requests (kubectl 1.20 cannot patch a status subresource) with a domain's admin cert.
 api() { # DOMAIN METHOD PATH [BODY]
   local dir=${VIGIL_DOMAINS_DIR:-/var/lib/vigil-domains}/$1 url type=application/json
@@ -76,7 +88,8 @@ api() { # DOMAIN METHOD PATH [BODY]
   curl -sS --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
     -X "$2" -H "Content-Type: $type" "$url$3" ${4:+-d "$4"}
 }
-pk apply -f crds/ >/dev/null && ck apply -f crds/ >/dev/null || { echo "cascade: 0 passed, 1 failed"; exit 1; }
+pk apply -f crds/ >/dev/null && ck apply -f crds/ >/dev/null && lk apply -f crds/ >/dev/null ||
+  { echo "cascade: 0 passed, 1 failed"; exit 1; }
 
 # Federation PKI: one CA signs the parent's server certificate and the children's client
 # certificates; another CA signs a certificate the parent must not trust.
@@ -91,7 +104,9 @@ for ca in fedca otherca; do
     -days 2 -subj "/CN=$ca" 2>/dev/null
 done
 pki parent-server parent fedca "IP:127.0.0.1,DNS:localhost"
+pki mid-server mid fedca "IP:127.0.0.1,DNS:localhost"
 pki child child-a fedca
+pki leaf leaf-a fedca
 pki intruder intruder fedca
 pki stranger child-a otherca
 
@@ -150,6 +165,16 @@ spec:
   cameraSelector: {matchLabels: {share: "yes"}}
   rights: [playback, export]
   displayName: Site A
+  # Three levels: the cameras the leaf domain shares with us go on up.
+  passOn: [{name: leaf, namespace: fed}]
+EOF
+# The child is a parent too: it accepts the leaf (identity leaf-a) with playback.
+ck create namespace fed >/dev/null
+ck apply -f - >/dev/null <<EOF
+apiVersion: vigil.dev/v1alpha1
+kind: ChildDomain
+metadata: {name: leaf, namespace: fed}
+spec: {identity: leaf-a, rights: [playback]}
 EOF
 for cam in door:yes yard:yes private:no; do
   ck apply -f - >/dev/null <<EOF
@@ -172,7 +197,9 @@ echo "storage: {local: {path: $WORK/child-store}}" >"$WORK/child.yaml"
 pids+=($!)
 start_child() {
   (. "$C_ENV" && exec "$BIN" serve --config "$WORK/child.yaml" --listen $C_HTTP --no-auth \
-    --federation-uplink) >>"$WORK/child.log" 2>&1 &
+    --federation-uplink --federation-listen $C_FED --federation-cert "$WORK/mid-server.crt" \
+    --federation-key "$WORK/mid-server.key" --federation-client-ca "$WORK/fedca.crt" \
+    --federation-namespace fed) >>"$WORK/child.log" 2>&1 &
   CHILD_PID=$!
   pids+=("$CHILD_PID")
 }
@@ -194,7 +221,8 @@ wait_for() {
   done
 }
 is() { [ "$($1)" = "$2" ]; }
-listed() { [ "$(cameras '[.cameras[] | select(.remote) | .name] | sort')" = "$1" ]; }
+# The child's own cameras (domain path of one level).
+listed() { [ "$(cameras '[.cameras[] | select(.remote and (.domainPath | length) == 1) | .name] | sort')" = "$1" ]; }
 
 check "child registers: ChildDomain site-a Ready=True/Online" wait_for 30 is ready True/Online
 check "parent lists the shared cameras (not the unshared one)" wait_for 10 listed '["door","yard"]'
@@ -203,7 +231,7 @@ echo "  door: $door"
 check "domain path [site-a] (ChildDomain fed/site-a), namespace site" test "$(jq -c '[.domainPath, .domainNamespace, .namespace, .domainDisplayName]' <<<"$door")" = '[["site-a"],"fed","site","Site A"]'
 check "rights = child shares {playback,export} ∩ parent accepts {live,playback} ∩ user may {playback}" \
   test "$(jq -c .rights <<<"$door")" = '["playback"]'
-check "door online (Recording), yard offline" test "$(cameras '[.cameras[] | select(.remote) | .online]')" = '[true,false]'
+check "door online (Recording), yard offline" test "$(cameras '[.cameras[] | select(.remote and (.domainPath | length) == 1) | .online]')" = '[true,false]'
 check "a user without rights on the child sees no remote camera" \
   test "$(cameras '[.cameras[] | select(.remote)] | length' "$NOBODY")" = 0
 cd_status() { pk -n fed get childdomain site-a -o json | jq -c '[.status.cameras, .status.camerasOnline, .status.rights, (.status.lastKeepalive // "" | .[0:10])]'; }
@@ -267,6 +295,82 @@ check "an unshared camera of the child is not served (404)" \
 check "no way through the tunnel to the child's other routes (404)" \
   test "$(remote "door/whep" /dev/null)" = 404
 
+
+# Three levels: the leaf domain registers with the child, which passes its camera on to the
+# top; the top plays it back through two hops (top → child tunnel → leaf tunnel).
+lk create namespace plant >/dev/null
+lk -n plant create secret generic mid-link --from-file=tls.crt="$WORK/leaf.crt" \
+  --from-file=tls.key="$WORK/leaf.key" --from-file=ca.crt="$WORK/fedca.crt" >/dev/null
+lk apply -f - >/dev/null <<EOF
+apiVersion: vigil.dev/v1alpha1
+kind: ParentDomain
+metadata: {name: mid, namespace: plant}
+spec: {url: "https://$C_FED", credentialsSecret: mid-link, rights: [playback], displayName: Plant}
+---
+apiVersion: vigil.dev/v1alpha1
+kind: Camera
+metadata: {name: gate, namespace: plant}
+spec: {source: {url: "rtsp://127.0.0.1:8554/gate"}, pool: main, expectedBitrateKbps: 1000}
+EOF
+leaf_state() { api $LEAF PATCH "/apis/vigil.dev/v1alpha1/namespaces/plant/cameras/gate/status" "{\"status\":{\"state\":\"$1\"}}" >/dev/null; }
+leaf_state Recording
+(. "$L_ENV" && exec "$BIN" serve --config "$WORK/child.yaml" --listen $L_HTTP --no-auth \
+  --federation-uplink) >"$WORK/leaf.log" 2>&1 &
+LEAF_PID=$!
+pids+=("$LEAF_PID")
+leaf_ready() { ck -n fed get childdomain leaf -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null; }
+check "the leaf registers with the child: its ChildDomain leaf Ready=True/Online" wait_for 30 is leaf_ready True/Online
+gate() { cameras '.cameras[] | select(.name=="gate") | [.domainPath, .domainNamespace, .namespace, .online]'; }
+check "the top lists the leaf's camera within 10 s: path [site-a, leaf], online" \
+  wait_for 10 is gate '[["site-a","leaf"],"fed","plant",true]'
+echo "  gate at the top: $(gate) (after ${waited_ms} ms)"
+deep() { # PATH OUT [TOKEN]: HTTP status of GET PATH of the leaf's camera through two hops
+  curl -sS -o "$2" -w '%{http_code}' -H "Authorization: Bearer ${3:-$VIEWER}" \
+    "http://$P_HTTP/api/v1/domains/fed/site-a:leaf/cameras/plant/$1" 2>/dev/null
+}
+deep_tunnel_up() { grep -q 'proxy tunnel open' "$WORK/leaf.log"; }
+wait_for 10 deep_tunnel_up
+t0=$(date +%s%N)
+code=$(deep "gate/index.m3u8?$range" "$WORK/gate.m3u8")
+t_deep=$((($(date +%s%N) - t0) / 1000000))
+check "the leaf camera's playlist through two hops: 200 (${t_deep} ms)" test "$code" = 200
+init=$(sed -n 's/^#EXT-X-MAP:URI="\(.*\)"/\1/p' "$WORK/gate.m3u8" | head -1)
+media=$(grep -m1 'media.m4s' "$WORK/gate.m3u8")
+t0=$(date +%s%N)
+c1=$(deep "gate/$init" "$WORK/ginit.mp4"); c2=$(deep "gate/$media" "$WORK/gmedia.m4s")
+t_deep_segment=$((($(date +%s%N) - t0) / 1000000))
+cat "$WORK/ginit.mp4" "$WORK/gmedia.m4s" >"$WORK/gate.mp4" 2>/dev/null
+frames=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=codec_name,nb_read_frames \
+  -of csv=p=0 "$WORK/gate.mp4" 2>/dev/null)
+echo "  first segment through two hops: init $c1, media $c2 (${t_deep_segment} ms): $frames"
+check "its first segment plays (ffprobe: h264, 30+ frames)" \
+  awk -F, -v f="$frames" 'BEGIN{split(f, a, ","); exit !(a[1] == "h264" && a[2] + 0 >= 30)}'
+check "two hops: export refused (the top does not accept it) (403)" \
+  test "$(deep "gate/export.mp4?$range" /dev/null)" = 403
+check "two hops: a user without rights on the child is refused (403)" \
+  test "$(deep "gate/index.m3u8?$range" /dev/null "$NOBODY")" = 403
+elsewhere=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $VIEWER" \
+  "http://$P_HTTP/api/v1/domains/fed/site-a:elsewhere/cameras/plant/gate/index.m3u8?$range")
+check "a domain path the child does not pass on is refused (site-a:elsewhere, 404)" test "$elsewhere" = 404
+if node e2e/ui/remote.mjs "http://$P_HTTP" "$VIEWER" "site-a/leaf:plant/gate" "$target/ui/remote-two-hops.png" >"$WORK/remote-ui2.log" 2>&1; then
+  ok "the top's web page plays the leaf's camera through two hops (Chromium, hls.js)"
+else
+  fail "the top's web page plays the leaf's camera through two hops (Chromium, hls.js)"
+fi
+sed 's/^/  page: /' "$WORK/remote-ui2.log"
+leaf_state Degraded
+gate_online() { [ "$(cameras '.cameras[] | select(.name=="gate") | .online')" = "$1" ]; }
+check "the leaf camera's state change reaches the top (two levels up) within 5 s" wait_for 5 gate_online false
+t_deep_state=$waited_ms
+echo "  seen after ${waited_ms} ms"
+leaf_state Recording
+check "and back (Recording) within 5 s" wait_for 5 gate_online true
+kill -9 "$LEAF_PID"
+check "leaf killed: the top lists its camera offline within 15 s" wait_for 15 gate_online false
+t_deep_offline=$waited_ms
+echo "  offline at the top after ${waited_ms} ms"
+check "and the child shows the leaf Offline" wait_for 5 is leaf_ready False/Offline
+
 set_state yard Recording
 yard_online() { [ "$(cameras '.cameras[] | select(.name=="yard") | .online')" = true ]; }
 check "yard's state change (Recording) reaches the parent within 5 s" wait_for 5 yard_online
@@ -308,7 +412,9 @@ check "its cameras are no longer listed" wait_for 3 listed '[]'
 if [ "$failed" -gt 0 ]; then
   echo "--- parent log"; tail -30 "$WORK/parent.log"
   echo "--- child log"; tail -30 "$WORK/child.log"
+  echo "--- leaf log"; tail -30 "$WORK/leaf.log"
 fi
 echo "figures: state change ${t_state} ms, offline ${t_offline} ms, remote playlist ${t_playlist} ms (direct from the child ${t_direct} ms), first segment (init+media) ${t_segment} ms"
+echo "figures (two hops): playlist ${t_deep} ms, first segment (init+media) ${t_deep_segment} ms, state change ${t_deep_state} ms, leaf offline at the top ${t_deep_offline} ms"
 echo "cascade: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -796,7 +796,13 @@ async fn remote_camera(
             s.0.federation
                 .as_ref()
                 .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no child domains here".into()))?;
-        f.proxy(user.as_ref(), &dns, &domain, &ns, &name, &rest, uri.query())
+        let cam = federation::parent::RemoteRequest {
+            ns: &ns,
+            name: &name,
+            rest: &rest,
+            query: uri.query(),
+        };
+        f.proxy(user.as_ref(), &dns, &domain, cam)
             .await
             .map_err(|(code, msg)| ApiError(code, msg))
     }

@@ -40,6 +40,16 @@ fn pool_mode_lists_the_pools_cameras_and_applies_their_retention() {
         println!("0 passed, 0 failed");
         return;
     }
+    // The CRDs, whatever test ran first on a fresh cluster.
+    vigil_api::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(kube::Client::try_default())
+        .expect("client for KUBECONFIG");
+    rt.block_on(apply_crds(&client));
     let ns = format!("vigil-pb-k8s-{:x}", now_ms() & 0xffffff);
     let _guard = Ns(ns.clone());
     let tmp = tempfile::tempdir().unwrap();

@@ -52,10 +52,13 @@ function manualControls(cam, div) {
 }
 
 // Where a camera's playback API is: the server's own cameras under api/v1/cameras, a child
-// domain's (cascade) under api/v1/domains/<ns>/<domain>/cameras, proxied through its tunnel.
+// domain's (cascade) under api/v1/domains/<ns>/<domain>[:<below>…]/cameras, proxied through
+// its tunnel.
 function camBase(cam) {
   const c = `cameras/${cam.namespace}/${cam.name}/`;
-  return cam.remote ? `api/v1/domains/${cam.domainNamespace}/${cam.domain}/${c}` : `api/v1/${c}`;
+  // Deeper domains (a child's own children) are named by the whole path, joined by ':'.
+  const path = (cam.domainPath || [cam.domain]).join(':');
+  return cam.remote ? `api/v1/domains/${cam.domainNamespace}/${path}/${c}` : `api/v1/${c}`;
 }
 function camId(cam) {
   return cam.remote ? `${(cam.domainPath || [cam.domain]).join('/')}:${cam.namespace}/${cam.name}` : `${cam.namespace}/${cam.name}`;
@@ -175,7 +178,8 @@ async function load() {
     name.className = 'name';
     // A child domain's camera: the domain (display name) first, and whether it is reachable.
     name.textContent = cam.remote
-      ? `${cam.domainDisplayName || cam.domain} › ${cam.namespace}/${cam.name}${cam.online ? '' : ' (offline)'}`
+      ? [cam.domainDisplayName || cam.domain, ...(cam.domainPath || []).slice(1), `${cam.namespace}/${cam.name}`].join(' › ')
+        + (cam.online ? '' : ' (offline)')
       : `${cam.namespace}/${cam.name}`;
     div.appendChild(name);
     const svg = document.createElementNS(SVG, 'svg');

@@ -102,6 +102,25 @@ pub struct ParentDomainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub display_name: Option<String>,
+    /// Child domains of this domain (its ChildDomains) whose shared cameras are passed on to
+    /// the parent, for a cascade of three or more levels. The parent sees them with the domain
+    /// path `[<this domain>, <ChildDomain name>, …]`; its requests for them are checked here
+    /// (within `rights` and what that child shares) and sent on through that child's tunnel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub pass_on: Vec<ChildDomainRef>,
+}
+
+/// A ChildDomain of this domain, by name (namespace: the referring object's, unless given).
+/// Names are the path elements the parent sees, so two passed-on children need distinct names.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildDomainRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

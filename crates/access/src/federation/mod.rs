@@ -128,7 +128,11 @@ impl Federation {
             parent = Some(p);
         }
         if a.federation_uplink {
-            tasks.push(tokio::spawn(uplink::supervise(client, tunnel_app.clone())));
+            let local = uplink::Local {
+                tunnel_app: tunnel_app.clone(),
+                parent: parent.clone(),
+            };
+            tasks.push(tokio::spawn(uplink::supervise(client, local)));
         }
         Ok(Some(Federation {
             parent,
@@ -144,19 +148,15 @@ impl Federation {
     }
 
     /// Parent: a user's request for a remote camera, served through its child's tunnel.
-    #[allow(clippy::too_many_arguments)]
     pub async fn proxy(
         &self,
         user: Option<&User>,
         dns: &str,
         domain: &str,
-        ns: &str,
-        name: &str,
-        rest: &str,
-        query: Option<&str>,
+        cam: parent::RemoteRequest<'_>,
     ) -> std::result::Result<axum::response::Response, (axum::http::StatusCode, String)> {
         match &self.parent {
-            Some(p) => p.proxy(user, dns, domain, ns, name, rest, query).await,
+            Some(p) => p.proxy(user, dns, domain, cam).await,
             None => Err((
                 axum::http::StatusCode::NOT_FOUND,
                 "this access point has no child domains".into(),

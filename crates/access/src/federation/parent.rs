@@ -23,7 +23,8 @@ use tracing::{info, warn};
 use vigil_api::{ChildDomain, Condition, ConditionStatus, Right};
 
 use super::protocol::{
-    CatalogAck, CatalogPush, Keepalive, MAX_BODY, Register, Registered, Unregister,
+    CatalogAck, CatalogPush, Keepalive, MAX_BODY, MAX_PATH, Register, Registered, RemoteCamera,
+    Unregister,
 };
 use super::state::{Refusal, Registry, StatusView, admit, status_due};
 use super::tls::Peer;
@@ -208,42 +209,36 @@ impl Parent {
 
     /// Serves a parent user's request for remote camera `ns/name` of ChildDomain
     /// `dns/domain` through that child's tunnel: `rest` (and `query`) as the child's playback
-    /// API names them. Checks the right the request needs (the user's, within what the child
-    /// shares and the parent accepts) and that the camera is in the child's catalog.
-    #[allow(clippy::too_many_arguments)]
+    /// API names them. `domain` may go deeper, `<child>:<grandchild>:…` (the camera's domain
+    /// path joined by `:`), for a camera the child passes on from its own children. Checks the
+    /// right the request needs (the user's, within what the child shares and the parent
+    /// accepts) and that the camera is in the child's catalog under that path.
     pub async fn proxy(
         &self,
         user: Option<&User>,
         dns: &str,
         domain: &str,
-        ns: &str,
-        name: &str,
-        rest: &str,
-        query: Option<&str>,
+        cam: RemoteRequest<'_>,
     ) -> std::result::Result<Response, (StatusCode, String)> {
-        let right = tunnel::right_for(rest).ok_or((
+        let mut path = domain.split(':');
+        let child = path.next().unwrap_or_default();
+        let via: Vec<String> = path.map(str::to_string).collect();
+        let right = tunnel::right_for(cam.rest).ok_or((
             StatusCode::NOT_FOUND,
             "not offered for remote cameras".to_string(),
         ))?;
-        let found = {
-            let reg = self.reg();
-            reg.children()
-                .find(|c| c.admission.namespace == dns && c.admission.name == domain)
-                .map(|c| {
-                    let has = c
-                        .cameras
-                        .keys()
-                        .any(|k| k.path.is_empty() && k.namespace == ns && k.name == name);
-                    (c.identity.clone(), c.rights.clone(), c.online, has)
-                })
-        };
-        let (identity, offered, online, has) = found.ok_or((
-            StatusCode::NOT_FOUND,
-            format!("no child domain {dns}/{domain}"),
-        ))?;
+        let offered = self
+            .reg()
+            .children()
+            .find(|c| c.admission.namespace == dns && c.admission.name == child)
+            .map(|c| c.rights.clone())
+            .ok_or((
+                StatusCode::NOT_FOUND,
+                format!("no child domain {dns}/{child}"),
+            ))?;
         let rights = match (self.check_users, user) {
             (true, Some(u)) => self
-                .user_rights(u, dns, domain, &offered)
+                .user_rights(u, dns, child, &offered)
                 .await
                 .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?,
             (true, None) => vec![],
@@ -252,35 +247,132 @@ impl Parent {
         if !rights.contains(&right) {
             return Err((
                 StatusCode::FORBIDDEN,
-                format!("no {} right on childdomains/{domain}", right.as_str()),
+                format!("no {} right on childdomains/{child}", right.as_str()),
+            ));
+        }
+        self.send_down(dns, child, &via, right, cam, user.map(|u| u.name.as_str()))
+            .await
+    }
+
+    /// A request that came down this domain's own tunnel from its parent for a camera of
+    /// ChildDomain `dns/child` (`via`: the path below that child), which this domain passes
+    /// on (the caller checked that and its own share's rights): sent on within what the child
+    /// shares.
+    pub async fn onward(
+        &self,
+        dns: &str,
+        child: &str,
+        via: &[String],
+        right: Right,
+        cam: RemoteRequest<'_>,
+        parent_user: Option<&str>,
+    ) -> std::result::Result<Response, (StatusCode, String)> {
+        self.send_down(dns, child, via, right, cam, parent_user)
+            .await
+    }
+
+    /// Sends a checked request for camera `cam` (under `via` below ChildDomain `dns/child`)
+    /// down that child's tunnel, if the child shares `right`, lists the camera and is online.
+    async fn send_down(
+        &self,
+        dns: &str,
+        child: &str,
+        via: &[String],
+        right: Right,
+        cam: RemoteRequest<'_>,
+        parent_user: Option<&str>,
+    ) -> std::result::Result<Response, (StatusCode, String)> {
+        let found = {
+            let reg = self.reg();
+            reg.children()
+                .find(|c| c.admission.namespace == dns && c.admission.name == child)
+                .map(|c| {
+                    let has = c.cameras.keys().any(|k| {
+                        k.path.as_slice() == via && k.namespace == cam.ns && k.name == cam.name
+                    });
+                    (c.identity.clone(), c.rights.clone(), c.online, has)
+                })
+        };
+        let (identity, offered, online, has) = found.ok_or((
+            StatusCode::NOT_FOUND,
+            format!("no child domain {dns}/{child}"),
+        ))?;
+        if !offered.contains(&right) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("{child} does not share the {} right", right.as_str()),
             ));
         }
         if !has {
             return Err((
                 StatusCode::NOT_FOUND,
-                format!("{domain} shares no camera {ns}/{name}"),
+                format!("{child} shares no camera {}/{}", cam.ns, cam.name),
             ));
         }
         if !online {
             return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("child domain {domain} is offline"),
+                format!("child domain {child} is offline"),
             ));
         }
-        let uri = match query {
-            Some(q) => format!("/api/v1/cameras/{ns}/{name}/{rest}?{q}"),
-            None => format!("/api/v1/cameras/{ns}/{name}/{rest}"),
+        let uri = match cam.query {
+            Some(q) => format!("/api/v1/cameras/{}/{}/{}?{q}", cam.ns, cam.name, cam.rest),
+            None => format!("/api/v1/cameras/{}/{}/{}", cam.ns, cam.name, cam.rest),
         };
         let mut req = axum::http::Request::get(uri)
             .body(axum::body::Body::empty())
             .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        if let Some(u) = user
-            && let Ok(v) = axum::http::HeaderValue::from_str(&u.name)
+        if let Some(u) = parent_user
+            && let Ok(v) = axum::http::HeaderValue::from_str(u)
         {
             req.headers_mut().insert(tunnel::USER_HEADER, v);
         }
+        if !via.is_empty()
+            && let Ok(v) = axum::http::HeaderValue::from_str(&via.join(":"))
+        {
+            req.headers_mut().insert(tunnel::VIA_HEADER, v);
+        }
         self.tunnels.forward(&identity, req).await
     }
+
+    /// The cameras this domain passes on to its own parent from the ChildDomains `children`
+    /// (namespace, name): each with the path `[<child>, …its path]`, online while both the
+    /// child and the camera are. Paths longer than the protocol allows are left out.
+    pub fn passed_on(&self, children: &[(String, String)]) -> Vec<RemoteCamera> {
+        let reg = self.reg();
+        let mut out = vec![];
+        for c in reg.children().filter(|c| {
+            c.reason != "Unregistered"
+                && children
+                    .iter()
+                    .any(|(ns, n)| *ns == c.admission.namespace && *n == c.admission.name)
+        }) {
+            for (k, online) in &c.cameras {
+                if k.path.len() + 1 > MAX_PATH {
+                    continue;
+                }
+                let mut path = vec![c.admission.name.clone()];
+                path.extend(k.path.iter().cloned());
+                out.push(RemoteCamera {
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                    path,
+                    online: c.online && *online,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// What a proxied request asks of a remote camera: `ns/name`, the playback route `rest` and
+/// its query.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteRequest<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub rest: &'a str,
+    pub query: Option<&'a str>,
 }
 
 struct Reply(StatusCode, Value);

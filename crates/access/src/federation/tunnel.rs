@@ -20,11 +20,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 use vigil_api::Right;
+
+use super::protocol::{MAX_NAME, MAX_PATH};
 
 /// The `Upgrade` protocol name of the tunnel.
 pub const PROTOCOL: &str = "vigil-tunnel";
@@ -32,6 +35,9 @@ pub const PROTOCOL: &str = "vigil-tunnel";
 pub const PATH: &str = "/federation/v1/tunnel";
 /// Header naming the parent's user a proxied request is made for (for the child's logs).
 pub const USER_HEADER: &str = "x-vigil-parent-user";
+/// On a tunnelled request: the domain path below the receiving domain (`<child>:<grandchild>…`)
+/// for a camera it passes on from its own children; absent for its own cameras.
+pub const VIA_HEADER: &str = "x-vigil-via";
 
 /// What a proxied request asks for: the camera and the right it needs. `rest` is the part of
 /// the path after `/api/v1/cameras/{ns}/{name}/`. `None`: not something a parent may ask.
@@ -190,6 +196,29 @@ impl Tunnels {
 pub trait Share: Send + Sync + 'static {
     /// Whether the camera `ns/name` is shared, and `right` given.
     fn allows(&self, ns: &str, name: &str, right: Right) -> bool;
+
+    /// A request for a camera of one of this domain's children (`req.via[0]` names the
+    /// ChildDomain): `None` unless this domain passes that child on and shares `req.right`;
+    /// otherwise the answer of sending it on.
+    fn onward(&self, req: Onward) -> Option<BoxFuture<'static, OnwardResult>> {
+        let _ = req;
+        None
+    }
+}
+
+/// The answer of a request sent on to a child domain, or why not.
+pub type OnwardResult = Result<Response<Body>, (StatusCode, String)>;
+
+/// A tunnelled request for a camera below a child of the receiving domain.
+#[derive(Clone, Debug)]
+pub struct Onward {
+    pub via: Vec<String>,
+    pub ns: String,
+    pub name: String,
+    pub rest: String,
+    pub query: Option<String>,
+    pub right: Right,
+    pub user: Option<String>,
 }
 
 /// Answers one tunnelled request: refused unless it is a GET (or HEAD) of something the share
@@ -197,7 +226,7 @@ pub trait Share: Send + Sync + 'static {
 /// parent authenticated its user, the share bounds what it may ask).
 pub async fn answer(app: Router, share: &dyn Share, req: Request<Body>) -> Response<Body> {
     let refuse = |code: StatusCode, msg: &str| {
-        let mut r = Response::new(Body::from(format!("{{\"error\":\"{msg}\"}}")));
+        let mut r = Response::new(Body::from(serde_json::json!({ "error": msg }).to_string()));
         *r.status_mut() = code;
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -218,13 +247,44 @@ pub async fn answer(app: Router, share: &dyn Share, req: Request<Body>) -> Respo
     let Some(right) = right_for(rest) else {
         return refuse(StatusCode::NOT_FOUND, "not offered through the tunnel");
     };
+    let user = req
+        .headers()
+        .get(USER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(via) = req.headers().get(VIA_HEADER) {
+        let via: Vec<String> = via
+            .to_str()
+            .unwrap_or_default()
+            .split(':')
+            .map(str::to_string)
+            .collect();
+        let sane = |p: &String| !p.is_empty() && p.len() <= MAX_NAME;
+        if via.len() > MAX_PATH || !via.iter().all(sane) {
+            return refuse(StatusCode::BAD_REQUEST, "bad domain path");
+        }
+        let onward = Onward {
+            via,
+            ns: ns.to_string(),
+            name: name.to_string(),
+            rest: rest.to_string(),
+            query: req.uri().query().map(str::to_string),
+            right,
+            user: user.clone(),
+        };
+        debug!(path = %path, via = %onward.via.join(":"), "tunnelled request sent on");
+        return match share.onward(onward) {
+            None => refuse(StatusCode::FORBIDDEN, "not passed on to the parent"),
+            Some(f) => f.await.unwrap_or_else(|(code, msg)| refuse(code, &msg)),
+        };
+    }
     if !share.allows(ns, name, right) {
         warn!(camera = %format!("{ns}/{name}"), right = right.as_str(),
-              user = req.headers().get(USER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("?"),
+              user = user.as_deref().unwrap_or("?"),
               "parent asked for what is not shared");
         return refuse(StatusCode::FORBIDDEN, "not shared with the parent");
     }
-    debug!(path = %path, user = req.headers().get(USER_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("?"), "tunnelled request");
+    debug!(path = %path, user = user.as_deref().unwrap_or("?"), "tunnelled request");
     match app.oneshot(req).await {
         Ok(r) => r,
         Err(e) => match e {},

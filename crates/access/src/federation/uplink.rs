@@ -181,6 +181,15 @@ impl Drop for Abort {
     }
 }
 
+/// What this access point answers its parents with: its playback routes (for tunnelled
+/// requests; set once its state exists) and, if it is a parent itself, its children (whose
+/// cameras a ParentDomain's `passOn` passes on).
+#[derive(Clone)]
+pub struct Local {
+    pub tunnel_app: Arc<OnceLock<axum::Router>>,
+    pub parent: Option<Arc<super::parent::Parent>>,
+}
+
 /// What a ParentDomain shares, checked on every request its parent tunnels.
 struct Shared {
     namespace: String,
@@ -188,6 +197,9 @@ struct Shared {
     rights: Vec<vigil_api::Right>,
     cams: Store<Camera>,
     withdrawn: Arc<AtomicBool>,
+    /// ChildDomains (namespace, name) whose cameras are passed on.
+    pass_on: Vec<(String, String)>,
+    parent: Option<Arc<super::parent::Parent>>,
 }
 
 impl tunnel::Share for Shared {
@@ -199,6 +211,30 @@ impl tunnel::Share for Shared {
                 .cams
                 .get(&reflector::ObjectRef::new(name).within(ns))
                 .is_some_and(|c| self.selector.matches(c.labels()))
+    }
+
+    fn onward(
+        &self,
+        req: tunnel::Onward,
+    ) -> Option<futures::future::BoxFuture<'static, tunnel::OnwardResult>> {
+        if self.withdrawn.load(Ordering::Relaxed) || !self.rights.contains(&req.right) {
+            return None;
+        }
+        let parent = self.parent.clone()?;
+        let (child, via) = req.via.split_first()?;
+        let (dns, child) = self.pass_on.iter().find(|(_, n)| n == child)?.clone();
+        let via = via.to_vec();
+        Some(Box::pin(async move {
+            let cam = super::parent::RemoteRequest {
+                ns: &req.ns,
+                name: &req.name,
+                rest: &req.rest,
+                query: req.query.as_deref(),
+            };
+            parent
+                .onward(&dns, &child, &via, req.right, cam, req.user.as_deref())
+                .await
+        }))
     }
 }
 
@@ -257,7 +293,7 @@ async fn session(
     pd: &ParentDomain,
     cams: &Store<Camera>,
     link: &Arc<Mutex<Option<Link>>>,
-    tunnel_app: &Arc<OnceLock<axum::Router>>,
+    local: &Local,
 ) -> Result<(), Fail> {
     let ns = pd.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(client.clone(), &ns)
@@ -299,16 +335,29 @@ async fn session(
         *g = Some(l);
     }
     // The proxy tunnel lives as long as this session (dropped with it).
+    let pass_on: Vec<(String, String)> = pd
+        .spec
+        .pass_on
+        .iter()
+        .map(|c| {
+            (
+                c.namespace.clone().unwrap_or_else(|| ns.clone()),
+                c.name.clone(),
+            )
+        })
+        .collect();
     let _tunnel = Abort(tokio::spawn(keep_tunnel(
         tls,
         base.clone(),
-        tunnel_app.clone(),
+        local.tunnel_app.clone(),
         Arc::new(Shared {
             namespace: ns.clone(),
             selector: pd.spec.camera_selector.clone(),
             rights: pd.spec.rights.clone(),
             cams: cams.clone(),
             withdrawn,
+            pass_on: pass_on.clone(),
+            parent: local.parent.clone(),
         }),
     )));
     let keepalive = Duration::from_millis(reg.keepalive_ms.clamp(500, 60_000));
@@ -320,7 +369,13 @@ async fn session(
     loop {
         tick.tick().await;
         let state = cams.state();
-        let now = shared_cameras(state.iter().map(|c| c.as_ref()), &pd.spec.camera_selector);
+        let mut now = shared_cameras(state.iter().map(|c| c.as_ref()), &pd.spec.camera_selector);
+        // A middle domain passes on its children's cameras (three or more levels).
+        if let Some(p) = &local.parent
+            && !pass_on.is_empty()
+        {
+            now.extend(p.passed_on(&pass_on));
+        }
         let map = || now.iter().map(|c| (c.key(), c.clone())).collect();
         match &sent {
             None => {
@@ -402,7 +457,7 @@ async fn uplink(
     client: kube::Client,
     pd: ParentDomain,
     link: Arc<Mutex<Option<Link>>>,
-    tunnel_app: Arc<OnceLock<axum::Router>>,
+    local: Local,
 ) {
     let ns = pd.namespace().unwrap_or_default();
     let api: Api<Camera> = Api::namespaced(client.clone(), &ns);
@@ -421,7 +476,7 @@ async fn uplink(
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        let e = match session(&client, &pd, &reader, &link, &tunnel_app).await {
+        let e = match session(&client, &pd, &reader, &link, &local).await {
             Ok(()) => Fail::Net("session ended".into()),
             Err(e) => e,
         };
@@ -437,7 +492,7 @@ async fn uplink(
 
 /// Starts and stops one link per ParentDomain (all namespaces), checking every 5 s. A deleted
 /// or changed ParentDomain's session is unregistered.
-pub async fn supervise(client: kube::Client, tunnel_app: Arc<OnceLock<axum::Router>>) {
+pub async fn supervise(client: kube::Client, local: Local) {
     type Running = (tokio::task::JoinHandle<()>, Arc<Mutex<Option<Link>>>);
     let mut running: HashMap<(String, Option<i64>), Running> = HashMap::new();
     let api: Api<ParentDomain> = Api::all(client.clone());
@@ -455,27 +510,44 @@ pub async fn supervise(client: kube::Client, tunnel_app: Arc<OnceLock<axum::Rout
                     .cloned()
                     .collect();
                 for k in gone {
-                    if let Some((task, link)) = running.remove(&k) {
-                        let l = link.lock().ok().and_then(|g| g.clone());
-                        match l {
-                            // The link (and its tunnel) lives on while the parent drains.
-                            Some(l) => {
-                                tokio::spawn(unregister_draining(l, task));
-                            }
-                            None => task.abort(),
+                    let Some((task, link)) = running.remove(&k) else {
+                        continue;
+                    };
+                    let l = link.lock().ok().and_then(|g| g.clone());
+                    let deleted = !want.keys().any(|(uid, _)| *uid == k.0);
+                    match l {
+                        // Deleted: the link (and its tunnel) lives on while the parent drains.
+                        Some(l) if deleted => {
+                            tokio::spawn(unregister_draining(l, task));
                         }
+                        // Changed: the new generation's link registers again at once (and
+                        // replaces this session at the parent).
+                        Some(l) => {
+                            task.abort();
+                            l.withdrawn.store(true, Ordering::Relaxed);
+                            let r: Result<serde_json::Value, _> = post(
+                                &l.http,
+                                &l.base,
+                                "unregister",
+                                &Unregister {
+                                    session: l.session,
+                                    force: false,
+                                },
+                            )
+                            .await;
+                            if let Err(e) = r {
+                                warn!(parent = %l.base, error = %e, "unregister");
+                            }
+                        }
+                        None => task.abort(),
                     }
                 }
                 for (k, pd) in want {
                     if let std::collections::hash_map::Entry::Vacant(e) = running.entry(k) {
                         info!(parentdomain = %pd.name_any(), url = %pd.spec.url, "linking to parent");
                         let link = Arc::new(Mutex::new(None));
-                        let task = tokio::spawn(uplink(
-                            client.clone(),
-                            pd,
-                            link.clone(),
-                            tunnel_app.clone(),
-                        ));
+                        let task =
+                            tokio::spawn(uplink(client.clone(), pd, link.clone(), local.clone()));
                         e.insert((task, link));
                     }
                 }
