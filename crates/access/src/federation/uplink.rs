@@ -558,48 +558,6 @@ pub async fn supervise(client: kube::Client, local: Local) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_api::LabelValue;
-
-    fn camera(name: &str, share: bool, state: Option<CameraState>) -> Camera {
-        let mut c: Camera = serde_json::from_value(json!({
-            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
-            "metadata": {"name": name, "namespace": "site"},
-            "spec": {"source": {"url": "rtsp://cam/"}, "pool": "p", "expectedBitrateKbps": 1000},
-        }))
-        .expect("camera");
-        if share {
-            c.labels_mut().insert("share".into(), "yes".into());
-        }
-        if let Some(s) = state {
-            c.status = Some(serde_json::from_value(json!({ "state": s })).expect("status"));
-        }
-        c
-    }
-
-    #[test]
-    fn shared_by_selector_online_when_recording() {
-        let cams = [
-            camera("b", true, Some(CameraState::Recording)),
-            camera("a", true, Some(CameraState::Degraded)),
-            camera("c", false, Some(CameraState::Recording)),
-            camera("d", true, None),
-        ];
-        let mut sel = CameraSelector::default();
-        sel.match_labels
-            .insert("share".into(), LabelValue("yes".into()));
-        let s = shared_cameras(cams.iter(), &sel);
-        let got: Vec<_> = s.iter().map(|c| (c.name.as_str(), c.online)).collect();
-        assert_eq!(got, vec![("a", false), ("b", true), ("d", false)]);
-        assert_eq!(
-            shared_cameras(cams.iter(), &CameraSelector::default()).len(),
-            4
-        );
-    }
-}
-
 /// How long a deleted ParentDomain's link waits for the parent's users to finish what they are
 /// watching or downloading through the tunnel before unregistering with `force`.
 pub const UNREGISTER_DRAIN: Duration = Duration::from_secs(60);
@@ -640,4 +598,46 @@ async fn unregister_draining(l: Link, task: tokio::task::JoinHandle<()>) {
         }
     }
     task.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_api::LabelValue;
+
+    fn camera(name: &str, share: bool, state: Option<CameraState>) -> Camera {
+        let mut c: Camera = serde_json::from_value(json!({
+            "apiVersion": "vigil.dev/v1alpha1", "kind": "Camera",
+            "metadata": {"name": name, "namespace": "site"},
+            "spec": {"source": {"url": "rtsp://cam/"}, "pool": "p", "expectedBitrateKbps": 1000},
+        }))
+        .expect("camera");
+        if share {
+            c.labels_mut().insert("share".into(), "yes".into());
+        }
+        if let Some(s) = state {
+            c.status = Some(serde_json::from_value(json!({ "state": s })).expect("status"));
+        }
+        c
+    }
+
+    #[test]
+    fn shared_by_selector_online_when_recording() {
+        let cams = [
+            camera("b", true, Some(CameraState::Recording)),
+            camera("a", true, Some(CameraState::Degraded)),
+            camera("c", false, Some(CameraState::Recording)),
+            camera("d", true, None),
+        ];
+        let mut sel = CameraSelector::default();
+        sel.match_labels
+            .insert("share".into(), LabelValue("yes".into()));
+        let s = shared_cameras(cams.iter(), &sel);
+        let got: Vec<_> = s.iter().map(|c| (c.name.as_str(), c.online)).collect();
+        assert_eq!(got, vec![("a", false), ("b", true), ("d", false)]);
+        assert_eq!(
+            shared_cameras(cams.iter(), &CameraSelector::default()).len(),
+            4
+        );
+    }
 }
