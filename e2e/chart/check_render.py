@@ -356,6 +356,62 @@ def check_playback(docs, pool_ns, pool):
                    "playback %s binds something else" % kind)
 
 
+def grants(obj):
+    return sorted((g, r, v) for rule in obj["rules"] for g in rule["apiGroups"]
+                  for r in rule["resources"] for v in rule["verbs"])
+
+
+def check_federation(docs):
+    """playback.federation.parent and .uplink on (test.sh: Secret fed-tls, ChildDomains in
+    namespace fed, ParentDomains used in cams and site): the listener's flags, port, mounted
+    certificates and Service port; least-privilege RBAC for each side."""
+    name = lambda d: d["metadata"]["name"]
+    deps = [d for d in by_kind(docs, "Deployment") if name(d).endswith("-playback")]
+    if not expect(len(deps) == 1, "no playback Deployment"):
+        return
+    pod = deps[0]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c["args"]
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}.get("federation")
+    expect(port is not None and "--federation-listen=0.0.0.0:%s" % port in args,
+           "--federation-listen != the federation container port (%r)" % args)
+    mount = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}.get("federation-tls")
+    vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])}
+    expect(vols.get("federation-tls") == "fed-tls", "federation Secret not mounted")
+    for flag, key in (("cert", "tls.crt"), ("key", "tls.key"), ("client-ca", "ca.crt")):
+        expect("--federation-%s=%s/%s" % (flag, mount, key) in args, "--federation-%s not the mounted %s" % (flag, key))
+    expect("--federation-namespace=fed" in args, "--federation-namespace")
+    expect("--federation-uplink" in args, "--federation-uplink")
+    svc = [d for d in by_kind(docs, "Service") if name(d).endswith("-playback")]
+    expect(svc and any(p["name"] == "federation" and p["targetPort"] == "federation" and p["protocol"] == "TCP"
+                       for p in svc[0]["spec"]["ports"]), "no federation port on the playback Service")
+    sa = pod["serviceAccountName"]
+    roles = {(d["metadata"].get("namespace"), name(d)): d for d in by_kind(docs, "Role")}
+    parent = [d for (ns, n), d in roles.items() if n.endswith("-playback-federation")]
+    if expect(len(parent) == 1 and parent[0]["metadata"]["namespace"] == "fed", "federation Role in fed"):
+        expect(grants(parent[0]) == [("vigil.dev", "childdomains", "get"), ("vigil.dev", "childdomains", "list"),
+                                     ("vigil.dev", "childdomains", "watch"),
+                                     ("vigil.dev", "childdomains/status", "patch")],
+               "federation Role grants %r" % grants(parent[0]))
+    cr = [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-playback-uplink")]
+    if expect(len(cr) == 1, "uplink ClusterRole"):
+        expect(grants(cr[0]) == [("vigil.dev", "parentdomains", "get"), ("vigil.dev", "parentdomains", "list")],
+               "uplink ClusterRole grants %r (ParentDomains are only read cluster-wide)" % grants(cr[0]))
+    up = sorted(ns for (ns, n) in roles if n.endswith("-playback-uplink"))
+    expect(up == ["cams", "site"], "uplink Roles in %r, not the namespaces asked" % up)
+    for (ns, n), d in roles.items():
+        if n.endswith("-playback-uplink"):
+            expect(grants(d) == [("", "secrets", "get"), ("vigil.dev", "cameras", "get"),
+                                 ("vigil.dev", "cameras", "list"), ("vigil.dev", "cameras", "watch"),
+                                 ("vigil.dev", "parentdomains/status", "patch")],
+                   "uplink Role in %s grants %r" % (ns, grants(d)))
+    for kind, ref in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        for b in by_kind(docs, kind):
+            if name(b).endswith(("-playback-uplink", "-playback-federation")):
+                expect(b["roleRef"]["kind"] == ref and b["roleRef"]["name"] == name(b)
+                       and b["subjects"][0]["name"] == sa, "%s %s binds something else" % (kind, name(b)))
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     chart_dir = sys.argv[3] if len(sys.argv) > 3 else "charts/vigil"
@@ -376,6 +432,8 @@ def main():
         # checked as usual, without the playback server's.
         check_common([d for d in docs if not d["metadata"]["name"].endswith("-playback")], chart_dir)
         check_playback(docs, "cams", "cams/main")
+    elif mode == "federation":
+        check_federation(docs)
     else:
         sys.exit("unknown mode " + mode)
     for f in failures:

@@ -113,6 +113,12 @@ check "helm template (webhook disabled)" render "$OUT/nowebhook.yaml" --set webh
 check "render matches the binaries (webhook disabled)" "$PY" e2e/chart/check_render.py nowebhook "$OUT/nowebhook.yaml" "$CHART"
 check "helm template (playback server)" render "$OUT/playback.yaml" --set playback.enabled=true --set playback.pool=cams/main
 check "render matches the binaries (playback server)" "$PY" e2e/chart/check_render.py playback "$OUT/playback.yaml" "$CHART"
+FED=(--set playback.enabled=true --set playback.pool=cams/main
+  --set playback.federation.parent.enabled=true --set playback.federation.parent.tlsSecret=fed-tls
+  --set playback.federation.parent.namespace=fed --set playback.federation.uplink.enabled=true
+  --set 'playback.federation.uplink.namespaces={cams,site}')
+check "helm template (playback server as parent and child domain)" render "$OUT/federation.yaml" "${FED[@]}"
+check "render matches the binaries (federation)" "$PY" e2e/chart/check_render.py federation "$OUT/federation.yaml" "$CHART"
 check "helm template (local storage, existing TLS Secret, 1 replica)" render "$OUT/variants.yaml" \
   --set quickstart.enabled=true --set quickstart.storage.type=local --set quickstart.storage.local.claimName=footage \
   --set webhook.tls.existingSecret=my-tls --set webhook.tls.caBundle=Zm9v \
@@ -138,6 +144,8 @@ check_fails "chart refuses s3Credentials.create without keys" render /dev/null -
   --set quickstart.s3Credentials.create=true
 check_fails "chart refuses the playback server without a pool" render /dev/null --set playback.enabled=true
 check_fails "schema refuses playback.pool=main (no namespace)" render /dev/null --set playback.enabled=true --set playback.pool=main
+check_fails "chart refuses a federation parent without its TLS Secret" render /dev/null \
+  --set playback.enabled=true --set playback.pool=cams/main --set playback.federation.parent.enabled=true
 check_fails "chart refuses an existing TLS Secret without a CA bundle" render /dev/null --set webhook.tls.existingSecret=x
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +188,12 @@ if [ -n "${KUBECONFIG:-}" ]; then
     --namespace "$NS" --validate --set playback.enabled=true --set playback.pool="$NS/main"
   check "kubectl apply --dry-run=server (playback server)" \
     "${K[@]}" apply --dry-run=server -f "$OUT/cluster-playback.yaml"
+  check "helm template --validate (federation parent and child)" render "$OUT/cluster-federation.yaml" \
+    --namespace "$NS" --validate --set playback.enabled=true --set playback.pool="$NS/main" \
+    --set playback.federation.parent.enabled=true --set playback.federation.parent.tlsSecret=fed-tls \
+    --set playback.federation.uplink.enabled=true
+  check "kubectl apply --dry-run=server (federation parent and child)" \
+    "${K[@]}" apply --dry-run=server -f "$OUT/cluster-federation.yaml"
 
   if [ "${VIGIL_CHART_INSTALL:-}" = 1 ]; then
     # shellcheck source=e2e/chart/install-test.sh
