@@ -11,7 +11,7 @@
 # (ParentDomain passOn); the top lists the leaf's camera with its domain path, plays it back
 # through two hops (ffprobe), sees its state change within 5 s and sees it offline within 15 s
 # of killing the leaf's access point.
-# Prints "cascade: N passed, M failed". Uses domain INDEX 11, 12 and 13 and ports 18111-18131.
+# Prints "cascade: N passed, M failed". Uses domain INDEX 11, 12 and 15 and ports 18111-18122 and 18151 (bench.sh uses 13, 14).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -20,7 +20,7 @@ BIN=$target/debug/vigil-access
 WORK=$(mktemp -d -t vigil-cascade-XXXXXX)
 PARENT=cascade-parent CHILD=cascade-child LEAF=cascade-leaf
 P_HTTP=127.0.0.1:18111 P_FED=127.0.0.1:18112 C_HTTP=127.0.0.1:18121 C_FED=127.0.0.1:18122
-L_HTTP=127.0.0.1:18131
+L_HTTP=127.0.0.1:18151
 passed=0 failed=0 pids=()
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
@@ -44,7 +44,7 @@ bash e2e/cluster/domain.sh up $PARENT 11 >"$WORK/parent-up.log" 2>&1 &
 up1=$!
 bash e2e/cluster/domain.sh up $CHILD 12 >"$WORK/child-up.log" 2>&1 &
 up2=$!
-bash e2e/cluster/domain.sh up $LEAF 13 >"$WORK/leaf-up.log" 2>&1 &
+bash e2e/cluster/domain.sh up $LEAF 15 >"$WORK/leaf-up.log" 2>&1 &
 up3=$!
 # Meanwhile, real footage of the child's camera site/door and the leaf's plant/gate in the
 # child's store (the leaf's access point serves the same directory): the camera simulator
