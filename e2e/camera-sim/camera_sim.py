@@ -582,6 +582,7 @@ class Camera:
         self.down_scope = None
         self.events = []
         self.motion = False               # ONVIF tns1:VideoSource/MotionAlarm state
+        self.input = False                # ONVIF tns1:Device/Trigger/DigitalInput (token DI0)
         self.started_at_ms = None
         self.utc0_ns = None               # UTC at encoder running time 0
         self.enc_base = None
@@ -897,7 +898,7 @@ class Camera:
             'started_at': iso_ms(self.started_at_ms), 'started_at_ms': self.started_at_ms,
             'width': c.width, 'height': c.height, 'fps': c.fps, 'bitrate_kbps': c.bitrate,
             'gop': c.gop, 'audio': c.audio, 'auth': c.user is not None,
-            'live_medias': len(self.sinks), 'motion': self.motion,
+            'live_medias': len(self.sinks), 'motion': self.motion, 'input': self.input,
             'rtsp_clients': self.sim.client_count(c.name),
             'urls': {
                 'live': 'rtsp://%s:%d/%s/live' % (host, sim.rtsp_port, c.name),
@@ -1197,6 +1198,7 @@ class Onvif:
         'event_service': 'http://www.onvif.org/ver10/events/wsdl',
     }
     MOTION_TOPIC = 'tns1:VideoSource/MotionAlarm'
+    INPUT_TOPIC = 'tns1:Device/Trigger/DigitalInput'
     MAX_QUEUED = 100          # per subscription: the oldest go first
     MAX_SUBSCRIPTIONS = 64    # oldest evicted
     MAX_PULL_TIMEOUT_S = 30
@@ -1303,21 +1305,27 @@ class Onvif:
             return max(0.0, (ms - now_ms()) / 1000.0)
         raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'bad duration %r' % text)
 
-    def _notification(self, cam_name, state, ms, op='Changed'):
+    def _notification(self, cam_name, state, ms, op='Changed', topic=None):
+        # Motion: source = the video source, data "State"; a digital input (as cameras with
+        # alarm inputs send it): source = the input token, data "LogicalState".
+        if topic == self.INPUT_TOPIC:
+            source, item = ('InputToken', 'DI0'), 'LogicalState'
+        else:
+            topic, source, item = self.MOTION_TOPIC, ('VideoSourceConfigurationToken', cam_name), 'State'
         return ('<wsnt:NotificationMessage><wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/'
                 'topicExpression/ConcreteSet">%s</wsnt:Topic><wsnt:Message>'
                 '<tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>'
-                '<tt:SimpleItem Name="VideoSourceConfigurationToken" Value="%s"/></tt:Source>'
-                '<tt:Data><tt:SimpleItem Name="State" Value="%s"/></tt:Data></tt:Message>'
+                '<tt:SimpleItem Name="%s" Value="%s"/></tt:Source>'
+                '<tt:Data><tt:SimpleItem Name="%s" Value="%s"/></tt:Data></tt:Message>'
                 '</wsnt:Message></wsnt:NotificationMessage>'
-                % (self.MOTION_TOPIC, iso_ms(ms), op, _x(cam_name), 'true' if state else 'false'))
+                % (topic, iso_ms(ms), op, source[0], _x(source[1]), item, 'true' if state else 'false'))
 
-    def motion_changed(self, cam, state, ms):
+    def motion_changed(self, cam, state, ms, topic=None):
         """Queues the change on every live subscription that covers the camera."""
         with self.subs_cond:
             for sub in self.subs.values():
                 if cam.cfg.name in sub['cams']:
-                    sub['queue'].append(self._notification(cam.cfg.name, state, ms))
+                    sub['queue'].append(self._notification(cam.cfg.name, state, ms, topic=topic))
                     del sub['queue'][:-self.MAX_QUEUED]
             self.subs_cond.notify_all()
 
@@ -1370,6 +1378,8 @@ class Onvif:
             sid = secrets.token_hex(8)
             # As cameras do, the current state first ("Initialized").
             queue = [self._notification(c.cfg.name, c.motion, now, 'Initialized') for c in cams]
+            queue += [self._notification(c.cfg.name, c.input, now, 'Initialized', self.INPUT_TOPIC)
+                      for c in cams]
             self.subs[sid] = {'cams': [c.cfg.name for c in cams], 'queue': queue,
                               'expires_ms': now + int(ttl * 1000), 'created_ms': now}
             self.subs_created += 1
@@ -1933,7 +1943,8 @@ def make_handler(sim):
                     else:
                         ev = run_on_main(lambda: sim.restore(cam))
                     return self._send(200, ev)
-                if len(parts) == 3 and parts[0] == 'cameras' and parts[2] == 'motion':
+                if len(parts) == 3 and parts[0] == 'cameras' and parts[2] in ('motion', 'input'):
+                    # Raise or clear motion, or the digital input DI0 (an alarm contact).
                     cam = self._cam(parts[1])
                     if cam is None:
                         return None
@@ -1942,11 +1953,12 @@ def make_handler(sim):
                         return self._send(400, {'error': 'state must be true or false'})
                     on = state == 'true'
                     with cam.lock:
-                        changed = cam.motion != on
-                        cam.motion = on
-                    ev = cam.add_event('motion', state=on, changed=changed)
+                        changed = getattr(cam, parts[2]) != on
+                        setattr(cam, parts[2], on)
+                    ev = cam.add_event(parts[2], state=on, changed=changed)
                     if changed:
-                        sim.onvif.motion_changed(cam, on, ev['time_ms'])
+                        topic = Onvif.INPUT_TOPIC if parts[2] == 'input' else None
+                        sim.onvif.motion_changed(cam, on, ev['time_ms'], topic)
                     return self._send(200, ev)
                 sub = None
                 if parts and parts[0] == 'onvif' and len(parts) in (3, 4) and parts[-2] == 'subscription':

@@ -306,6 +306,10 @@ check "the motion event's UtcTime is the control call's time ($MOTION_AT)" grep 
 curl -s -m 5 -X POST "$CTL/cameras/cam1/motion?state=false" >/dev/null
 pull 2 >"$WORK/pp-off.xml"
 check "clearing motion queues State false" grep -q 'Name="State" Value="false"' "$WORK/pp-off.xml"
+curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=true" >/dev/null
+pull 2 >"$WORK/pp-input.xml"
+check "raising the digital input queues DigitalInput DI0 LogicalState true" bash -c "grep -q 'tns1:Device/Trigger/DigitalInput' $WORK/pp-input.xml && grep -q 'Name=\"InputToken\" Value=\"DI0\"' $WORK/pp-input.xml && grep -q 'Name=\"LogicalState\" Value=\"true\"' $WORK/pp-input.xml"
+curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=false" >/dev/null
 soap_at "$PP" "<wsnt:Renew $WSNT><wsnt:TerminationTime>PT60S</wsnt:TerminationTime></wsnt:Renew>" >"$WORK/pp-renew.xml"
 sleep 6
 pull 1 >"$WORK/pp-after-renew.xml"

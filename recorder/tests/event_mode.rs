@@ -1,5 +1,6 @@
 //! `Event` recording mode against the camera simulator's ONVIF event service (PullPoint) and
-//! the real S3 server (moto): motion raised and cleared through the simulator's control API is
+//! the real S3 server (moto): motion (and later the camera's digital input, an alarm contact)
+//! raised and cleared through the simulator's control API is
 //! recorded as `[event − pre, event end + post]` widened to at most one GOP on each side,
 //! judged from the stored segments (their key times, every one decoded by ffprobe/ffmpeg), and
 //! nothing else is stored. The simulator is then restarted on the same ports (it forgets the
@@ -29,13 +30,18 @@ fn camera_spec() -> String {
 }
 
 fn motion(sim: &Sim, on: bool) -> i64 {
+    trigger(sim, "motion", on)
+}
+
+/// Raises or clears the camera's motion or its digital input (`input`); the simulator's time.
+fn trigger(sim: &Sim, what: &str, on: bool) -> i64 {
     let body = http(
         "POST",
         sim.control_port,
-        &format!("/cameras/door/motion?state={on}"),
+        &format!("/cameras/door/{what}?state={on}"),
         b"",
     )
-    .expect("motion control call");
+    .expect("trigger control call");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["time_ms"].as_i64().unwrap()
 }
@@ -162,9 +168,10 @@ cameras:
     );
     // Long enough for the stream to be back and the pre-event buffer to fill.
     thread::sleep(Duration::from_secs(PRE_S as u64 + 6));
-    let t3 = motion(&sim, true);
+    // This time the camera's alarm input (an ONVIF digital input) is the event.
+    let t3 = trigger(&sim, "input", true);
     thread::sleep(Duration::from_secs(2));
-    let t4 = motion(&sim, false);
+    let t4 = trigger(&sim, "input", false);
     thread::sleep(Duration::from_millis(
         (POST_S * 1000 + 2 * GOP_MS + 1000) as u64,
     ));
@@ -225,7 +232,20 @@ cameras:
         ))
         .unwrap();
     let times: Vec<(i64, i64)> = events.iter().map(|e| (e.start_ms, e.end_ms)).collect();
-    assert_eq!(times, vec![(t1, t2), (t3, t4)], "event records");
+    assert_eq!(times, vec![(t1, t2)], "motion event records");
+    let inputs = rt()
+        .block_on(query(
+            &store,
+            "ev",
+            &cam,
+            t1 - 60_000,
+            t4 + 60_000,
+            Some(EventType::DigitalInput),
+            100,
+        ))
+        .unwrap();
+    let times: Vec<(i64, i64)> = inputs.iter().map(|e| (e.start_ms, e.end_ms)).collect();
+    assert_eq!(times, vec![(t3, t4)], "digital-input event records");
     let none = rt()
         .block_on(query(&store, "ev", &cam, t2 + 1, t3, None, 100))
         .unwrap();
