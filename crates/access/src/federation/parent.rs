@@ -12,10 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -43,7 +45,6 @@ type RightsCache = HashMap<(String, String, String), (Instant, Vec<Right>)>;
 
 pub struct Parent {
     client: kube::Client,
-    namespace: Option<String>,
     reg: Mutex<Registry>,
     started: Instant,
     pub keepalive_ms: u64,
@@ -52,6 +53,17 @@ pub struct Parent {
     rights: Mutex<RightsCache>,
     /// Children's proxy tunnels (see `tunnel.rs`).
     pub tunnels: Arc<Tunnels>,
+    /// The ChildDomains, from a watch (a registration looks its identity up here instead of
+    /// listing every ChildDomain from the API server: 1,000 children registering would
+    /// otherwise list 1,000 objects each).
+    children: reflector::Store<ChildDomain>,
+    children_watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        self.children_watch.abort();
+    }
 }
 
 impl Parent {
@@ -65,9 +77,19 @@ impl Parent {
         // Sessions start at a value unlikely to repeat across restarts, so a child holding a
         // session of a previous parent process is told to register again.
         let first = Utc::now().timestamp_millis().unsigned_abs() << 8;
+        let api: Api<ChildDomain> = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (children, writer) = reflector::store();
+        let children_watch = tokio::spawn(
+            reflector::reflector(writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .applied_objects()
+                .for_each(|_| futures::future::ready(())),
+        );
         Parent {
             client,
-            namespace,
             reg: Mutex::new(Registry::new(first)),
             started: Instant::now(),
             keepalive_ms,
@@ -75,6 +97,8 @@ impl Parent {
             check_users,
             rights: Mutex::new(HashMap::new()),
             tunnels: Arc::new(Tunnels::default()),
+            children,
+            children_watch,
         }
     }
 
@@ -86,15 +110,13 @@ impl Parent {
         self.reg.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn child_api(&self) -> Api<ChildDomain> {
-        match &self.namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        }
-    }
-
-    async fn child_domains(&self) -> Result<Vec<ChildDomain>> {
-        Ok(self.child_api().list(&ListParams::default()).await?.items)
+    /// The ChildDomains, from the watch cache (waits for its first listing).
+    async fn child_domains(&self) -> Result<Vec<Arc<ChildDomain>>> {
+        self.children
+            .wait_until_ready()
+            .await
+            .map_err(|e| crate::error::Error::Config(format!("ChildDomain watch: {e}")))?;
+        Ok(self.children.state())
     }
 
     /// Which of `child.rights` the user may use, by SubjectAccessReview: verb = the right
@@ -437,7 +459,7 @@ async fn register(State(p): P, ConnectInfo(peer): C, body: Bytes) -> Reply {
                 json!({"error": "parent API unavailable"}),
             )
         })?;
-        let adm = admit(&children, &id);
+        let adm = admit(children.iter().map(|c| c.as_ref()), &id);
         let name = adm.as_ref().map(|a| a.name.clone());
         let now = p.now_ms();
         let session = p
@@ -639,7 +661,8 @@ pub async fn status_loop(p: Arc<Parent>) {
         if n.is_multiple_of(10) {
             match p.child_domains().await {
                 Ok(children) => {
-                    let ids: Vec<String> = children.into_iter().map(|c| c.spec.identity).collect();
+                    let ids: Vec<String> =
+                        children.iter().map(|c| c.spec.identity.clone()).collect();
                     p.reg().retain(|id| ids.iter().any(|i| i == id));
                     written.retain(|id, _| ids.iter().any(|i| i == id));
                 }

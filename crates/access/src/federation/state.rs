@@ -42,9 +42,12 @@ pub struct Admission {
 
 /// The ChildDomain (if any) that accepts `identity`. Two ChildDomains naming the same identity
 /// is a configuration error: the oldest by namespace/name wins, so the answer is stable.
-pub fn admit(children: &[ChildDomain], identity: &str) -> Option<Admission> {
+pub fn admit<'a>(
+    children: impl IntoIterator<Item = &'a ChildDomain>,
+    identity: &str,
+) -> Option<Admission> {
     children
-        .iter()
+        .into_iter()
         .filter(|c| c.spec.identity == identity)
         .filter_map(|c| {
             Some(Admission {
