@@ -9,7 +9,9 @@
 //! * `POST .../events` without a token, with a bad token or by a ServiceAccount without
 //!   `create cameras/events` is refused; an accepted event makes a camera in mode `Event` record
 //!   `[event − pre, event + post]` (± one GOP), stored as an event record of type `external`; a
-//!   second write to the same camera within a second is refused (429).
+//!   second write to the same camera within a second is refused (429);
+//! * a manual window on that `Event`-mode camera records `[start − pre, end + post]` like an
+//!   event (the pre-event buffer covers the seconds before the button) and is a `manual` record.
 //!
 //! The test labels the cameras for the recorder itself (the operator's placement of a camera in
 //! mode `Off` during its manual window is `operator/src/controller/pool.rs`'s unit test).
@@ -374,7 +376,23 @@ spec:
     assert_eq!(m["startMs"].as_i64(), Some(m_s), "{b}");
     let m_e = m["endMs"].as_i64().unwrap();
     assert!(m["by"].as_str().unwrap().ends_with(":guard"), "{b}");
-    // Past both windows' ends (post time, a GOP), and a while with nothing to record.
+    // A manual window on the Event-mode camera opens its gate like an event: with pre- and
+    // post-time (the pre-event buffer holds the seconds before the button was pressed). Far
+    // enough after the posted event that the two recordings do not touch.
+    let apart = ev_e + (POST_S + PRE_S) * 1000 + 2 * GOP_MS + 1000;
+    thread::sleep(Duration::from_millis((apart - now_ms()).max(0) as u64));
+    let (c, b) = write(
+        "POST",
+        &cam("gate", "manual-recording?durationSeconds=60"),
+        "",
+    );
+    assert_eq!(c, 200, "manual start (Event mode): {b}; {}", logs());
+    let g_s = json(&b)["manual"]["startMs"].as_i64().unwrap();
+    thread::sleep(Duration::from_secs(3));
+    let (c, b) = write("DELETE", &cam("gate", "manual-recording"), "");
+    assert_eq!(c, 200, "manual stop (Event mode): {b}");
+    let g_e = json(&b)["manual"]["endMs"].as_i64().unwrap();
+    // Past the windows' ends (post time, a GOP), and a while with nothing to record.
     thread::sleep(Duration::from_millis(
         (POST_S * 1000 + 2 * GOP_MS + 4000) as u64,
     ));
@@ -385,39 +403,44 @@ spec:
         logs()
     );
 
-    let check = |name: &str, want: (i64, i64), early_start: i64| {
+    let check = |name: &str, wants: &[(i64, i64)], early_start: i64| {
         let (segs, _) = read_store(&store, &ns, name);
         for s in &segs {
             let p = probe(&s.path);
             assert_eq!(p.video_codec, "h264", "{}", s.key.relative());
         }
         let got = runs(&segs);
-        eprintln!("{name}: recorded {got:?}, wanted {want:?}");
+        eprintln!("{name}: recorded {got:?}, wanted {wants:?}");
         assert_eq!(
             got.len(),
-            1,
-            "{name}: one recording expected: {got:?}; {}",
+            wants.len(),
+            "{name}: {} recordings expected: {got:?}; {}",
+            wants.len(),
             logs()
         );
-        let (gs, ge) = got[0];
-        assert!(
-            gs >= want.0 - GOP_MS - SLACK_MS,
-            "{name} starts {gs}, too early for {want:?}"
-        );
-        assert!(
-            gs <= want.0 + early_start,
-            "{name} starts {gs}, too late for {want:?}"
-        );
-        assert!(ge >= want.1 - SLACK_MS, "{name} ends {ge}, before {want:?}");
-        assert!(
-            ge <= want.1 + GOP_MS + SLACK_MS,
-            "{name} ends {ge}, too late for {want:?}"
-        );
+        for (&(gs, ge), &want) in got.iter().zip(wants) {
+            assert!(
+                gs >= want.0 - GOP_MS - SLACK_MS,
+                "{name} starts {gs}, too early for {want:?}"
+            );
+            assert!(
+                gs <= want.0 + early_start,
+                "{name} starts {gs}, too late for {want:?}"
+            );
+            assert!(ge >= want.1 - SLACK_MS, "{name} ends {ge}, before {want:?}");
+            assert!(
+                ge <= want.1 + GOP_MS + SLACK_MS,
+                "{name} ends {ge}, too late for {want:?}"
+            );
+        }
     };
-    check("door", (m_s, m_e), CONNECT_MS);
+    check("door", &[(m_s, m_e)], CONNECT_MS);
     check(
         "gate",
-        (ev_s - PRE_S * 1000, ev_e + POST_S * 1000),
+        &[
+            (ev_s - PRE_S * 1000, ev_e + POST_S * 1000),
+            (g_s - PRE_S * 1000, g_e + POST_S * 1000),
+        ],
         SLACK_MS,
     );
 
@@ -447,5 +470,6 @@ spec:
     };
     assert_eq!(q("door", "manual"), vec![(m_s, m_e)], "{}", logs());
     assert_eq!(q("gate", "external"), vec![(ev_s, ev_e)], "{}", logs());
+    assert_eq!(q("gate", "manual"), vec![(g_s, g_e)], "{}", logs());
     assert!(q("gate", "motion").is_empty());
 }
