@@ -191,6 +191,30 @@ try {
   fs.mkdirSync(path.dirname(shot), { recursive: true });
   await page.screenshot({ path: shot });
   console.log(`screenshot: ${shot} (opened ${Date.now() - opened} ms ago)`);
+  if (playing) {
+    // "Back 30 s": from the live tile into the recordings page, which plays this camera from
+    // 30 s before the click (or from its first footage after that): the frames shown are
+    // recorded ones, their burnt-in clock well behind the wall clock, and moving.
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('.tile a.back')]);
+    let replaying = false;
+    try {
+      await page.waitForFunction(() => {
+        const v = document.querySelector('#player');
+        return v && v.videoWidth > 0 && v.currentTime > 1;
+      }, null, { timeout: 30000 });
+      replaying = true;
+    } catch (_) { /* reported below */ }
+    const status = await page.$eval('#status', (e) => e.textContent).catch(() => '');
+    const past = replaying ? await page.evaluate(measure, { simName, seconds: 2 }) : null;
+    const behind = past && past.samples.length >= 10
+      ? Math.round(pct(past.samples.map((x) => x.latency), 50)) : null;
+    const moving = past ? new Set(past.samples.map((x) => x.burnt)).size >= 10 : false;
+    console.log(`back 30 s: ${JSON.stringify({ status, behindMs: behind, frames: past && past.samples.length })}`);
+    check('"back 30 s" plays this camera\'s recording from before the click (moving, 5–60 s behind)',
+      replaying && status.startsWith(camera) && moving && behind > 5000 && behind < 60000,
+      JSON.stringify({ status, behind, moving }));
+  }
+  check('no page errors on the recordings page', errors.length === 0, errors.join('; '));
 } catch (e) {
   failed++;
   console.log(`FAIL unexpected error: ${e}`);

@@ -150,7 +150,12 @@ function play(cam, from, end) {
   const video = $('#player');
   if (hls) { hls.destroy(); hls = null; }
   if (window.Hls && Hls.isSupported()) {
-    hls = new Hls({ xhrSetup: (xhr) => { const h = authHeaders(); for (const k in h) xhr.setRequestHeader(k, h[k]); } });
+    // startPosition 0: from the time asked for (the playlist starts there), even when the
+    // playlist is still growing (hls.js would otherwise start near its live edge).
+    hls = new Hls({
+      startPosition: 0,
+      xhrSetup: (xhr) => { const h = authHeaders(); for (const k in h) xhr.setRequestHeader(k, h[k]); },
+    });
     hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) $('#status').textContent = 'playback error: ' + d.details; });
     hls.loadSource(url);
     hls.attachMedia(video);
@@ -160,8 +165,14 @@ function play(cam, from, end) {
   video.play().catch(() => {});
 }
 
+// Deep link `?camera=<ns>/<name>&at=<ms>` (the live page's "back 30 s"): play that camera from
+// `at` (or from its next recorded footage) once the timelines are loaded.
+const deepLink = new URLSearchParams(location.search);
+const loaded = new Map();
+
 async function load() {
   const box = $('#cameras');
+  loaded.clear();
   box.dataset.loaded = 'false';
   const len = Number($('#window').value);
   const end = Date.now(), start = end - len;
@@ -201,6 +212,7 @@ async function load() {
       try { events = (await api(base + `events?start=${start}&end=${end}`)).events || []; }
       catch (_) { /* no event lane */ }
       drawTimeline(svg, rec, events, start, end, cam);
+      loaded.set(camId(cam), { cam, rec, end });
       eventList(cam, events, end, evBox);
       stats.textContent = `${(rec.recordedMs / 1000).toFixed(0)} s recorded, ${rec.holes.length} holes, ${events.length} event${events.length === 1 ? "" : "s"}, ${(rec.bytes / 1048576).toFixed(1)} MiB`;
       svg.addEventListener('click', (ev) => {
@@ -218,6 +230,13 @@ async function load() {
     }
   }
   box.dataset.loaded = 'true';
+  const want = deepLink.get('camera'), at = Number(deepLink.get('at'));
+  if (want && at > 0 && loaded.has(want)) {
+    deepLink.delete('camera');
+    const { cam, rec, end } = loaded.get(want);
+    const next = rec.recorded.find((s) => s.endMs > at);
+    play(cam, next && next.startMs > at ? next.startMs : at, end);
+  }
 }
 
 $('#refresh').addEventListener('click', load);
