@@ -4,19 +4,15 @@
 // the page reads those digits off the picture and compares them with the clock (same machine).
 // Usage: node live.mjs <base-url> <camera ns/name> <camera sim name> <seconds> <screenshot.png>
 // Prints the figures as JSON and one line "N passed, M failed".
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { checks, launch } from './harness.mjs';
 import { execSync } from 'node:child_process';
 
 const [base, camera, simName, secondsArg, shot] = process.argv.slice(2);
 const seconds = Number(secondsArg || 15);
-let passed = 0, failed = 0;
-const check = (name, ok, detail = '') => {
-  if (ok) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-};
+const t = checks();
+const check = t.check;
 
 // Runs in the page: reads the burnt-in time of the frame being shown, the same 5x7 template
 // matching as crates/testkit/src/frames.rs (read_time), on a canvas copy of the frame.
@@ -109,15 +105,7 @@ const pct = (v, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] : NaN;
 };
 
-const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-live-chromium-'));
-const browser = await chromium.launchPersistentContext(userDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 800, height: 500 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const { browser, close } = await launch({ viewport: { width: 800, height: 500 }, args: ['--autoplay-policy=no-user-gesture-required'] });
 try {
   const page = await browser.newPage();
   const errors = [];
@@ -216,11 +204,8 @@ try {
   }
   check('no page errors on the recordings page', errors.length === 0, errors.join('; '));
 } catch (e) {
-  failed++;
-  console.log(`FAIL unexpected error: ${e}`);
+  t.unexpected(e);
 } finally {
-  await browser.close();
-  fs.rmSync(userDir, { recursive: true, force: true });
+  await close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+t.finish();

@@ -2,19 +2,11 @@
 // (no <video>: the page only receives), keeps them for a while, and prints how many connected
 // and the bytes they received. The caller measures the access point's CPU and memory meanwhile.
 // Usage: node live_density.mjs <base-url> <camera ns/name> <viewers> <seconds>
-import { chromium } from 'playwright-core';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { launch } from './harness.mjs';
 
 const [base, camera, nArg, secArg] = process.argv.slice(2);
 const n = Number(nArg), seconds = Number(secArg);
-const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-density-chromium-'));
-const browser = await chromium.launchPersistentContext(userDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
-});
+const { browser, close } = await launch();
 try {
   const page = await browser.newPage();
   page.on('console', (m) => console.log(m.text()));
@@ -48,6 +40,5 @@ try {
   }, { camera, n, seconds });
   console.log(`density: ${JSON.stringify({ viewers: n, ...r })}`);
 } finally {
-  await browser.close();
-  fs.rmSync(userDir, { recursive: true, force: true });
+  await close();
 }

@@ -3,27 +3,15 @@
 // comes from the child through the parent, and clicking it plays with hls.js through the
 // parent's proxy tunnel. Usage: node remote.mjs <parent-url> <token> <camera-id> <screenshot.png>
 // (camera-id as the page names it: <domain path>:<ns>/<name>). Prints "N passed, M failed".
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { checks, launch } from './harness.mjs';
 
 const [base, token, camId, shot] = process.argv.slice(2);
-let passed = 0, failed = 0;
-const check = (name, ok, detail = '') => {
-  if (ok) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-};
+const t = checks();
+const check = t.check;
 
-const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vigil-ui-chromium-'));
-const browser = await chromium.launchPersistentContext(userDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 700 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
+const { browser, close } = await launch({ viewport: { width: 1400, height: 700 }, args: ['--disable-quic', '--autoplay-policy=no-user-gesture-required'] });
 try {
   const page = await browser.newPage();
   const errors = [];
@@ -69,11 +57,8 @@ try {
   await page.screenshot({ path: shot, fullPage: true });
   console.log(`screenshot: ${shot}`);
 } catch (e) {
-  failed++;
-  console.log(`FAIL unexpected error: ${e}`);
+  t.unexpected(e);
 } finally {
-  await browser.close();
-  fs.rmSync(userDir, { recursive: true, force: true });
+  await close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+t.finish();

@@ -220,31 +220,29 @@ cameras:
     // The events, through the store's query over S3.
     let cam = CameraId::new("site-a", "door").unwrap();
     let store = moto.store();
-    let events = rt()
-        .block_on(query(
-            &store,
-            "ev",
-            &cam,
-            t1 - 60_000,
-            t4 + 60_000,
-            Some(EventType::Motion),
-            100,
-        ))
-        .unwrap();
-    let times: Vec<(i64, i64)> = events.iter().map(|e| (e.start_ms, e.end_ms)).collect();
-    assert_eq!(times, vec![(t1, t2)], "motion event records");
-    let inputs = rt()
-        .block_on(query(
-            &store,
-            "ev",
-            &cam,
-            t1 - 60_000,
-            t4 + 60_000,
-            Some(EventType::DigitalInput),
-            100,
-        ))
-        .unwrap();
-    let times: Vec<(i64, i64)> = inputs.iter().map(|e| (e.start_ms, e.end_ms)).collect();
+    let records = |kind| {
+        let found = rt()
+            .block_on(query(
+                &store,
+                "ev",
+                &cam,
+                t1 - 60_000,
+                t4 + 60_000,
+                Some(kind),
+                100,
+            ))
+            .unwrap();
+        found
+            .iter()
+            .map(|e| (e.start_ms, e.end_ms))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        records(EventType::Motion),
+        vec![(t1, t2)],
+        "motion event records"
+    );
+    let times = records(EventType::DigitalInput);
     assert_eq!(times, vec![(t3, t4)], "digital-input event records");
     let none = rt()
         .block_on(query(&store, "ev", &cam, t2 + 1, t3, None, 100))

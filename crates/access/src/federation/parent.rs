@@ -272,30 +272,16 @@ impl Parent {
                 format!("no {} right on childdomains/{child}", right.as_str()),
             ));
         }
-        self.send_down(dns, child, &via, right, cam, user.map(|u| u.name.as_str()))
-            .await
-    }
-
-    /// A request that came down this domain's own tunnel from its parent for a camera of
-    /// ChildDomain `dns/child` (`via`: the path below that child), which this domain passes
-    /// on (the caller checked that and its own share's rights): sent on within what the child
-    /// shares.
-    pub async fn onward(
-        &self,
-        dns: &str,
-        child: &str,
-        via: &[String],
-        right: Right,
-        cam: RemoteRequest<'_>,
-        parent_user: Option<&str>,
-    ) -> std::result::Result<Response, (StatusCode, String)> {
-        self.send_down(dns, child, via, right, cam, parent_user)
+        self.onward(dns, child, &via, right, cam, user.map(|u| u.name.as_str()))
             .await
     }
 
     /// Sends a checked request for camera `cam` (under `via` below ChildDomain `dns/child`)
     /// down that child's tunnel, if the child shares `right`, lists the camera and is online.
-    async fn send_down(
+    /// Used for this parent's users (after their own rights are checked, `proxy`) and for
+    /// requests that came down this domain's own tunnel for a camera it passes on (the caller
+    /// checked its share, `uplink.rs`).
+    pub async fn onward(
         &self,
         dns: &str,
         child: &str,

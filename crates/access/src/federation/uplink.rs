@@ -82,6 +82,16 @@ struct Link {
     withdrawn: Arc<AtomicBool>,
 }
 
+impl Link {
+    async fn unregister(&self, force: bool) -> Result<serde_json::Value, Fail> {
+        let body = Unregister {
+            session: self.session,
+            force,
+        };
+        post(&self.http, &self.base, "unregister", &body).await
+    }
+}
+
 async fn post<T: Serialize, R: DeserializeOwned>(
     http: &reqwest::Client,
     base: &str,
@@ -525,17 +535,7 @@ pub async fn supervise(client: kube::Client, local: Local) {
                         Some(l) => {
                             task.abort();
                             l.withdrawn.store(true, Ordering::Relaxed);
-                            let r: Result<serde_json::Value, _> = post(
-                                &l.http,
-                                &l.base,
-                                "unregister",
-                                &Unregister {
-                                    session: l.session,
-                                    force: false,
-                                },
-                            )
-                            .await;
-                            if let Err(e) = r {
+                            if let Err(e) = l.unregister(false).await {
                                 warn!(parent = %l.base, error = %e, "unregister");
                             }
                         }
@@ -572,17 +572,7 @@ async fn unregister_draining(l: Link, task: tokio::task::JoinHandle<()>) {
     let deadline = tokio::time::Instant::now() + UNREGISTER_DRAIN;
     loop {
         let force = tokio::time::Instant::now() >= deadline;
-        let r: Result<serde_json::Value, _> = post(
-            &l.http,
-            &l.base,
-            "unregister",
-            &Unregister {
-                session: l.session,
-                force,
-            },
-        )
-        .await;
-        match r {
+        match l.unregister(force).await {
             Ok(_) => {
                 info!(parent = %l.base, forced = force, "unregistered");
                 break;
