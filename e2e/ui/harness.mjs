@@ -39,3 +39,25 @@ export function checks() {
   };
   return t;
 }
+
+// The playback page: clicks 20 % into the first element matching `sel` (a timeline span), waits
+// until the player has shown more than `seconds` of video, and returns what it played (`played`
+// false after `timeout` ms) with the page's status line.
+export async function clickToPlay(page, sel, seconds, timeout = 30000) {
+  const box = await page.$eval(sel, (r) => {
+    const b = r.getBoundingClientRect();
+    return { x: b.x + b.width * 0.2, y: b.y + b.height / 2 };
+  });
+  await page.mouse.click(box.x, box.y);
+  let played = false;
+  try {
+    await page.waitForFunction((s) => {
+      const v = document.querySelector('#player');
+      return v && v.currentTime > s && v.videoWidth > 0;
+    }, seconds, { timeout });
+    played = true;
+  } catch (_) { /* the caller reports it */ }
+  const state = await page.$eval('#player', (v) => ({ t: v.currentTime, w: v.videoWidth, h: v.videoHeight, err: v.error && v.error.code }));
+  const status = await page.$eval('#status', (e) => e.textContent);
+  return { played, state, status };
+}

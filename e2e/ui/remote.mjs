@@ -5,7 +5,7 @@
 // (camera-id as the page names it: <domain path>:<ns>/<name>). Prints "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
-import { checks, launch } from './harness.mjs';
+import { checks, clickToPlay, launch } from './harness.mjs';
 
 const [base, token, camId, shot] = process.argv.slice(2);
 const t = checks();
@@ -33,23 +33,8 @@ try {
   console.log(JSON.stringify(cam));
   check('the child\'s camera is listed under its domain', (cam.name || '').includes('›'), JSON.stringify(cam));
   check('its timeline shows the footage recorded in the child', cam.live >= 1, JSON.stringify(cam));
-  let played = false;
-  if (cam.live >= 1) {
-    const box = await page.$eval(`${sel} rect.live`, (r) => {
-      const b = r.getBoundingClientRect();
-      return { x: b.x + b.width * 0.2, y: b.y + b.height / 2 };
-    });
-    await page.mouse.click(box.x, box.y);
-    try {
-      await page.waitForFunction(() => {
-        const v = document.querySelector('#player');
-        return v && v.currentTime > 1 && v.videoWidth > 0;
-      }, null, { timeout: 30000 });
-      played = true;
-    } catch (_) { /* reported below */ }
-  }
-  const state = await page.$eval('#player', (v) => ({ t: v.currentTime, w: v.videoWidth, h: v.videoHeight, err: v.error && v.error.code }));
-  const status = await page.$eval('#status', (e) => e.textContent);
+  const run = cam.live >= 1 ? await clickToPlay(page, `${sel} rect.live`, 1) : { played: false };
+  const { played, state, status } = run;
   check('clicking it plays the child\'s footage through the parent (hls.js)', played, JSON.stringify({ state, status }));
   check('no export link without the export right', (await page.$$('#export a')).length === 0);
   check('no page errors', errors.length === 0, errors.join('; '));

@@ -3,7 +3,7 @@
 // Prints one line "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
-import { checks, launch } from './harness.mjs';
+import { checks, clickToPlay, launch } from './harness.mjs';
 
 const [base, shot] = process.argv.slice(2);
 const t = checks();
@@ -55,21 +55,7 @@ try {
   await page.selectOption('#window', '900000');
   await page.waitForFunction(() => document.querySelector('#cameras').dataset.loaded === 'true'
     && document.querySelectorAll('.camera rect.live').length > 0, null, { timeout: 20000 });
-  const box = await page.$eval('.camera[data-camera="site-a/cam1"] rect.live', (r) => {
-    const b = r.getBoundingClientRect();
-    return { x: b.x + b.width * 0.2, y: b.y + b.height / 2 };
-  });
-  await page.mouse.click(box.x, box.y);
-  let played = false;
-  try {
-    await page.waitForFunction(() => {
-      const v = document.querySelector('#player');
-      return v && v.currentTime > 2 && v.videoWidth > 0;
-    }, null, { timeout: 30000 });
-    played = true;
-  } catch (_) { /* reported below */ }
-  const state = await page.$eval('#player', (v) => ({ t: v.currentTime, w: v.videoWidth, h: v.videoHeight, err: v.error && v.error.code }));
-  const status = await page.$eval('#status', (e) => e.textContent);
+  const { played, state, status } = await clickToPlay(page, '.camera[data-camera="site-a/cam1"] rect.live', 2);
   check('clicking the timeline plays the footage with hls.js', played, JSON.stringify({ state, status }));
   check('export link offered', (await page.$$('#export a')).length === 1);
   // Clicking the event mark plays from just before the alarm.
