@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid};
@@ -59,13 +63,27 @@ pub enum Locator {
     },
 }
 
-/// Where live frames come from.
+/// Where this domain's live frames come from: the recorders.
 #[derive(Clone)]
 pub struct Upstream {
     pub locator: Locator,
     /// Bearer token the recorders expect (never logged).
     pub token: String,
+    http: reqwest::Client,
 }
+
+/// A camera's live frames as bytes of the recorder's wire format (`vigil_media::live`), and
+/// where they come from (for logs).
+pub struct Opened {
+    pub from: String,
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+/// Opens a viewer's frames; called again each time they end (the recorder restarted, the
+/// camera moved, the child domain's tunnel dropped) until the viewer leaves. A local camera's
+/// come from its recorder ([`Upstream::opener`]), a child domain's camera's through the
+/// child's tunnel (`federation::Federation::remote_live`).
+pub type Opener = Arc<dyn Fn() -> BoxFuture<'static, Result<Opened>> + Send + Sync>;
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +125,74 @@ pub fn lease_live_address(
 }
 
 impl Upstream {
+    pub fn new(locator: Locator, token: String) -> Result<Self> {
+        Ok(Upstream {
+            locator,
+            token,
+            http: reqwest::Client::builder()
+                // Inside the cluster: a recorder that does not answer within 1 s is gone (the
+                // Camera will name another one).
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
+        })
+    }
+
+    /// The opener of `cam`'s frames on the recorder holding it.
+    pub fn opener(&self, cam: CameraId) -> Opener {
+        let up = self.clone();
+        Arc::new(move || {
+            let (up, cam) = (up.clone(), cam.clone());
+            Box::pin(async move { up.open(&cam).await })
+        })
+    }
+
+    /// `cam`'s frames from the recorder holding it now. In Kubernetes mode they end when the
+    /// camera moves to another recorder (a planned move hands it over while the old
+    /// recorder's stream still runs), so that the reader opens them again on the new one.
+    pub async fn open(&self, cam: &CameraId) -> Result<Opened> {
+        let url = self.locate(cam).await?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            return Err(Error::Live(format!("recorder answered {}", resp.status())));
+        }
+        let from = url.origin().ascii_serialization();
+        let mut check = tokio::time::interval(OWNER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.reset();
+        let state = (resp, check, self.clone(), cam.clone(), url);
+        let body = futures::stream::unfold(Some(state), |st| async move {
+            let (mut resp, mut check, up, cam, url) = st?;
+            loop {
+                tokio::select! {
+                    c = resp.chunk() => {
+                        return match c {
+                            Ok(Some(b)) => Some((Ok(b), Some((resp, check, up, cam, url)))),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(Error::Live(format!("recorder: {}", e.without_url()))), None)),
+                        };
+                    }
+                    _ = check.tick(), if up.follows_moves() => match up.locate(&cam).await {
+                        Ok(now) if now != url => {
+                            info!(camera = %cam, to = %now.origin().ascii_serialization(), "camera moved: switching recorder");
+                            return None;
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(camera = %cam, error = %e, "cannot check the camera's recorder"),
+                    },
+                }
+            }
+        })
+        .boxed();
+        Ok(Opened { from, body })
+    }
+
     /// The URL of `cam`'s live stream on the recorder holding it now.
     async fn locate(&self, cam: &CameraId) -> Result<url::Url> {
         use k8s_openapi::api::coordination::v1::Lease;
@@ -145,8 +231,6 @@ pub struct WebRtc {
     /// The address put in the SDP answer's candidate.
     candidate: SocketAddr,
     sessions: Mutex<HashMap<String, mpsc::Sender<Datagram>>>,
-    upstream: Upstream,
-    http: reqwest::Client,
     next_id: AtomicU64,
 }
 
@@ -213,7 +297,6 @@ impl WebRtc {
     pub async fn bind(
         udp: SocketAddr,
         candidate_ip: Option<std::net::IpAddr>,
-        upstream: Upstream,
     ) -> Result<Arc<Self>> {
         static CRYPTO: std::sync::Once = std::sync::Once::new();
         CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
@@ -239,13 +322,6 @@ impl WebRtc {
             socket: Arc::new(socket),
             candidate,
             sessions: Mutex::default(),
-            upstream,
-            http: reqwest::Client::builder()
-                // Inside the cluster: a recorder that does not answer within 1 s is gone (the
-                // Camera will name another one).
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(me.clone().dispatch());
@@ -303,8 +379,16 @@ impl WebRtc {
         }
     }
 
-    /// Accepts a WHEP offer for `cam`: the SDP answer, and the session's id (for DELETE).
-    pub fn offer(self: &Arc<Self>, cam: CameraId, offer: &str) -> Result<(String, String)> {
+    /// Accepts a WHEP offer for camera `cam` (its name, for logs), whose frames `open` gives
+    /// (`first`: already opened by the caller, to refuse a camera that cannot be opened before
+    /// answering): the SDP answer, and the session's id (for DELETE).
+    pub fn offer(
+        self: &Arc<Self>,
+        cam: String,
+        open: Opener,
+        first: Option<Opened>,
+        offer: &str,
+    ) -> Result<(String, String)> {
         if self.session_count() >= MAX_SESSIONS {
             return Err(Error::Live("too many live viewers".into()));
         }
@@ -335,12 +419,7 @@ impl WebRtc {
             &ufrag
         );
         let (ftx, frx) = mpsc::channel(FRAME_QUEUE);
-        let reader = tokio::spawn(read_upstream(
-            self.http.clone(),
-            self.upstream.clone(),
-            cam.clone(),
-            ftx,
-        ));
+        let reader = tokio::spawn(read_upstream(open, first, cam.clone(), ftx));
         let me = self.clone();
         tokio::spawn(async move {
             let r = me.run_session(rtc, rx, frx, &cam).await;
@@ -375,7 +454,7 @@ impl WebRtc {
         mut rtc: Rtc,
         mut packets: mpsc::Receiver<Datagram>,
         mut frames: mpsc::Receiver<Upstreamed>,
-        cam: &CameraId,
+        cam: &str,
     ) -> Result<(u64, u64)> {
         let started = Instant::now();
         let mut mid: Option<Mid> = None;
@@ -528,19 +607,26 @@ enum Upstreamed {
     Restart,
 }
 
-/// Reads a camera's frames from its recorder for one viewer, reconnecting when the stream
-/// ends (the recorder restarted or the camera moved), until the viewer is gone.
+/// Reads a camera's frames for one viewer, opening them again when they end (the recorder
+/// restarted, the camera moved, a child domain's tunnel dropped), until the viewer is gone.
 async fn read_upstream(
-    http: reqwest::Client,
-    up: Upstream,
-    cam: CameraId,
+    open: Opener,
+    mut first: Option<Opened>,
+    cam: String,
     tx: mpsc::Sender<Upstreamed>,
 ) {
     let mut lost = false;
     while !tx.is_closed() {
-        match read_once(&http, &up, &cam, &tx, &mut lost).await {
-            Ok(()) => debug!(camera = %cam, "recorder's live stream ended"),
-            Err(e) => debug!(camera = %cam, error = %e, "recorder's live stream failed"),
+        let opened = match first.take() {
+            Some(o) => Ok(o),
+            None => open().await,
+        };
+        match opened {
+            Ok(o) => match read_once(o, &cam, &tx, &mut lost).await {
+                Ok(()) => debug!(camera = %cam, "live stream ended"),
+                Err(e) => debug!(camera = %cam, error = %e, "live stream failed"),
+            },
+            Err(e) => debug!(camera = %cam, error = %e, "cannot open the live stream"),
         }
         if tx.send(Upstreamed::Restart).await.is_err() {
             return;
@@ -550,44 +636,15 @@ async fn read_upstream(
 }
 
 async fn read_once(
-    http: &reqwest::Client,
-    up: &Upstream,
-    cam: &CameraId,
+    mut opened: Opened,
+    cam: &str,
     tx: &mpsc::Sender<Upstreamed>,
     lost: &mut bool,
 ) -> Result<()> {
-    let url = up.locate(cam).await?;
-    let mut resp = http
-        .get(url.clone())
-        .bearer_auth(&up.token)
-        .send()
-        .await
-        .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
-    if !resp.status().is_success() {
-        return Err(Error::Live(format!("recorder answered {}", resp.status())));
-    }
-    debug!(camera = %cam, recorder = %url.origin().ascii_serialization(), "reading live frames");
+    debug!(camera = %cam, from = %opened.from, "reading live frames");
     let mut dec = Decoder::default();
-    let mut check = tokio::time::interval(OWNER_CHECK);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    check.tick().await;
-    loop {
-        let chunk = tokio::select! {
-            c = resp.chunk() => c.map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?,
-            _ = check.tick(), if up.follows_moves() => {
-                match up.locate(cam).await {
-                    Ok(now) if now != url => {
-                        info!(camera = %cam, to = %now.origin().ascii_serialization(), "camera moved: switching recorder");
-                        return Ok(());
-                    }
-                    Ok(_) => {}
-                    Err(e) => debug!(camera = %cam, error = %e, "cannot check the camera's recorder"),
-                }
-                continue;
-            }
-        };
-        let Some(chunk) = chunk else { return Ok(()) };
-        dec.push(&chunk);
+    while let Some(chunk) = opened.body.next().await {
+        dec.push(&chunk?);
         while let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
             let item = match m {
                 Message::Params(p) => Upstreamed::Params(p),
@@ -610,6 +667,7 @@ async fn read_once(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -670,10 +728,7 @@ mod tests {
             live_url(&base, &cam).unwrap().as_str(),
             "http://10.0.0.1:9090/live/site-a/door"
         );
-        let up = Upstream {
-            locator: Locator::Fixed(base),
-            token: "secret-token".into(),
-        };
+        let up = Upstream::new(Locator::Fixed(base), "secret-token".into()).unwrap();
         assert!(!format!("{up:?}").contains("secret-token"));
     }
 

@@ -1,6 +1,7 @@
-// Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable) picks
-// the cameras; without it, every camera the token may see, up to 16, in a grid. Each tile links
-// back 30 s into the recordings.
+// Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable; a child
+// domain's camera as the recordings page names it, `<domain path>:ns/name`) picks the cameras;
+// without it, every camera the token may watch, up to 16, in a grid. Each tile links back 30 s
+// into the recordings.
 'use strict';
 const $ = (s) => document.querySelector(s);
 const tokenInput = $('#token');
@@ -9,6 +10,16 @@ tokenInput.addEventListener('change', () => { localStorage.setItem('vigil-token'
 function auth() {
   const t = tokenInput.value.trim();
   return t ? { Authorization: 'Bearer ' + t } : {};
+}
+
+// A listed camera as this page shows it: its id, and its WHEP address (a child domain's camera
+// is watched through this access point, which reads it through the child: docs/cascade.md).
+function shown(c) {
+  if (!c.remote) return { id: `${c.namespace}/${c.name}`, whep: `/api/v1/cameras/${c.namespace}/${c.name}/whep` };
+  return {
+    id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`,
+    whep: `/api/v1/domains/${c.domainNamespace}/${c.domainPath.join(':')}/cameras/${c.namespace}/${c.name}/whep`,
+  };
 }
 
 // Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
@@ -21,7 +32,7 @@ async function play(cam, video) {
   pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  const r = await fetch(`/api/v1/cameras/${cam}/whep`, {
+  const r = await fetch(cam.whep, {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', ...auth() },
     body: pc.localDescription.sdp,
@@ -39,13 +50,18 @@ async function play(cam, video) {
 
 async function main() {
   const status = $('#status');
-  let cams = new URLSearchParams(location.search).getAll('camera');
-  if (!cams.length) {
+  const wanted = new URLSearchParams(location.search).getAll('camera');
+  // This domain's cameras need no listing; a child domain's are looked up in it.
+  let cams = wanted.filter((w) => !w.includes(':'))
+    .map((id) => ({ id, whep: `/api/v1/cameras/${id}/whep` }));
+  if (cams.length < wanted.length || !wanted.length) {
     const r = await fetch('/api/v1/cameras', { headers: auth() });
     if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
-    // Child domains' cameras have no live view through this page yet (docs/cascade.md).
-    cams = (await r.json()).cameras.filter((c) => !c.remote)
-      .map((c) => `${c.namespace}/${c.name}`).slice(0, 16);
+    const listed = (await r.json()).cameras
+      .filter((c) => !c.remote || (c.rights || []).includes('live')).map(shown);
+    cams = wanted.length
+      ? wanted.map((w) => cams.find((c) => c.id === w) || listed.find((c) => c.id === w)).filter(Boolean)
+      : listed.slice(0, 16);
   }
   const cols = Math.ceil(Math.sqrt(cams.length || 1));
   $('#grid').style.setProperty('--cols', cols);
@@ -53,19 +69,19 @@ async function main() {
   for (const cam of cams) {
     const tile = document.createElement('div');
     tile.className = 'tile';
-    tile.dataset.camera = cam;
+    tile.dataset.camera = cam.id;
     const video = document.createElement('video');
     video.autoplay = true; video.muted = true; video.playsInline = true;
     const label = document.createElement('span');
     label.className = 'label';
-    label.textContent = cam;
+    label.textContent = cam.id;
     // "What just happened": the recordings page, playing this camera from 30 s ago.
     const back = document.createElement('a');
     back.className = 'back';
     back.textContent = '⟲ 30 s';
     back.href = '/';
     back.addEventListener('click', () => {
-      back.href = `/?camera=${encodeURIComponent(cam)}&at=${Date.now() - 30000}`;
+      back.href = `/?camera=${encodeURIComponent(cam.id)}&at=${Date.now() - 30000}`;
     });
     tile.append(video, label, back);
     $('#grid').append(tile);
@@ -76,7 +92,7 @@ async function main() {
     }, { once: true });
     play(cam, video).then((pc) => window.vigilLive.push(pc)).catch((e) => {
       tile.dataset.error = String(e);
-      label.textContent = `${cam}: ${e.message}`;
+      label.textContent = `${cam.id}: ${e.message}`;
     });
   }
   status.textContent = `${cams.length} camera(s)`;

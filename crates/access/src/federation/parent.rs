@@ -242,13 +242,28 @@ impl Parent {
         domain: &str,
         cam: RemoteRequest<'_>,
     ) -> std::result::Result<Response, (StatusCode, String)> {
-        let mut path = domain.split(':');
-        let child = path.next().unwrap_or_default();
-        let via: Vec<String> = path.map(str::to_string).collect();
         let right = tunnel::right_for(cam.rest).ok_or((
             StatusCode::NOT_FOUND,
             "not offered for remote cameras".to_string(),
         ))?;
+        let (child, via) = self.authorize(user, dns, domain, right).await?;
+        self.onward(dns, &child, &via, right, cam, user.map(|u| u.name.as_str()))
+            .await
+    }
+
+    /// Whether a parent user may use `right` on the cameras of `dns/domain` (`<child>[:…]`):
+    /// the user's rights, within what the child shares and this parent accepts. The child and
+    /// the rest of the path below it.
+    pub async fn authorize(
+        &self,
+        user: Option<&User>,
+        dns: &str,
+        domain: &str,
+        right: Right,
+    ) -> std::result::Result<(String, Vec<String>), (StatusCode, String)> {
+        let mut path = domain.split(':');
+        let child = path.next().unwrap_or_default();
+        let via: Vec<String> = path.map(str::to_string).collect();
         let offered = self
             .reg()
             .children()
@@ -272,8 +287,7 @@ impl Parent {
                 format!("no {} right on childdomains/{child}", right.as_str()),
             ));
         }
-        self.onward(dns, child, &via, right, cam, user.map(|u| u.name.as_str()))
-            .await
+        Ok((child.to_string(), via))
     }
 
     /// Sends a checked request for camera `cam` (under `via` below ChildDomain `dns/child`)
