@@ -12,6 +12,11 @@
 //! Bounded memory per viewer: the upstream reader hands frames to the session through a small
 //! queue; when the session (or the network under it) does not keep up the queue fills, frames
 //! are dropped and the viewer resumes at the next keyframe.
+//!
+//! Where a session's frames come from is an [`Opener`]: this domain's recorder
+//! ([`Upstream::opener`]), or a child domain's access point through its tunnel
+//! (`federation::Federation::remote_live`, which reads the child's `live.frames`, itself served
+//! from [`Upstream::open`]). Either is opened again whenever it ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
