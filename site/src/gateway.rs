@@ -1,6 +1,8 @@
 //! `vigil-gateway`: at the site, dials out only. Holds a control connection to the rendezvous
 //! service; for each `Open` it dials the camera (only inside the site's camera networks, which
-//! the rendezvous sends on every connect) and a data connection to the rendezvous, and splices.
+//! the rendezvous sends on every connect) and, raced, a data connection to the rendezvous (the
+//! relay) and a LAN connection to the recorder when the recorder is on one of the gateway's own
+//! networks (`crate::lan`); the LAN path wins when it opens within [`LAN_GRACE`] of the relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,10 @@ use vigil_api::netpolicy::{AddressPolicy, ClusterNetworks};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::proto::{self, Control, GatewayLine, Hello, Reply, Token};
+use crate::lan::{self, Path};
+use crate::proto::{self, Control, GatewayLine, Hello, LanHello, LanOffer, Reply, Token};
+
+type Conn = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Connect (TCP and TLS) timeout towards the rendezvous service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +28,32 @@ pub const CONTROL_SILENCE: Duration = Duration::from_secs(12);
 pub const CAMERA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Per-direction buffer of a spliced stream.
 pub const STREAM_BUFFER: usize = 64 * 1024;
+/// How long the relay, once open, waits for a LAN path still being tried (a LAN answers in
+/// milliseconds; a candidate that does not answer must not hold the stream up).
+pub const LAN_GRACE: Duration = Duration::from_millis(300);
+/// Connect (TCP and TLS) timeout for a LAN candidate.
+pub const LAN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the race between the paths does next, given what each has done so far
+/// (`None`: still trying; `Some(ok)`: finished).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Wait,
+    Take(Path),
+    Fail,
+}
+
+/// The race's rule: the LAN path as soon as it opens; the relay once the LAN path has failed or
+/// the grace after the relay opened is over; failure when both failed.
+pub fn decide(lan: Option<bool>, relay: Option<bool>, grace_over: bool) -> Decision {
+    match (lan, relay) {
+        (Some(true), _) => Decision::Take(Path::Lan),
+        (Some(false), Some(true)) => Decision::Take(Path::Relay),
+        (None, Some(true)) if grace_over => Decision::Take(Path::Relay),
+        (Some(false), Some(false)) => Decision::Fail,
+        _ => Decision::Wait,
+    }
+}
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -69,6 +100,10 @@ impl Gateway {
                 namespace: self.namespace.clone(),
                 site: self.site.clone(),
                 token: self.token.clone(),
+                lan: lan::local_networks()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
             },
         )
         .await?;
@@ -78,7 +113,9 @@ impl Gateway {
         let nets = match reply {
             Reply::Welcome { camera_networks } => camera_networks,
             Reply::Refused { reason } => return Err(Error::Refused(reason)),
-            Reply::Open => return Err(Error::Protocol("unexpected reply".into())),
+            Reply::Open | Reply::Elsewhere { .. } => {
+                return Err(Error::Protocol("unexpected reply".into()));
+            }
         };
         // The site's own LAN is what the gateway serves: only the cluster-range defaults of the
         // recorder's policy make no sense here, so no cluster networks are protected.
@@ -99,11 +136,16 @@ impl Gateway {
                 .map_err(|_| Error::Timeout("waiting for the rendezvous service (no ping)"))??;
             match c {
                 Control::Ping { seq } => proto::send(&mut wr, &GatewayLine::Pong { seq }).await?,
-                Control::Open { stream, host, port } => {
+                Control::Open {
+                    stream,
+                    host,
+                    port,
+                    lan,
+                } => {
                     let me = self.clone();
                     let policy = policy.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = me.open(&policy, stream, &host, port).await {
+                        if let Err(e) = me.open(policy, stream, host, port, lan).await {
                             warn!(error = %e, "stream failed");
                         }
                     });
@@ -112,24 +154,129 @@ impl Gateway {
         }
     }
 
-    /// One camera connection: dial the camera and the rendezvous at once, report, splice.
+    /// One camera connection: dial the camera, the relay and (when the recorder is on our LAN)
+    /// the recorder at once; keep the best path that opens; report; splice.
     async fn open(
         &self,
-        policy: &AddressPolicy,
+        policy: Arc<AddressPolicy>,
         stream: String,
-        host: &str,
+        host: String,
         port: u16,
+        offer: LanOffer,
     ) -> Result<()> {
-        let (data, camera) = tokio::join!(
-            crate::tls::connect(
-                &self.rendezvous,
-                &self.server_name,
-                &self.tls,
-                CONNECT_TIMEOUT
-            ),
-            dial_camera(policy, host, port)
-        );
-        let mut data = data?;
+        let started = Instant::now();
+        let camera = tokio::spawn(async move { dial_camera(&policy, &host, port).await });
+        let me = self.clone();
+        let mut relay = tokio::spawn(async move { me.relay_data(stream).await });
+        let targets = if offer.is_empty() {
+            Vec::new()
+        } else {
+            lan::same_lan(&offer.lan, &lan::local_networks())
+        };
+        let tried_lan = !targets.is_empty();
+        let mut lan_try = tokio::spawn(dial_lan(targets, offer));
+        let (mut lan_r, mut relay_r): (Option<Result<Conn>>, Option<Result<Conn>>) = (None, None);
+        let mut grace: Option<tokio::time::Instant> = None;
+        let join = |r: std::result::Result<Result<Conn>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}"))))
+        };
+        let (path, mut conn) = loop {
+            let grace_over = grace.is_some_and(|g| tokio::time::Instant::now() >= g);
+            let d = decide(
+                lan_r.as_ref().map(|r| r.is_ok()),
+                relay_r.as_ref().map(|r| r.is_ok()),
+                grace_over,
+            );
+            match d {
+                Decision::Take(Path::Lan) => match lan_r.take() {
+                    Some(Ok(c)) => break (Path::Lan, c),
+                    _ => unreachable!("decide takes the LAN path only when it opened"),
+                },
+                Decision::Take(_) => match relay_r.take() {
+                    Some(Ok(c)) => break (Path::Relay, c),
+                    _ => unreachable!("decide takes the relay only when it opened"),
+                },
+                Decision::Fail => {
+                    camera.abort();
+                    return match relay_r.take() {
+                        Some(Err(e)) => Err(e),
+                        _ => Err(Error::Protocol("no path".into())),
+                    };
+                }
+                Decision::Wait => {}
+            }
+            if relay_r.as_ref().is_some_and(|r| r.is_ok()) && grace.is_none() {
+                grace = Some(tokio::time::Instant::now() + LAN_GRACE);
+            }
+            let sleep_until = grace.unwrap_or_else(|| tokio::time::Instant::now() + OPEN_LIMIT);
+            tokio::select! {
+                r = &mut relay, if relay_r.is_none() => relay_r = Some(join(r)),
+                r = &mut lan_try, if lan_r.is_none() => lan_r = Some(join(r)),
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    if grace.is_none() {
+                        camera.abort();
+                        return Err(Error::Timeout("opening a path to the recorder"));
+                    }
+                }
+            }
+        };
+        let connect_ms = started.elapsed().as_secs_f64() * 1e3;
+        // The relay connection that lost tells the rendezvous where the stream went (for the
+        // site's status), or is closed; a LAN connection that lost is closed.
+        if path == Path::Lan {
+            let pending = relay_r.take();
+            tokio::spawn(async move {
+                let r = match pending {
+                    Some(r) => r,
+                    None => join(relay.await),
+                };
+                if let Ok(mut c) = r {
+                    let _ = proto::send(
+                        &mut c,
+                        &GatewayLine::Elsewhere {
+                            path: Path::Lan.to_string(),
+                        },
+                    )
+                    .await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut c).await;
+                }
+            });
+        } else {
+            lan_try.abort();
+        }
+        let camera = camera
+            .await
+            .unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}"))));
+        let mut camera = match camera {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = e.to_string();
+                proto::send(&mut conn, &GatewayLine::Failed { reason }).await?;
+                return Err(e);
+            }
+        };
+        proto::send(&mut conn, &GatewayLine::Connected).await?;
+        info!(%path, tried_lan, connect_ms, "stream open");
+        tokio::io::copy_bidirectional_with_sizes(
+            &mut conn,
+            &mut camera,
+            STREAM_BUFFER,
+            STREAM_BUFFER,
+        )
+        .await
+        .map_err(|e| Error::io("relaying", e))?;
+        Ok(())
+    }
+
+    /// The relay path: a data connection to the rendezvous service for `stream`.
+    async fn relay_data(&self, stream: String) -> Result<Conn> {
+        let mut data = crate::tls::connect(
+            &self.rendezvous,
+            &self.server_name,
+            &self.tls,
+            CONNECT_TIMEOUT,
+        )
+        .await?;
         proto::send(
             &mut data,
             &Hello::GatewayData {
@@ -140,25 +287,55 @@ impl Gateway {
             },
         )
         .await?;
-        let mut camera = match camera {
-            Ok(c) => c,
-            Err(e) => {
-                let reason = e.to_string();
-                proto::send(&mut data, &GatewayLine::Failed { reason }).await?;
-                return Err(e);
-            }
-        };
-        proto::send(&mut data, &GatewayLine::Connected).await?;
-        tokio::io::copy_bidirectional_with_sizes(
-            &mut data,
-            &mut camera,
-            STREAM_BUFFER,
-            STREAM_BUFFER,
-        )
-        .await
-        .map_err(|e| Error::io("relaying", e))?;
-        Ok(())
+        Ok(data)
     }
+}
+
+/// How long a stream's paths may take to open in all.
+const OPEN_LIMIT: Duration = Duration::from_secs(10);
+
+/// The LAN path: the recorder's candidates on our networks, all at once; the first that
+/// completes TLS (the recorder's offered certificate pinned) and takes the secret wins.
+async fn dial_lan(targets: Vec<SocketAddr>, offer: LanOffer) -> Result<Conn> {
+    let (Some(cert), Some(secret)) = (offer.lan_cert, offer.lan_secret) else {
+        return Err(Error::Refused("no LAN offer".into()));
+    };
+    if targets.is_empty() {
+        return Err(Error::Refused(
+            "the recorder is not on this site's LAN".into(),
+        ));
+    }
+    let tls = lan::pinned_client(&cert)?;
+    let mut set = tokio::task::JoinSet::new();
+    for addr in targets {
+        let tls = tls.clone();
+        let secret = secret.clone();
+        set.spawn(async move {
+            tokio::time::timeout(LAN_TIMEOUT, async {
+                let tcp = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| Error::io(format!("connecting to {addr}"), e))?;
+                let _ = tcp.set_nodelay(true);
+                let mut c = tokio_rustls::TlsConnector::from(tls)
+                    .connect(lan::server_name(), tcp)
+                    .await
+                    .map_err(|e| Error::Tls(format!("LAN handshake with {addr}: {e}")))?;
+                proto::send(&mut c, &LanHello { secret }).await?;
+                Ok::<_, Error>(c)
+            })
+            .await
+            .map_err(|_| Error::Timeout("connecting on the LAN"))?
+        });
+    }
+    let mut last = Error::Refused("no LAN candidate".into());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => last = e,
+            Err(e) => last = Error::Protocol(format!("task: {e}")),
+        }
+    }
+    Err(last)
 }
 
 /// Resolves `host` once, checks every address against the site's camera networks, and
@@ -209,6 +386,24 @@ pub fn choose(
 mod tests {
     use super::*;
     use vigil_api::CameraNetworks;
+
+    #[test]
+    fn the_race_prefers_the_lan_and_waits_only_the_grace_for_it() {
+        use Decision::*;
+        // The LAN path wins as soon as it opens, whatever the relay did.
+        for relay in [None, Some(true), Some(false)] {
+            assert_eq!(decide(Some(true), relay, false), Take(Path::Lan));
+        }
+        // The relay open, the LAN still trying: wait for the grace, then the relay.
+        assert_eq!(decide(None, Some(true), false), Wait);
+        assert_eq!(decide(None, Some(true), true), Take(Path::Relay));
+        // The LAN failed (or was never tried): the relay at once.
+        assert_eq!(decide(Some(false), Some(true), false), Take(Path::Relay));
+        assert_eq!(decide(Some(false), None, true), Wait);
+        assert_eq!(decide(None, None, true), Wait);
+        assert_eq!(decide(None, Some(false), true), Wait);
+        assert_eq!(decide(Some(false), Some(false), false), Fail);
+    }
 
     #[tokio::test]
     async fn dials_only_inside_the_site_networks() {

@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 use vigil_api::CameraNetworks;
 
 use crate::error::{Error, Result};
-use crate::proto::{self, Control, GatewayLine, Hello, Reply, Token};
+use crate::lan::Path;
+use crate::proto::{self, Control, GatewayLine, Hello, LanOffer, Reply, Token};
 
 /// How long a peer may take for the TLS handshake and its `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,6 +140,35 @@ struct State {
     gateways: HashMap<SiteKey, GatewayHandle>,
     pending: HashMap<String, (SiteKey, oneshot::Sender<Conn>)>,
     next_generation: u64,
+    sites: HashMap<SiteKey, SiteStatus>,
+}
+
+/// What the service knows of a site, for its `Site` status and logs: whether its gateway is
+/// connected, its LAN networks, the path its latest stream took and how many took each path,
+/// the control connection's round-trip time, bytes relayed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteStatus {
+    pub connected: bool,
+    pub lan: Vec<String>,
+    pub path: Option<Path>,
+    pub streams_lan: u64,
+    pub streams_direct: u64,
+    pub streams_relay: u64,
+    pub rtt_ms: Option<f64>,
+    pub bytes_to_site: u64,
+    pub bytes_from_site: u64,
+}
+
+impl SiteStatus {
+    /// Counts a stream opened on `path`.
+    pub fn opened(&mut self, path: Path) {
+        self.path = Some(path);
+        match path {
+            Path::Lan => self.streams_lan += 1,
+            Path::Direct => self.streams_direct += 1,
+            Path::Relay => self.streams_relay += 1,
+        }
+    }
 }
 
 /// The running service.
@@ -160,6 +190,18 @@ impl Rendezvous {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What is known of a site (`None`: its gateway never connected since the service started).
+    pub fn site_status(&self, namespace: &str, name: &str) -> Option<SiteStatus> {
+        self.state()
+            .sites
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    fn update_site(&self, key: &SiteKey, f: impl FnOnce(&mut SiteStatus)) {
+        f(self.state().sites.entry(key.clone()).or_default())
     }
 
     /// Accepts connections until the listener fails.
@@ -196,6 +238,7 @@ impl Rendezvous {
                 namespace,
                 site,
                 token,
+                lan,
             } => {
                 let nets = match self.cfg.authenticate_site(&namespace, &site, &token) {
                     Ok(n) => n.clone(),
@@ -208,7 +251,10 @@ impl Rendezvous {
                     },
                 )
                 .await?;
-                self.control(conn, (namespace, site), token).await
+                let key = (namespace, site);
+                info!(site = %format!("{}/{}", key.0, key.1), lan = ?lan, "gateway registered");
+                self.update_site(&key, |s| s.lan = lan);
+                self.control(conn, key, token).await
             }
             Hello::GatewayData {
                 namespace,
@@ -245,12 +291,13 @@ impl Rendezvous {
                 site,
                 host,
                 port,
+                lan,
             } => {
                 if let Err(e) = self.cfg.authenticate_recorder(&namespace, &token) {
                     warn!(%namespace, %site, "recorder refused: token not valid for the namespace");
                     return refuse(&mut conn, e).await;
                 }
-                self.relay(conn, (namespace, site), host, port).await
+                self.relay(conn, (namespace, site), host, port, lan).await
             }
         }
     }
@@ -272,6 +319,7 @@ impl Rendezvous {
         };
         let site = format!("{}/{}", key.0, key.1);
         info!(%site, "gateway connected");
+        self.update_site(&key, |s| s.connected = true);
         let (mut rd, mut wr) = tokio::io::split(conn);
         let (line_tx, mut lines) = mpsc::channel::<GatewayLine>(8);
         let reader = tokio::spawn(async move {
@@ -297,7 +345,9 @@ impl Rendezvous {
                     Some(GatewayLine::Pong { seq: s }) => {
                         last_heard = Instant::now();
                         if s == seq {
-                            debug!(%site, rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3, "pong");
+                            let rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3;
+                            debug!(%site, rtt_ms, "pong");
+                            self.update_site(&key, |s| s.rtt_ms = Some(rtt_ms));
                         }
                     }
                     Some(_) => break "unexpected message".to_string(),
@@ -326,6 +376,9 @@ impl Rendezvous {
         {
             st.gateways.remove(&key);
             st.pending.retain(|_, (k, _)| *k != key);
+            if let Some(s) = st.sites.get_mut(&key) {
+                s.connected = false;
+            }
         }
         info!(%site, reason = %why, "gateway disconnected");
         Ok(())
@@ -338,13 +391,11 @@ impl Rendezvous {
         key: SiteKey,
         host: String,
         port: u16,
+        lan: LanOffer,
     ) -> Result<()> {
         let site = format!("{}/{}", key.0, key.1);
         let started = Instant::now();
-        let mut id = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
-            .map_err(|_| Error::Protocol("no randomness".into()))?;
-        let stream: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let stream = crate::lan::random_id()?;
         let (tx, rx) = oneshot::channel();
         let gw = {
             let mut st = self.state();
@@ -368,6 +419,7 @@ impl Rendezvous {
             stream: stream.clone(),
             host,
             port,
+            lan,
         };
         let got = match gw.try_send(open) {
             Ok(()) => tokio::time::timeout(OPEN_TIMEOUT, rx)
@@ -392,9 +444,19 @@ impl Rendezvous {
             GatewayLine::Failed { reason } => {
                 return refuse(&mut rec, Error::Refused(format!("site {site}: {reason}"))).await;
             }
+            GatewayLine::Elsewhere { path } => {
+                let p = Path::parse(&path)
+                    .ok_or_else(|| Error::Protocol("unknown path from the gateway".into()))?;
+                self.update_site(&key, |s| s.opened(p));
+                info!(%site, path = %p, open_ms = started.elapsed().as_secs_f64() * 1e3, "stream open on another path");
+                proto::send(&mut rec, &Reply::Elsewhere { path }).await?;
+                let _ = rec.shutdown().await;
+                return Ok(());
+            }
             GatewayLine::Pong { .. } => return Err(Error::Protocol("unexpected pong".into())),
         }
-        info!(%site, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
+        self.update_site(&key, |s| s.opened(Path::Relay));
+        info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
         let r = tokio::io::copy_bidirectional_with_sizes(
             &mut rec,
             &mut gwc,
@@ -404,6 +466,10 @@ impl Rendezvous {
         .await;
         match r {
             Ok((to_site, from_site)) => {
+                self.update_site(&key, |s| {
+                    s.bytes_to_site += to_site;
+                    s.bytes_from_site += from_site;
+                });
                 info!(%site, bytes_to_site = to_site, bytes_from_site = from_site, secs = started.elapsed().as_secs(), "stream ended")
             }
             Err(e) => {

@@ -94,6 +94,10 @@ pub struct FileSiteLink {
     /// The namespace whose sites this recorder may reach (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Offer the LAN path (default on): when this recorder is on a site's own network, the
+    /// site's gateway reaches it there instead of through the relay.
+    #[serde(default = "default_true")]
+    pub lan: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -482,6 +486,7 @@ impl FileConfig {
                     &l.token_file,
                     &l.namespace,
                 )
+                .map(|link| if l.lan { link } else { link.without_lan() })
                 .map(std::sync::Arc::new)
                 .map_err(|e| Error::Config(format!("siteLink: {e}")))
             })
