@@ -24,6 +24,7 @@ use crate::proto::{self, GatewayLine, Hello, LanHello, LanOffer, Reply, Token};
 pub enum SiteStream {
     Relay(tokio_rustls::client::TlsStream<TcpStream>),
     Lan(tokio_rustls::server::TlsStream<TcpStream>),
+    Direct(Box<crate::direct::QuicStream>),
 }
 
 impl SiteStream {
@@ -32,6 +33,7 @@ impl SiteStream {
         match self {
             SiteStream::Relay(_) => Path::Relay,
             SiteStream::Lan(_) => Path::Lan,
+            SiteStream::Direct(_) => Path::Direct,
         }
     }
 }
@@ -51,6 +53,7 @@ impl AsyncRead for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_read(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_read(cx, buf),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -64,18 +67,21 @@ impl AsyncWrite for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_write(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_write(cx, buf),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_flush(cx),
             SiteStream::Lan(s) => Pin::new(s).poll_flush(cx),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_shutdown(cx),
             SiteStream::Lan(s) => Pin::new(s).poll_shutdown(cx),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -91,7 +97,7 @@ pub struct SiteLink {
     pub tls: Arc<rustls::ClientConfig>,
     pub namespace: String,
     pub token: Token,
-    /// The LAN path: this recorder's certificate for it; `None` turns the LAN path off.
+    /// The LAN and direct paths: this recorder's certificate for them; `None`: relay only.
     pub lan: Option<Arc<LanIdentity>>,
 }
 
@@ -106,7 +112,7 @@ impl std::fmt::Debug for SiteLink {
 }
 
 impl SiteLink {
-    /// A link with the LAN path on (see [`SiteLink::without_lan`]).
+    /// A link with the LAN and direct paths on (see [`SiteLink::relay_only`]).
     pub fn from_files(
         rendezvous: &str,
         server_name: &str,
@@ -124,8 +130,8 @@ impl SiteLink {
         })
     }
 
-    /// The same link with the LAN path off: every stream goes through the relay.
-    pub fn without_lan(mut self) -> Self {
+    /// The same link with the LAN and direct paths off: every stream goes through the relay.
+    pub fn relay_only(mut self) -> Self {
         self.lan = None;
         self
     }
@@ -151,85 +157,184 @@ impl SiteLink {
         port: u16,
         timeout: Duration,
     ) -> Result<SiteStream> {
-        // The LAN offer: a listener for this stream only, on every interface.
         let mut offer = LanOffer::default();
-        let mut lan_wait = None;
+        let mut lan_wait = AbortOnDrop(None);
+        let mut direct_wait = AbortOnDrop(None);
+        let mut puncher = None;
+        let direct_sock = async {
+            match &self.lan {
+                Some(_) => {
+                    let sock = crate::direct::socket().await?;
+                    let refl = crate::direct::reflexive(&sock, &self.rendezvous).await?;
+                    Ok::<_, Error>(Some((sock, refl)))
+                }
+                None => Ok(None),
+            }
+        };
+        let connect = crate::tls::connect(&self.rendezvous, &self.server_name, &self.tls, timeout);
+        // Learning the reflexive address (one UDP round trip) overlaps the TLS handshake.
+        let (conn, direct_sock) = tokio::join!(connect, direct_sock);
+        let mut conn = conn?;
         if let Some(id) = &self.lan {
+            let secret = lan::random_secret()?;
+            offer.lan_cert = Some(id.cert_hex.clone());
+            offer.lan_secret = Some(secret.clone());
+            // The LAN offer: a listener for this stream only, on every interface.
             let nets = lan::local_networks();
             if !nets.is_empty() {
                 match TcpListener::bind("0.0.0.0:0").await {
                     Ok(l) => {
-                        let secret = lan::random_secret()?;
                         let port = l.local_addr().map_err(|e| Error::io("LAN listener", e))?;
-                        offer = LanOffer {
-                            lan: lan::candidates(&nets, port.port()),
-                            lan_cert: Some(id.cert_hex.clone()),
-                            lan_secret: Some(secret.clone()),
-                        };
+                        offer.lan = lan::candidates(&nets, port.port());
                         let acceptor = tokio_rustls::TlsAcceptor::from(id.server.clone());
-                        lan_wait = Some(tokio::spawn(accept_lan(l, acceptor, secret)));
+                        lan_wait.0 = Some(tokio::spawn(accept_lan(l, acceptor, secret.clone())));
                     }
-                    Err(e) => debug!(error = %e, "no LAN listener; relay only"),
+                    Err(e) => debug!(error = %e, "no LAN listener"),
                 }
             }
-        }
-        // Aborts the LAN listener however this function ends.
-        struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<SiteStream>>>);
-        impl Drop for AbortOnDrop {
-            fn drop(&mut self) {
-                if let Some(h) = &self.0 {
-                    h.abort();
+            // The direct offer: QUIC on the socket whose reflexive address we learnt.
+            match direct_sock {
+                Ok(Some((sock, refl))) => {
+                    let started = sock.into_std().and_then(|s| Ok((s.try_clone()?, s)));
+                    match started {
+                        Ok((clone, std_sock)) => {
+                            let (cert, key) = id.cert_and_key();
+                            match crate::direct::server_endpoint(std_sock, cert, key) {
+                                Ok(ep) => {
+                                    offer.reflexive = Some(refl);
+                                    puncher = Some(clone);
+                                    direct_wait.0 = Some(tokio::spawn(accept_direct(ep, secret)));
+                                }
+                                Err(e) => debug!(error = %e, "no direct path"),
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "no direct path"),
+                    }
                 }
+                Ok(None) => {}
+                Err(e) => debug!(error = %e, "no direct path (no reflexive address)"),
             }
         }
-        let mut lan_wait = AbortOnDrop(lan_wait);
+        proto::send(
+            &mut conn,
+            &Hello::Recorder {
+                namespace: self.namespace.clone(),
+                token: self.token.clone(),
+                site: site.to_string(),
+                host: host.to_string(),
+                port,
+                lan: offer,
+            },
+        )
+        .await?;
         let relay = async {
-            let mut conn =
-                crate::tls::connect(&self.rendezvous, &self.server_name, &self.tls, timeout)
-                    .await?;
-            proto::send(
-                &mut conn,
-                &Hello::Recorder {
-                    namespace: self.namespace.clone(),
-                    token: self.token.clone(),
-                    site: site.to_string(),
-                    host: host.to_string(),
-                    port,
-                    lan: offer,
-                },
-            )
-            .await?;
-            let reply = proto::recv::<Reply, _>(&mut conn).await?;
-            Ok::<_, Error>((conn, reply))
-        };
-        let lan_done = async {
-            match lan_wait.0.as_mut() {
-                Some(h) => h
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}")))),
-                None => std::future::pending().await,
+            loop {
+                match proto::recv::<Reply, _>(&mut conn).await? {
+                    Reply::Punch { reflexive } => match puncher.take() {
+                        Some(sock) => crate::direct::punch(sock, reflexive),
+                        None => debug!("a punch without a direct offer; ignored"),
+                    },
+                    other => return Ok::<_, Error>(other),
+                }
             }
         };
-        tokio::pin!(lan_done);
+        let other_paths = async {
+            tokio::select! {
+                r = wait(&mut lan_wait) => r,
+                r = wait(&mut direct_wait) => r,
+            }
+        };
+        tokio::pin!(other_paths);
         tokio::select! {
             r = relay => {
-                let (conn, reply) = r?;
-                match reply {
+                match r? {
                     Reply::Open => Ok(SiteStream::Relay(conn)),
-                    Reply::Elsewhere { path } if path == Path::Lan.as_str() => lan_done.await,
+                    Reply::Elsewhere { path } if Path::parse(&path).is_some() => other_paths.await,
                     Reply::Elsewhere { path } => Err(Error::Protocol(format!("the stream went to an unknown path {path}"))),
                     Reply::Refused { reason } => Err(Error::Refused(reason)),
-                    Reply::Welcome { .. } => Err(Error::Protocol("unexpected welcome".into())),
+                    Reply::Welcome { .. } | Reply::Punch { .. } => Err(Error::Protocol("unexpected reply".into())),
                 }
             }
-            r = &mut lan_done => r,
+            r = &mut other_paths => r,
         }
     }
 }
 
-/// Waits on the LAN listener for the gateway: TLS, the stream's secret, then `Connected` (the
-/// stream) or `Failed` (the camera could not be dialled). Anyone else is dropped; a connection
-/// the gateway closes (it chose the relay) is forgotten. Never returns otherwise.
+/// Aborts a path's task however the open ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<SiteStream>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// The task's result; pending forever when there is no task.
+async fn wait(t: &mut AbortOnDrop) -> Result<SiteStream> {
+    match t.0.as_mut() {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}")))),
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks the gateway's hello on a LAN or direct connection (the stream's secret), then waits
+/// for `Connected` (the stream) or `Failed` (the camera could not be dialled). `Ok(None)`: not
+/// the gateway, or the gateway chose another path.
+async fn gateway_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    mut c: S,
+    secret: &Token,
+) -> Result<Option<S>> {
+    let h: LanHello = tokio::time::timeout(LAN_HELLO_TIMEOUT, proto::recv(&mut c))
+        .await
+        .map_err(|_| Error::Timeout("the gateway's hello"))??;
+    if !h.secret.matches(secret) {
+        debug!("a connection with a wrong secret dropped");
+        return Ok(None);
+    }
+    match proto::recv::<GatewayLine, _>(&mut c).await {
+        Ok(GatewayLine::Connected) => Ok(Some(c)),
+        Ok(GatewayLine::Failed { reason }) => Err(Error::Refused(reason)),
+        _ => Ok(None),
+    }
+}
+
+/// Waits on this stream's QUIC endpoint for the gateway (the direct path). Never returns but
+/// with the stream or the gateway's `Failed`.
+async fn accept_direct(ep: quinn::Endpoint, secret: Token) -> Result<SiteStream> {
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            inc = ep.accept() => {
+                let Some(inc) = inc else { return std::future::pending().await };
+                let secret = secret.clone();
+                let ep = ep.clone();
+                set.spawn(async move {
+                    let conn = match tokio::time::timeout(crate::direct::HANDSHAKE_TIMEOUT, inc).await {
+                        Ok(Ok(c)) => c,
+                        _ => return Ok(None),
+                    };
+                    let Ok(Ok((send, recv))) = tokio::time::timeout(LAN_HELLO_TIMEOUT, conn.accept_bi()).await else {
+                        return Ok(None);
+                    };
+                    let q = crate::direct::QuicStream { send, recv, conn, endpoint: ep };
+                    Ok(gateway_hello(q, &secret).await?.map(|q| SiteStream::Direct(Box::new(q))))
+                });
+            }
+            Some(r) = set.join_next(), if !set.is_empty() => match r {
+                Ok(Ok(Some(s))) => return Ok(s),
+                Ok(Err(e @ Error::Refused(_))) => return Err(e),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Waits on the LAN listener for the gateway (TLS, then [`gateway_hello`]). Anyone else is
+/// dropped. Never returns but with the stream or the gateway's `Failed`.
 async fn accept_lan(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -244,30 +349,16 @@ async fn accept_lan(
                 let secret = secret.clone();
                 set.spawn(async move {
                     let _ = tcp.set_nodelay(true);
-                    let hello = tokio::time::timeout(LAN_HELLO_TIMEOUT, async {
-                        let mut c = acceptor.accept(tcp).await.map_err(|e| Error::Tls(e.to_string()))?;
-                        let h: LanHello = proto::recv(&mut c).await?;
-                        Ok::<_, Error>((c, h))
-                    }).await;
-                    let (mut c, h) = match hello {
-                        Ok(Ok(x)) => x,
-                        Ok(Err(e)) => { debug!(%peer, error = %e, "LAN connection dropped"); return Ok(None) }
-                        Err(_) => return Ok(None),
+                    let c = match tokio::time::timeout(LAN_HELLO_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(c)) => c,
+                        _ => { debug!(%peer, "LAN connection dropped"); return Ok(None) }
                     };
-                    if !h.secret.matches(&secret) {
-                        debug!(%peer, "LAN connection with a wrong secret dropped");
-                        return Ok(None);
-                    }
-                    match proto::recv::<GatewayLine, _>(&mut c).await {
-                        Ok(GatewayLine::Connected) => Ok(Some(SiteStream::Lan(c))),
-                        Ok(GatewayLine::Failed { reason }) => Err(Error::Refused(reason)),
-                        _ => Ok(None),
-                    }
+                    Ok(gateway_hello(c, &secret).await?.map(SiteStream::Lan))
                 });
             }
             Some(r) = set.join_next(), if !set.is_empty() => match r {
                 Ok(Ok(Some(s))) => return Ok(s),
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e @ Error::Refused(_))) => return Err(e),
                 _ => {}
             },
         }

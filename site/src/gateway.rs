@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vigil_api::netpolicy::{AddressPolicy, ClusterNetworks};
 
 use crate::backoff::Backoff;
@@ -19,6 +19,10 @@ use crate::lan::{self, Path};
 use crate::proto::{self, Control, GatewayLine, Hello, LanHello, LanOffer, Reply, Token};
 
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A stream on any path, as the gateway splices it with the camera.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
 
 /// Connect (TCP and TLS) timeout towards the rendezvous service.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,8 +38,12 @@ pub const LAN_GRACE: Duration = Duration::from_millis(300);
 /// Connect (TCP and TLS) timeout for a LAN candidate.
 pub const LAN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the relay, once open, waits for a direct (hole-punched) path still being tried:
+/// the punch needs the recorder's answer through the rendezvous and a QUIC retransmission.
+pub const DIRECT_GRACE: Duration = Duration::from_millis(1000);
+
 /// What the race between the paths does next, given what each has done so far
-/// (`None`: still trying; `Some(ok)`: finished).
+/// (`None`: still trying; `Some(ok)`: finished; a path not tried is `Some(false)`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Wait,
@@ -43,15 +51,33 @@ pub enum Decision {
     Fail,
 }
 
-/// The race's rule: the LAN path as soon as it opens; the relay once the LAN path has failed or
-/// the grace after the relay opened is over; failure when both failed.
-pub fn decide(lan: Option<bool>, relay: Option<bool>, grace_over: bool) -> Decision {
-    match (lan, relay) {
-        (Some(true), _) => Decision::Take(Path::Lan),
-        (Some(false), Some(true)) => Decision::Take(Path::Relay),
-        (None, Some(true)) if grace_over => Decision::Take(Path::Relay),
-        (Some(false), Some(false)) => Decision::Fail,
-        _ => Decision::Wait,
+/// The race's rule, best path first (lan, direct, relay): take a path that opened when no
+/// better one is still trying; a better one still trying is waited for until the grace after
+/// a worse one opened is over; fail when every path failed.
+pub fn decide(
+    lan: Option<bool>,
+    direct: Option<bool>,
+    relay: Option<bool>,
+    grace_over: bool,
+) -> Decision {
+    let states = [
+        (Path::Lan, lan),
+        (Path::Direct, direct),
+        (Path::Relay, relay),
+    ];
+    let mut waiting = false;
+    for (path, state) in states {
+        match state {
+            Some(true) if !waiting || grace_over => return Decision::Take(path),
+            Some(true) => return Decision::Wait,
+            None => waiting = true,
+            Some(false) => {}
+        }
+    }
+    if waiting {
+        Decision::Wait
+    } else {
+        Decision::Fail
     }
 }
 
@@ -113,7 +139,7 @@ impl Gateway {
         let nets = match reply {
             Reply::Welcome { camera_networks } => camera_networks,
             Reply::Refused { reason } => return Err(Error::Refused(reason)),
-            Reply::Open | Reply::Elsewhere { .. } => {
+            Reply::Open | Reply::Elsewhere { .. } | Reply::Punch { .. } => {
                 return Err(Error::Protocol("unexpected reply".into()));
             }
         };
@@ -154,8 +180,9 @@ impl Gateway {
         }
     }
 
-    /// One camera connection: dial the camera, the relay and (when the recorder is on our LAN)
-    /// the recorder at once; keep the best path that opens; report; splice.
+    /// One camera connection: dial the camera, the relay, the recorder on our LAN (when it is
+    /// there) and the recorder through a punched hole (when it offers it) at once; keep the best
+    /// path that opens; report; splice.
     async fn open(
         &self,
         policy: Arc<AddressPolicy>,
@@ -174,26 +201,72 @@ impl Gateway {
             lan::same_lan(&offer.lan, &lan::local_networks())
         };
         let tried_lan = !targets.is_empty();
-        let mut lan_try = tokio::spawn(dial_lan(targets, offer));
+        let mut lan_try = tokio::spawn(dial_lan(targets, offer.clone()));
+        // The direct path: our reflexive address first (overlapping the relay's handshake).
+        let rendezvous = self.rendezvous.clone();
+        let tried_direct = offer.offers_direct();
+        let mut stun = tokio::spawn(async move {
+            if !tried_direct {
+                return Err(Error::Refused("no direct offer".into()));
+            }
+            let sock = crate::direct::socket().await?;
+            let refl = crate::direct::reflexive(&sock, &rendezvous).await?;
+            Ok((sock, refl))
+        });
+        let mut stun_r: Option<Result<(tokio::net::UdpSocket, SocketAddr)>> = None;
+        let mut stun_done = false;
+        let mut direct_try: Option<tokio::task::JoinHandle<Result<crate::direct::QuicStream>>> =
+            None;
+        let mut direct_r: Option<Result<crate::direct::QuicStream>> = None;
         let (mut lan_r, mut relay_r): (Option<Result<Conn>>, Option<Result<Conn>>) = (None, None);
         let mut grace: Option<tokio::time::Instant> = None;
-        let join = |r: std::result::Result<Result<Conn>, tokio::task::JoinError>| {
+        fn join<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
             r.unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}"))))
-        };
-        let (path, mut conn) = loop {
+        }
+        let deadline = tokio::time::Instant::now() + OPEN_LIMIT;
+        let (path, mut conn): (Path, Box<dyn Duplex>) = loop {
+            // The punch: once our reflexive address is known and the relay connection is up,
+            // tell the recorder (through the rendezvous) and connect to its reflexive address.
+            if direct_try.is_none() && direct_r.is_none() {
+                match (&stun_r, relay_r.as_mut()) {
+                    (Some(Err(_)), _) | (_, Some(Err(_))) => {
+                        direct_r = Some(Err(Error::Refused("no direct path".into())))
+                    }
+                    (Some(Ok(_)), Some(Ok(rc))) => {
+                        let Some(Ok((sock, refl))) = stun_r.take() else {
+                            unreachable!()
+                        };
+                        proto::send(rc, &GatewayLine::Punch { reflexive: refl }).await?;
+                        let peer = offer.reflexive.expect("offers_direct");
+                        let cert = offer.lan_cert.clone().unwrap_or_default();
+                        let secret = offer.lan_secret.clone().expect("offers_direct");
+                        direct_try = Some(tokio::spawn(dial_direct(sock, peer, cert, secret)));
+                    }
+                    _ => {}
+                }
+            }
+            let direct_state = match (&direct_r, &direct_try) {
+                (Some(r), _) => Some(r.is_ok()),
+                (None, _) => None,
+            };
             let grace_over = grace.is_some_and(|g| tokio::time::Instant::now() >= g);
             let d = decide(
                 lan_r.as_ref().map(|r| r.is_ok()),
+                direct_state,
                 relay_r.as_ref().map(|r| r.is_ok()),
                 grace_over,
             );
             match d {
                 Decision::Take(Path::Lan) => match lan_r.take() {
-                    Some(Ok(c)) => break (Path::Lan, c),
+                    Some(Ok(c)) => break (Path::Lan, Box::new(c)),
                     _ => unreachable!("decide takes the LAN path only when it opened"),
                 },
-                Decision::Take(_) => match relay_r.take() {
-                    Some(Ok(c)) => break (Path::Relay, c),
+                Decision::Take(Path::Direct) => match direct_r.take() {
+                    Some(Ok(c)) => break (Path::Direct, Box::new(c)),
+                    _ => unreachable!("decide takes the direct path only when it opened"),
+                },
+                Decision::Take(Path::Relay) => match relay_r.take() {
+                    Some(Ok(c)) => break (Path::Relay, Box::new(c)),
                     _ => unreachable!("decide takes the relay only when it opened"),
                 },
                 Decision::Fail => {
@@ -206,14 +279,29 @@ impl Gateway {
                 Decision::Wait => {}
             }
             if relay_r.as_ref().is_some_and(|r| r.is_ok()) && grace.is_none() {
-                grace = Some(tokio::time::Instant::now() + LAN_GRACE);
+                let wait = if direct_state.is_none() {
+                    DIRECT_GRACE
+                } else {
+                    LAN_GRACE
+                };
+                grace = Some(tokio::time::Instant::now() + wait);
             }
-            let sleep_until = grace.unwrap_or_else(|| tokio::time::Instant::now() + OPEN_LIMIT);
             tokio::select! {
                 r = &mut relay, if relay_r.is_none() => relay_r = Some(join(r)),
                 r = &mut lan_try, if lan_r.is_none() => lan_r = Some(join(r)),
-                _ = tokio::time::sleep_until(sleep_until) => {
-                    if grace.is_none() {
+                r = &mut stun, if !stun_done => {
+                    stun_done = true;
+                    stun_r = Some(join(r));
+                }
+                r = async { direct_try.as_mut().expect("guarded").await }, if direct_try.is_some() && direct_r.is_none() => {
+                    direct_try = None;
+                    if let Err(e) = &r.as_ref().map_err(|e| e.to_string()).and_then(|r| r.as_ref().map_err(|e| e.to_string())) {
+                        debug!(error = %e, "direct path failed");
+                    }
+                    direct_r = Some(join(r));
+                }
+                _ = tokio::time::sleep_until(grace.unwrap_or(deadline).min(deadline)) => {
+                    if tokio::time::Instant::now() >= deadline {
                         camera.abort();
                         return Err(Error::Timeout("opening a path to the recorder"));
                     }
@@ -222,8 +310,13 @@ impl Gateway {
         };
         let connect_ms = started.elapsed().as_secs_f64() * 1e3;
         // The relay connection that lost tells the rendezvous where the stream went (for the
-        // site's status), or is closed; a LAN connection that lost is closed.
-        if path == Path::Lan {
+        // site's status); the other losers are closed.
+        lan_try.abort();
+        stun.abort();
+        if let Some(t) = direct_try {
+            t.abort();
+        }
+        if path != Path::Relay {
             let pending = relay_r.take();
             tokio::spawn(async move {
                 let r = match pending {
@@ -234,29 +327,34 @@ impl Gateway {
                     let _ = proto::send(
                         &mut c,
                         &GatewayLine::Elsewhere {
-                            path: Path::Lan.to_string(),
+                            path: path.to_string(),
                         },
                     )
                     .await;
                     let _ = tokio::io::AsyncWriteExt::shutdown(&mut c).await;
                 }
             });
-        } else {
-            lan_try.abort();
         }
-        let camera = camera
-            .await
-            .unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}"))));
+        let camera = join(camera.await);
         let mut camera = match camera {
             Ok(c) => c,
             Err(e) => {
                 let reason = e.to_string();
                 proto::send(&mut conn, &GatewayLine::Failed { reason }).await?;
+                // Let the line arrive before the connection goes (closing a QUIC connection
+                // drops what is still unsent): the recorder closes once it has read it.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn).await;
+                let mut b = [0u8; 1];
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::io::AsyncReadExt::read(&mut conn, &mut b),
+                )
+                .await;
                 return Err(e);
             }
         };
         proto::send(&mut conn, &GatewayLine::Connected).await?;
-        info!(%path, tried_lan, connect_ms, "stream open");
+        info!(%path, tried_lan, tried_direct, connect_ms, "stream open");
         tokio::io::copy_bidirectional_with_sizes(
             &mut conn,
             &mut camera,
@@ -289,6 +387,42 @@ impl Gateway {
         .await?;
         Ok(data)
     }
+}
+
+/// The direct path: QUIC to the recorder's reflexive address from the socket whose reflexive
+/// address we sent it (our Initials open our NAT; the recorder's punch opens its NAT), the
+/// recorder's certificate pinned, then the secret on a new stream.
+async fn dial_direct(
+    sock: tokio::net::UdpSocket,
+    peer: SocketAddr,
+    cert: String,
+    secret: Token,
+) -> Result<crate::direct::QuicStream> {
+    let sock = sock
+        .into_std()
+        .map_err(|e| Error::io("the direct path's socket", e))?;
+    let ep = crate::direct::client_endpoint(sock, &cert)?;
+    tokio::time::timeout(crate::direct::HANDSHAKE_TIMEOUT, async {
+        let conn = ep
+            .connect(peer, lan::LAN_SERVER_NAME)
+            .map_err(|e| Error::Tls(format!("direct path to {peer}: {e}")))?
+            .await
+            .map_err(|e| Error::Tls(format!("direct path to {peer}: {e}")))?;
+        let (send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| Error::Protocol(format!("direct path: {e}")))?;
+        let mut q = crate::direct::QuicStream {
+            send,
+            recv,
+            conn,
+            endpoint: ep.clone(),
+        };
+        proto::send(&mut q, &LanHello { secret }).await?;
+        Ok(q)
+    })
+    .await
+    .map_err(|_| Error::Timeout("the direct path's handshake"))?
 }
 
 /// How long a stream's paths may take to open in all.
@@ -388,21 +522,31 @@ mod tests {
     use vigil_api::CameraNetworks;
 
     #[test]
-    fn the_race_prefers_the_lan_and_waits_only_the_grace_for_it() {
+    fn the_race_prefers_the_best_path_and_waits_only_the_grace_for_it() {
         use Decision::*;
-        // The LAN path wins as soon as it opens, whatever the relay did.
-        for relay in [None, Some(true), Some(false)] {
-            assert_eq!(decide(Some(true), relay, false), Take(Path::Lan));
+        let (y, n) = (Some(true), Some(false));
+        // The LAN path wins as soon as it opens, whatever the others did.
+        for direct in [None, y, n] {
+            for relay in [None, y, n] {
+                assert_eq!(decide(y, direct, relay, false), Take(Path::Lan));
+            }
         }
-        // The relay open, the LAN still trying: wait for the grace, then the relay.
-        assert_eq!(decide(None, Some(true), false), Wait);
-        assert_eq!(decide(None, Some(true), true), Take(Path::Relay));
-        // The LAN failed (or was never tried): the relay at once.
-        assert_eq!(decide(Some(false), Some(true), false), Take(Path::Relay));
-        assert_eq!(decide(Some(false), None, true), Wait);
-        assert_eq!(decide(None, None, true), Wait);
-        assert_eq!(decide(None, Some(false), true), Wait);
-        assert_eq!(decide(Some(false), Some(false), false), Fail);
+        // The direct path wins when the LAN path failed or was not tried.
+        assert_eq!(decide(n, y, None, false), Take(Path::Direct));
+        assert_eq!(decide(n, y, y, false), Take(Path::Direct));
+        // The relay open, a better path still trying: wait for the grace, then the relay.
+        assert_eq!(decide(None, n, y, false), Wait);
+        assert_eq!(decide(n, None, y, false), Wait);
+        assert_eq!(decide(n, None, y, true), Take(Path::Relay));
+        assert_eq!(decide(None, None, y, true), Take(Path::Relay));
+        // The direct path open, the LAN still trying: the same grace.
+        assert_eq!(decide(None, y, n, false), Wait);
+        assert_eq!(decide(None, y, n, true), Take(Path::Direct));
+        // Nothing better tried: the relay at once.
+        assert_eq!(decide(n, n, y, false), Take(Path::Relay));
+        assert_eq!(decide(n, n, None, true), Wait);
+        assert_eq!(decide(None, None, None, true), Wait);
+        assert_eq!(decide(n, n, n, false), Fail);
     }
 
     #[tokio::test]

@@ -148,6 +148,8 @@ pub fn same_lan(offered: &[SocketAddr], ours: &[Net]) -> Vec<SocketAddr> {
 pub struct LanIdentity {
     pub cert_hex: String,
     pub server: Arc<rustls::ServerConfig>,
+    cert_der: CertificateDer<'static>,
+    key_der: PrivatePkcs8KeyDer<'static>,
 }
 
 impl std::fmt::Debug for LanIdentity {
@@ -177,7 +179,17 @@ impl LanIdentity {
         Ok(LanIdentity {
             cert_hex: hex(&der),
             server: Arc::new(server),
+            cert_der: CertificateDer::from(der),
+            key_der: PrivatePkcs8KeyDer::from(key.serialize_der()),
         })
+    }
+
+    /// The same certificate and key, for the direct path's QUIC server.
+    pub fn cert_and_key(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        (
+            self.cert_der.clone(),
+            PrivateKeyDer::Pkcs8(self.key_der.clone_key()),
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod direct;
 pub mod error;
 pub mod gateway;
 pub mod lan;

@@ -100,11 +100,20 @@ pub struct LanOffer {
     pub lan_cert: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lan_secret: Option<Token>,
+    /// The direct path: the recorder's reflexive address (its UDP socket as the rendezvous
+    /// service saw it), where it serves QUIC for this stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflexive: Option<std::net::SocketAddr>,
 }
 
 impl LanOffer {
+    /// No LAN path offered.
     pub fn is_empty(&self) -> bool {
         self.lan.is_empty() || self.lan_cert.is_none() || self.lan_secret.is_none()
+    }
+    /// Whether the direct path is offered.
+    pub fn offers_direct(&self) -> bool {
+        self.reflexive.is_some() && self.lan_cert.is_some() && self.lan_secret.is_some()
     }
 }
 
@@ -123,9 +132,13 @@ pub enum Reply {
         camera_networks: CameraNetworks,
     },
     Open,
-    /// The stream was opened on another path (`lan`); this connection carries nothing.
+    /// The stream was opened on another path (`lan`, `direct`); this connection carries nothing.
     Elsewhere {
         path: String,
+    },
+    /// The gateway's reflexive address for this stream's direct path: punch towards it.
+    Punch {
+        reflexive: std::net::SocketAddr,
     },
     Refused {
         reason: String,
@@ -159,9 +172,14 @@ pub enum GatewayLine {
     Failed {
         reason: String,
     },
-    /// On the relay data connection: the stream went over another path (`lan`).
+    /// On the relay data connection: the stream went over another path (`lan`, `direct`).
     Elsewhere {
         path: String,
+    },
+    /// On the relay data connection, before the final line: the gateway's reflexive address
+    /// for the direct path (forwarded to the recorder as `Reply::Punch`).
+    Punch {
+        reflexive: std::net::SocketAddr,
     },
 }
 
@@ -249,6 +267,7 @@ mod tests {
             lan: vec!["192.168.50.3:4000".parse().unwrap()],
             lan_cert: Some("3082".into()),
             lan_secret: Some(Token::new("s3cret")),
+            reflexive: Some("100.64.0.20:40000".parse().unwrap()),
         };
         let mut buf = Vec::new();
         let h = Hello::Recorder {

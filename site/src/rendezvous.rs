@@ -204,8 +204,20 @@ impl Rendezvous {
         f(self.state().sites.entry(key.clone()).or_default())
     }
 
-    /// Accepts connections until the listener fails.
+    /// Accepts connections until the listener fails. The UDP port of the same number answers
+    /// reflexive-address probes (the direct path, `crate::direct`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let udp = match listener.local_addr() {
+            Ok(a) => tokio::net::UdpSocket::bind(a).await,
+            Err(e) => Err(e),
+        };
+        match udp {
+            Ok(u) => {
+                info!(udp = ?u.local_addr().ok(), "answering reflexive-address probes");
+                tokio::spawn(crate::direct::serve_probes(u));
+            }
+            Err(e) => warn!(error = %e, "no UDP port: the direct path is unavailable"),
+        }
         loop {
             let (tcp, peer) = listener
                 .accept()
@@ -436,9 +448,20 @@ impl Rendezvous {
             )
             .await;
         };
-        let answer = tokio::time::timeout(OPEN_TIMEOUT, proto::recv::<GatewayLine, _>(&mut gwc))
-            .await
-            .map_err(|_| Error::Timeout("the gateway's answer"))??;
+        // The gateway's final line, after any `Punch` (forwarded to the recorder).
+        let answer = tokio::time::timeout(OPEN_TIMEOUT, async {
+            loop {
+                match proto::recv::<GatewayLine, _>(&mut gwc).await? {
+                    GatewayLine::Punch { reflexive } => {
+                        debug!(%site, %reflexive, "forwarding the gateway's reflexive address");
+                        proto::send(&mut rec, &Reply::Punch { reflexive }).await?;
+                    }
+                    other => return Ok::<_, Error>(other),
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout("the gateway's answer"))??;
         match answer {
             GatewayLine::Connected => proto::send(&mut rec, &Reply::Open).await?,
             GatewayLine::Failed { reason } => {
@@ -453,7 +476,9 @@ impl Rendezvous {
                 let _ = rec.shutdown().await;
                 return Ok(());
             }
-            GatewayLine::Pong { .. } => return Err(Error::Protocol("unexpected pong".into())),
+            GatewayLine::Pong { .. } | GatewayLine::Punch { .. } => {
+                return Err(Error::Protocol("unexpected line".into()));
+            }
         }
         self.update_site(&key, |s| s.opened(Path::Relay));
         info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");

@@ -18,7 +18,11 @@ use vigil_site::{Error, SiteLink};
 
 struct Setup {
     dir: std::path::PathBuf,
+    /// Relay only (the LAN and direct paths off).
     link: SiteLink,
+    /// All paths offered: on loopback the direct (QUIC) path opens.
+    full: SiteLink,
+    rv: std::sync::Arc<Rendezvous>,
     camera: u16,
 }
 
@@ -101,7 +105,8 @@ async fn setup(tag: &str) -> Setup {
             },
         ],
     };
-    tokio::spawn(Rendezvous::new(cfg).unwrap().serve(listener));
+    let rv = Rendezvous::new(cfg).unwrap();
+    tokio::spawn(rv.clone().serve(listener));
     let tls = vigil_site::tls::client_config(&ca).unwrap();
     let name = vigil_site::tls::server_name("vigil-rendezvous").unwrap();
     let gw = Gateway {
@@ -113,17 +118,27 @@ async fn setup(tag: &str) -> Setup {
         token: Token::from_file(&site_token).unwrap(),
     };
     tokio::spawn(gw.run());
-    let link = SiteLink::from_files(&addr, "vigil-rendezvous", &ca, &rec_token, "shop").unwrap();
+    let full = SiteLink::from_files(&addr, "vigil-rendezvous", &ca, &rec_token, "shop").unwrap();
+    let link = full.clone().relay_only();
     let camera = camera().await;
-    Setup { dir, link, camera }
+    Setup {
+        dir,
+        link,
+        full,
+        rv,
+        camera,
+    }
 }
 
 async fn open_when_up(s: &Setup) -> (vigil_site::SiteStream, Duration) {
+    open_on(&s.link, s).await
+}
+
+async fn open_on(link: &SiteLink, s: &Setup) -> (vigil_site::SiteStream, Duration) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let t = Instant::now();
-        match s
-            .link
+        match link
             .open("branch1", "127.0.0.1", s.camera, Duration::from_secs(5))
             .await
         {
@@ -135,6 +150,68 @@ async fn open_when_up(s: &Setup) -> (vigil_site::SiteStream, Duration) {
             Err(e) => panic!("the stream never opened: {e}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_path_opens_and_carries_bytes_intact() {
+    let s = setup("direct").await;
+    // Wait until the gateway is up (over the relay), then open with every path offered.
+    drop(open_when_up(&s).await);
+    let (mut c, first) = open_on(&s.full, &s).await;
+    assert_eq!(
+        c.path(),
+        vigil_site::Path::Direct,
+        "on loopback the QUIC path opens"
+    );
+    c.write_all(b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 29];
+    c.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n");
+    drop(c);
+    const N: usize = 16 << 20;
+    let (mut c, _) = open_on(&s.full, &s).await;
+    let t = Instant::now();
+    c.write_all(format!("SEND {N:<11}").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = c.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n].iter().all(|b| *b == 0x5a),
+            "bytes changed on the way"
+        );
+        total += n;
+    }
+    assert_eq!(total, N);
+    println!(
+        "FIGURE direct_first_open_ms {:.1}; direct (QUIC, loopback) {:.2} Gbit/s, {} MiB",
+        first.as_secs_f64() * 1e3,
+        N as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e9,
+        N >> 20
+    );
+    // The rendezvous knows the path the site's streams took.
+    let st = s.rv.site_status("shop", "branch1").unwrap();
+    assert!(st.connected);
+    assert_eq!(st.path, Some(vigil_site::Path::Direct));
+    assert!(st.streams_direct >= 2 && st.streams_relay >= 1, "{st:?}");
+    // A refusal still comes back on the relay with every path offered.
+    match s
+        .full
+        .open("branch1", "127.0.0.2", s.camera, Duration::from_secs(5))
+        .await
+    {
+        Err(Error::Refused(r)) => assert!(r.contains("not in the site's camera networks"), "{r}"),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(c) => panic!("expected a refusal, got a stream on {}", c.path()),
+    }
+    std::fs::remove_dir_all(&s.dir).ok();
 }
 
 #[tokio::test]
