@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Path selection for a remote site (issue #15, scenario i), with real NATs (net.sh) and real
-# parts: the camera simulator and vigil-gateway inside the site's LAN (vs-site, behind a NAT),
-# vigil-rendezvous on the host (100.64.0.1), vigil-recorder in file mode inside vs-core.
-#   1. vs-core also on the site's LAN (`net.sh lan on`): the gateway reaches the recorder there,
-#      the stream takes the LAN path (recorder, gateway and rendezvous all say so; the recorder's
-#      metric counts it), the camera is recorded and every segment plays.
-#   2. vs-core off the site's LAN (`net.sh lan off`), the recorder restarted: the same race now
-#      picks the relay, and recording goes on.
+# Path selection for a remote site (issue #15, scenarios i-iii), with real NATs (net.sh) and
+# real parts: the camera simulator and vigil-gateway inside the site's LAN (vs-site, behind a
+# NAT), vigil-rendezvous on the host (100.64.0.1), vigil-recorder in file mode inside vs-core
+# (behind its own NAT). The recorder is restarted for each case; each time all paths are raced.
+#   i.   vs-core also on the site's LAN (`net.sh lan on`): the gateway reaches the recorder there,
+#        the stream takes the LAN path (recorder, gateway and rendezvous all say so; the
+#        recorder's metric counts it).
+#   ii.  vs-core off the site's LAN, both NATs endpoint-independent: a UDP hole is punched and
+#        the stream takes the direct path (QUIC).
+#   iii. the site's NAT made symmetric: the hole does not open, the stream takes the relay.
+# Each time the camera is recorded; at the end every segment plays (ffprobe).
 # Connect times are printed as "FIGURE name value"; ends with "N passed, M failed". Root needed.
 set -uo pipefail
 export NO_COLOR=1
@@ -31,7 +34,7 @@ cleanup() {
   wait 2>/dev/null || true
   $NET down 2>/dev/null
   if [ "$failed" != 0 ]; then
-    for f in rv.log gw.log rec1.log rec2.log sim.err; do echo "--- $f"; tail -n 25 "$work/$f" 2>/dev/null; done
+    for f in rv.log gw.log rec1.log rec2.log rec3.log sim.err; do echo "--- $f"; tail -n 25 "$work/$f" 2>/dev/null; done
   fi
   rm -rf "$work"
 }
@@ -131,18 +134,43 @@ echo "FIGURE lan_open_ms $(open_ms "$work/rec1.log") (recorder: LAN offer via th
 echo "FIGURE lan_gateway_connect_ms $(sed -n 's/.*stream open path=lan.*connect_ms=\([0-9.]*\).*/\1/p' "$work/gw.log" | head -1) (gateway: Open received to the LAN path chosen)"
 kill -TERM "$rec"; wait "$rec" 2>/dev/null
 
-# 2. Off the LAN: the same race picks the relay.
+# ii. Off the LAN, both NATs endpoint-independent: the direct path.
 $NET lan off
 before=$(segments)
 start_rec 2
 for _ in $(seq 150); do [ "$(segments)" -ge $((before + 2)) ] && break; sleep 0.1; done
-if grep -q 'camera reached through.*path=relay' "$work/rec2.log" && ! grep -q 'path=lan' "$work/rec2.log"; then
-  ok "off the site's LAN the stream takes the relay"
+if grep -q 'camera reached through.*path=direct' "$work/rec2.log"; then
+  ok "through two endpoint-independent NATs the stream takes the direct path (recorder)"
 else
-  bad "off the site's LAN the stream takes the relay ($(grep -o 'path=[a-z]*' "$work/rec2.log" | head -1))"
+  bad "through two endpoint-independent NATs the stream takes the direct path ($(grep -o 'path=[a-z]*' "$work/rec2.log" | head -1))"
+fi
+if grep -q 'stream open path=direct' "$work/gw.log" && grep -q 'stream open on another path.*path=direct' "$work/rv.log"; then
+  ok "the gateway and the rendezvous service know the path (direct)"
+else
+  bad "the gateway and the rendezvous service know the path (direct)"
+fi
+if grep -q 'vigil_recorder_site_streams_total{.*path="direct"} [1-9]' <<<"$(ip netns exec vs-core curl -sf http://127.0.0.1:18082/metrics)"; then
+  ok "the recorder's metric counts the stream on the direct path"
+else
+  bad "the recorder's metric counts the stream on the direct path"
+fi
+if [ "$(segments)" -ge $((before + 2)) ]; then ok "the camera is recorded over the direct path"; else bad "the camera is recorded over the direct path"; fi
+echo "FIGURE direct_open_ms $(open_ms "$work/rec2.log") (recorder: reflexive address, offer, punch, QUIC handshake through both NATs, camera dialled)"
+echo "FIGURE direct_gateway_connect_ms $(sed -n 's/.*stream open path=direct.*connect_ms=\([0-9.]*\).*/\1/p' "$work/gw.log" | head -1) (gateway: Open received to the direct path chosen)"
+kill -TERM "$rec"; wait "$rec" 2>/dev/null
+
+# iii. The site's NAT symmetric: the hole cannot open, the relay carries the stream.
+$NET nat site symmetric
+before=$(segments)
+start_rec 3
+for _ in $(seq 150); do [ "$(segments)" -ge $((before + 2)) ] && break; sleep 0.1; done
+if grep -q 'camera reached through.*path=relay' "$work/rec3.log" && grep -q 'stream open path=relay.*tried_direct=true' "$work/gw.log"; then
+  ok "behind a symmetric NAT the direct path is tried and the stream takes the relay"
+else
+  bad "behind a symmetric NAT the stream takes the relay ($(grep -o 'path=[a-z]*' "$work/rec3.log" | head -1))"
 fi
 if [ "$(segments)" -ge $((before + 2)) ]; then ok "the camera is recorded over the relay"; else bad "the camera is recorded over the relay"; fi
-echo "FIGURE relay_open_ms $(open_ms "$work/rec2.log") (recorder: through the relay, site behind an EIM NAT, LAN offered but not on the gateway's network)"
+echo "FIGURE relay_open_ms $(open_ms "$work/rec3.log") (recorder: the direct path tried and given up after the grace, then the relay)"
 kill -TERM "$rec"; wait "$rec" 2>/dev/null
 
 total=0; bad_segs=0
@@ -151,7 +179,7 @@ while IFS= read -r f; do
   fr=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f" 2>/dev/null)
   if [ "${fr:-0}" -lt 1 ]; then bad_segs=$((bad_segs + 1)); echo "unplayable: $f"; fi
 done < <(find "$work/store/shop/cam1" -name '*.mp4')
-if [ "$total" -ge 5 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play (ffprobe, frames decoded)"; else bad "segments play ($bad_segs of $total bad)"; fi
+if [ "$total" -ge 7 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play (ffprobe, frames decoded)"; else bad "segments play ($bad_segs of $total bad)"; fi
 if grep -rqF "$(cat "$work/site.token")" "$work"/*.log; then bad "the site token is in a log"; else ok "no token in any log"; fi
 
 echo "paths: $passed passed, $failed failed"
