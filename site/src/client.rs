@@ -165,7 +165,10 @@ impl SiteLink {
             match &self.lan {
                 Some(_) => {
                     let sock = crate::direct::socket().await?;
-                    let refl = crate::direct::reflexive(&sock, &self.rendezvous).await?;
+                    let (refl, mapping) = crate::direct::reflexive(&sock, &self.rendezvous).await?;
+                    if mapping == crate::direct::Mapping::Dependent {
+                        return Err(Error::Refused("this side's NAT is symmetric".into()));
+                    }
                     Ok::<_, Error>(Some((sock, refl)))
                 }
                 None => Ok(None),

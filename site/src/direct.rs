@@ -74,37 +74,83 @@ pub async fn serve_probes(sock: UdpSocket) {
     }
 }
 
-/// This socket's reflexive address as the rendezvous service at `server` sees it: probes every
-/// 100 ms until an answer comes, within [`PROBE_TIMEOUT`].
-pub async fn reflexive(sock: &UdpSocket, server: &str) -> Result<SocketAddr> {
+/// How this side's NAT maps one socket's packets to different destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// The same public address and port for every destination (or no NAT): a hole can be
+    /// punched.
+    Independent,
+    /// A different port per destination (a symmetric NAT): the peer cannot aim at the address
+    /// the rendezvous saw, so no hole will open.
+    Dependent,
+    /// Only one of the two probe ports answered.
+    Unknown,
+}
+
+/// The pure rule: the two answers, from the rendezvous's two probe ports.
+pub fn mapping(a: Option<SocketAddr>, b: Option<SocketAddr>) -> Mapping {
+    match (a, b) {
+        (Some(a), Some(b)) if a == b => Mapping::Independent,
+        (Some(_), Some(_)) => Mapping::Dependent,
+        _ => Mapping::Unknown,
+    }
+}
+
+/// The second probe port: the rendezvous service answers probes on its port and the next one,
+/// so that each side can tell whether its NAT keeps one mapping for every destination.
+pub fn second_port(addr: SocketAddr) -> Option<SocketAddr> {
+    addr.port()
+        .checked_add(1)
+        .map(|p| SocketAddr::new(addr.ip(), p))
+}
+
+/// This socket's reflexive address as the rendezvous service at `server` sees it, and how its
+/// NAT maps: probes both probe ports every 100 ms until both answer, within [`PROBE_TIMEOUT`]
+/// (the first port's answer alone is enough, with [`Mapping::Unknown`]).
+pub async fn reflexive(sock: &UdpSocket, server: &str) -> Result<(SocketAddr, Mapping)> {
     let server = tokio::net::lookup_host(server)
         .await
         .map_err(|e| Error::io("resolving the rendezvous service", e))?
         .find(|a| a.is_ipv4())
         .ok_or_else(|| Error::Config("the rendezvous service has no IPv4 address".into()))?;
+    let other = second_port(server);
     let mut nonce = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
         .map_err(|_| Error::Protocol("no randomness".into()))?;
     let p = probe(&nonce);
-    tokio::time::timeout(PROBE_TIMEOUT, async {
+    let (mut a, mut b) = (None, None);
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, async {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut buf = [0u8; 256];
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    sock.send_to(&p, server).await.map_err(|e| Error::io("probing", e))?;
+                    if a.is_none() {
+                        sock.send_to(&p, server).await.map_err(|e| Error::io("probing", e))?;
+                    }
+                    if let (None, Some(o)) = (b, other) {
+                        let _ = sock.send_to(&p, o).await;
+                    }
                 }
                 r = sock.recv_from(&mut buf) => {
                     let (n, from) = r.map_err(|e| Error::io("probing", e))?;
-                    if from == server && let Some(a) = parse_answer(&buf[..n], &nonce) {
-                        return Ok(a);
+                    if let Some(addr) = parse_answer(&buf[..n], &nonce) {
+                        if from == server { a = Some(addr) } else if Some(from) == other { b = Some(addr) }
+                    }
+                    if a.is_some() && b.is_some() {
+                        return Ok::<_, Error>(());
                     }
                 }
             }
         }
     })
-    .await
-    .map_err(|_| Error::Timeout("learning the reflexive address (UDP to the rendezvous)"))?
+    .await;
+    match a {
+        Some(addr) => Ok((addr, mapping(a, b))),
+        None => Err(Error::Timeout(
+            "learning the reflexive address (UDP to the rendezvous)",
+        )),
+    }
 }
 
 /// A fresh UDP socket for one stream's direct path.
@@ -266,6 +312,20 @@ mod tests {
         let addr = server.local_addr().unwrap().to_string();
         tokio::spawn(serve_probes(server));
         let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        assert_eq!(reflexive(&s, &addr).await.unwrap(), s.local_addr().unwrap());
+        // Only one probe port answers here.
+        assert_eq!(
+            reflexive(&s, &addr).await.unwrap(),
+            (s.local_addr().unwrap(), Mapping::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_nat_that_maps_per_destination_is_symmetric() {
+        let x: SocketAddr = "100.64.0.10:40000".parse().unwrap();
+        let y: SocketAddr = "100.64.0.10:51234".parse().unwrap();
+        assert_eq!(mapping(Some(x), Some(x)), Mapping::Independent);
+        assert_eq!(mapping(Some(x), Some(y)), Mapping::Dependent);
+        assert_eq!(mapping(Some(x), None), Mapping::Unknown);
+        assert_eq!(second_port("1.2.3.4:65535".parse().unwrap()), None);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use vigil_api::netpolicy::{AddressPolicy, ClusterNetworks};
 
 use crate::backoff::Backoff;
@@ -210,11 +210,15 @@ impl Gateway {
                 return Err(Error::Refused("no direct offer".into()));
             }
             let sock = crate::direct::socket().await?;
-            let refl = crate::direct::reflexive(&sock, &rendezvous).await?;
+            let (refl, mapping) = crate::direct::reflexive(&sock, &rendezvous).await?;
+            if mapping == crate::direct::Mapping::Dependent {
+                return Err(Error::Refused("the site's NAT is symmetric".into()));
+            }
             Ok((sock, refl))
         });
         let mut stun_r: Option<Result<(tokio::net::UdpSocket, SocketAddr)>> = None;
         let mut stun_done = false;
+        let mut why_not_direct: Option<String> = None;
         let mut direct_try: Option<tokio::task::JoinHandle<Result<crate::direct::QuicStream>>> =
             None;
         let mut direct_r: Option<Result<crate::direct::QuicStream>> = None;
@@ -229,7 +233,13 @@ impl Gateway {
             // tell the recorder (through the rendezvous) and connect to its reflexive address.
             if direct_try.is_none() && direct_r.is_none() {
                 match (&stun_r, relay_r.as_mut()) {
-                    (Some(Err(_)), _) | (_, Some(Err(_))) => {
+                    (Some(Err(e)), _) => {
+                        if tried_direct {
+                            why_not_direct = Some(e.to_string());
+                        }
+                        direct_r = Some(Err(Error::Refused("no direct path".into())))
+                    }
+                    (_, Some(Err(_))) => {
                         direct_r = Some(Err(Error::Refused("no direct path".into())))
                     }
                     (Some(Ok(_)), Some(Ok(rc))) => {
@@ -295,10 +305,11 @@ impl Gateway {
                 }
                 r = async { direct_try.as_mut().expect("guarded").await }, if direct_try.is_some() && direct_r.is_none() => {
                     direct_try = None;
-                    if let Err(e) = &r.as_ref().map_err(|e| e.to_string()).and_then(|r| r.as_ref().map_err(|e| e.to_string())) {
-                        debug!(error = %e, "direct path failed");
+                    let r = join(r);
+                    if let Err(e) = &r {
+                        why_not_direct = Some(e.to_string());
                     }
-                    direct_r = Some(join(r));
+                    direct_r = Some(r);
                 }
                 _ = tokio::time::sleep_until(grace.unwrap_or(deadline).min(deadline)) => {
                     if tokio::time::Instant::now() >= deadline {
@@ -354,7 +365,7 @@ impl Gateway {
             }
         };
         proto::send(&mut conn, &GatewayLine::Connected).await?;
-        info!(%path, tried_lan, tried_direct, connect_ms, "stream open");
+        info!(%path, tried_lan, tried_direct, connect_ms, no_direct = why_not_direct.as_deref(), "stream open");
         tokio::io::copy_bidirectional_with_sizes(
             &mut conn,
             &mut camera,

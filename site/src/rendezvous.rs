@@ -204,19 +204,24 @@ impl Rendezvous {
         f(self.state().sites.entry(key.clone()).or_default())
     }
 
-    /// Accepts connections until the listener fails. The UDP port of the same number answers
-    /// reflexive-address probes (the direct path, `crate::direct`).
+    /// Accepts connections until the listener fails. The UDP ports of the same number and the
+    /// next one answer reflexive-address probes (the direct path, `crate::direct`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        let udp = match listener.local_addr() {
-            Ok(a) => tokio::net::UdpSocket::bind(a).await,
-            Err(e) => Err(e),
-        };
-        match udp {
-            Ok(u) => {
-                info!(udp = ?u.local_addr().ok(), "answering reflexive-address probes");
-                tokio::spawn(crate::direct::serve_probes(u));
+        // The UDP port of the same number, and the next one (with two, each side can tell
+        // whether its NAT is symmetric and skip a punch that cannot work).
+        if let Ok(a) = listener.local_addr() {
+            for addr in [Some(a), crate::direct::second_port(a)]
+                .into_iter()
+                .flatten()
+            {
+                match tokio::net::UdpSocket::bind(addr).await {
+                    Ok(u) => {
+                        info!(udp = %addr, "answering reflexive-address probes");
+                        tokio::spawn(crate::direct::serve_probes(u));
+                    }
+                    Err(e) => warn!(udp = %addr, error = %e, "cannot answer probes here"),
+                }
             }
-            Err(e) => warn!(error = %e, "no UDP port: the direct path is unavailable"),
         }
         loop {
             let (tcp, peer) = listener
