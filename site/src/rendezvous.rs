@@ -57,6 +57,78 @@ pub struct SiteEntry {
     pub name: String,
     pub token_file: PathBuf,
     pub camera_networks: CameraNetworks,
+    /// The relay's bandwidth limit for the site, kbit/s each way, shared by all its streams
+    /// (the `Site`'s `maxRelayKbps`). Unset: unlimited.
+    #[serde(default)]
+    pub max_relay_kbps: Option<u32>,
+}
+
+/// A token bucket in bytes, allowed to go into debt: a chunk is always sent whole, after the
+/// wait [`Bucket::take`] returns, so the rate holds over time whatever the chunk sizes.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// `kbps` kbit/s; bursts of up to a quarter second's worth (at least 16 KiB).
+    pub fn new(kbps: u32, now: Instant) -> Self {
+        let rate = f64::from(kbps.max(1)) * 1000.0 / 8.0;
+        let burst = (rate / 4.0).max(16.0 * 1024.0);
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes `n` bytes at `now`; returns how long to wait before sending them.
+    pub fn take(&mut self, n: usize, now: Instant) -> Duration {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst) - n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+type SharedBucket = Arc<Mutex<Bucket>>;
+
+/// Read size of a rate-limited relay (smaller chunks, smoother pacing).
+const LIMITED_CHUNK: usize = 16 * 1024;
+
+/// Copies `r` to `w`, each chunk paid for in `bucket` first; half-closes `w` at the end.
+async fn copy_limited<R, W>(mut r: R, mut w: W, bucket: SharedBucket) -> std::io::Result<u64>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; LIMITED_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(total);
+        }
+        let wait = bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(n, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        w.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
 }
 
 /// Recorders allowed for the sites of one namespace, by the token they present.
@@ -141,6 +213,8 @@ struct State {
     pending: HashMap<String, (SiteKey, oneshot::Sender<Conn>)>,
     next_generation: u64,
     sites: HashMap<SiteKey, SiteStatus>,
+    /// Per limited site: the buckets towards the site and from it.
+    buckets: HashMap<SiteKey, (SharedBucket, SharedBucket)>,
 }
 
 /// What the service knows of a site, for its `Site` status and logs: whether its gateway is
@@ -198,6 +272,25 @@ impl Rendezvous {
             .sites
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// The site's buckets (to, from) when it has a relay bandwidth limit.
+    fn buckets(&self, key: &SiteKey) -> Option<(SharedBucket, SharedBucket)> {
+        let kbps = self
+            .cfg
+            .sites
+            .iter()
+            .find(|s| s.namespace == key.0 && s.name == key.1)?
+            .max_relay_kbps?;
+        let mut st = self.state();
+        let b = st.buckets.entry(key.clone()).or_insert_with(|| {
+            let now = Instant::now();
+            (
+                Arc::new(Mutex::new(Bucket::new(kbps, now))),
+                Arc::new(Mutex::new(Bucket::new(kbps, now))),
+            )
+        });
+        Some(b.clone())
     }
 
     fn update_site(&self, key: &SiteKey, f: impl FnOnce(&mut SiteStatus)) {
@@ -487,13 +580,26 @@ impl Rendezvous {
         }
         self.update_site(&key, |s| s.opened(Path::Relay));
         info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
-        let r = tokio::io::copy_bidirectional_with_sizes(
-            &mut rec,
-            &mut gwc,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await;
+        let r = match self.buckets(&key) {
+            // A limited site: each direction paced by the site's bucket for it.
+            Some((to_site, from_site)) => {
+                let (rr, rw) = tokio::io::split(rec);
+                let (gr, gw) = tokio::io::split(gwc);
+                tokio::try_join!(
+                    copy_limited(rr, gw, to_site),
+                    copy_limited(gr, rw, from_site)
+                )
+            }
+            None => {
+                tokio::io::copy_bidirectional_with_sizes(
+                    &mut rec,
+                    &mut gwc,
+                    RELAY_BUFFER,
+                    RELAY_BUFFER,
+                )
+                .await
+            }
+        };
         match r {
             Ok((to_site, from_site)) => {
                 self.update_site(&key, |s| {
@@ -525,6 +631,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bucket_paces_to_its_rate_after_the_burst() {
+        let t0 = Instant::now();
+        // 800 kbit/s = 100 000 B/s; burst 25 000 B.
+        let mut b = Bucket::new(800, t0);
+        assert_eq!(b.take(25_000, t0), Duration::ZERO, "the burst is free");
+        // 50 000 B more at once: half a second of debt.
+        let w = b.take(50_000, t0);
+        assert!((w.as_secs_f64() - 0.5).abs() < 1e-6, "{w:?}");
+        // After the wait the debt is paid: the next 10 000 B cost 0.1 s.
+        let w = b.take(10_000, t0 + Duration::from_millis(500));
+        assert!((w.as_secs_f64() - 0.1).abs() < 1e-6, "{w:?}");
+        // Idle time refills only up to the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.take(25_000, later), Duration::ZERO);
+        assert!(b.take(1_000, later) > Duration::ZERO);
+        // Over a long run the rate holds: 1 MB in 16 KiB chunks, sent after each wait.
+        let mut b = Bucket::new(800, t0);
+        let mut now = t0;
+        let mut sent = 0usize;
+        while sent < 1_000_000 {
+            now += b.take(16_384, now);
+            sent += 16_384;
+        }
+        let secs = (now - t0).as_secs_f64();
+        assert!(
+            (secs - (sent as f64 - 25_000.0) / 100_000.0).abs() < 0.2,
+            "{secs}"
+        );
+    }
+
+    #[test]
     fn sites_and_recorders_are_checked_against_their_files() {
         let dir = std::env::temp_dir().join(format!("vigil-site-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -542,6 +679,7 @@ mod tests {
                     allow: vec!["192.168.50.0/24".into()],
                     deny: vec![],
                 },
+                max_relay_kbps: None,
             }],
             recorders: vec![RecorderEntry {
                 namespace: "a".into(),

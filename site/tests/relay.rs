@@ -71,6 +71,10 @@ async fn camera() -> u16 {
 }
 
 async fn setup(tag: &str) -> Setup {
+    setup_limited(tag, None).await
+}
+
+async fn setup_limited(tag: &str, max_relay_kbps: Option<u32>) -> Setup {
     let dir = std::env::temp_dir().join(format!("vigil-site-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["vigil-rendezvous".into()]).unwrap();
@@ -93,6 +97,7 @@ async fn setup(tag: &str) -> Setup {
                 allow: vec!["127.0.0.1/32".into()],
                 deny: vec![],
             },
+            max_relay_kbps,
         }],
         recorders: vec![
             RecorderEntry {
@@ -212,6 +217,65 @@ async fn the_direct_path_opens_and_carries_bytes_intact() {
         Ok(c) => panic!("expected a refusal, got a stream on {}", c.path()),
     }
     std::fs::remove_dir_all(&s.dir).ok();
+}
+
+/// Reads `n` bytes the camera sends on `c` (after `SEND n`), checking each.
+async fn receive(mut c: vigil_site::SiteStream, n: usize) {
+    c.write_all(format!("SEND {n:<11}").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let k = c.read(&mut buf).await.unwrap();
+        if k == 0 {
+            break;
+        }
+        assert!(buf[..k].iter().all(|b| *b == 0x5a));
+        total += k;
+    }
+    assert_eq!(total, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_holds_a_site_to_its_bandwidth_limit() {
+    // 4 000 kbit/s = 500 000 B/s each way for the whole site, burst 125 000 B.
+    const KBPS: u32 = 4000;
+    let rate = f64::from(KBPS) * 1000.0 / 8.0;
+    let s = setup_limited("limit", Some(KBPS)).await;
+    drop(open_when_up(&s).await);
+    // Two streams at once share the site's limit: 2 × 512 KiB.
+    const N: usize = 512 * 1024;
+    let (a, _) = open_when_up(&s).await;
+    let (b, _) = open_when_up(&s).await;
+    let t = Instant::now();
+    tokio::join!(receive(a, N), receive(b, N));
+    let secs = t.elapsed().as_secs_f64();
+    let expected = (2.0 * N as f64 - rate / 4.0) / rate;
+    let kbps = 2.0 * N as f64 * 8.0 / secs / 1000.0;
+    println!(
+        "FIGURE relay_limit {KBPS} kbit/s: 2 streams × {} KiB in {secs:.2} s = {kbps:.0} kbit/s together (expected ≥ {expected:.2} s)",
+        N >> 10
+    );
+    assert!(secs >= expected * 0.9, "faster than the limit: {secs:.2} s");
+    assert!(
+        secs <= expected * 1.5 + 0.5,
+        "far slower than the limit: {secs:.2} s"
+    );
+    // Baseline in the same run: an unlimited site moves the same bytes far faster.
+    let u = setup("nolimit").await;
+    drop(open_when_up(&u).await);
+    let (c, _) = open_when_up(&u).await;
+    let t = Instant::now();
+    receive(c, 2 * N).await;
+    let unlimited = t.elapsed().as_secs_f64();
+    println!(
+        "FIGURE relay_unlimited: {} KiB in {unlimited:.3} s",
+        (2 * N) >> 10
+    );
+    assert!(unlimited < secs / 3.0, "{unlimited} vs {secs}");
+    std::fs::remove_dir_all(&s.dir).ok();
+    std::fs::remove_dir_all(&u.dir).ok();
 }
 
 #[tokio::test]
