@@ -110,11 +110,15 @@ impl Parent {
         self.reg.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The ChildDomains, from the watch cache (waits for its first listing).
+    /// The ChildDomains, from the watch cache (waits up to 5 s for its first listing: a
+    /// registration is refused, and retried by the child, rather than left hanging while the
+    /// API server is unreachable).
     async fn child_domains(&self) -> Result<Vec<Arc<ChildDomain>>> {
-        self.children
-            .wait_until_ready()
+        tokio::time::timeout(Duration::from_secs(5), self.children.wait_until_ready())
             .await
+            .map_err(|_| {
+                crate::error::Error::Config("ChildDomain watch: no listing yet".into())
+            })?
             .map_err(|e| crate::error::Error::Config(format!("ChildDomain watch: {e}")))?;
         Ok(self.children.state())
     }
