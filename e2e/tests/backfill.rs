@@ -49,10 +49,10 @@ use kube::{Client, ResourceExt};
 use vigil_api::{
     Backfill, BackfillPhase, BackfillReason, Camera, Coverage, RECORDER_LABEL, RecorderPool,
 };
+use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
 use vigil_e2e::harness::{
     RecorderProcess, Simulator, free_port, partial_segment_bytes, start_operator,
 };
-use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
 use vigil_e2e::*;
 
 const BUCKET: &str = "vigil-e2e-backfill";
@@ -1464,7 +1464,10 @@ fn start_simulator(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
         &specs,
         Some(&work.join("sd")),
         Some(&work.join("camera-sim.log")),
-        &[std::ffi::OsStr::new("--frame-log"), work.join("frames").as_os_str()],
+        &[
+            std::ffi::OsStr::new("--frame-log"),
+            work.join("frames").as_os_str(),
+        ],
     )
 }
 

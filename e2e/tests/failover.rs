@@ -4,7 +4,10 @@
 //! other two within seconds, the others never stop, every camera has playable segments in the
 //! store, and the recorder that took each moved camera over created a RecorderFailure Backfill
 //! for its hole, which reports honestly (these cameras have no edge storage, so the seconds are
-//! counted as lost).
+//! counted as lost). Judged by the frames too (issue 18): the simulator logs every frame it
+//! encoded and burns its time into it; every frame of every camera from placement to the end is
+//! in the store or inside a window a Backfill reported lost, and every key matches its frames
+//! to within one frame.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,9 +15,16 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::Api;
 use vigil_api::{Backfill, BackfillPhase, BackfillReason, RecorderPool};
+use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
+use vigil_testkit::now_ms;
+
+/// Wide enough for the frame reader; 10 fps keeps twelve cameras as cheap to encode as before.
+const WIDTH: u32 = 480;
+const HEIGHT: u32 = 270;
+const FPS: i64 = 10;
 
 #[tokio::test]
 async fn sigkilled_recorder_cameras_resume_on_the_others() {
@@ -26,9 +36,26 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         lease_seconds: 2,
         segment_seconds: 4,
     };
-    let mut rig = Rig::start(client.clone(), &config).await;
+    let spec = |i: usize, c: &str| {
+        format!(
+            "name={c},codec={},bitrate={},fps={FPS},gop={FPS},width={WIDTH},height={HEIGHT}",
+            if i % 4 == 3 { "h265" } else { "h264" },
+            300 + 100 * (i % 5)
+        )
+    };
+    let frame_log =
+        std::env::temp_dir().join(format!("vigil-failover-frames-{}", std::process::id()));
+    let mut rig = Rig::start_with(
+        client.clone(),
+        &config,
+        &spec,
+        &[std::ffi::OsStr::new("--frame-log"), frame_log.as_os_str()],
+    )
+    .await;
 
     let placed = rig.wait_all_recording(Duration::from_secs(90)).await;
+    // Every frame from here on must be accounted for.
+    let from_ms = now_ms();
     let used: BTreeSet<&String> = placed.values().collect();
     assert_eq!(used.len(), 3, "all three recorders record: {placed:?}");
     let pool = Api::<RecorderPool>::namespaced(client.clone(), &rig.namespace)
@@ -66,6 +93,7 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         }
     }
     rig.wait_all_recording(Duration::from_secs(30)).await;
+    let to_ms = now_ms();
 
     // Let each camera finish a few segments, then check they are in the store and play.
     tokio::time::sleep(Duration::from_secs(u64::from(config.segment_seconds) * 3)).await;
@@ -127,5 +155,22 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         assert!((1.0..60.0).contains(&lost), "{}: {lost} s lost", s.camera);
     }
 
+    // By the frames: every camera's, moved or not, over the whole run.
+    let lost = finished_backfills(&client, &rig.namespace).await;
+    let src = FrameSource {
+        store: &rig.store,
+        namespace: &rig.namespace,
+        frame_log: &frame_log,
+        width: WIDTH,
+        height: HEIGHT,
+        frame_ms: 1000 / FPS,
+    };
+    let mut failures = vec![];
+    for cam in &rig.cameras {
+        failures.extend(check_camera(&src, cam, from_ms, to_ms, &lost).failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
     delete_namespace(&client, &rig.namespace).await;
+    let _ = std::fs::remove_dir_all(&frame_log);
 }
