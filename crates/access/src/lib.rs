@@ -11,6 +11,7 @@
 //! GET /api/v1/cameras/{ns}/{name}/export.mp4?start=&end=        (Range supported)
 //! POST /api/v1/cameras/{ns}/{name}/whep    (SDP offer → answer: live over WebRTC, `live.rs`)
 //! DELETE /api/v1/live/sessions/{id}
+//! GET /api/v1/cameras/{ns}/{name}/llhls/{index.m3u8,init-N.mp4,M.mp4,M.P.mp4}  (LL-HLS live, `llhls.rs`)
 //! GET|POST|DELETE /api/v1/cameras/{ns}/{name}/manual-recording   (manual recording, `triggers.rs`)
 //! POST /api/v1/cameras/{ns}/{name}/events   (an event from another system, `triggers.rs`)
 //! GET / (web page), /live.html, /healthz, /readyz, /metrics
@@ -24,6 +25,7 @@ pub mod export;
 pub mod federation;
 pub mod hls;
 pub mod live;
+pub mod llhls;
 pub mod triggers;
 mod web;
 
@@ -1055,6 +1057,7 @@ pub fn router(state: AppState) -> Router {
             get(remote_camera),
         )
         .route(&format!("{cam}/whep"), axum::routing::post(whep))
+        .route(&format!("{cam}/llhls/{{file}}"), get(llhls::serve))
         .route(
             "/api/v1/live/sessions/{id}",
             axum::routing::delete(whep_delete),

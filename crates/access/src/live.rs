@@ -148,6 +148,8 @@ pub struct WebRtc {
     upstream: Upstream,
     http: reqwest::Client,
     next_id: AtomicU64,
+    /// LL-HLS viewers of the same cameras (`llhls.rs`): one shared upstream per camera.
+    llhls: Arc<crate::llhls::LlHls>,
 }
 
 struct Datagram {
@@ -235,21 +237,28 @@ impl WebRtc {
         };
         let candidate = SocketAddr::new(ip, local.port());
         info!(udp = %local, %candidate, "WebRTC (WHEP) on one UDP port, ICE-lite");
+        let http = reqwest::Client::builder()
+            // Inside the cluster: a recorder that does not answer within 1 s is gone (the
+            // Camera will name another one).
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| Error::Http(format!("HTTP client: {e}")))?;
         let me = Arc::new(WebRtc {
             socket: Arc::new(socket),
             candidate,
             sessions: Mutex::default(),
+            llhls: crate::llhls::LlHls::new(upstream.clone(), http.clone()),
             upstream,
-            http: reqwest::Client::builder()
-                // Inside the cluster: a recorder that does not answer within 1 s is gone (the
-                // Camera will name another one).
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
+            http,
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(me.clone().dispatch());
         Ok(me)
+    }
+
+    /// The LL-HLS side, over the same upstreams.
+    pub fn llhls(&self) -> &Arc<crate::llhls::LlHls> {
+        &self.llhls
     }
 
     pub fn local_port(&self) -> u16 {
@@ -518,7 +527,7 @@ impl OutClock {
     }
 }
 
-enum Upstreamed {
+pub(crate) enum Upstreamed {
     Params(wire::Params),
     Frame(wire::Frame),
     /// Frames were lost (the session fell behind): resume on a key.
@@ -530,7 +539,7 @@ enum Upstreamed {
 
 /// Reads a camera's frames from its recorder for one viewer, reconnecting when the stream
 /// ends (the recorder restarted or the camera moved), until the viewer is gone.
-async fn read_upstream(
+pub(crate) async fn read_upstream(
     http: reqwest::Client,
     up: Upstream,
     cam: CameraId,

@@ -369,12 +369,18 @@ mod tests {
         hvcc.extend_from_slice(&(HEVC_SPS_640X360.len() as u16).to_be_bytes());
         hvcc.extend_from_slice(&HEVC_SPS_640X360);
         let t = video_track("hvc1.4.10.L63.90", &hvcc).unwrap();
-        assert_eq!((t.width, t.height, &t.sample_entry[4..8]), (640, 360, &b"hvc1"[..]));
+        assert_eq!(
+            (t.width, t.height, &t.sample_entry[4..8]),
+            (640, 360, &b"hvc1"[..])
+        );
     }
 
     #[test]
     fn emulation_prevention_is_removed() {
-        assert_eq!(rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]), vec![0, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(
+            rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 3]
+        );
     }
 
     #[test]
