@@ -3,6 +3,8 @@
 // burns the UTC time in ms into every frame; for each frame shown (requestVideoFrameCallback)
 // the page reads those digits off the picture and compares them with the clock (same machine).
 // Usage: node live.mjs <base-url> <camera ns/name> <camera sim name> <seconds> <screenshot.png>
+// VIGIL_LIVE_PROTO=hls: the same checks over LL-HLS (the page's `?proto=hls`), without the
+// "back 30 s" part (the WebRTC run covers it).
 // Prints the figures as JSON and one line "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,6 +13,8 @@ import { execSync } from 'node:child_process';
 
 const [base, camera, simName, secondsArg, shot] = process.argv.slice(2);
 const seconds = Number(secondsArg || 15);
+const overHls = process.env.VIGIL_LIVE_PROTO === 'hls';
+const protoName = overHls ? 'LL-HLS' : 'WebRTC';
 const t = checks();
 const check = t.check;
 
@@ -112,7 +116,7 @@ try {
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('404')) console.log(`page: ${m.text()}`); });
   const opened = Date.now();
-  await page.goto(`${base}/live.html?camera=${camera}`, { waitUntil: 'load' });
+  await page.goto(`${base}/live.html?camera=${camera}${overHls ? '&proto=hls' : ''}`, { waitUntil: 'load' });
   let playing = false;
   try {
     await page.waitForFunction(() => {
@@ -123,10 +127,11 @@ try {
   } catch (_) { /* reported below */ }
   const state = await page.$eval('.tile', (t) => {
     const v = t.querySelector('video');
-    return { error: t.dataset.error || null, w: v.videoWidth, h: v.videoHeight, t: v.currentTime,
+    return { error: t.dataset.error || null, proto: t.dataset.proto, w: v.videoWidth, h: v.videoHeight, t: v.currentTime,
       firstFrameMs: Number(v.dataset.firstFrameMs || NaN) };
   });
-  check('the live page plays the camera over WebRTC', playing, JSON.stringify(state));
+  check(`the live page plays the camera over ${protoName}`,
+    playing && state.proto === (overHls ? 'hls' : 'webrtc'), JSON.stringify(state));
   if (playing) {
     const m = await page.evaluate(measure, { simName, seconds });
     const burnt = m.samples.map((s) => s.burnt);
@@ -140,13 +145,18 @@ try {
       latencyMs: { p50: Math.round(pct(lat, 50)), p95: Math.round(pct(lat, 95)), max: Math.round(pct(lat, 100)), min: Math.round(pct(lat, 0)) },
       firstFrameMs: state.firstFrameMs, pageToPlayingMs: null, size: `${m.width}x${m.height}`,
     };
-    console.log(`live figures: ${JSON.stringify(figures)}`);
+    console.log(`live figures (${protoName}): ${JSON.stringify(figures)}`);
     // A moving picture: the clock burnt into the frames shown advances with real time.
     check('the picture moves (burnt-in clock advances frame by frame)',
       distinct >= seconds * 10 && increasing && span >= (seconds - 3) * 1000, JSON.stringify(figures));
     check('most frames shown are readable (passed through untouched)',
       m.samples.length >= 0.8 * m.frames, JSON.stringify(figures));
-    check('latency is plausible (between 0 and 2 s)', figures.latencyMs.min > -50 && figures.latencyMs.p95 < 2000,
+    // WebRTC: plausible (target p50 300 ms, measured in docs/benchmarks.md); LL-HLS: the
+    // issue's target p50 ≤ 1.5 s (override with VIGIL_LIVE_HLS_P50_MS on a loaded machine).
+    const latOk = overHls
+      ? figures.latencyMs.min > -50 && figures.latencyMs.p50 <= Number(process.env.VIGIL_LIVE_HLS_P50_MS || 1500)
+      : figures.latencyMs.min > -50 && figures.latencyMs.p95 < 2000;
+    check(overHls ? 'latency p50 within 1.5 s (LL-HLS target)' : 'latency is plausible (between 0 and 2 s)', latOk,
       JSON.stringify(figures.latencyMs));
     const firstWithin = Number(process.env.VIGIL_LIVE_FIRST_FRAME_WITHIN_MS || 5000);
     check(`first frame within ${firstWithin} ms of opening (target 1 s: measured, see docs/benchmarks.md)`, state.firstFrameMs < firstWithin, String(state.firstFrameMs));
@@ -166,12 +176,12 @@ try {
       pcs: window.vigilLive.length, ice: window.vigilLive[0] && window.vigilLive[0].iceConnectionState,
     }));
     const gap = back ? Math.round(back.shownAt - killedAt) : null;
-    console.log(`live figures after recorder SIGKILL: ${JSON.stringify({ killedAtMs: killedAt, pictureBackAfterMs: gap, ...state2 })}`);
+    console.log(`live figures (${protoName}) after recorder SIGKILL: ${JSON.stringify({ killedAtMs: killedAt, pictureBackAfterMs: gap, ...state2 })}`);
     // The picture moves again: a few more frames, their burnt-in clock advancing.
     const more = back ? await page.evaluate(measure, { simName, seconds: 3 }) : null;
     const moreTimes = more ? more.samples.map((s) => s.burnt) : [];
     const moving = moreTimes.length >= 10 && new Set(moreTimes).size >= 10 && moreTimes[moreTimes.length - 1] > moreTimes[0];
-    check(`after a recorder SIGKILL the same session shows a moving picture again within ${backWithin} ms`,
+    check(`after a recorder SIGKILL the same ${protoName} session shows a moving picture again within ${backWithin} ms`,
       back !== null && gap < backWithin && moving && state2.pcs === pcBefore && state2.ice !== 'failed' && state2.ice !== 'closed',
       JSON.stringify({ gap, ...state2 }));
   }
@@ -179,7 +189,7 @@ try {
   fs.mkdirSync(path.dirname(shot), { recursive: true });
   await page.screenshot({ path: shot });
   console.log(`screenshot: ${shot} (opened ${Date.now() - opened} ms ago)`);
-  if (playing) {
+  if (playing && !overHls) {
     // "Back 30 s": from the live tile into the recordings page, which plays this camera from
     // 30 s before the click (or from its first footage after that): the frames shown are
     // recorded ones, their burnt-in clock well behind the wall clock, and moving.

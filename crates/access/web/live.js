@@ -1,6 +1,9 @@
 // Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable) picks
 // the cameras; without it, every camera the token may see, up to 16, in a grid. Each tile links
 // back 30 s into the recordings.
+// LL-HLS (hls.js, low-latency mode) instead of WebRTC: `?proto=hls` or the page's toggle; and
+// per tile, when WebRTC fails or shows no picture within FALLBACK_MS (an H.265 camera: WebRTC
+// passes H.264 only).
 'use strict';
 const $ = (s) => document.querySelector(s);
 const tokenInput = $('#token');
@@ -9,6 +12,38 @@ tokenInput.addEventListener('change', () => { localStorage.setItem('vigil-token'
 function auth() {
   const t = tokenInput.value.trim();
   return t ? { Authorization: 'Bearer ' + t } : {};
+}
+
+const FALLBACK_MS = 5000;
+const params = new URLSearchParams(location.search);
+const proto = params.get('proto') === 'hls' ? 'hls' : 'webrtc';
+
+// Opens one camera into a <video> over LL-HLS: one shared stream per camera on the access point.
+function playHls(cam, video) {
+  const src = `/api/v1/cameras/${cam}/llhls/index.m3u8`;
+  if (!window.Hls || !Hls.isSupported()) {
+    // Players with native HLS (Safari) take the playlist as it is.
+    video.src = src;
+    return Promise.resolve({ kind: 'hls-native' });
+  }
+  const hls = new Hls({
+    lowLatencyMode: true,
+    liveDurationInfinity: true,
+    backBufferLength: 10,
+    // Catch up after a freeze (recorder restart) instead of staying behind.
+    maxLiveSyncPlaybackRate: 1.5,
+    xhrSetup: (xhr) => { const h = auth(); for (const k in h) xhr.setRequestHeader(k, h[k]); },
+  });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (!d.fatal) return;
+    // Fatal network or media errors: start again (the stream on the access point goes on).
+    if (d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else setTimeout(() => hls.startLoad(-1), 1000);
+  });
+  hls.loadSource(src);
+  hls.attachMedia(video);
+  window.addEventListener('pagehide', () => hls.destroy());
+  return Promise.resolve(hls);
 }
 
 // Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
@@ -39,7 +74,13 @@ async function play(cam, video) {
 
 async function main() {
   const status = $('#status');
-  let cams = new URLSearchParams(location.search).getAll('camera');
+  const toggle = $('#hls');
+  toggle.checked = proto === 'hls';
+  toggle.addEventListener('change', () => {
+    params.set('proto', toggle.checked ? 'hls' : 'webrtc');
+    location.search = params.toString();
+  });
+  let cams = params.getAll('camera');
   if (!cams.length) {
     const r = await fetch('/api/v1/cameras', { headers: auth() });
     if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
@@ -74,10 +115,27 @@ async function main() {
     video.addEventListener('loadeddata', () => {
       video.dataset.firstFrameMs = String(Math.round(performance.now() - opened));
     }, { once: true });
-    play(cam, video).then((pc) => window.vigilLive.push(pc)).catch((e) => {
-      tile.dataset.error = String(e);
-      label.textContent = `${cam}: ${e.message}`;
-    });
+    const overHls = () => {
+      tile.dataset.proto = 'hls';
+      label.textContent = `${cam} · LL-HLS`;
+      return playHls(cam, video).then((h) => window.vigilLive.push(h));
+    };
+    if (proto === 'hls') {
+      overHls();
+      continue;
+    }
+    tile.dataset.proto = 'webrtc';
+    let pc = null;
+    // No picture over WebRTC (H.265, or UDP blocked): LL-HLS instead.
+    const fallback = (why) => {
+      if (tile.dataset.proto !== 'webrtc' || video.readyState >= 2) return;
+      tile.dataset.fallback = why;
+      if (pc) { pc.close(); window.vigilLive = window.vigilLive.filter((x) => x !== pc); }
+      video.srcObject = null;
+      overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam}: ${e.message}`; });
+    };
+    setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
+    play(cam, video).then((p) => { pc = p; window.vigilLive.push(p); }).catch((e) => fallback(String(e)));
   }
   status.textContent = `${cams.length} camera(s)`;
 }
