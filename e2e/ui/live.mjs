@@ -176,9 +176,11 @@ try {
       pcs: window.vigilLive.length, ice: window.vigilLive[0] && window.vigilLive[0].iceConnectionState,
     }));
     const gap = back ? Math.round(back.shownAt - killedAt) : null;
+    const more = back ? await page.evaluate(measure, { simName, seconds: 3 }) : null;
+    const after = more ? more.samples.map((x) => x.latency) : [];
+    state2.latencyAfterMs = after.length ? Math.round(pct(after, 50)) : null;
     console.log(`live figures (${protoName}) after recorder SIGKILL: ${JSON.stringify({ killedAtMs: killedAt, pictureBackAfterMs: gap, ...state2 })}`);
     // The picture moves again: a few more frames, their burnt-in clock advancing.
-    const more = back ? await page.evaluate(measure, { simName, seconds: 3 }) : null;
     const moreTimes = more ? more.samples.map((s) => s.burnt) : [];
     const moving = moreTimes.length >= 10 && new Set(moreTimes).size >= 10 && moreTimes[moreTimes.length - 1] > moreTimes[0];
     check(`after a recorder SIGKILL the same ${protoName} session shows a moving picture again within ${backWithin} ms`,

@@ -783,7 +783,7 @@ mod tests {
         for f in frames(60, 50, 0).into_iter().skip(3) {
             c2.frame(f, &mut w2);
         }
-        assert_eq!(w2.segments[0].parts[0].independent, true);
+        assert!(w2.segments[0].parts[0].independent);
         assert_eq!(w2.segments[0].wall_ms, 1_700_000_000_000 + 50 * 40);
     }
 
