@@ -148,11 +148,18 @@ last1=$(curl -fsS "$hb/index.m3u8" | grep -E '^[0-9]+\.mp4$' | tail -1)
 [ "${last1%.mp4}" -gt "${last0%.mp4}" ] || fail "H.265 LL-HLS playlist does not advance ($last0 -> $last1)"
 echo "ok   H.265 LL-HLS playlist advances ($last0 -> $last1); blocking reload for part $hm.$hp answered after $waited ms"
 
+# WebRTC refuses the H.265 camera at once (415, naming LL-HLS): the page falls back without
+# waiting.
+code=$(curl -s -o "$work/whep265.txt" -w '%{http_code}' -X POST -H 'Content-Type: application/sdp' \
+  --data-binary 'v=0' "http://127.0.0.1:$port/api/v1/cameras/site-a/cam5/whep")
+[ "$code" = 415 ] && grep -q 'LL-HLS' "$work/whep265.txt" || fail "WHEP for the H.265 camera answered $code: $(cat "$work/whep265.txt")"
+echo "ok   WHEP refuses the H.265 camera with 415 (use LL-HLS)"
+
 # No viewer for a while: the camera's upstream stops.
 for _ in $(seq 60); do plain | grep 'LL-HLS stream stopped' | grep -q 'site-a/cam1' && break; sleep 0.5; done
 plain | grep 'LL-HLS stream stopped' | grep -q 'site-a/cam1' || fail "LL-HLS upstream of cam1 still running without viewers"
 echo "ok   LL-HLS upstream stops when nobody watches"
-echo "llhls: 4 passed, 0 failed"
+echo "llhls: 5 passed, 0 failed"
 
 # Viewers per core (VIGIL_LIVE_DENSITY=N, not in CI): N WebRTC viewers of the 4 Mbit/s camera;
 # the access point's CPU time and memory while they watch.

@@ -847,6 +847,9 @@ async fn whep(
             return Err(bad("SDP offer too large"));
         }
         let offer = std::str::from_utf8(&body).map_err(|_| bad("SDP offer is not UTF-8"))?;
+        rtc.refuse_unless_h264(&cam)
+            .await
+            .map_err(|m| ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, m))?;
         let (answer, id) = rtc.offer(cam, offer).map_err(|e| match e {
             Error::BadRequest(m) => bad(m),
             Error::Live(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, m),

@@ -150,7 +150,15 @@ pub struct WebRtc {
     next_id: AtomicU64,
     /// LL-HLS viewers of the same cameras (`llhls.rs`): one shared upstream per camera.
     llhls: Arc<crate::llhls::LlHls>,
+    /// Each camera's codec as last seen (RFC 6381), so that an offer for an H.265 camera is
+    /// refused at once (the page then plays it over LL-HLS).
+    codecs: Mutex<HashMap<CameraId, (Instant, String)>>,
 }
+
+/// How long a camera's codec is remembered.
+const CODEC_TTL: Duration = Duration::from_secs(60);
+/// Longest wait for a recorder's parameters when the codec is not known.
+const CODEC_PEEK: Duration = Duration::from_secs(3);
 
 struct Datagram {
     at: Instant,
@@ -251,9 +259,81 @@ impl WebRtc {
             upstream,
             http,
             next_id: AtomicU64::new(1),
+            codecs: Mutex::default(),
         });
         tokio::spawn(me.clone().dispatch());
         Ok(me)
+    }
+
+    fn note_codec(&self, cam: &CameraId, codec: &str) {
+        if let Ok(mut m) = self.codecs.lock() {
+            if m.len() > 10_000 {
+                m.retain(|_, (t, _)| t.elapsed() < CODEC_TTL);
+            }
+            m.insert(cam.clone(), (Instant::now(), codec.to_string()));
+        }
+    }
+
+    /// Refuses a camera whose video is not H.264 (WebRTC passes H.264 only), with a message
+    /// naming the codec and LL-HLS. The codec is remembered from earlier sessions, else read
+    /// from the recorder's stream (its first message); a camera whose recorder does not answer
+    /// in time is let through (the session waits for it as before).
+    pub async fn refuse_unless_h264(&self, cam: &CameraId) -> std::result::Result<(), String> {
+        let known = self.codecs.lock().ok().and_then(|m| {
+            m.get(cam)
+                .filter(|(t, _)| t.elapsed() < CODEC_TTL)
+                .map(|(_, c)| c.clone())
+        });
+        let codec = match known {
+            Some(c) => Some(c),
+            None => match tokio::time::timeout(CODEC_PEEK, self.peek_codec(cam)).await {
+                Ok(Ok(c)) => {
+                    self.note_codec(cam, &c);
+                    Some(c)
+                }
+                Ok(Err(e)) => {
+                    debug!(camera = %cam, error = %e, "cannot read the camera's codec");
+                    None
+                }
+                Err(_) => None,
+            },
+        };
+        match codec {
+            Some(c) if !c.starts_with("avc1") && !c.starts_with("avc3") => Err(format!(
+                "camera {cam} sends {c}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The codec of the camera's stream: the first message of the recorder's live stream.
+    async fn peek_codec(&self, cam: &CameraId) -> Result<String> {
+        let url = self.upstream.locate(cam).await?;
+        let mut resp = self
+            .http
+            .get(url)
+            .bearer_auth(&self.upstream.token)
+            .send()
+            .await
+            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            return Err(Error::Live(format!("recorder answered {}", resp.status())));
+        }
+        let mut dec = Decoder::default();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?
+        {
+            dec.push(&chunk);
+            if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
+                return match m {
+                    Message::Params(p) => Ok(p.codec),
+                    Message::Frame(_) => Err(Error::Live("stream without parameters".into())),
+                };
+            }
+        }
+        Err(Error::Live("recorder's stream ended".into()))
     }
 
     /// The LL-HLS side, over the same upstreams.
@@ -448,7 +528,10 @@ impl WebRtc {
                 f = frames.recv() => {
                     let Some(f) = f else { return Err(Error::Live("upstream reader ended".into())) };
                     match f {
-                        Upstreamed::Params(p) => params = Some(p),
+                        Upstreamed::Params(p) => {
+                            self.note_codec(cam, &p.codec);
+                            params = Some(p);
+                        }
                         Upstreamed::Gap => need_key = true,
                         Upstreamed::Restart => {
                             need_key = true;

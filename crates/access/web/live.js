@@ -61,7 +61,7 @@ async function play(cam, video) {
     headers: { 'Content-Type': 'application/sdp', ...auth() },
     body: pc.localDescription.sdp,
   });
-  if (r.status !== 201) throw new Error(`WHEP ${r.status}: ${await r.text()}`);
+  if (r.status !== 201) { pc.close(); throw new Error(`WHEP ${r.status}: ${await r.text()}`); }
   const session = r.headers.get('Location');
   await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   video.dataset.session = session || '';
