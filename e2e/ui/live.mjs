@@ -132,6 +132,30 @@ try {
   });
   check(`the live page plays the camera over ${protoName}`,
     playing && state.proto === (overHls ? 'hls' : 'webrtc'), JSON.stringify(state));
+  if (playing && !overHls) {
+    // Status badges: the tile of a camera being recorded says so (from its recordings of the
+    // last 10 min); the rules on made-up answers (holes, backfill, nothing recent).
+    let recording = false;
+    try {
+      await page.waitForSelector('.tile .badges[data-badges~="recording"]', { timeout: 15000 });
+      recording = true;
+    } catch (_) { /* reported below */ }
+    const rules = await page.evaluate(() => {
+      const now = 1_000_000_000;
+      const iv = (a, b) => ({ startMs: now - a, endMs: now - b });
+      const f = (rec) => window.vigilTileBadges({ live: [], backfill: [], holes: [], ...rec }, now).join(' ');
+      return [
+        f({ live: [iv(600000, 4000)], holes: [iv(4000, 0)] }),
+        f({ live: [iv(600000, 300000), iv(290000, 4000)], holes: [iv(300000, 290000), iv(4000, 0)] }),
+        f({ live: [iv(600000, 300000), iv(299000, 4000)], holes: [iv(300000, 299000)] }),
+        f({ live: [iv(600000, 120000)], holes: [iv(120000, 0)] }),
+        f({ live: [iv(600000, 300000)], backfill: [iv(300000, 60000)], holes: [iv(60000, 0)] }),
+      ];
+    });
+    const want = ['recording', 'recording degraded', 'recording', 'not-recording', 'not-recording backfilling'];
+    check('the live tile shows a "recording" badge; badge rules (degraded, backfilling, not recording)',
+      recording && JSON.stringify(rules) === JSON.stringify(want), JSON.stringify({ recording, rules }));
+  }
   if (playing) {
     const m = await page.evaluate(measure, { simName, seconds });
     const burnt = m.samples.map((s) => s.burnt);

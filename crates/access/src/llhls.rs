@@ -81,7 +81,7 @@ pub struct Segment {
     /// A new upstream (or lost frames) before this segment.
     pub discontinuity: bool,
     /// The init segment its parts need.
-    pub init: u32,
+    pub init: u64,
     /// When the recorder received its first frame (UTC ms): `EXT-X-PROGRAM-DATE-TIME`.
     pub wall_ms: i64,
 }
@@ -98,7 +98,7 @@ impl Segment {
 /// A camera's LL-HLS window: init segments and the last few segments with their parts.
 #[derive(Debug, Default)]
 pub struct Window {
-    pub inits: Vec<(u32, Bytes)>,
+    pub inits: Vec<(u64, Bytes)>,
     pub segments: VecDeque<Segment>,
     /// The media sequence number of the next segment to open.
     pub next_msn: u64,
@@ -118,6 +118,17 @@ pub enum Have {
 }
 
 impl Window {
+    /// A window whose first segment is `msn`. A camera's stream numbers from the time it
+    /// started (in 100 ms) so that a later stream of the same camera (after an idle stop, or
+    /// a restart of the access point) never reuses a URL a browser or proxy may have cached
+    /// (parts and segments are served with `max-age`).
+    pub fn starting_at(msn: u64) -> Self {
+        Window {
+            next_msn: msn,
+            ..Default::default()
+        }
+    }
+
     fn open(&self) -> Option<&Segment> {
         self.segments.back().filter(|s| !s.complete)
     }
@@ -153,7 +164,7 @@ impl Window {
         Some(s.parts.iter().map(|p| p.data.clone()).collect())
     }
 
-    pub fn init(&self, id: u32) -> Option<Bytes> {
+    pub fn init(&self, id: u64) -> Option<Bytes> {
         self.inits
             .iter()
             .find(|(i, _)| *i == id)
@@ -168,7 +179,7 @@ impl Window {
         }
     }
 
-    fn begin_segment(&mut self, init: u32, discontinuity: bool, wall_ms: i64) {
+    fn begin_segment(&mut self, init: u64, discontinuity: bool, wall_ms: i64) {
         self.segments.push_back(Segment {
             msn: self.next_msn,
             parts: Vec::new(),
@@ -211,7 +222,7 @@ impl Window {
                 self.discontinuity_seq += 1;
             }
         }
-        let used: Vec<u32> = self.segments.iter().map(|s| s.init).collect();
+        let used: Vec<u64> = self.segments.iter().map(|s| s.init).collect();
         let newest = self.inits.last().map(|(i, _)| *i);
         self.inits
             .retain(|(i, _)| used.contains(i) || Some(*i) == newest);
@@ -287,7 +298,7 @@ impl Window {
 #[derive(Default)]
 pub struct Cutter {
     params: Option<wire::Params>,
-    init: u32,
+    init: u64,
     pending: Option<wire::Frame>,
     /// Frames of the open part, with their durations.
     part: Vec<(wire::Frame, u64)>,
@@ -307,6 +318,14 @@ impl Cutter {
             need_key: true,
             last_duration: HZ / 25,
             ..Default::default()
+        }
+    }
+
+    /// Numbering init segments from `base` (see [`Window::starting_at`]).
+    pub fn starting_at(base: u64) -> Self {
+        Cutter {
+            init: base,
+            ..Cutter::new()
         }
     }
 
@@ -486,19 +505,20 @@ impl LlHls {
         if m.len() >= MAX_STREAMS {
             return Err("too many cameras watched over LL-HLS".into());
         }
+        let base = (chrono::Utc::now().timestamp_millis() / 100).max(0) as u64;
         let s = Arc::new(Stream {
-            window: Mutex::default(),
+            window: Mutex::new(Window::starting_at(base)),
             changed: watch::channel(0).0,
             last_use: Mutex::new(Instant::now()),
         });
         m.insert(cam.clone(), s.clone());
         info!(camera = %cam, "LL-HLS stream started");
-        tokio::spawn(self.clone().run(cam.clone(), s.clone()));
+        tokio::spawn(self.clone().run(cam.clone(), s.clone(), base));
         Ok(s)
     }
 
     /// Reads the camera's frames (one upstream, reconnecting) into its window until idle.
-    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>) {
+    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>, base: u64) {
         let (tx, mut rx) = mpsc::channel(FRAME_QUEUE);
         let reader = tokio::spawn(crate::live::read_upstream(
             self.http.clone(),
@@ -506,7 +526,7 @@ impl LlHls {
             cam.clone(),
             tx,
         ));
-        let mut cutter = Cutter::new();
+        let mut cutter = Cutter::starting_at(base);
         let mut check = tokio::time::interval(Duration::from_secs(2));
         let mut version = 0u64;
         loop {
@@ -549,7 +569,7 @@ impl LlHls {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Asset {
     Playlist,
-    Init(u32),
+    Init(u64),
     Segment(u64),
     Part(u64, u32),
 }
@@ -897,6 +917,28 @@ mod tests {
         assert_eq!(w.has(5, Some(0)), Have::TooFar);
         assert!(w.part(1, 0).is_some() && w.part(1, 1).is_none());
         assert!(w.segment(1).is_none() && w.segment(0).is_some());
+    }
+
+    #[test]
+    fn numbering_from_a_base() {
+        let mut w = Window::starting_at(17_962_704_000);
+        let mut c = Cutter::starting_at(17_962_704_000);
+        c.params(params(), &mut w, 0).unwrap();
+        for f in frames(30, 25, 0) {
+            c.frame(f, &mut w);
+        }
+        let text = w.render();
+        assert!(
+            text.contains("#EXT-X-MEDIA-SEQUENCE:17962704000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-MAP:URI=\"init-17962704001.mp4\""),
+            "{text}"
+        );
+        assert!(text.contains("URI=\"17962704001.0.mp4\""), "{text}");
+        assert!(w.init(17_962_704_001).is_some());
+        assert_eq!(w.has(17_962_704_000, None), Have::Yes);
     }
 
     #[test]

@@ -15,6 +15,47 @@ function auth() {
 }
 
 const FALLBACK_MS = 5000;
+// Status badges: from the camera's recordings of the last BADGE_WINDOW_MS (the same query as
+// the recordings page), every BADGE_EVERY_MS.
+const BADGE_WINDOW_MS = 10 * 60 * 1000;
+const BADGE_EVERY_MS = 10000;
+// Stored footage trails the live picture by a segment plus its upload: footage ending within
+// this long counts as recording now.
+const RECORDING_LAG_MS = 45000;
+// Holes shorter than this (a reconnect) do not make a camera degraded.
+const DEGRADED_HOLE_MS = 5000;
+
+// The badges of a tile from a `recordings` answer (pure; `window.vigilTileBadges` for tests):
+// recording (footage up to now), not recording, degraded (holes in the window), backfilling
+// (footage filled in from the camera's own storage in the window).
+function tileBadges(rec, nowMs) {
+  const out = [];
+  const ends = [...rec.live, ...rec.backfill].map((i) => i.endMs);
+  const newest = ends.length ? Math.max(...ends) : -Infinity;
+  out.push(newest >= nowMs - RECORDING_LAG_MS ? 'recording' : 'not-recording');
+  // The hole at the window's end is the footage not stored yet, not a loss.
+  const lost = rec.holes.filter((h) => h.endMs < nowMs - RECORDING_LAG_MS && h.endMs - h.startMs >= DEGRADED_HOLE_MS);
+  if (lost.length) out.push('degraded');
+  if (rec.backfill.length) out.push('backfilling');
+  return out;
+}
+window.vigilTileBadges = tileBadges;
+
+async function updateBadges(cam, el) {
+  const now = Date.now();
+  try {
+    const r = await fetch(`/api/v1/cameras/${cam}/recordings?start=${now - BADGE_WINDOW_MS}&end=${now}`, { headers: auth() });
+    if (!r.ok) { el.textContent = ''; el.dataset.badges = ''; return; }
+    const b = tileBadges(await r.json(), now);
+    el.dataset.badges = b.join(' ');
+    el.replaceChildren(...b.map((x) => {
+      const s = document.createElement('span');
+      s.className = `badge ${x}`;
+      s.textContent = x.replace('-', ' ');
+      return s;
+    }));
+  } catch (_) { /* next time */ }
+}
 const params = new URLSearchParams(location.search);
 const proto = params.get('proto') === 'hls' ? 'hls' : 'webrtc';
 
@@ -108,7 +149,11 @@ async function main() {
     back.addEventListener('click', () => {
       back.href = `/?camera=${encodeURIComponent(cam)}&at=${Date.now() - 30000}`;
     });
-    tile.append(video, label, back);
+    const badges = document.createElement('span');
+    badges.className = 'badges';
+    tile.append(video, label, back, badges);
+    updateBadges(cam, badges);
+    setInterval(() => updateBadges(cam, badges), BADGE_EVERY_MS);
     $('#grid').append(tile);
     const opened = performance.now();
     video.dataset.opened = String(opened);
