@@ -93,7 +93,7 @@ for _ in $(seq 150); do
 done
 
 set +e
-VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
+VIGIL_LIVE_BADGES=1 VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
   node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live.png"
 rc=$?
 set -e
