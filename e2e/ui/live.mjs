@@ -240,6 +240,23 @@ try {
       JSON.stringify({ status, behind, moving }));
   }
   check('no page errors on the recordings page', errors.length === 0, errors.join('; '));
+  if (process.env.VIGIL_LIVE_H265_CAMERA) {
+    // An H.265 camera on the default (WebRTC) page: WHEP refuses it at once (415) and the tile
+    // plays it over LL-HLS instead (whether headless Chromium can decode H.265 is not asked).
+    const cam = process.env.VIGIL_LIVE_H265_CAMERA;
+    const p2 = await browser.newPage();
+    const t0 = Date.now();
+    await p2.goto(`${base}/live.html?camera=${cam}`, { waitUntil: 'load' });
+    let switched = false;
+    try {
+      await p2.waitForSelector('.tile[data-proto="hls"]', { timeout: 4000 });
+      switched = true;
+    } catch (_) { /* reported below */ }
+    const why = await p2.$eval('.tile', (t) => t.dataset.fallback || '');
+    check('an H.265 camera\'s tile switches to LL-HLS at once (WHEP 415)',
+      switched && why.includes('415'), JSON.stringify({ switched, afterMs: Date.now() - t0, why: why.slice(0, 120) }));
+    await p2.close();
+  }
 } catch (e) {
   t.unexpected(e);
 } finally {

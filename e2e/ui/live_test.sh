@@ -104,7 +104,7 @@ fi
 
 # The same over LL-HLS (~25 s): moving picture, latency, recorder SIGKILL + restart.
 set +e
-VIGIL_LIVE_PROTO=hls VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
+VIGIL_LIVE_PROTO=hls VIGIL_LIVE_RESTART="bash $work/restart.sh 1" VIGIL_LIVE_H265_CAMERA=site-a/cam5 \
   node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live-hls.png"
 rc=$?
 set -e
