@@ -52,6 +52,9 @@ count_run sites-net bash e2e/sites/net_test.sh
 stage "remote site through a symmetric NAT: camera recorded over the relay, uplink cut and restored (issue 15)"
 count_run sites-relay bash e2e/sites/relay_test.sh
 
+stage "remote-site path selection through real NATs: lan, direct (hole punched, QUIC), relay (issue 15)"
+count_run sites-paths bash e2e/sites/paths_test.sh
+
 stage "local Kubernetes cluster"
 started_cluster=0
 CLUSTER_ENV=${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env

@@ -20,7 +20,7 @@ BIN=$target/debug/vigil-access
 WORK=$(mktemp -d -t vigil-cascade-XXXXXX)
 PARENT=cascade-parent CHILD=cascade-child LEAF=cascade-leaf
 P_HTTP=127.0.0.1:18111 P_FED=127.0.0.1:18112 C_HTTP=127.0.0.1:18121 C_FED=127.0.0.1:18122
-L_HTTP=127.0.0.1:18151
+L_HTTP=127.0.0.1:18151 L_REC=127.0.0.1:18152 P_UDP=127.0.0.1:18113
 passed=0 failed=0 pids=()
 
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
@@ -29,6 +29,7 @@ check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi;
 
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  [ -s "$WORK/live-rec.pid" ] && kill -KILL "$(cat "$WORK/live-rec.pid")" 2>/dev/null
   wait 2>/dev/null
   bash e2e/cluster/domain.sh down $PARENT --purge >/dev/null 2>&1
   bash e2e/cluster/domain.sh down $CHILD --purge >/dev/null 2>&1
@@ -51,7 +52,7 @@ up3=$!
 # recorded for ~10 s by a recorder in file mode.
 /usr/bin/python3 e2e/camera-sim/camera_sim.py --rtsp-port 0 --control-port 0 \
   --camera name=door,codec=h264,bitrate=400,fps=15,width=320,height=180,gop=15 \
-  --camera name=gate,codec=h264,bitrate=400,fps=15,width=320,height=180,gop=15 \
+  --camera name=gate,codec=h264,bitrate=800,fps=15,width=640,height=360,gop=15 \
   >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 pids+=("$SIM_PID")
@@ -110,18 +111,22 @@ pki leaf leaf-a fedca
 pki intruder intruder fedca
 pki stranger child-a otherca
 
-# Parent: a ChildDomain for identity child-a accepting live and playback; a user who may use
-# playback (custom verb on childdomains) and one who may do nothing.
+# Parent: a ChildDomain for identity child-a accepting every right; a user who may use live and
+# playback (custom verbs on childdomains), one who may export, and one who may do nothing.
 pk create namespace fed >/dev/null
 pk apply -f - >/dev/null <<EOF
 apiVersion: vigil.dev/v1alpha1
 kind: ChildDomain
 metadata: {name: site-a, namespace: fed}
-spec: {identity: child-a, rights: [live, playback]}
+spec: {identity: child-a, rights: [live, playback, export]}
 ---
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: viewer, namespace: fed}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: exporter, namespace: fed}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -133,7 +138,21 @@ metadata: {name: remote-playback, namespace: fed}
 rules:
 - apiGroups: [vigil.dev]
   resources: [childdomains]
-  verbs: [playback]
+  verbs: [playback, live]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: remote-export, namespace: fed}
+rules:
+- apiGroups: [vigil.dev]
+  resources: [childdomains]
+  verbs: [playback, export]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: exporter-remote-export, namespace: fed}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: remote-export}
+subjects: [{kind: ServiceAccount, name: exporter, namespace: fed}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -149,9 +168,10 @@ token() {
 sleep 1 # the token controller creates the service accounts' secrets
 VIEWER=$(token viewer)
 NOBODY=$(token nobody)
+EXPORTER=$(token exporter)
 
-# Child: the link Secret, a ParentDomain sharing cameras labelled share=yes with rights
-# playback and export, three cameras (one not shared).
+# Child: the link Secret, a ParentDomain sharing cameras labelled share=yes with every right,
+# three cameras (one not shared).
 ck create namespace site >/dev/null
 ck -n site create secret generic parent-link --from-file=tls.crt="$WORK/child.crt" \
   --from-file=tls.key="$WORK/child.key" --from-file=ca.crt="$WORK/fedca.crt" >/dev/null
@@ -163,18 +183,18 @@ spec:
   url: https://$P_FED
   credentialsSecret: parent-link
   cameraSelector: {matchLabels: {share: "yes"}}
-  rights: [playback, export]
+  rights: [live, playback, export]
   displayName: Site A
   # Three levels: the cameras the leaf domain shares with us go on up.
   passOn: [{name: leaf, namespace: fed}]
 EOF
-# The child is a parent too: it accepts the leaf (identity leaf-a) with playback.
+# The child is a parent too: it accepts the leaf (identity leaf-a) with every right.
 ck create namespace fed >/dev/null
 ck apply -f - >/dev/null <<EOF
 apiVersion: vigil.dev/v1alpha1
 kind: ChildDomain
 metadata: {name: leaf, namespace: fed}
-spec: {identity: leaf-a, rights: [playback]}
+spec: {identity: leaf-a, rights: [live, playback, export]}
 EOF
 for cam in door:yes yard:yes private:no; do
   ck apply -f - >/dev/null <<EOF
@@ -190,7 +210,7 @@ set_state door Recording
 mkdir -p "$WORK/parent-store" "$WORK/child-store"
 echo "storage: {local: {path: $WORK/parent-store}}" >"$WORK/parent.yaml"
 echo "storage: {local: {path: $WORK/child-store}}" >"$WORK/child.yaml"
-(. "$P_ENV" && exec "$BIN" serve --config "$WORK/parent.yaml" --listen $P_HTTP \
+(. "$P_ENV" && exec "$BIN" serve --config "$WORK/parent.yaml" --listen $P_HTTP --webrtc-udp $P_UDP \
   --federation-listen $P_FED --federation-cert "$WORK/parent-server.crt" \
   --federation-key "$WORK/parent-server.key" --federation-client-ca "$WORK/fedca.crt" \
   --federation-namespace fed) >"$WORK/parent.log" 2>&1 &
@@ -229,14 +249,14 @@ check "parent lists the shared cameras (not the unshared one)" wait_for 10 liste
 door=$(cameras '.cameras[] | select(.name=="door")')
 echo "  door: $door"
 check "domain path [site-a] (ChildDomain fed/site-a), namespace site" test "$(jq -c '[.domainPath, .domainNamespace, .namespace, .domainDisplayName]' <<<"$door")" = '[["site-a"],"fed","site","Site A"]'
-check "rights = child shares {playback,export} ∩ parent accepts {live,playback} ∩ user may {playback}" \
-  test "$(jq -c .rights <<<"$door")" = '["playback"]'
+check "rights = child shares {live,playback,export} ∩ parent accepts {all} ∩ user may {playback,live}" \
+  test "$(jq -c .rights <<<"$door")" = '["live","playback"]'
 check "door online (Recording), yard offline" test "$(cameras '[.cameras[] | select(.remote and (.domainPath | length) == 1) | .online]')" = '[true,false]'
 check "a user without rights on the child sees no remote camera" \
   test "$(cameras '[.cameras[] | select(.remote)] | length' "$NOBODY")" = 0
 cd_status() { pk -n fed get childdomain site-a -o json | jq -c '[.status.cameras, .status.camerasOnline, .status.rights, (.status.lastKeepalive // "" | .[0:10])]'; }
-check "ChildDomain status: 2 cameras, 1 online, rights [playback], lastKeepalive today" \
-  wait_for 3 is cd_status "[2,1,[\"playback\"],\"$(date -u +%Y-%m-%d)\"]"
+check "ChildDomain status: 2 cameras, 1 online, rights [live,playback,export], lastKeepalive today" \
+  wait_for 3 is cd_status "[2,1,[\"live\",\"playback\",\"export\"],\"$(date -u +%Y-%m-%d)\"]"
 echo "  ChildDomain status: $(cd_status)"
 check "ParentDomain status: Registered, 2 shared" \
   test "$(ck -n site get parentdomain hq -o jsonpath='{.status.conditions[0].status}/{.status.sharedCameras}')" = True/2
@@ -286,8 +306,14 @@ else
   fail "the parent's web page lists the child's camera and plays it through the parent (Chromium, hls.js)"
 fi
 sed 's/^/  page: /' "$WORK/remote-ui.log"
-check "export is refused: the parent does not accept the export right (403)" \
+check "export is refused to a user without the export right (403)" \
   test "$(remote "door/export.mp4?$range" /dev/null)" = 403
+code=$(remote "door/export.mp4?$range" "$WORK/door-export.mp4" "$EXPORTER")
+frames=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=codec_name,nb_read_frames \
+  -of csv=p=0 "$WORK/door-export.mp4" 2>/dev/null)
+echo "  export through the parent: $code, $(stat -c %s "$WORK/door-export.mp4" 2>/dev/null) bytes: $frames"
+check "a user with the export right exports it through the parent (ffprobe: h264, 100+ frames)" \
+  awk -F, -v f="$frames" -v c="$code" 'BEGIN{split(f, a, ","); exit !(c == 200 && a[1] == "h264" && a[2] + 0 >= 100)}'
 check "a user without rights on the child is refused (403)" \
   test "$(remote "door/index.m3u8?$range" /dev/null "$NOBODY")" = 403
 check "an unshared camera of the child is not served (404)" \
@@ -305,7 +331,7 @@ lk apply -f - >/dev/null <<EOF
 apiVersion: vigil.dev/v1alpha1
 kind: ParentDomain
 metadata: {name: mid, namespace: plant}
-spec: {url: "https://$C_FED", credentialsSecret: mid-link, rights: [playback], displayName: Plant}
+spec: {url: "https://$C_FED", credentialsSecret: mid-link, rights: [live, playback, export], displayName: Plant}
 ---
 apiVersion: vigil.dev/v1alpha1
 kind: Camera
@@ -314,7 +340,10 @@ spec: {source: {url: "rtsp://127.0.0.1:8554/gate"}, pool: main, expectedBitrateK
 EOF
 leaf_state() { api $LEAF PATCH "/apis/vigil.dev/v1alpha1/namespaces/plant/cameras/gate/status" "{\"status\":{\"state\":\"$1\"}}" >/dev/null; }
 leaf_state Recording
+# The leaf's access point offers live frames from a recorder with its live tap (started below).
+head -c 24 /dev/urandom | base64 >"$WORK/live.token"
 (. "$L_ENV" && exec "$BIN" serve --config "$WORK/child.yaml" --listen $L_HTTP --no-auth \
+  --live-recorder "http://$L_REC" --live-token-file "$WORK/live.token" --webrtc-udp 127.0.0.1:0 \
   --federation-uplink) >"$WORK/leaf.log" 2>&1 &
 LEAF_PID=$!
 pids+=("$LEAF_PID")
@@ -345,8 +374,14 @@ frames=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream
 echo "  first segment through two hops: init $c1, media $c2 (${t_deep_segment} ms): $frames"
 check "its first segment plays (ffprobe: h264, 30+ frames)" \
   awk -F, -v f="$frames" 'BEGIN{split(f, a, ","); exit !(a[1] == "h264" && a[2] + 0 >= 30)}'
-check "two hops: export refused (the top does not accept it) (403)" \
+check "two hops: export refused to a user without the export right (403)" \
   test "$(deep "gate/export.mp4?$range" /dev/null)" = 403
+code=$(deep "gate/export.mp4?$range" "$WORK/gate-export.mp4" "$EXPORTER")
+frames=$(ffprobe -v error -select_streams v:0 -count_frames -show_entries stream=codec_name,nb_read_frames \
+  -of csv=p=0 "$WORK/gate-export.mp4" 2>/dev/null)
+echo "  export through two hops: $code, $(stat -c %s "$WORK/gate-export.mp4" 2>/dev/null) bytes: $frames"
+check "two hops: a user with the export right exports it (ffprobe: h264, 100+ frames)" \
+  awk -F, -v f="$frames" -v c="$code" 'BEGIN{split(f, a, ","); exit !(c == 200 && a[1] == "h264" && a[2] + 0 >= 100)}'
 check "two hops: a user without rights on the child is refused (403)" \
   test "$(deep "gate/index.m3u8?$range" /dev/null "$NOBODY")" = 403
 elsewhere=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $VIEWER" \
@@ -358,6 +393,52 @@ else
   fail "the top's web page plays the leaf's camera through two hops (Chromium, hls.js)"
 fi
 sed 's/^/  page: /' "$WORK/remote-ui2.log"
+
+# Live view through two hops: the top's WebRTC session, the leaf camera's frames read from the
+# leaf's recorder by the leaf's access point and passed up both tunnels. The recorder is then
+# SIGKILLed and restarted: the viewer's session stays up and the picture comes back.
+cat >"$WORK/live-rec.yaml" <<YAML
+storage: {local: {path: $WORK/live-store}}
+segmentSeconds: 4
+buffer: {dir: $WORK/live-buf}
+cameraNetworks: {allow: [127.0.0.1/32]}
+cameras:
+  - {namespace: plant, name: gate, url: "rtsp://127.0.0.1:${rtsp:-1}/gate/live"}
+YAML
+cat >"$WORK/live-restart.sh" <<SH
+#!/usr/bin/env bash
+pid=\$(cat "$WORK/live-rec.pid" 2>/dev/null)
+if [ -n "\$pid" ] && [ "\$pid" -gt 1 ]; then kill -KILL "\$pid" 2>/dev/null; fi
+sleep \${1:-0}
+VIGIL_LIVE_TOKEN_FILE="$WORK/live.token" setsid "$target/debug/vigil-recorder" record --config "$WORK/live-rec.yaml" \\
+  --listen "$L_REC" --read-batch-ms 0 --reconnect-min-ms 200 2>>"$WORK/live-rec.log" </dev/null >/dev/null &
+echo \$! >"$WORK/live-rec.pid"
+SH
+bash "$WORK/live-restart.sh"
+whep_code() { # TOKEN: the top's answer to a WHEP offer for the leaf's camera (the offer is not read before the rights)
+  curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/sdp' --data 'v=0' \
+    -H "Authorization: Bearer $1" "http://$P_HTTP/api/v1/domains/fed/site-a:leaf/cameras/plant/gate/whep" 2>/dev/null
+}
+live_up() { # the leaf's access point reads the camera's live frames from its recorder
+  [ "$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "http://$L_HTTP/api/v1/cameras/plant/gate/live.frames")" = 200 ]
+}
+check "the leaf's access point serves the camera's live frames (live.frames)" wait_for 20 live_up
+check "two hops: live refused to a user without the live right (403)" test "$(whep_code "$EXPORTER")" = 403
+if VIGIL_TOKEN=$VIEWER VIGIL_LIVE_NO_BACK=1 VIGIL_LIVE_RESTART="bash $WORK/live-restart.sh 1" \
+  node e2e/ui/live.mjs "http://$P_HTTP" "site-a/leaf:plant/gate" gate 8 "$target/ui/remote-live.png" >"$WORK/remote-live.log" 2>&1; then
+  ok "the top's live page shows the leaf's camera through two hops over WebRTC, moving, and again after its recorder is SIGKILLed"
+else
+  fail "the top's live page shows the leaf's camera through two hops over WebRTC, moving, and again after its recorder is SIGKILLed"
+fi
+sed 's/^/  live: /' "$WORK/remote-live.log"
+live_figures=$(sed -n 's/^live figures: //p' "$WORK/remote-live.log" | jq -c '{latencyMs, firstFrameMs}' 2>/dev/null)
+live_back=$(sed -n 's/^live figures after recorder SIGKILL: //p' "$WORK/remote-live.log" | jq -c '.pictureBackAfterMs' 2>/dev/null)
+kill -KILL "$(cat "$WORK/live-rec.pid" 2>/dev/null)" 2>/dev/null
+# A right the leaf stops sharing is refused from then on (its ParentDomain changed: it registers
+# again with the new rights).
+lk -n plant patch parentdomain mid --type merge -p '{"spec":{"rights":["live","playback"]}}' >/dev/null
+export_refused() { [ "$(deep "gate/export.mp4?$range" /dev/null "$EXPORTER")" = 403 ]; }
+check "two hops: a right the leaf no longer shares (export) is refused within 10 s (403)" wait_for 10 export_refused
 leaf_state Degraded
 gate_online() { [ "$(cameras '.cameras[] | select(.name=="gate") | .online')" = "$1" ]; }
 check "the leaf camera's state change reaches the top (two levels up) within 5 s" wait_for 5 gate_online false
@@ -416,5 +497,6 @@ if [ "$failed" -gt 0 ]; then
 fi
 echo "figures: state change ${t_state} ms, offline ${t_offline} ms, remote playlist ${t_playlist} ms (direct from the child ${t_direct} ms), first segment (init+media) ${t_segment} ms"
 echo "figures (two hops): playlist ${t_deep} ms, first segment (init+media) ${t_deep_segment} ms, state change ${t_deep_state} ms, leaf offline at the top ${t_deep_offline} ms"
+echo "figures (live through two hops): ${live_figures:-none}, picture back after the recorder SIGKILL ${live_back:-none} ms"
 echo "cascade: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -17,6 +17,7 @@
 #   e2e/sites/net.sh up [--site-nat eim|symmetric] [--core-nat eim|symmetric]
 #   e2e/sites/net.sh cut site|core      drop the box's uplink (its WAN veth down)
 #   e2e/sites/net.sh restore site|core
+#   e2e/sites/net.sh nat site|core eim|symmetric   change a NAT box's kind (new mappings only)
 #   e2e/sites/net.sh lan on|off         also join vs-core to the site's LAN (192.168.50.3): the
 #                                       "recorder can reach the site directly" case
 #   e2e/sites/net.sh down
@@ -37,14 +38,18 @@ nat_rules() { # NAT-NAMESPACE KIND
     symmetric) extra=(--random-fully) ;;
     *) die "NAT kind must be eim or symmetric: $kind" ;;
   esac
+  # The LAN side is `lan`, or the bridge `lan on` made of it.
+  local lanif=lan
+  if ns "$box" ip link show br-lan >/dev/null 2>&1; then lanif=br-lan; fi
   ns "$box" iptables -w -t nat -F POSTROUTING
   ns "$box" iptables -w -t nat -A POSTROUTING -o wan -j MASQUERADE "${extra[@]}"
   # A NAT box forwards only what its LAN started (and the replies): nothing from the WAN reaches
   # the LAN unless a mapping exists, as at a real branch office.
   ns "$box" iptables -w -P FORWARD DROP
   ns "$box" iptables -w -F FORWARD
-  ns "$box" iptables -w -A FORWARD -i lan -o wan -j ACCEPT
-  ns "$box" iptables -w -A FORWARD -i wan -o lan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  ns "$box" iptables -w -A FORWARD -i $lanif -o wan -j ACCEPT
+  if [ $lanif = br-lan ]; then ns "$box" iptables -w -A FORWARD -i br-lan -o br-lan -j ACCEPT; fi
+  ns "$box" iptables -w -A FORWARD -i wan -o $lanif -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   # Unsolicited packets to the box itself are dropped, as a router's firewall does. This matters
   # for hole punching: a dropped packet leaves no conntrack entry, while one answered with "port
   # unreachable" would leave an entry that clashes with the mapping the LAN side makes next, and
@@ -151,5 +156,6 @@ case ${1:-} in
   cut) cut "${2:?site or core}" ;;
   restore) restore "${2:?site or core}" ;;
   lan) lan "${2:?on or off}" ;;
-  *) sed -n '16,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  nat) nat_rules "vs-${2:?site or core}-nat" "${3:?eim or symmetric}"; log "$2 NAT now $3" ;;
+  *) sed -n '16,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

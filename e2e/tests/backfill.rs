@@ -15,7 +15,10 @@
 //! hole its store really has; over the test window (first live segment .. last uploaded
 //! segment) every edge camera's coverage in the bucket is complete to within one frame
 //! interval; every backfilled segment plays in ffprobe/ffmpeg, its duration matches its key,
-//! and it meets its neighbours within one frame. Measured numbers go to stderr.
+//! and it meets its neighbours within one frame; and, judged by the frames themselves (the
+//! simulator logs every frame it encoded and burns its time into it), every frame each camera
+//! produced in the test window is in the store, or — the camera without edge storage — lies in
+//! the window its Backfill reported lost. Measured numbers go to stderr.
 //!
 //! Second scenario, the coverage audit (docs/architecture.md): two edge cameras record on one
 //! recorder; two live segments of one of them are deleted from the bucket (a lost upload that
@@ -49,12 +52,16 @@ use vigil_api::{
 use vigil_e2e::harness::{
     RecorderProcess, Simulator, free_port, partial_segment_bytes, start_operator,
 };
+use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
 use vigil_e2e::*;
 
 const BUCKET: &str = "vigil-e2e-backfill";
 const PREFIX: &str = "footage";
 const POOL: &str = "main";
 const SEGMENT_SECONDS: i64 = 4;
+/// The cameras' picture: wide enough for the frame reader (the burnt-in clock needs 480 px).
+const WIDTH: u32 = 480;
+const HEIGHT: u32 = 270;
 const LEASE_SECONDS: i64 = 2;
 const IMAGE_REF: &str = "localhost/vigil/recorder:e2e-backfill";
 
@@ -526,6 +533,46 @@ async fn killed_recorders_hole_is_backfilled_from_the_sd_cards() {
         // Every backfilled segment plays, its duration matches its key, and it meets its
         // neighbours within one frame.
         check_backfilled_segments(&moto, &work.join("segments").join(c.name), &segs, c);
+    }
+
+    // Judged by the frames themselves (issue 18), not the keys: every frame each camera encoded
+    // in its test window is in the store — read from the clock burnt into each stored frame, the
+    // edge cameras' outage backfilled from their SD cards — or, for the camera without edge
+    // storage, lies in the window its Backfill reported lost.
+    let lost = finished_backfills(&client, &ns).await;
+    let store = work.join("store");
+    let frame_log = work.join("frames");
+    for c in &CAMERAS {
+        let segs = segments(&moto.addr, &ns, c.name);
+        let (Some(from), Some(to)) = (
+            segs.iter().find(|s| !s.backfill).map(|s| s.start),
+            segs.iter().map(|s| s.end).max(),
+        ) else {
+            failures.push(format!("{}: no segments", c.name));
+            continue;
+        };
+        for s in &segs {
+            let rel = s.key.strip_prefix(&format!("{PREFIX}/")).unwrap_or(&s.key);
+            let path = store.join(rel);
+            moto.download(&s.key, path.parent().expect("a key has a directory"));
+        }
+        let src = FrameSource {
+            store: &store,
+            namespace: &ns,
+            frame_log: &frame_log,
+            width: WIDTH,
+            height: HEIGHT,
+            frame_ms: 1000 / i64::from(c.fps),
+        };
+        let judged = check_camera(&src, c.name, from, to, &lost);
+        failures.extend(judged.failures);
+        if c.edge && judged.missing > 0 {
+            failures.push(format!(
+                "{}: {} frames ({:.2} s) the camera produced are not in the store, though its \
+                 Backfill recovered the outage",
+                c.name, judged.missing, judged.missing_seconds
+            ));
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
     eprintln!("backfill e2e passed in {:.1} s", t0.elapsed().as_secs_f64());
@@ -1398,7 +1445,7 @@ fn start_simulator(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
         .iter()
         .map(|c| {
             let mut spec = format!(
-                "name={},codec={},bitrate={},fps={},gop={},width=320,height=180",
+                "name={},codec={},bitrate={},fps={},gop={},width={WIDTH},height={HEIGHT}",
                 c.name, c.codec.0, c.kbps, c.fps, c.fps
             );
             if c.auth {
@@ -1407,11 +1454,13 @@ fn start_simulator(host: &str, work: &Path, cams: &[CamSpec]) -> Simulator {
             spec
         })
         .collect();
-    Simulator::start_on(
+    // --frame-log: every frame the cameras encoded, to judge the store by (issue 18).
+    Simulator::start_with(
         host,
         &specs,
         Some(&work.join("sd")),
         Some(&work.join("camera-sim.log")),
+        &[std::ffi::OsStr::new("--frame-log"), work.join("frames").as_os_str()],
     )
 }
 

@@ -3,8 +3,9 @@
 // burns the UTC time in ms into every frame; for each frame shown (requestVideoFrameCallback)
 // the page reads those digits off the picture and compares them with the clock (same machine).
 // Usage: node live.mjs <base-url> <camera ns/name> <camera sim name> <seconds> <screenshot.png>
-// VIGIL_LIVE_PROTO=hls: the same checks over LL-HLS (the page's `?proto=hls`), without the
-// "back 30 s" part (the WebRTC run covers it).
+// (a child domain's camera: `<domain path>:ns/name`). VIGIL_TOKEN: the bearer token the page
+// uses; VIGIL_LIVE_NO_BACK=1 leaves out "back 30 s". VIGIL_LIVE_PROTO=hls: the same checks over
+// LL-HLS (the page's `?proto=hls`), also without "back 30 s" (the WebRTC run covers it).
 // Prints the figures as JSON and one line "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
@@ -115,6 +116,8 @@ try {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().includes('404')) console.log(`page: ${m.text()}`); });
+  // The page keeps the bearer token in localStorage (the token field).
+  if (process.env.VIGIL_TOKEN) await page.addInitScript((t) => localStorage.setItem('vigil-token', t), process.env.VIGIL_TOKEN);
   const opened = Date.now();
   await page.goto(`${base}/live.html?camera=${camera}${overHls ? '&proto=hls' : ''}`, { waitUntil: 'load' });
   let playing = false;
@@ -216,7 +219,7 @@ try {
   fs.mkdirSync(path.dirname(shot), { recursive: true });
   await page.screenshot({ path: shot });
   console.log(`screenshot: ${shot} (opened ${Date.now() - opened} ms ago)`);
-  if (playing && !overHls) {
+  if (playing && !overHls && !process.env.VIGIL_LIVE_NO_BACK) {
     // "Back 30 s": from the live tile into the recordings page, which plays this camera from
     // 30 s before the click (or from its first footage after that): the frames shown are
     // recorded ones, their burnt-in clock well behind the wall clock, and moving.

@@ -325,10 +325,25 @@ impl CameraTask {
         let port = url.port().unwrap_or(554);
         let started = Instant::now();
         let stream = netguard::via_site(link, site, &host, port, RTSP_TIMEOUT).await?;
+        let path = stream.path();
+        let open = started.elapsed().as_secs_f64();
+        let labels = crate::metrics::SitePathLabels {
+            namespace: self.labels.namespace.clone(),
+            camera: self.labels.camera.clone(),
+            site: site.to_string(),
+            path: path.to_string(),
+        };
+        self.ctx.metrics.site_streams.get_or_create(&labels).inc();
+        self.ctx
+            .metrics
+            .site_open_seconds
+            .get_or_create(&labels)
+            .set(open);
         info!(
             site,
-            open_ms = started.elapsed().as_secs_f64() * 1e3,
-            "camera reached through its site's tunnel (relay)"
+            %path,
+            open_ms = open * 1e3,
+            "camera reached through its site's tunnel"
         );
         Ok(netguard::bridge(stream).await?)
     }

@@ -35,6 +35,15 @@ pub struct GapLabels {
     pub reason: String,
 }
 
+/// A stream opened to a camera at a remote site, by the path it took (issue #15).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SitePathLabels {
+    pub namespace: String,
+    pub camera: String,
+    pub site: String,
+    pub path: String,
+}
+
 type FloatCounter = Counter<f64, AtomicU64>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -45,6 +54,8 @@ pub struct Metrics {
     pub segments_written: Family<CamLabels, Counter>,
     pub segments_uploaded: Family<CamLabels, Counter>,
     pub reconnects: Family<CamLabels, Counter>,
+    pub site_streams: Family<SitePathLabels, Counter>,
+    pub site_open_seconds: Family<SitePathLabels, FloatGauge>,
     pub gaps: Family<GapLabels, Counter>,
     pub gap_seconds: Family<GapLabels, FloatCounter>,
     pub dropped_bytes: Family<CamLabels, Counter>,
@@ -71,6 +82,8 @@ impl Metrics {
             segments_written: Family::default(),
             segments_uploaded: Family::default(),
             reconnects: Family::default(),
+            site_streams: Family::default(),
+            site_open_seconds: Family::default(),
             gaps: Family::default(),
             gap_seconds: Family::default(),
             dropped_bytes: Family::default(),
@@ -89,6 +102,16 @@ impl Metrics {
             cameras: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "site_streams",
+            "Streams opened to a camera at a remote site, by path (lan, direct, relay)",
+            m.site_streams.clone(),
+        );
+        registry.register(
+            "site_open_seconds",
+            "Time the latest stream to a camera at a remote site took to open, by path",
+            m.site_open_seconds.clone(),
+        );
         registry.register(
             "bytes_in",
             "Stream payload bytes received from the camera",

@@ -1,19 +1,93 @@
-//! The recorder's side: opens a byte stream to a camera at a site through the rendezvous
-//! service's relay. The recorder authenticates with a token for its namespace (from a file,
-//! e.g. a mounted Secret, in this slice).
+//! The recorder's side: opens a byte stream to a camera at a site. The recorder authenticates
+//! with a token for its namespace (from a file, e.g. a mounted Secret, in this slice). Two paths
+//! are raced for each stream (`docs/sites.md`): the relay, and the LAN path, for which the
+//! recorder listens (only while it opens the stream) and offers its addresses, its certificate
+//! and a per-stream secret through the rendezvous service; the gateway decides which path the
+//! stream takes and sends `Connected` on that one only.
 
-use std::path::Path;
+use std::path::Path as FsPath;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
 
 use crate::error::{Error, Result};
-use crate::proto::{self, Hello, Reply, Token};
+use crate::lan::{self, LanIdentity, Path};
+use crate::proto::{self, GatewayLine, Hello, LanHello, LanOffer, Reply, Token};
 
 /// A stream to a site's camera: read and write it as the camera's TCP connection.
-pub type SiteStream = tokio_rustls::client::TlsStream<TcpStream>;
+pub enum SiteStream {
+    Relay(tokio_rustls::client::TlsStream<TcpStream>),
+    Lan(tokio_rustls::server::TlsStream<TcpStream>),
+    Direct(Box<crate::direct::QuicStream>),
+}
+
+impl SiteStream {
+    /// The path this stream took.
+    pub fn path(&self) -> Path {
+        match self {
+            SiteStream::Relay(_) => Path::Relay,
+            SiteStream::Lan(_) => Path::Lan,
+            SiteStream::Direct(_) => Path::Direct,
+        }
+    }
+}
+
+impl std::fmt::Debug for SiteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SiteStream({})", self.path())
+    }
+}
+
+impl AsyncRead for SiteStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SiteStream::Relay(s) => Pin::new(s).poll_read(cx, buf),
+            SiteStream::Lan(s) => Pin::new(s).poll_read(cx, buf),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SiteStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            SiteStream::Relay(s) => Pin::new(s).poll_write(cx, buf),
+            SiteStream::Lan(s) => Pin::new(s).poll_write(cx, buf),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SiteStream::Relay(s) => Pin::new(s).poll_flush(cx),
+            SiteStream::Lan(s) => Pin::new(s).poll_flush(cx),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SiteStream::Relay(s) => Pin::new(s).poll_shutdown(cx),
+            SiteStream::Lan(s) => Pin::new(s).poll_shutdown(cx),
+            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How long a LAN connection may take for TLS and its hello.
+const LAN_HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a recorder reaches the rendezvous service.
 #[derive(Clone)]
@@ -23,6 +97,8 @@ pub struct SiteLink {
     pub tls: Arc<rustls::ClientConfig>,
     pub namespace: String,
     pub token: Token,
+    /// The LAN and direct paths: this recorder's certificate for them; `None`: relay only.
+    pub lan: Option<Arc<LanIdentity>>,
 }
 
 impl std::fmt::Debug for SiteLink {
@@ -30,16 +106,18 @@ impl std::fmt::Debug for SiteLink {
         f.debug_struct("SiteLink")
             .field("rendezvous", &self.rendezvous)
             .field("namespace", &self.namespace)
+            .field("lan", &self.lan.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl SiteLink {
+    /// A link with the LAN and direct paths on (see [`SiteLink::relay_only`]).
     pub fn from_files(
         rendezvous: &str,
         server_name: &str,
-        ca_file: &Path,
-        token_file: &Path,
+        ca_file: &FsPath,
+        token_file: &FsPath,
         namespace: &str,
     ) -> Result<Self> {
         Ok(SiteLink {
@@ -48,11 +126,18 @@ impl SiteLink {
             tls: crate::tls::client_config(ca_file)?,
             namespace: namespace.to_string(),
             token: Token::from_file(token_file)?,
+            lan: Some(Arc::new(LanIdentity::generate()?)),
         })
     }
 
+    /// The same link with the LAN and direct paths off: every stream goes through the relay.
+    pub fn relay_only(mut self) -> Self {
+        self.lan = None;
+        self
+    }
+
     /// Opens a stream to `host:port` at `site` (the gateway checks the address against the
-    /// site's camera networks and dials it). Within `timeout` in all.
+    /// site's camera networks and dials it), on the path the gateway chose. Within `timeout`.
     pub async fn open(
         &self,
         site: &str,
@@ -60,28 +145,225 @@ impl SiteLink {
         port: u16,
         timeout: Duration,
     ) -> Result<SiteStream> {
-        tokio::time::timeout(timeout, async {
-            let mut conn =
-                crate::tls::connect(&self.rendezvous, &self.server_name, &self.tls, timeout)
-                    .await?;
-            proto::send(
-                &mut conn,
-                &Hello::Recorder {
-                    namespace: self.namespace.clone(),
-                    token: self.token.clone(),
-                    site: site.to_string(),
-                    host: host.to_string(),
-                    port,
-                },
-            )
-            .await?;
-            match proto::recv::<Reply, _>(&mut conn).await? {
-                Reply::Open => Ok(conn),
-                Reply::Refused { reason } => Err(Error::Refused(reason)),
-                Reply::Welcome { .. } => Err(Error::Protocol("unexpected welcome".into())),
+        tokio::time::timeout(timeout, self.open_inner(site, host, port, timeout))
+            .await
+            .map_err(|_| Error::Timeout("opening a stream through the site"))?
+    }
+
+    async fn open_inner(
+        &self,
+        site: &str,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<SiteStream> {
+        let mut offer = LanOffer::default();
+        let mut lan_wait = AbortOnDrop(None);
+        let mut direct_wait = AbortOnDrop(None);
+        let mut puncher = None;
+        let direct_sock = async {
+            match &self.lan {
+                Some(_) => {
+                    let sock = crate::direct::socket().await?;
+                    let (refl, mapping) = crate::direct::reflexive(&sock, &self.rendezvous).await?;
+                    if mapping == crate::direct::Mapping::Dependent {
+                        return Err(Error::Refused("this side's NAT is symmetric".into()));
+                    }
+                    Ok::<_, Error>(Some((sock, refl)))
+                }
+                None => Ok(None),
             }
-        })
+        };
+        let connect = crate::tls::connect(&self.rendezvous, &self.server_name, &self.tls, timeout);
+        // Learning the reflexive address (one UDP round trip) overlaps the TLS handshake.
+        let (conn, direct_sock) = tokio::join!(connect, direct_sock);
+        let mut conn = conn?;
+        if let Some(id) = &self.lan {
+            let secret = lan::random_secret()?;
+            offer.lan_cert = Some(id.cert_hex.clone());
+            offer.lan_secret = Some(secret.clone());
+            // The LAN offer: a listener for this stream only, on every interface.
+            let nets = lan::local_networks();
+            if !nets.is_empty() {
+                match TcpListener::bind("0.0.0.0:0").await {
+                    Ok(l) => {
+                        let port = l.local_addr().map_err(|e| Error::io("LAN listener", e))?;
+                        offer.lan = lan::candidates(&nets, port.port());
+                        let acceptor = tokio_rustls::TlsAcceptor::from(id.server.clone());
+                        lan_wait.0 = Some(tokio::spawn(accept_lan(l, acceptor, secret.clone())));
+                    }
+                    Err(e) => debug!(error = %e, "no LAN listener"),
+                }
+            }
+            // The direct offer: QUIC on the socket whose reflexive address we learnt.
+            match direct_sock {
+                Ok(Some((sock, refl))) => {
+                    let started = sock.into_std().and_then(|s| Ok((s.try_clone()?, s)));
+                    match started {
+                        Ok((clone, std_sock)) => {
+                            let (cert, key) = id.cert_and_key();
+                            match crate::direct::server_endpoint(std_sock, cert, key) {
+                                Ok(ep) => {
+                                    offer.reflexive = Some(refl);
+                                    puncher = Some(clone);
+                                    direct_wait.0 = Some(tokio::spawn(accept_direct(ep, secret)));
+                                }
+                                Err(e) => debug!(error = %e, "no direct path"),
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "no direct path"),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => debug!(error = %e, "no direct path (no reflexive address)"),
+            }
+        }
+        proto::send(
+            &mut conn,
+            &Hello::Recorder {
+                namespace: self.namespace.clone(),
+                token: self.token.clone(),
+                site: site.to_string(),
+                host: host.to_string(),
+                port,
+                lan: offer,
+            },
+        )
+        .await?;
+        let relay = async {
+            loop {
+                match proto::recv::<Reply, _>(&mut conn).await? {
+                    Reply::Punch { reflexive } => match puncher.take() {
+                        Some(sock) => crate::direct::punch(sock, reflexive),
+                        None => debug!("a punch without a direct offer; ignored"),
+                    },
+                    other => return Ok::<_, Error>(other),
+                }
+            }
+        };
+        let other_paths = async {
+            tokio::select! {
+                r = wait(&mut lan_wait) => r,
+                r = wait(&mut direct_wait) => r,
+            }
+        };
+        tokio::pin!(other_paths);
+        tokio::select! {
+            r = relay => {
+                match r? {
+                    Reply::Open => Ok(SiteStream::Relay(conn)),
+                    Reply::Elsewhere { path } if Path::parse(&path).is_some() => other_paths.await,
+                    Reply::Elsewhere { path } => Err(Error::Protocol(format!("the stream went to an unknown path {path}"))),
+                    Reply::Refused { reason } => Err(Error::Refused(reason)),
+                    Reply::Welcome { .. } | Reply::Punch { .. } => Err(Error::Protocol("unexpected reply".into())),
+                }
+            }
+            r = &mut other_paths => r,
+        }
+    }
+}
+
+/// Aborts a path's task however the open ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<Result<SiteStream>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// The task's result; pending forever when there is no task.
+async fn wait(t: &mut AbortOnDrop) -> Result<SiteStream> {
+    match t.0.as_mut() {
+        Some(h) => h
+            .await
+            .unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}")))),
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks the gateway's hello on a LAN or direct connection (the stream's secret), then waits
+/// for `Connected` (the stream) or `Failed` (the camera could not be dialled). `Ok(None)`: not
+/// the gateway, or the gateway chose another path.
+async fn gateway_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    mut c: S,
+    secret: &Token,
+) -> Result<Option<S>> {
+    let h: LanHello = tokio::time::timeout(LAN_HELLO_TIMEOUT, proto::recv(&mut c))
         .await
-        .map_err(|_| Error::Timeout("opening a stream through the site"))?
+        .map_err(|_| Error::Timeout("the gateway's hello"))??;
+    if !h.secret.matches(secret) {
+        debug!("a connection with a wrong secret dropped");
+        return Ok(None);
+    }
+    match proto::recv::<GatewayLine, _>(&mut c).await {
+        Ok(GatewayLine::Connected) => Ok(Some(c)),
+        Ok(GatewayLine::Failed { reason }) => Err(Error::Refused(reason)),
+        _ => Ok(None),
+    }
+}
+
+/// Waits on this stream's QUIC endpoint for the gateway (the direct path). Never returns but
+/// with the stream or the gateway's `Failed`.
+async fn accept_direct(ep: quinn::Endpoint, secret: Token) -> Result<SiteStream> {
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            inc = ep.accept() => {
+                let Some(inc) = inc else { return std::future::pending().await };
+                let secret = secret.clone();
+                let ep = ep.clone();
+                set.spawn(async move {
+                    let conn = match tokio::time::timeout(crate::direct::HANDSHAKE_TIMEOUT, inc).await {
+                        Ok(Ok(c)) => c,
+                        _ => return Ok(None),
+                    };
+                    let Ok(Ok((send, recv))) = tokio::time::timeout(LAN_HELLO_TIMEOUT, conn.accept_bi()).await else {
+                        return Ok(None);
+                    };
+                    let q = crate::direct::QuicStream { send, recv, conn, endpoint: ep };
+                    Ok(gateway_hello(q, &secret).await?.map(|q| SiteStream::Direct(Box::new(q))))
+                });
+            }
+            Some(r) = set.join_next(), if !set.is_empty() => match r {
+                Ok(Ok(Some(s))) => return Ok(s),
+                Ok(Err(e @ Error::Refused(_))) => return Err(e),
+                _ => {}
+            },
+        }
+    }
+}
+
+/// Waits on the LAN listener for the gateway (TLS, then [`gateway_hello`]). Anyone else is
+/// dropped. Never returns but with the stream or the gateway's `Failed`.
+async fn accept_lan(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    secret: Token,
+) -> Result<SiteStream> {
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            a = listener.accept() => {
+                let Ok((tcp, peer)) = a else { continue };
+                let acceptor = acceptor.clone();
+                let secret = secret.clone();
+                set.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    let c = match tokio::time::timeout(LAN_HELLO_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(c)) => c,
+                        _ => { debug!(%peer, "LAN connection dropped"); return Ok(None) }
+                    };
+                    Ok(gateway_hello(c, &secret).await?.map(SiteStream::Lan))
+                });
+            }
+            Some(r) = set.join_next(), if !set.is_empty() => match r {
+                Ok(Ok(Some(s))) => return Ok(s),
+                Ok(Err(e @ Error::Refused(_))) => return Err(e),
+                _ => {}
+            },
+        }
     }
 }

@@ -5,16 +5,20 @@
 //!   relays streams between them.
 //! - [`client`]: what a recorder uses to open a byte stream to a site's camera.
 //!
-//! This slice carries every stream over the relay on TLS-over-TCP (one control connection per
-//! gateway, one TLS connection per camera stream); the LAN and hole-punched paths are not built.
+//! Every stream is TLS over TCP, one connection per camera stream. Two paths are raced for each
+//! stream: the LAN path ([`lan`]: the gateway reaches the recorder on the site's own network)
+//! and the relay; the LAN path wins when it opens. The hole-punched (QUIC) path is not built.
 
 pub mod backoff;
 pub mod client;
+pub mod direct;
 pub mod error;
 pub mod gateway;
+pub mod lan;
 pub mod proto;
 pub mod rendezvous;
 pub mod tls;
 
 pub use client::{SiteLink, SiteStream};
 pub use error::{Error, Result};
+pub use lan::Path;

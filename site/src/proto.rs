@@ -8,7 +8,13 @@
 //!   it was told to open), then `GatewayLine::Connected` or `GatewayLine::Failed` after dialling
 //!   the camera; then bytes.
 //! - A recorder's connection, one per camera connection: `Hello::Recorder` (the site, the
-//!   camera's host and port) → `Reply::Open` or `Reply::Refused`; then bytes.
+//!   camera's host and port) → `Reply::Open` or `Reply::Refused`; then bytes. When the stream
+//!   took another path (the gateway reached the recorder on its LAN), `Reply::Elsewhere`.
+//! - The LAN path: the recorder offers its LAN candidates, a per-process certificate and a
+//!   per-stream secret in its `Hello::Recorder`; the rendezvous forwards them in `Control::Open`;
+//!   the gateway, when a candidate is on one of its own networks, dials it (TLS, the certificate
+//!   pinned), sends [`LanHello`] with the secret, then `GatewayLine::Connected`/`Failed`; then
+//!   bytes. On the relay data connection it then sends `GatewayLine::Elsewhere`.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -62,6 +68,9 @@ pub enum Hello {
         namespace: String,
         site: String,
         token: Token,
+        /// The gateway's LAN networks (`address/prefix`), for status and logs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lan: Vec<String>,
     },
     GatewayData {
         namespace: String,
@@ -75,16 +84,65 @@ pub enum Hello {
         site: String,
         host: String,
         port: u16,
+        #[serde(default, flatten)]
+        lan: LanOffer,
     },
+}
+
+/// What a recorder offers for the LAN path: where it listens for this stream, the certificate
+/// it presents there (DER, hex) and the secret the gateway must present. Empty: relay only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LanOffer {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lan: Vec<std::net::SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan_secret: Option<Token>,
+    /// The direct path: the recorder's reflexive address (its UDP socket as the rendezvous
+    /// service saw it), where it serves QUIC for this stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflexive: Option<std::net::SocketAddr>,
+}
+
+impl LanOffer {
+    /// No LAN path offered.
+    pub fn is_empty(&self) -> bool {
+        self.lan.is_empty() || self.lan_cert.is_none() || self.lan_secret.is_none()
+    }
+    /// Whether the direct path is offered.
+    pub fn offers_direct(&self) -> bool {
+        self.reflexive.is_some() && self.lan_cert.is_some() && self.lan_secret.is_some()
+    }
+}
+
+/// The first line a gateway sends on a LAN connection to a recorder.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LanHello {
+    pub secret: Token,
 }
 
 /// The rendezvous service's answer to a `Hello`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "reply", rename_all = "camelCase")]
 pub enum Reply {
-    Welcome { camera_networks: CameraNetworks },
+    Welcome {
+        camera_networks: CameraNetworks,
+    },
     Open,
-    Refused { reason: String },
+    /// The stream was opened on another path (`lan`, `direct`); this connection carries nothing.
+    Elsewhere {
+        path: String,
+    },
+    /// The gateway's reflexive address for this stream's direct path: punch towards it.
+    Punch {
+        reflexive: std::net::SocketAddr,
+    },
+    Refused {
+        reason: String,
+    },
 }
 
 /// What the rendezvous sends on a gateway's control connection.
@@ -95,6 +153,8 @@ pub enum Control {
         stream: String,
         host: String,
         port: u16,
+        #[serde(default, flatten)]
+        lan: LanOffer,
     },
     Ping {
         seq: u64,
@@ -105,9 +165,22 @@ pub enum Control {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "gateway", rename_all = "camelCase")]
 pub enum GatewayLine {
-    Pong { seq: u64 },
+    Pong {
+        seq: u64,
+    },
     Connected,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
+    /// On the relay data connection: the stream went over another path (`lan`, `direct`).
+    Elsewhere {
+        path: String,
+    },
+    /// On the relay data connection, before the final line: the gateway's reflexive address
+    /// for the direct path (forwarded to the recorder as `Reply::Punch`).
+    Punch {
+        reflexive: std::net::SocketAddr,
+    },
 }
 
 /// Reads one line of at most [`MAX_LINE`] bytes, byte by byte so that nothing after it is
@@ -176,8 +249,44 @@ mod tests {
             namespace: "ns".into(),
             site: "s".into(),
             token: a,
+            lan: vec![],
         };
         assert!(!format!("{h:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn old_messages_still_parse_and_offers_round_trip() {
+        // A recorder or gateway of the relay-only slice sends no LAN fields.
+        let mut old: &[u8] =
+            b"{\"control\":\"open\",\"stream\":\"ab\",\"host\":\"h\",\"port\":554}\n";
+        match recv::<Control, _>(&mut old).await.unwrap() {
+            Control::Open { lan, .. } => assert!(lan.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        let offer = LanOffer {
+            lan: vec!["192.168.50.3:4000".parse().unwrap()],
+            lan_cert: Some("3082".into()),
+            lan_secret: Some(Token::new("s3cret")),
+            reflexive: Some("100.64.0.20:40000".parse().unwrap()),
+        };
+        let mut buf = Vec::new();
+        let h = Hello::Recorder {
+            namespace: "ns".into(),
+            token: Token::new("t"),
+            site: "s".into(),
+            host: "192.168.50.2".into(),
+            port: 554,
+            lan: offer.clone(),
+        };
+        send(&mut buf, &h).await.unwrap();
+        let mut r: &[u8] = &buf;
+        match recv::<Hello, _>(&mut r).await.unwrap() {
+            Hello::Recorder { lan, port, .. } => {
+                assert_eq!(lan, offer);
+                assert_eq!(port, 554);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 use vigil_api::CameraNetworks;
 
 use crate::error::{Error, Result};
-use crate::proto::{self, Control, GatewayLine, Hello, Reply, Token};
+use crate::lan::Path;
+use crate::proto::{self, Control, GatewayLine, Hello, LanOffer, Reply, Token};
 
 /// How long a peer may take for the TLS handshake and its `Hello`.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -56,6 +57,78 @@ pub struct SiteEntry {
     pub name: String,
     pub token_file: PathBuf,
     pub camera_networks: CameraNetworks,
+    /// The relay's bandwidth limit for the site, kbit/s each way, shared by all its streams
+    /// (the `Site`'s `maxRelayKbps`). Unset: unlimited.
+    #[serde(default)]
+    pub max_relay_kbps: Option<u32>,
+}
+
+/// A token bucket in bytes, allowed to go into debt: a chunk is always sent whole, after the
+/// wait [`Bucket::take`] returns, so the rate holds over time whatever the chunk sizes.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// `kbps` kbit/s; bursts of up to a quarter second's worth (at least 16 KiB).
+    pub fn new(kbps: u32, now: Instant) -> Self {
+        let rate = f64::from(kbps.max(1)) * 1000.0 / 8.0;
+        let burst = (rate / 4.0).max(16.0 * 1024.0);
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes `n` bytes at `now`; returns how long to wait before sending them.
+    pub fn take(&mut self, n: usize, now: Instant) -> Duration {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst) - n as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+type SharedBucket = Arc<Mutex<Bucket>>;
+
+/// Read size of a rate-limited relay (smaller chunks, smoother pacing).
+const LIMITED_CHUNK: usize = 16 * 1024;
+
+/// Copies `r` to `w`, each chunk paid for in `bucket` first; half-closes `w` at the end.
+async fn copy_limited<R, W>(mut r: R, mut w: W, bucket: SharedBucket) -> std::io::Result<u64>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; LIMITED_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(total);
+        }
+        let wait = bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(n, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        w.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
 }
 
 /// Recorders allowed for the sites of one namespace, by the token they present.
@@ -139,6 +212,37 @@ struct State {
     gateways: HashMap<SiteKey, GatewayHandle>,
     pending: HashMap<String, (SiteKey, oneshot::Sender<Conn>)>,
     next_generation: u64,
+    sites: HashMap<SiteKey, SiteStatus>,
+    /// Per limited site: the buckets towards the site and from it.
+    buckets: HashMap<SiteKey, (SharedBucket, SharedBucket)>,
+}
+
+/// What the service knows of a site, for its `Site` status and logs: whether its gateway is
+/// connected, its LAN networks, the path its latest stream took and how many took each path,
+/// the control connection's round-trip time, bytes relayed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteStatus {
+    pub connected: bool,
+    pub lan: Vec<String>,
+    pub path: Option<Path>,
+    pub streams_lan: u64,
+    pub streams_direct: u64,
+    pub streams_relay: u64,
+    pub rtt_ms: Option<f64>,
+    pub bytes_to_site: u64,
+    pub bytes_from_site: u64,
+}
+
+impl SiteStatus {
+    /// Counts a stream opened on `path`.
+    pub fn opened(&mut self, path: Path) {
+        self.path = Some(path);
+        match path {
+            Path::Lan => self.streams_lan += 1,
+            Path::Direct => self.streams_direct += 1,
+            Path::Relay => self.streams_relay += 1,
+        }
+    }
 }
 
 /// The running service.
@@ -162,8 +266,56 @@ impl Rendezvous {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Accepts connections until the listener fails.
+    /// What is known of a site (`None`: its gateway never connected since the service started).
+    pub fn site_status(&self, namespace: &str, name: &str) -> Option<SiteStatus> {
+        self.state()
+            .sites
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// The site's buckets (to, from) when it has a relay bandwidth limit.
+    fn buckets(&self, key: &SiteKey) -> Option<(SharedBucket, SharedBucket)> {
+        let kbps = self
+            .cfg
+            .sites
+            .iter()
+            .find(|s| s.namespace == key.0 && s.name == key.1)?
+            .max_relay_kbps?;
+        let mut st = self.state();
+        let b = st.buckets.entry(key.clone()).or_insert_with(|| {
+            let now = Instant::now();
+            (
+                Arc::new(Mutex::new(Bucket::new(kbps, now))),
+                Arc::new(Mutex::new(Bucket::new(kbps, now))),
+            )
+        });
+        Some(b.clone())
+    }
+
+    fn update_site(&self, key: &SiteKey, f: impl FnOnce(&mut SiteStatus)) {
+        f(self.state().sites.entry(key.clone()).or_default())
+    }
+
+    /// Accepts connections until the listener fails. The UDP ports of the same number and the
+    /// next one answer reflexive-address probes (the direct path, `crate::direct`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        // The UDP port of the same number, and the next one (with two, each side can tell
+        // whether its NAT is symmetric and skip a punch that cannot work).
+        if let Ok(a) = listener.local_addr() {
+            for addr in [Some(a), crate::direct::second_port(a)]
+                .into_iter()
+                .flatten()
+            {
+                match tokio::net::UdpSocket::bind(addr).await {
+                    Ok(u) => {
+                        info!(udp = %addr, "answering reflexive-address probes");
+                        tokio::spawn(crate::direct::serve_probes(u));
+                    }
+                    Err(e) => warn!(udp = %addr, error = %e, "cannot answer probes here"),
+                }
+            }
+        }
         loop {
             let (tcp, peer) = listener
                 .accept()
@@ -196,6 +348,7 @@ impl Rendezvous {
                 namespace,
                 site,
                 token,
+                lan,
             } => {
                 let nets = match self.cfg.authenticate_site(&namespace, &site, &token) {
                     Ok(n) => n.clone(),
@@ -208,7 +361,10 @@ impl Rendezvous {
                     },
                 )
                 .await?;
-                self.control(conn, (namespace, site), token).await
+                let key = (namespace, site);
+                info!(site = %format!("{}/{}", key.0, key.1), lan = ?lan, "gateway registered");
+                self.update_site(&key, |s| s.lan = lan);
+                self.control(conn, key, token).await
             }
             Hello::GatewayData {
                 namespace,
@@ -245,12 +401,13 @@ impl Rendezvous {
                 site,
                 host,
                 port,
+                lan,
             } => {
                 if let Err(e) = self.cfg.authenticate_recorder(&namespace, &token) {
                     warn!(%namespace, %site, "recorder refused: token not valid for the namespace");
                     return refuse(&mut conn, e).await;
                 }
-                self.relay(conn, (namespace, site), host, port).await
+                self.relay(conn, (namespace, site), host, port, lan).await
             }
         }
     }
@@ -272,6 +429,7 @@ impl Rendezvous {
         };
         let site = format!("{}/{}", key.0, key.1);
         info!(%site, "gateway connected");
+        self.update_site(&key, |s| s.connected = true);
         let (mut rd, mut wr) = tokio::io::split(conn);
         let (line_tx, mut lines) = mpsc::channel::<GatewayLine>(8);
         let reader = tokio::spawn(async move {
@@ -297,7 +455,9 @@ impl Rendezvous {
                     Some(GatewayLine::Pong { seq: s }) => {
                         last_heard = Instant::now();
                         if s == seq {
-                            debug!(%site, rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3, "pong");
+                            let rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3;
+                            debug!(%site, rtt_ms, "pong");
+                            self.update_site(&key, |s| s.rtt_ms = Some(rtt_ms));
                         }
                     }
                     Some(_) => break "unexpected message".to_string(),
@@ -326,6 +486,9 @@ impl Rendezvous {
         {
             st.gateways.remove(&key);
             st.pending.retain(|_, (k, _)| *k != key);
+            if let Some(s) = st.sites.get_mut(&key) {
+                s.connected = false;
+            }
         }
         info!(%site, reason = %why, "gateway disconnected");
         Ok(())
@@ -338,13 +501,11 @@ impl Rendezvous {
         key: SiteKey,
         host: String,
         port: u16,
+        lan: LanOffer,
     ) -> Result<()> {
         let site = format!("{}/{}", key.0, key.1);
         let started = Instant::now();
-        let mut id = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
-            .map_err(|_| Error::Protocol("no randomness".into()))?;
-        let stream: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let stream = crate::lan::random_id()?;
         let (tx, rx) = oneshot::channel();
         let gw = {
             let mut st = self.state();
@@ -368,6 +529,7 @@ impl Rendezvous {
             stream: stream.clone(),
             host,
             port,
+            lan,
         };
         let got = match gw.try_send(open) {
             Ok(()) => tokio::time::timeout(OPEN_TIMEOUT, rx)
@@ -384,26 +546,66 @@ impl Rendezvous {
             )
             .await;
         };
-        let answer = tokio::time::timeout(OPEN_TIMEOUT, proto::recv::<GatewayLine, _>(&mut gwc))
-            .await
-            .map_err(|_| Error::Timeout("the gateway's answer"))??;
+        // The gateway's final line, after any `Punch` (forwarded to the recorder).
+        let answer = tokio::time::timeout(OPEN_TIMEOUT, async {
+            loop {
+                match proto::recv::<GatewayLine, _>(&mut gwc).await? {
+                    GatewayLine::Punch { reflexive } => {
+                        debug!(%site, %reflexive, "forwarding the gateway's reflexive address");
+                        proto::send(&mut rec, &Reply::Punch { reflexive }).await?;
+                    }
+                    other => return Ok::<_, Error>(other),
+                }
+            }
+        })
+        .await
+        .map_err(|_| Error::Timeout("the gateway's answer"))??;
         match answer {
             GatewayLine::Connected => proto::send(&mut rec, &Reply::Open).await?,
             GatewayLine::Failed { reason } => {
                 return refuse(&mut rec, Error::Refused(format!("site {site}: {reason}"))).await;
             }
-            GatewayLine::Pong { .. } => return Err(Error::Protocol("unexpected pong".into())),
+            GatewayLine::Elsewhere { path } => {
+                let p = Path::parse(&path)
+                    .ok_or_else(|| Error::Protocol("unknown path from the gateway".into()))?;
+                self.update_site(&key, |s| s.opened(p));
+                info!(%site, path = %p, open_ms = started.elapsed().as_secs_f64() * 1e3, "stream open on another path");
+                proto::send(&mut rec, &Reply::Elsewhere { path }).await?;
+                let _ = rec.shutdown().await;
+                return Ok(());
+            }
+            GatewayLine::Pong { .. } | GatewayLine::Punch { .. } => {
+                return Err(Error::Protocol("unexpected line".into()));
+            }
         }
-        info!(%site, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
-        let r = tokio::io::copy_bidirectional_with_sizes(
-            &mut rec,
-            &mut gwc,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await;
+        self.update_site(&key, |s| s.opened(Path::Relay));
+        info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
+        let r = match self.buckets(&key) {
+            // A limited site: each direction paced by the site's bucket for it.
+            Some((to_site, from_site)) => {
+                let (rr, rw) = tokio::io::split(rec);
+                let (gr, gw) = tokio::io::split(gwc);
+                tokio::try_join!(
+                    copy_limited(rr, gw, to_site),
+                    copy_limited(gr, rw, from_site)
+                )
+            }
+            None => {
+                tokio::io::copy_bidirectional_with_sizes(
+                    &mut rec,
+                    &mut gwc,
+                    RELAY_BUFFER,
+                    RELAY_BUFFER,
+                )
+                .await
+            }
+        };
         match r {
             Ok((to_site, from_site)) => {
+                self.update_site(&key, |s| {
+                    s.bytes_to_site += to_site;
+                    s.bytes_from_site += from_site;
+                });
                 info!(%site, bytes_to_site = to_site, bytes_from_site = from_site, secs = started.elapsed().as_secs(), "stream ended")
             }
             Err(e) => {
@@ -429,6 +631,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bucket_paces_to_its_rate_after_the_burst() {
+        let t0 = Instant::now();
+        // 800 kbit/s = 100 000 B/s; burst 25 000 B.
+        let mut b = Bucket::new(800, t0);
+        assert_eq!(b.take(25_000, t0), Duration::ZERO, "the burst is free");
+        // 50 000 B more at once: half a second of debt.
+        let w = b.take(50_000, t0);
+        assert!((w.as_secs_f64() - 0.5).abs() < 1e-6, "{w:?}");
+        // After the wait the debt is paid: the next 10 000 B cost 0.1 s.
+        let w = b.take(10_000, t0 + Duration::from_millis(500));
+        assert!((w.as_secs_f64() - 0.1).abs() < 1e-6, "{w:?}");
+        // Idle time refills only up to the burst.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.take(25_000, later), Duration::ZERO);
+        assert!(b.take(1_000, later) > Duration::ZERO);
+        // Over a long run the rate holds: 1 MB in 16 KiB chunks, sent after each wait.
+        let mut b = Bucket::new(800, t0);
+        let mut now = t0;
+        let mut sent = 0usize;
+        while sent < 1_000_000 {
+            now += b.take(16_384, now);
+            sent += 16_384;
+        }
+        let secs = (now - t0).as_secs_f64();
+        assert!(
+            (secs - (sent as f64 - 25_000.0) / 100_000.0).abs() < 0.2,
+            "{secs}"
+        );
+    }
+
+    #[test]
     fn sites_and_recorders_are_checked_against_their_files() {
         let dir = std::env::temp_dir().join(format!("vigil-site-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -446,6 +679,7 @@ mod tests {
                     allow: vec!["192.168.50.0/24".into()],
                     deny: vec![],
                 },
+                max_relay_kbps: None,
             }],
             recorders: vec![RecorderEntry {
                 namespace: "a".into(),

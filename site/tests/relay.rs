@@ -18,7 +18,11 @@ use vigil_site::{Error, SiteLink};
 
 struct Setup {
     dir: std::path::PathBuf,
+    /// Relay only (the LAN and direct paths off).
     link: SiteLink,
+    /// All paths offered: on loopback the direct (QUIC) path opens.
+    full: SiteLink,
+    rv: std::sync::Arc<Rendezvous>,
     camera: u16,
 }
 
@@ -67,6 +71,10 @@ async fn camera() -> u16 {
 }
 
 async fn setup(tag: &str) -> Setup {
+    setup_limited(tag, None).await
+}
+
+async fn setup_limited(tag: &str, max_relay_kbps: Option<u32>) -> Setup {
     let dir = std::env::temp_dir().join(format!("vigil-site-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["vigil-rendezvous".into()]).unwrap();
@@ -89,6 +97,7 @@ async fn setup(tag: &str) -> Setup {
                 allow: vec!["127.0.0.1/32".into()],
                 deny: vec![],
             },
+            max_relay_kbps,
         }],
         recorders: vec![
             RecorderEntry {
@@ -101,7 +110,8 @@ async fn setup(tag: &str) -> Setup {
             },
         ],
     };
-    tokio::spawn(Rendezvous::new(cfg).unwrap().serve(listener));
+    let rv = Rendezvous::new(cfg).unwrap();
+    tokio::spawn(rv.clone().serve(listener));
     let tls = vigil_site::tls::client_config(&ca).unwrap();
     let name = vigil_site::tls::server_name("vigil-rendezvous").unwrap();
     let gw = Gateway {
@@ -113,17 +123,27 @@ async fn setup(tag: &str) -> Setup {
         token: Token::from_file(&site_token).unwrap(),
     };
     tokio::spawn(gw.run());
-    let link = SiteLink::from_files(&addr, "vigil-rendezvous", &ca, &rec_token, "shop").unwrap();
+    let full = SiteLink::from_files(&addr, "vigil-rendezvous", &ca, &rec_token, "shop").unwrap();
+    let link = full.clone().relay_only();
     let camera = camera().await;
-    Setup { dir, link, camera }
+    Setup {
+        dir,
+        link,
+        full,
+        rv,
+        camera,
+    }
 }
 
 async fn open_when_up(s: &Setup) -> (vigil_site::SiteStream, Duration) {
+    open_on(&s.link, s).await
+}
+
+async fn open_on(link: &SiteLink, s: &Setup) -> (vigil_site::SiteStream, Duration) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let t = Instant::now();
-        match s
-            .link
+        match link
             .open("branch1", "127.0.0.1", s.camera, Duration::from_secs(5))
             .await
         {
@@ -135,6 +155,127 @@ async fn open_when_up(s: &Setup) -> (vigil_site::SiteStream, Duration) {
             Err(e) => panic!("the stream never opened: {e}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_path_opens_and_carries_bytes_intact() {
+    let s = setup("direct").await;
+    // Wait until the gateway is up (over the relay), then open with every path offered.
+    drop(open_when_up(&s).await);
+    let (mut c, first) = open_on(&s.full, &s).await;
+    assert_eq!(
+        c.path(),
+        vigil_site::Path::Direct,
+        "on loopback the QUIC path opens"
+    );
+    c.write_all(b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 29];
+    c.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n");
+    drop(c);
+    const N: usize = 16 << 20;
+    let (mut c, _) = open_on(&s.full, &s).await;
+    let t = Instant::now();
+    c.write_all(format!("SEND {N:<11}").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = c.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(
+            buf[..n].iter().all(|b| *b == 0x5a),
+            "bytes changed on the way"
+        );
+        total += n;
+    }
+    assert_eq!(total, N);
+    println!(
+        "FIGURE direct_first_open_ms {:.1}; direct (QUIC, loopback) {:.2} Gbit/s, {} MiB",
+        first.as_secs_f64() * 1e3,
+        N as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e9,
+        N >> 20
+    );
+    // The rendezvous knows the path the site's streams took.
+    let st = s.rv.site_status("shop", "branch1").unwrap();
+    assert!(st.connected);
+    assert_eq!(st.path, Some(vigil_site::Path::Direct));
+    assert!(st.streams_direct >= 2 && st.streams_relay >= 1, "{st:?}");
+    // A refusal still comes back on the relay with every path offered.
+    match s
+        .full
+        .open("branch1", "127.0.0.2", s.camera, Duration::from_secs(5))
+        .await
+    {
+        Err(Error::Refused(r)) => assert!(r.contains("not in the site's camera networks"), "{r}"),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(c) => panic!("expected a refusal, got a stream on {}", c.path()),
+    }
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
+/// Reads `n` bytes the camera sends on `c` (after `SEND n`), checking each.
+async fn receive(mut c: vigil_site::SiteStream, n: usize) {
+    c.write_all(format!("SEND {n:<11}").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let k = c.read(&mut buf).await.unwrap();
+        if k == 0 {
+            break;
+        }
+        assert!(buf[..k].iter().all(|b| *b == 0x5a));
+        total += k;
+    }
+    assert_eq!(total, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_holds_a_site_to_its_bandwidth_limit() {
+    // 4 000 kbit/s = 500 000 B/s each way for the whole site, burst 125 000 B.
+    const KBPS: u32 = 4000;
+    let rate = f64::from(KBPS) * 1000.0 / 8.0;
+    let s = setup_limited("limit", Some(KBPS)).await;
+    drop(open_when_up(&s).await);
+    // Two streams at once share the site's limit: 2 × 512 KiB.
+    const N: usize = 512 * 1024;
+    let (a, _) = open_when_up(&s).await;
+    let (b, _) = open_when_up(&s).await;
+    let t = Instant::now();
+    tokio::join!(receive(a, N), receive(b, N));
+    let secs = t.elapsed().as_secs_f64();
+    let expected = (2.0 * N as f64 - rate / 4.0) / rate;
+    let kbps = 2.0 * N as f64 * 8.0 / secs / 1000.0;
+    println!(
+        "FIGURE relay_limit {KBPS} kbit/s: 2 streams × {} KiB in {secs:.2} s = {kbps:.0} kbit/s together (expected ≥ {expected:.2} s)",
+        N >> 10
+    );
+    assert!(secs >= expected * 0.9, "faster than the limit: {secs:.2} s");
+    assert!(
+        secs <= expected * 1.5 + 0.5,
+        "far slower than the limit: {secs:.2} s"
+    );
+    // Baseline in the same run: an unlimited site moves the same bytes far faster.
+    let u = setup("nolimit").await;
+    drop(open_when_up(&u).await);
+    let (c, _) = open_when_up(&u).await;
+    let t = Instant::now();
+    receive(c, 2 * N).await;
+    let unlimited = t.elapsed().as_secs_f64();
+    println!(
+        "FIGURE relay_unlimited: {} KiB in {unlimited:.3} s",
+        (2 * N) >> 10
+    );
+    assert!(unlimited < secs / 3.0, "{unlimited} vs {secs}");
+    std::fs::remove_dir_all(&s.dir).ok();
+    std::fs::remove_dir_all(&u.dir).ok();
 }
 
 #[tokio::test]

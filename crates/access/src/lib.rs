@@ -170,6 +170,9 @@ struct Inner {
     camera_cache: Mutex<Option<(Instant, Vec<CameraId>)>>,
     ready: AtomicBool,
     federation: Option<federation::Federation>,
+    /// This domain's recorders' live frames (for WHEP viewers and for a parent's tunnelled
+    /// `live.frames` requests).
+    live: Option<live::Upstream>,
     webrtc: Option<Arc<live::WebRtc>>,
     writes: triggers::RateLimit,
 }
@@ -837,36 +840,125 @@ async fn whep(
         let cam = s
             .camera_for(&headers, &ns, &name, auth::Permission::Live)
             .await?;
-        let Some(rtc) = &s.0.webrtc else {
+        let (Some(rtc), Some(up)) = (&s.0.webrtc, &s.0.live) else {
             return Err(ApiError(
                 StatusCode::NOT_FOUND,
                 "live view is not configured (--live-token-file)".into(),
             ));
         };
-        if body.len() > 64 * 1024 {
-            return Err(bad("SDP offer too large"));
+        let offer = sdp_offer(&body)?;
+        // WebRTC passes H.264 only: an H.265 camera is refused at once (the page plays it over
+        // LL-HLS); the frames opened for the check are the session's first.
+        let first = match up.open_with_codec(&cam).await {
+            Ok((_, Some(c))) if !c.starts_with("avc1") && !c.starts_with("avc3") => {
+                return Err(ApiError(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("camera {cam} sends {c}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)"),
+                ));
+            }
+            Ok((opened, _)) => Some(opened),
+            // Not reachable now (recorder restarting): the session opens them when it can.
+            Err(_) => None,
+        };
+        whep_answer(rtc.offer(cam.to_string(), up.opener(cam), first, offer))
+    }
+    .await;
+    counted(&s, "whep", r)
+}
+
+/// The body of a WHEP request: an SDP offer of at most 64 KiB.
+fn sdp_offer(body: &Bytes) -> ApiResult<&str> {
+    if body.len() > 64 * 1024 {
+        return Err(bad("SDP offer too large"));
+    }
+    std::str::from_utf8(body).map_err(|_| bad("SDP offer is not UTF-8"))
+}
+
+/// 201 with the SDP answer and the session's address, or why not.
+fn whep_answer(r: Result<(String, String)>) -> ApiResult<Response> {
+    let (answer, id) = r.map_err(|e| match e {
+        Error::BadRequest(m) => bad(m),
+        Error::Live(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, m),
+        e => e.into(),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/api/v1/live/sessions/{id}")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/domains/{dns}/{domain}/cameras/{ns}/{name}/whep`: live view of a child
+/// domain's camera. The WebRTC session is this access point's; the frames come through the
+/// child's tunnel (`live.frames`, one or more hops), opened again if the tunnel drops.
+async fn remote_whep(
+    State(s): State<AppState>,
+    UrlPath((dns, domain, ns, name, rest)): UrlPath<(String, String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        if rest != "whep" {
+            return Err(ApiError(StatusCode::METHOD_NOT_ALLOWED, "only GET".into()));
         }
-        let offer = std::str::from_utf8(&body).map_err(|_| bad("SDP offer is not UTF-8"))?;
-        rtc.refuse_unless_h264(&cam)
-            .await
-            .map_err(|m| ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, m))?;
-        let (answer, id) = rtc.offer(cam, offer).map_err(|e| match e {
-            Error::BadRequest(m) => bad(m),
-            Error::Live(m) => ApiError(StatusCode::SERVICE_UNAVAILABLE, m),
-            e => e.into(),
+        let user = s.user(&headers).await?;
+        let f =
+            s.0.federation
+                .as_ref()
+                .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no child domains here".into()))?;
+        let rtc = s.0.webrtc.as_ref().ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "live view is not configured (--webrtc-udp, --webrtc-candidate-ip)".into(),
+            )
         })?;
+        let offer = sdp_offer(&body)?;
+        let (open, first) = f
+            .remote_live(user.as_ref(), &dns, &domain, &ns, &name)
+            .await
+            .map_err(|(code, msg)| ApiError(code, msg))?;
+        let label = format!("{dns}/{domain}:{ns}/{name}");
+        whep_answer(rtc.offer(label, open, Some(first), offer))
+    }
+    .await;
+    counted(&s, "whep", r)
+}
+
+/// `GET .../live.frames`: the camera's live frames in the recorders' wire format
+/// (`vigil_media::live`), from the recorder holding it; the response ends when the camera
+/// moves. What a parent domain's access point reads through the tunnel to serve its own
+/// viewers (the same `live` permission as WHEP).
+async fn live_frames(
+    State(s): State<AppState>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        let cam = s
+            .camera_for(&headers, &ns, &name, auth::Permission::Live)
+            .await?;
+        let up = s.0.live.as_ref().ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "live view is not configured (--live-token-file)".into(),
+            )
+        })?;
+        let opened = up
+            .open(&cam)
+            .await
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         Ok((
-            StatusCode::CREATED,
-            [
-                (header::CONTENT_TYPE, "application/sdp".to_string()),
-                (header::LOCATION, format!("/api/v1/live/sessions/{id}")),
-            ],
-            answer,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            axum::body::Body::from_stream(opened.body),
         )
             .into_response())
     }
     .await;
-    counted(&s, "whep", r)
+    counted(&s, "live-frames", r)
 }
 
 /// `DELETE /api/v1/live/sessions/{id}`: ends a live session (the id is unguessable: it holds
@@ -1057,9 +1149,10 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{cam}/export.mp4"), get(export_mp4))
         .route(
             "/api/v1/domains/{dns}/{domain}/cameras/{ns}/{name}/{*rest}",
-            get(remote_camera),
+            get(remote_camera).post(remote_whep),
         )
         .route(&format!("{cam}/whep"), axum::routing::post(whep))
+        .route(&format!("{cam}/live.frames"), get(live_frames))
         .route(&format!("{cam}/llhls/{{file}}"), get(llhls::serve))
         .route(
             "/api/v1/live/sessions/{id}",
@@ -1122,7 +1215,7 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
         }),
         (None, CameraSource::Store) => None,
     };
-    let webrtc = match (locator, &a.live_token_file) {
+    let live = match (locator, &a.live_token_file) {
         (Some(locator), Some(path)) => {
             let token = std::fs::read_to_string(path)
                 .map_err(|e| Error::io("reading", path, e))?
@@ -1131,10 +1224,23 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
             if token.is_empty() {
                 return Err(Error::Config(format!("{} is empty", path.display())));
             }
-            let up = live::Upstream { locator, token };
-            Some(live::WebRtc::bind(a.webrtc_udp, a.webrtc_candidate_ip, up).await?)
+            Some(live::Upstream::new(locator, token)?)
         }
         _ => None,
+    };
+    // WebRTC for this domain's cameras, and for child domains' cameras on a parent (whose
+    // WebRTC port must then be given: it may have no recorders of its own).
+    let remote_live = a.federation.federation_listen.is_some()
+        && (a.webrtc_candidate_ip.is_some() || !a.webrtc_udp.ip().is_unspecified());
+    let webrtc = if live.is_some() || remote_live {
+        Some(live::WebRtc::bind(a.webrtc_udp, a.webrtc_candidate_ip).await?)
+    } else {
+        if a.federation.federation_listen.is_some() {
+            info!(
+                "no live view of child domains' cameras: give --webrtc-candidate-ip or --webrtc-udp with an address"
+            );
+        }
+        None
     };
     if let Some(f) = &federation
         && a.federation.federation_uplink
@@ -1142,7 +1248,16 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
         // What a parent's tunnelled requests are answered by: the same playback routes over
         // the same store, without user authentication (the child's share bounds what the
         // parent may ask; federation/tunnel.rs).
-        let tunnel_state = Inner::new(a, store.clone(), &prefix, cameras.clone(), None, None, None);
+        let tunnel_state = Inner::new(
+            a,
+            store.clone(),
+            &prefix,
+            cameras.clone(),
+            Serving {
+                live: live.clone(),
+                ..Serving::default()
+            },
+        );
         f.set_tunnel_app(router(AppState(Arc::new(tunnel_state))));
     }
     let auth = if a.no_auth {
@@ -1150,9 +1265,25 @@ pub async fn state(a: &ServeArgs) -> Result<AppState> {
     } else {
         client.map(Authorizer::new)
     };
+    let serving = Serving {
+        auth,
+        federation,
+        live,
+        webrtc,
+    };
     Ok(AppState(Arc::new(Inner::new(
-        a, store, &prefix, cameras, auth, federation, webrtc,
+        a, store, &prefix, cameras, serving,
     ))))
+}
+
+/// What a state serves besides the store: user authentication, child domains, live frames and
+/// WebRTC (the state answering a parent's tunnelled requests has only live frames).
+#[derive(Default)]
+struct Serving {
+    auth: Option<Authorizer>,
+    federation: Option<federation::Federation>,
+    live: Option<live::Upstream>,
+    webrtc: Option<Arc<live::WebRtc>>,
 }
 
 impl Inner {
@@ -1163,10 +1294,14 @@ impl Inner {
         store: Arc<dyn object_store::ObjectStore>,
         prefix: &str,
         cameras: CameraSource,
-        auth: Option<Authorizer>,
-        federation: Option<federation::Federation>,
-        webrtc: Option<Arc<live::WebRtc>>,
+        serving: Serving,
     ) -> Self {
+        let Serving {
+            auth,
+            federation,
+            live,
+            webrtc,
+        } = serving;
         Inner {
             catalog: Catalog::new(store, prefix),
             cameras,
@@ -1177,6 +1312,7 @@ impl Inner {
             camera_cache: Mutex::new(None),
             ready: AtomicBool::new(true),
             federation,
+            live,
             webrtc,
             writes: triggers::RateLimit::default(),
         }

@@ -12,6 +12,11 @@
 //! Bounded memory per viewer: the upstream reader hands frames to the session through a small
 //! queue; when the session (or the network under it) does not keep up the queue fills, frames
 //! are dropped and the viewer resumes at the next keyframe.
+//!
+//! Where a session's frames come from is an [`Opener`]: this domain's recorder
+//! ([`Upstream::opener`]), or a child domain's access point through its tunnel
+//! (`federation::Federation::remote_live`, which reads the child's `live.frames`, itself served
+//! from [`Upstream::open`]). Either is opened again whenever it ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid};
@@ -59,13 +68,33 @@ pub enum Locator {
     },
 }
 
-/// Where live frames come from.
+/// Where this domain's live frames come from: the recorders.
 #[derive(Clone)]
 pub struct Upstream {
     pub locator: Locator,
     /// Bearer token the recorders expect (never logged).
     pub token: String,
+    http: reqwest::Client,
+    /// LL-HLS viewers of this domain's cameras (`llhls.rs`): one shared reader per camera.
+    llhls: Arc<crate::llhls::LlHls>,
 }
+
+/// Longest wait for the first message (the parameters) of a recorder's stream when checking a
+/// camera's codec before answering a WHEP offer.
+const CODEC_PEEK: Duration = Duration::from_secs(3);
+
+/// A camera's live frames as bytes of the recorder's wire format (`vigil_media::live`), and
+/// where they come from (for logs).
+pub struct Opened {
+    pub from: String,
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+/// Opens a viewer's frames; called again each time they end (the recorder restarted, the
+/// camera moved, the child domain's tunnel dropped) until the viewer leaves. A local camera's
+/// come from its recorder ([`Upstream::opener`]), a child domain's camera's through the
+/// child's tunnel (`federation::Federation::remote_live`).
+pub type Opener = Arc<dyn Fn() -> BoxFuture<'static, Result<Opened>> + Send + Sync>;
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +136,111 @@ pub fn lease_live_address(
 }
 
 impl Upstream {
+    pub fn new(locator: Locator, token: String) -> Result<Self> {
+        Ok(Upstream {
+            locator,
+            token,
+            http: reqwest::Client::builder()
+                // Inside the cluster: a recorder that does not answer within 1 s is gone (the
+                // Camera will name another one).
+                .connect_timeout(Duration::from_secs(1))
+                .build()
+                .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
+            llhls: crate::llhls::LlHls::new(),
+        })
+    }
+
+    /// The LL-HLS streams of this domain's cameras.
+    pub fn llhls(&self) -> &Arc<crate::llhls::LlHls> {
+        &self.llhls
+    }
+
+    /// Opens `cam`'s frames and reads their first message (the parameters, at most
+    /// [`CODEC_PEEK`]): the codec (RFC 6381) if it came, and the frames with nothing lost (what
+    /// was read is put back in front). So that a WHEP offer for a camera WebRTC cannot carry
+    /// (H.265) is refused at once, on the same connection the session then uses.
+    pub async fn open_with_codec(&self, cam: &CameraId) -> Result<(Opened, Option<String>)> {
+        let mut opened = self.open(cam).await?;
+        let mut read: Vec<Bytes> = Vec::new();
+        let mut dec = Decoder::default();
+        let codec = tokio::time::timeout(CODEC_PEEK, async {
+            while let Some(chunk) = opened.body.next().await {
+                let chunk = chunk?;
+                dec.push(&chunk);
+                read.push(chunk);
+                if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
+                    return Ok::<_, Error>(match m {
+                        Message::Params(p) => Some(p.codec),
+                        Message::Frame(_) => None,
+                    });
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .unwrap_or(Ok(None))?;
+        let rest = std::mem::replace(&mut opened.body, futures::stream::empty().boxed());
+        opened.body = futures::stream::iter(read.into_iter().map(Ok))
+            .chain(rest)
+            .boxed();
+        Ok((opened, codec))
+    }
+
+    /// The opener of `cam`'s frames on the recorder holding it.
+    pub fn opener(&self, cam: CameraId) -> Opener {
+        let up = self.clone();
+        Arc::new(move || {
+            let (up, cam) = (up.clone(), cam.clone());
+            Box::pin(async move { up.open(&cam).await })
+        })
+    }
+
+    /// `cam`'s frames from the recorder holding it now. In Kubernetes mode they end when the
+    /// camera moves to another recorder (a planned move hands it over while the old
+    /// recorder's stream still runs), so that the reader opens them again on the new one.
+    pub async fn open(&self, cam: &CameraId) -> Result<Opened> {
+        let url = self.locate(cam).await?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            return Err(Error::Live(format!("recorder answered {}", resp.status())));
+        }
+        let from = url.origin().ascii_serialization();
+        let mut check = tokio::time::interval(OWNER_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.reset();
+        let state = (resp, check, self.clone(), cam.clone(), url);
+        let body = futures::stream::unfold(Some(state), |st| async move {
+            let (mut resp, mut check, up, cam, url) = st?;
+            loop {
+                tokio::select! {
+                    c = resp.chunk() => {
+                        return match c {
+                            Ok(Some(b)) => Some((Ok(b), Some((resp, check, up, cam, url)))),
+                            Ok(None) => None,
+                            Err(e) => Some((Err(Error::Live(format!("recorder: {}", e.without_url()))), None)),
+                        };
+                    }
+                    _ = check.tick(), if up.follows_moves() => match up.locate(&cam).await {
+                        Ok(now) if now != url => {
+                            info!(camera = %cam, to = %now.origin().ascii_serialization(), "camera moved: switching recorder");
+                            return None;
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(camera = %cam, error = %e, "cannot check the camera's recorder"),
+                    },
+                }
+            }
+        })
+        .boxed();
+        Ok(Opened { from, body })
+    }
+
     /// The URL of `cam`'s live stream on the recorder holding it now.
     async fn locate(&self, cam: &CameraId) -> Result<url::Url> {
         use k8s_openapi::api::coordination::v1::Lease;
@@ -145,20 +279,8 @@ pub struct WebRtc {
     /// The address put in the SDP answer's candidate.
     candidate: SocketAddr,
     sessions: Mutex<HashMap<String, mpsc::Sender<Datagram>>>,
-    upstream: Upstream,
-    http: reqwest::Client,
     next_id: AtomicU64,
-    /// LL-HLS viewers of the same cameras (`llhls.rs`): one shared upstream per camera.
-    llhls: Arc<crate::llhls::LlHls>,
-    /// Each camera's codec as last seen (RFC 6381), so that an offer for an H.265 camera is
-    /// refused at once (the page then plays it over LL-HLS).
-    codecs: Mutex<HashMap<CameraId, (Instant, String)>>,
 }
-
-/// How long a camera's codec is remembered.
-const CODEC_TTL: Duration = Duration::from_secs(60);
-/// Longest wait for a recorder's parameters when the codec is not known.
-const CODEC_PEEK: Duration = Duration::from_secs(3);
 
 struct Datagram {
     at: Instant,
@@ -223,7 +345,6 @@ impl WebRtc {
     pub async fn bind(
         udp: SocketAddr,
         candidate_ip: Option<std::net::IpAddr>,
-        upstream: Upstream,
     ) -> Result<Arc<Self>> {
         static CRYPTO: std::sync::Once = std::sync::Once::new();
         CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
@@ -245,100 +366,14 @@ impl WebRtc {
         };
         let candidate = SocketAddr::new(ip, local.port());
         info!(udp = %local, %candidate, "WebRTC (WHEP) on one UDP port, ICE-lite");
-        let http = reqwest::Client::builder()
-            // Inside the cluster: a recorder that does not answer within 1 s is gone (the
-            // Camera will name another one).
-            .connect_timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| Error::Http(format!("HTTP client: {e}")))?;
         let me = Arc::new(WebRtc {
             socket: Arc::new(socket),
             candidate,
             sessions: Mutex::default(),
-            llhls: crate::llhls::LlHls::new(upstream.clone(), http.clone()),
-            upstream,
-            http,
             next_id: AtomicU64::new(1),
-            codecs: Mutex::default(),
         });
         tokio::spawn(me.clone().dispatch());
         Ok(me)
-    }
-
-    fn note_codec(&self, cam: &CameraId, codec: &str) {
-        if let Ok(mut m) = self.codecs.lock() {
-            if m.len() > 10_000 {
-                m.retain(|_, (t, _)| t.elapsed() < CODEC_TTL);
-            }
-            m.insert(cam.clone(), (Instant::now(), codec.to_string()));
-        }
-    }
-
-    /// Refuses a camera whose video is not H.264 (WebRTC passes H.264 only), with a message
-    /// naming the codec and LL-HLS. The codec is remembered from earlier sessions, else read
-    /// from the recorder's stream (its first message); a camera whose recorder does not answer
-    /// in time is let through (the session waits for it as before).
-    pub async fn refuse_unless_h264(&self, cam: &CameraId) -> std::result::Result<(), String> {
-        let known = self.codecs.lock().ok().and_then(|m| {
-            m.get(cam)
-                .filter(|(t, _)| t.elapsed() < CODEC_TTL)
-                .map(|(_, c)| c.clone())
-        });
-        let codec = match known {
-            Some(c) => Some(c),
-            None => match tokio::time::timeout(CODEC_PEEK, self.peek_codec(cam)).await {
-                Ok(Ok(c)) => {
-                    self.note_codec(cam, &c);
-                    Some(c)
-                }
-                Ok(Err(e)) => {
-                    debug!(camera = %cam, error = %e, "cannot read the camera's codec");
-                    None
-                }
-                Err(_) => None,
-            },
-        };
-        match codec {
-            Some(c) if !c.starts_with("avc1") && !c.starts_with("avc3") => Err(format!(
-                "camera {cam} sends {c}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)"
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The codec of the camera's stream: the first message of the recorder's live stream.
-    async fn peek_codec(&self, cam: &CameraId) -> Result<String> {
-        let url = self.upstream.locate(cam).await?;
-        let mut resp = self
-            .http
-            .get(url)
-            .bearer_auth(&self.upstream.token)
-            .send()
-            .await
-            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
-        if !resp.status().is_success() {
-            return Err(Error::Live(format!("recorder answered {}", resp.status())));
-        }
-        let mut dec = Decoder::default();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?
-        {
-            dec.push(&chunk);
-            if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
-                return match m {
-                    Message::Params(p) => Ok(p.codec),
-                    Message::Frame(_) => Err(Error::Live("stream without parameters".into())),
-                };
-            }
-        }
-        Err(Error::Live("recorder's stream ended".into()))
-    }
-
-    /// The LL-HLS side, over the same upstreams.
-    pub fn llhls(&self) -> &Arc<crate::llhls::LlHls> {
-        &self.llhls
     }
 
     pub fn local_port(&self) -> u16 {
@@ -392,8 +427,16 @@ impl WebRtc {
         }
     }
 
-    /// Accepts a WHEP offer for `cam`: the SDP answer, and the session's id (for DELETE).
-    pub fn offer(self: &Arc<Self>, cam: CameraId, offer: &str) -> Result<(String, String)> {
+    /// Accepts a WHEP offer for camera `cam` (its name, for logs), whose frames `open` gives
+    /// (`first`: already opened by the caller, to refuse a camera that cannot be opened before
+    /// answering): the SDP answer, and the session's id (for DELETE).
+    pub fn offer(
+        self: &Arc<Self>,
+        cam: String,
+        open: Opener,
+        first: Option<Opened>,
+        offer: &str,
+    ) -> Result<(String, String)> {
         if self.session_count() >= MAX_SESSIONS {
             return Err(Error::Live("too many live viewers".into()));
         }
@@ -424,12 +467,7 @@ impl WebRtc {
             &ufrag
         );
         let (ftx, frx) = mpsc::channel(FRAME_QUEUE);
-        let reader = tokio::spawn(read_upstream(
-            self.http.clone(),
-            self.upstream.clone(),
-            cam.clone(),
-            ftx,
-        ));
+        let reader = tokio::spawn(read_upstream(open, first, cam.clone(), ftx));
         let me = self.clone();
         tokio::spawn(async move {
             let r = me.run_session(rtc, rx, frx, &cam).await;
@@ -464,7 +502,7 @@ impl WebRtc {
         mut rtc: Rtc,
         mut packets: mpsc::Receiver<Datagram>,
         mut frames: mpsc::Receiver<Upstreamed>,
-        cam: &CameraId,
+        cam: &str,
     ) -> Result<(u64, u64)> {
         let started = Instant::now();
         let mut mid: Option<Mid> = None;
@@ -528,10 +566,7 @@ impl WebRtc {
                 f = frames.recv() => {
                     let Some(f) = f else { return Err(Error::Live("upstream reader ended".into())) };
                     match f {
-                        Upstreamed::Params(p) => {
-                            self.note_codec(cam, &p.codec);
-                            params = Some(p);
-                        }
+                        Upstreamed::Params(p) => params = Some(p),
                         Upstreamed::Gap => need_key = true,
                         Upstreamed::Restart => {
                             need_key = true;
@@ -620,19 +655,26 @@ pub(crate) enum Upstreamed {
     Restart,
 }
 
-/// Reads a camera's frames from its recorder for one viewer, reconnecting when the stream
-/// ends (the recorder restarted or the camera moved), until the viewer is gone.
+/// Reads a camera's frames for one viewer, opening them again when they end (the recorder
+/// restarted, the camera moved, a child domain's tunnel dropped), until the viewer is gone.
 pub(crate) async fn read_upstream(
-    http: reqwest::Client,
-    up: Upstream,
-    cam: CameraId,
+    open: Opener,
+    mut first: Option<Opened>,
+    cam: String,
     tx: mpsc::Sender<Upstreamed>,
 ) {
     let mut lost = false;
     while !tx.is_closed() {
-        match read_once(&http, &up, &cam, &tx, &mut lost).await {
-            Ok(()) => debug!(camera = %cam, "recorder's live stream ended"),
-            Err(e) => debug!(camera = %cam, error = %e, "recorder's live stream failed"),
+        let opened = match first.take() {
+            Some(o) => Ok(o),
+            None => open().await,
+        };
+        match opened {
+            Ok(o) => match read_once(o, &cam, &tx, &mut lost).await {
+                Ok(()) => debug!(camera = %cam, "live stream ended"),
+                Err(e) => debug!(camera = %cam, error = %e, "live stream failed"),
+            },
+            Err(e) => debug!(camera = %cam, error = %e, "cannot open the live stream"),
         }
         if tx.send(Upstreamed::Restart).await.is_err() {
             return;
@@ -642,44 +684,15 @@ pub(crate) async fn read_upstream(
 }
 
 async fn read_once(
-    http: &reqwest::Client,
-    up: &Upstream,
-    cam: &CameraId,
+    mut opened: Opened,
+    cam: &str,
     tx: &mpsc::Sender<Upstreamed>,
     lost: &mut bool,
 ) -> Result<()> {
-    let url = up.locate(cam).await?;
-    let mut resp = http
-        .get(url.clone())
-        .bearer_auth(&up.token)
-        .send()
-        .await
-        .map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?;
-    if !resp.status().is_success() {
-        return Err(Error::Live(format!("recorder answered {}", resp.status())));
-    }
-    debug!(camera = %cam, recorder = %url.origin().ascii_serialization(), "reading live frames");
+    debug!(camera = %cam, from = %opened.from, "reading live frames");
     let mut dec = Decoder::default();
-    let mut check = tokio::time::interval(OWNER_CHECK);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    check.tick().await;
-    loop {
-        let chunk = tokio::select! {
-            c = resp.chunk() => c.map_err(|e| Error::Live(format!("recorder: {}", e.without_url())))?,
-            _ = check.tick(), if up.follows_moves() => {
-                match up.locate(cam).await {
-                    Ok(now) if now != url => {
-                        info!(camera = %cam, to = %now.origin().ascii_serialization(), "camera moved: switching recorder");
-                        return Ok(());
-                    }
-                    Ok(_) => {}
-                    Err(e) => debug!(camera = %cam, error = %e, "cannot check the camera's recorder"),
-                }
-                continue;
-            }
-        };
-        let Some(chunk) = chunk else { return Ok(()) };
-        dec.push(&chunk);
+    while let Some(chunk) = opened.body.next().await {
+        dec.push(&chunk?);
         while let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
             let item = match m {
                 Message::Params(p) => Upstreamed::Params(p),
@@ -702,6 +715,7 @@ async fn read_once(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -762,10 +776,7 @@ mod tests {
             live_url(&base, &cam).unwrap().as_str(),
             "http://10.0.0.1:9090/live/site-a/door"
         );
-        let up = Upstream {
-            locator: Locator::Fixed(base),
-            token: "secret-token".into(),
-        };
+        let up = Upstream::new(Locator::Fixed(base), "secret-token".into()).unwrap();
         assert!(!format!("{up:?}").contains("secret-token"));
     }
 

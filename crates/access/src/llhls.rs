@@ -35,7 +35,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::live::{Upstream, Upstreamed};
+use crate::live::{Opener, Upstreamed};
 use vigil_media::live as wire;
 use vigil_media::livemux;
 use vigil_store::layout::CameraId;
@@ -474,16 +474,12 @@ impl Stream {
 /// Every camera's LL-HLS stream.
 pub struct LlHls {
     streams: Mutex<HashMap<CameraId, Arc<Stream>>>,
-    upstream: Upstream,
-    http: reqwest::Client,
 }
 
 impl LlHls {
-    pub fn new(upstream: Upstream, http: reqwest::Client) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(LlHls {
             streams: Mutex::default(),
-            upstream,
-            http,
         })
     }
 
@@ -492,8 +488,12 @@ impl LlHls {
         self.streams.lock().map(|s| s.len()).unwrap_or(0)
     }
 
-    /// The camera's stream, started if needed.
-    fn stream(self: &Arc<Self>, cam: &CameraId) -> Result<Arc<Stream>, String> {
+    /// The camera's stream, started if needed (reading the frames `open` gives).
+    fn stream(
+        self: &Arc<Self>,
+        cam: &CameraId,
+        open: impl FnOnce() -> Opener,
+    ) -> Result<Arc<Stream>, String> {
         let mut m = self
             .streams
             .lock()
@@ -513,19 +513,14 @@ impl LlHls {
         });
         m.insert(cam.clone(), s.clone());
         info!(camera = %cam, "LL-HLS stream started");
-        tokio::spawn(self.clone().run(cam.clone(), s.clone(), base));
+        tokio::spawn(self.clone().run(cam.clone(), s.clone(), base, open()));
         Ok(s)
     }
 
     /// Reads the camera's frames (one upstream, reconnecting) into its window until idle.
-    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>, base: u64) {
+    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>, base: u64, open: Opener) {
         let (tx, mut rx) = mpsc::channel(FRAME_QUEUE);
-        let reader = tokio::spawn(crate::live::read_upstream(
-            self.http.clone(),
-            self.upstream.clone(),
-            cam.clone(),
-            tx,
-        ));
+        let reader = tokio::spawn(crate::live::read_upstream(open, None, cam.to_string(), tx));
         let mut cutter = Cutter::starting_at(base);
         let mut check = tokio::time::interval(Duration::from_secs(2));
         let mut version = 0u64;
@@ -622,7 +617,7 @@ pub(crate) async fn serve(
         let cam = s
             .camera_for(&headers, &ns, &name, crate::auth::Permission::Live)
             .await?;
-        let Some(hls) = s.0.webrtc.as_ref().map(|r| r.llhls()) else {
+        let Some(up) = s.0.live.as_ref() else {
             return Err(err(
                 StatusCode::NOT_FOUND,
                 "live view is not configured (--live-token-file)",
@@ -630,8 +625,9 @@ pub(crate) async fn serve(
         };
         let asset =
             Asset::parse(&file).ok_or_else(|| err(StatusCode::NOT_FOUND, "no such file"))?;
-        let stream = hls
-            .stream(&cam)
+        let stream = up
+            .llhls()
+            .stream(&cam, || up.opener(cam.clone()))
             .map_err(|m| err(StatusCode::SERVICE_UNAVAILABLE, m))?;
         let mp4 = |b: Body| {
             (

@@ -157,6 +157,12 @@ function play(cam, from, end) {
       xhrSetup: (xhr) => { const h = authHeaders(); for (const k in h) xhr.setRequestHeader(k, h[k]); },
     });
     hls.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) $('#status').textContent = 'playback error: ' + d.details; });
+    // On a growing (EVENT) playlist hls.js does not jump the small gap between time 0 and
+    // the first frame (it does for VOD), so playback would sit at 0: start at the first frame.
+    hls.on(Hls.Events.FRAG_BUFFERED, () => {
+      const b = video.buffered;
+      if (b.length && video.currentTime < b.start(0)) video.currentTime = b.start(0);
+    });
     hls.loadSource(url);
     hls.attachMedia(video);
   } else {

@@ -1,9 +1,10 @@
-// Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable) picks
-// the cameras; without it, every camera the token may see, up to 16, in a grid. Each tile links
-// back 30 s into the recordings.
+// Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable; a child
+// domain's camera as the recordings page names it, `<domain path>:ns/name`) picks the cameras;
+// without it, every camera the token may watch, up to 16, in a grid. Each tile links back 30 s
+// into the recordings.
 // LL-HLS (hls.js, low-latency mode) instead of WebRTC: `?proto=hls` or the page's toggle; and
-// per tile, when WebRTC fails or shows no picture within FALLBACK_MS (an H.265 camera: WebRTC
-// passes H.264 only).
+// per tile, when WHEP fails (an H.265 camera: 415, WebRTC passes H.264 only) or shows no
+// picture within FALLBACK_MS.
 'use strict';
 const $ = (s) => document.querySelector(s);
 const tokenInput = $('#token');
@@ -14,7 +15,7 @@ function auth() {
   return t ? { Authorization: 'Bearer ' + t } : {};
 }
 
-const FALLBACK_MS = 5000;
+const FALLBACK_MS = 8000;
 // Status badges: from the camera's recordings of the last BADGE_WINDOW_MS (the same query as
 // the recordings page), every BADGE_EVERY_MS.
 const BADGE_WINDOW_MS = 10 * 60 * 1000;
@@ -44,7 +45,7 @@ window.vigilTileBadges = tileBadges;
 async function updateBadges(cam, el) {
   const now = Date.now();
   try {
-    const r = await fetch(`/api/v1/cameras/${cam}/recordings?start=${now - BADGE_WINDOW_MS}&end=${now}`, { headers: auth() });
+    const r = await fetch(`${cam.base}/recordings?start=${now - BADGE_WINDOW_MS}&end=${now}`, { headers: auth() });
     if (!r.ok) { el.textContent = ''; el.dataset.badges = ''; return; }
     const b = tileBadges(await r.json(), now);
     el.dataset.badges = b.join(' ');
@@ -61,7 +62,7 @@ const proto = params.get('proto') === 'hls' ? 'hls' : 'webrtc';
 
 // Opens one camera into a <video> over LL-HLS: one shared stream per camera on the access point.
 function playHls(cam, video) {
-  const src = `/api/v1/cameras/${cam}/llhls/index.m3u8`;
+  const src = `${cam.base}/llhls/index.m3u8`;
   if (!window.Hls || !Hls.isSupported()) {
     // Players with native HLS (Safari) take the playlist as it is.
     video.src = src;
@@ -87,6 +88,18 @@ function playHls(cam, video) {
   return Promise.resolve(hls);
 }
 
+// A listed camera as this page shows it: its id, its API base and WHEP address (a child
+// domain's camera is watched through this access point, which reads it through the child:
+// docs/cascade.md).
+function local(id) {
+  return { id, base: `/api/v1/cameras/${id}`, whep: `/api/v1/cameras/${id}/whep` };
+}
+function shown(c) {
+  if (!c.remote) return local(`${c.namespace}/${c.name}`);
+  const base = `/api/v1/domains/${c.domainNamespace}/${c.domainPath.join(':')}/cameras/${c.namespace}/${c.name}`;
+  return { id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`, base, whep: `${base}/whep`, remote: true };
+}
+
 // Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
 async function play(cam, video) {
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
@@ -97,7 +110,7 @@ async function play(cam, video) {
   pc.ontrack = (e) => { video.srcObject = e.streams[0] || new MediaStream([e.track]); };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  const r = await fetch(`/api/v1/cameras/${cam}/whep`, {
+  const r = await fetch(cam.whep, {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', ...auth() },
     body: pc.localDescription.sdp,
@@ -121,13 +134,17 @@ async function main() {
     params.set('proto', toggle.checked ? 'hls' : 'webrtc');
     location.search = params.toString();
   });
-  let cams = params.getAll('camera');
-  if (!cams.length) {
+  const wanted = params.getAll('camera');
+  // This domain's cameras need no listing; a child domain's are looked up in it.
+  let cams = wanted.filter((w) => !w.includes(':')).map(local);
+  if (cams.length < wanted.length || !wanted.length) {
     const r = await fetch('/api/v1/cameras', { headers: auth() });
     if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
-    // Child domains' cameras have no live view through this page yet (docs/cascade.md).
-    cams = (await r.json()).cameras.filter((c) => !c.remote)
-      .map((c) => `${c.namespace}/${c.name}`).slice(0, 16);
+    const listed = (await r.json()).cameras
+      .filter((c) => !c.remote || (c.rights || []).includes('live')).map(shown);
+    cams = wanted.length
+      ? wanted.map((w) => cams.find((c) => c.id === w) || listed.find((c) => c.id === w)).filter(Boolean)
+      : listed.slice(0, 16);
   }
   const cols = Math.ceil(Math.sqrt(cams.length || 1));
   $('#grid').style.setProperty('--cols', cols);
@@ -135,19 +152,19 @@ async function main() {
   for (const cam of cams) {
     const tile = document.createElement('div');
     tile.className = 'tile';
-    tile.dataset.camera = cam;
+    tile.dataset.camera = cam.id;
     const video = document.createElement('video');
     video.autoplay = true; video.muted = true; video.playsInline = true;
     const label = document.createElement('span');
     label.className = 'label';
-    label.textContent = cam;
+    label.textContent = cam.id;
     // "What just happened": the recordings page, playing this camera from 30 s ago.
     const back = document.createElement('a');
     back.className = 'back';
     back.textContent = '⟲ 30 s';
     back.href = '/';
     back.addEventListener('click', () => {
-      back.href = `/?camera=${encodeURIComponent(cam)}&at=${Date.now() - 30000}`;
+      back.href = `/?camera=${encodeURIComponent(cam.id)}&at=${Date.now() - 30000}`;
     });
     const badges = document.createElement('span');
     badges.className = 'badges';
@@ -162,7 +179,7 @@ async function main() {
     }, { once: true });
     const overHls = () => {
       tile.dataset.proto = 'hls';
-      label.textContent = `${cam} · LL-HLS`;
+      label.textContent = `${cam.id} · LL-HLS`;
       return playHls(cam, video).then((h) => window.vigilLive.push(h));
     };
     if (proto === 'hls') {
@@ -177,9 +194,10 @@ async function main() {
       tile.dataset.fallback = why;
       if (pc) { pc.close(); window.vigilLive = window.vigilLive.filter((x) => x !== pc); }
       video.srcObject = null;
-      overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam}: ${e.message}`; });
+      overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam.id}: ${e.message}`; });
     };
-    setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
+    // (A child domain's camera only on a WHEP error: its first frame may take longer.)
+    if (!cam.remote) setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
     play(cam, video).then((p) => { pc = p; window.vigilLive.push(p); }).catch((e) => fallback(String(e)));
   }
   status.textContent = `${cams.length} camera(s)`;

@@ -94,6 +94,11 @@ pub struct FileSiteLink {
     /// The namespace whose sites this recorder may reach (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Offer the LAN and direct paths (default on): the site's gateway reaches this recorder on
+    /// the site's own network, or through a UDP hole punched in both NATs (QUIC), instead of
+    /// through the relay when it can (issue #15, `docs/sites.md`).
+    #[serde(default = "default_true")]
+    pub direct_paths: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -482,6 +487,13 @@ impl FileConfig {
                     &l.token_file,
                     &l.namespace,
                 )
+                .map(|link| {
+                    if l.direct_paths {
+                        link
+                    } else {
+                        link.relay_only()
+                    }
+                })
                 .map(std::sync::Arc::new)
                 .map_err(|e| Error::Config(format!("siteLink: {e}")))
             })

@@ -102,8 +102,9 @@ pub async fn connect(
     Ok((stream, addr))
 }
 
-/// Opens a byte stream to `host:port` at `site` through the site's tunnel (relay). The site's
-/// gateway resolves and checks the address against the site's camera networks.
+/// Opens a byte stream to `host:port` at `site` through the site's tunnel (the LAN path or the
+/// relay, see `SiteStream::path`). The site's gateway resolves and checks the address against
+/// the site's camera networks.
 pub async fn via_site(
     link: &vigil_site::SiteLink,
     site: &str,

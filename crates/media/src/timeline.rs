@@ -20,6 +20,14 @@
 //!   keys then show a hole or an overlap of that size at one boundary, which readers handle like
 //!   any other. One segment's worth of late frames (a congested link, an overloaded camera) is
 //!   not enough: it is only slewed, by at most 1000 ppm.
+//! * **Early frames.** A frame that arrives more than `EARLY_STEP_US` *before* its mapped time
+//!   is proof that the anchor is late (nothing arrives before it is captured; congestion only
+//!   makes frames later), so the timeline steps back at that boundary at once. This happens
+//!   when a session starts on a starved machine: its first frames arrive late all together
+//!   for longer than the settling second, and the anchor locks up to a second late (issue 18).
+//!   Slewing that away at 1000 ppm would take a quarter of an hour, during which every key,
+//!   and the start of the next outage, would be misdated; the backward step instead overlaps
+//!   the previous key, which loses nothing.
 //!
 //! RTCP sender reports are not used: many cameras send NTP times from an unsynchronised clock.
 
@@ -29,6 +37,10 @@ const HORIZON_US: f64 = 60e6;
 const MAX_PPM: f64 = 1000.0;
 /// Offsets larger than this are stepped, not slewed.
 pub const STEP_US: i64 = 2_000_000;
+/// Frames arriving this much earlier than their mapped time step the timeline back at once.
+/// Far above what slewing leaves (the steady error is `clock error × HORIZON`: 60 ms at the
+/// 1000 ppm limit) and above jitter of a path whose latency falls after the start.
+pub const EARLY_STEP_US: i64 = 150_000;
 
 #[derive(Clone, Debug)]
 pub struct Timeline {
@@ -145,6 +157,12 @@ impl Timeline {
         let Some(err) = self.seg_min_err_us.take() else {
             return Adjust::Slewed(self.ppm);
         };
+        if err < -EARLY_STEP_US {
+            self.base_wall_us += err;
+            self.ppm = 0.0;
+            self.pending_step = None;
+            return Adjust::Stepped(err);
+        }
         if err.abs() > STEP_US {
             if let Some(prev) = self.pending_step.take()
                 && prev.signum() == err.signum()
@@ -255,6 +273,49 @@ mod tests {
         let here = t.map_us(1_800_000);
         t.observe(1_800_000, here);
         assert!(matches!(t.boundary(1_800_000), Adjust::Slewed(_)));
+    }
+
+    #[test]
+    fn a_starved_start_is_stepped_back_at_the_first_boundary() {
+        // 25 fps. On a starved machine every frame of the first 2 s arrives 1.1 s late (more
+        // than the settling second, so the anchor locks 1.1 s late); then frames arrive on time
+        // (5 ms of latency). Frame k is captured at 10 s + k * 40 ms.
+        let cap = |k: i64| 10_000_000 + k * 40_000;
+        let mut t = Timeline::new(90_000, 0, cap(0) + 1_100_000);
+        for k in 1..50 {
+            t.observe(k * 3600, cap(k) + 1_100_000);
+        }
+        assert!(t.settled(49 * 3600));
+        t.lock();
+        assert_eq!(
+            t.map_us(0),
+            cap(0) + 1_100_000,
+            "locked late, as on the starved machine"
+        );
+        for k in 50..100 {
+            t.observe(k * 3600, cap(k) + 5_000);
+        }
+        // First boundary after the lock: the early frames prove the anchor late; it steps back
+        // by the whole error at once, and times are right to within the latency from then on.
+        let adj = t.boundary(100 * 3600);
+        assert_eq!(adj, Adjust::Stepped(-1_095_000));
+        assert_eq!(t.map_us(100 * 3600), cap(100) + 5_000);
+        assert_eq!(t.map_us(150 * 3600), cap(150) + 5_000);
+    }
+
+    #[test]
+    fn a_path_that_gets_a_little_faster_is_slewed_not_stepped() {
+        // Latency 80 ms while settling, 10 ms later: 70 ms early is within what slewing handles.
+        let cap = |k: i64| 10_000_000 + k * 40_000;
+        let mut t = Timeline::new(90_000, 0, cap(0) + 80_000);
+        for k in 1..50 {
+            t.observe(k * 3600, cap(k) + 80_000);
+        }
+        t.lock();
+        for k in 50..100 {
+            t.observe(k * 3600, cap(k) + 10_000);
+        }
+        assert!(matches!(t.boundary(100 * 3600), Adjust::Slewed(_)));
     }
 
     proptest! {

@@ -21,6 +21,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use axum::http::StatusCode;
+use futures::StreamExt;
 use serde_json::Value;
 use tracing::info;
 
@@ -164,11 +166,108 @@ impl Federation {
         }
     }
 
+    /// Parent: live view of a child domain's camera `ns/name` for a user who may (the `live`
+    /// right, checked now and by every domain on the way on every opening): the opener of its
+    /// frames through the child's tunnel, and its first opening (so that a camera that cannot
+    /// be watched is refused at once, not after the WebRTC session is up).
+    pub async fn remote_live(
+        &self,
+        user: Option<&User>,
+        dns: &str,
+        domain: &str,
+        ns: &str,
+        name: &str,
+    ) -> std::result::Result<(crate::live::Opener, crate::live::Opened), (StatusCode, String)> {
+        let p = self.parent.clone().ok_or((
+            StatusCode::NOT_FOUND,
+            "this access point has no child domains".to_string(),
+        ))?;
+        let (child, via) = p
+            .authorize(user, dns, domain, vigil_api::Right::Live)
+            .await?;
+        let target = Arc::new(RemoteLive {
+            parent: p,
+            dns: dns.to_string(),
+            child,
+            via,
+            ns: ns.to_string(),
+            name: name.to_string(),
+            user: user.map(|u| u.name.clone()),
+        });
+        let first = target.open().await?;
+        let open: crate::live::Opener = Arc::new(move || {
+            let t = target.clone();
+            Box::pin(async move {
+                t.open()
+                    .await
+                    .map_err(|(code, msg)| Error::Live(format!("{code}: {msg}")))
+            })
+        });
+        Ok((open, first))
+    }
+
     /// Remote cameras for `GET /api/v1/cameras` (none unless this is a parent).
     pub async fn remote_cameras(&self, user: Option<&User>) -> Result<Vec<Value>> {
         match &self.parent {
             Some(p) => p.remote_cameras(user).await,
             None => Ok(vec![]),
         }
+    }
+}
+
+/// A child domain's camera a parent user watches live.
+struct RemoteLive {
+    parent: Arc<parent::Parent>,
+    dns: String,
+    child: String,
+    via: Vec<String>,
+    ns: String,
+    name: String,
+    user: Option<String>,
+}
+
+impl RemoteLive {
+    /// Its frames, through the child's tunnel (the child sends them on if the camera is
+    /// further down).
+    async fn open(&self) -> std::result::Result<crate::live::Opened, (StatusCode, String)> {
+        let req = parent::RemoteRequest {
+            ns: &self.ns,
+            name: &self.name,
+            rest: "live.frames",
+            query: None,
+        };
+        let resp = self
+            .parent
+            .onward(
+                &self.dns,
+                &self.child,
+                &self.via,
+                vigil_api::Right::Live,
+                req,
+                self.user.as_deref(),
+            )
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            // The refusal's JSON message, bounded.
+            let body = axum::body::to_bytes(resp.into_body(), 4096)
+                .await
+                .unwrap_or_default();
+            let msg = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("the child domain answered {status}"));
+            return Err((status, msg));
+        }
+        let mut from = vec![self.child.clone()];
+        from.extend(self.via.iter().cloned());
+        Ok(crate::live::Opened {
+            from: format!("domain {}/{}", self.dns, from.join(":")),
+            body: resp
+                .into_body()
+                .into_data_stream()
+                .map(|r| r.map_err(|e| Error::Live(format!("child domain: {e}"))))
+                .boxed(),
+        })
     }
 }

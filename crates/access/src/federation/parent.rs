@@ -110,11 +110,13 @@ impl Parent {
         self.reg.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The ChildDomains, from the watch cache (waits for its first listing).
+    /// The ChildDomains, from the watch cache (waits up to 5 s for its first listing: a
+    /// registration is refused, and retried by the child, rather than left hanging while the
+    /// API server is unreachable).
     async fn child_domains(&self) -> Result<Vec<Arc<ChildDomain>>> {
-        self.children
-            .wait_until_ready()
+        tokio::time::timeout(Duration::from_secs(5), self.children.wait_until_ready())
             .await
+            .map_err(|_| crate::error::Error::Config("ChildDomain watch: no listing yet".into()))?
             .map_err(|e| crate::error::Error::Config(format!("ChildDomain watch: {e}")))?;
         Ok(self.children.state())
     }
@@ -242,13 +244,28 @@ impl Parent {
         domain: &str,
         cam: RemoteRequest<'_>,
     ) -> std::result::Result<Response, (StatusCode, String)> {
-        let mut path = domain.split(':');
-        let child = path.next().unwrap_or_default();
-        let via: Vec<String> = path.map(str::to_string).collect();
         let right = tunnel::right_for(cam.rest).ok_or((
             StatusCode::NOT_FOUND,
             "not offered for remote cameras".to_string(),
         ))?;
+        let (child, via) = self.authorize(user, dns, domain, right).await?;
+        self.onward(dns, &child, &via, right, cam, user.map(|u| u.name.as_str()))
+            .await
+    }
+
+    /// Whether a parent user may use `right` on the cameras of `dns/domain` (`<child>[:…]`):
+    /// the user's rights, within what the child shares and this parent accepts. The child and
+    /// the rest of the path below it.
+    pub async fn authorize(
+        &self,
+        user: Option<&User>,
+        dns: &str,
+        domain: &str,
+        right: Right,
+    ) -> std::result::Result<(String, Vec<String>), (StatusCode, String)> {
+        let mut path = domain.split(':');
+        let child = path.next().unwrap_or_default();
+        let via: Vec<String> = path.map(str::to_string).collect();
         let offered = self
             .reg()
             .children()
@@ -272,8 +289,7 @@ impl Parent {
                 format!("no {} right on childdomains/{child}", right.as_str()),
             ));
         }
-        self.onward(dns, child, &via, right, cam, user.map(|u| u.name.as_str()))
-            .await
+        Ok((child.to_string(), via))
     }
 
     /// Sends a checked request for camera `cam` (under `via` below ChildDomain `dns/child`)

@@ -46,6 +46,7 @@ pub fn right_for(rest: &str) -> Option<Right> {
     match rest {
         "recordings" | "events" | "index.m3u8" => Some(Right::Playback),
         "export.mp4" => Some(Right::Export),
+        "live.frames" => Some(Right::Live),
         _ => {
             let mut parts = rest.split('/');
             match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -324,7 +325,9 @@ mod tests {
         );
         assert_eq!(right_for("segments/x/init.mp4"), Some(Right::Playback));
         assert_eq!(right_for("export.mp4"), Some(Right::Export));
-        // Not through the tunnel: live (WHEP is not proxied yet), anything else.
+        assert_eq!(right_for("live.frames"), Some(Right::Live));
+        // Not through the tunnel: WHEP (the parent runs its own WebRTC session and reads
+        // `live.frames` through the tunnel), anything else.
         assert_eq!(right_for("whep"), None);
         assert_eq!(right_for("segments//media.m4s"), None);
         assert_eq!(right_for("segments/x/media.m4s/more"), None);
