@@ -201,7 +201,8 @@ async fn the_viewer_keeps_its_session_when_the_cameras_recorder_is_killed() {
         .lines()
         .filter(|l| l.contains("reading live frames"))
         .filter_map(|l| {
-            let at = l.find("recorder=")? + "recorder=".len();
+            // `from=<recorder origin>` (the frames' source; `live::read_once`).
+            let at = l.find(" from=")? + " from=".len();
             Some(l[at..].chars().take_while(|c| !c.is_whitespace()).collect())
         })
         .collect();

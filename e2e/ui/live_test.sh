@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Live view test: the camera simulator → the recorder (file mode, its live tap enabled with a
 # token) → `vigil-access serve` (WHEP on one UDP port, ICE-lite) → headless Debian Chromium
-# (playwright-core). Checks a moving picture over WebRTC and prints the glass-to-glass latency
-# figures. Prints "N passed, M failed"; screenshot in $VIGIL_UI_OUT (default target/ui/live.png).
+# (playwright-core). Checks a moving picture over WebRTC, then over LL-HLS (both across a
+# recorder SIGKILL + restart) and prints the glass-to-glass latency figures; checks with ffprobe
+# that an H.265 camera's LL-HLS init + parts decode and that its playlist advances. Prints "N passed, M failed"; screenshot in $VIGIL_UI_OUT (default target/ui/live.png).
 # VIGIL_LIVE_SECONDS: how long the latency is sampled (default 15).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -33,6 +34,7 @@ free_port() { python3 -c 'import socket,sys; s=socket.socket(type=int(sys.argv[1
 
 /usr/bin/python3 e2e/camera-sim/camera_sim.py --rtsp-port 0 --control-port 0 \
   --camera name=cam1,codec=h264,bitrate=1500,fps=25,width=640,height=360,gop=25 \
+  --camera name=cam5,codec=h265,bitrate=300,fps=15,width=320,height=240,gop=15 \
   ${VIGIL_LIVE_DENSITY:+--camera name=cam4m,codec=h264,bitrate=4000,fps=25,width=640,height=360,gop=50} \
   >"$work/sim.out" 2>"$work/sim.err" &
 pids+=($!)
@@ -49,6 +51,7 @@ buffer: {dir: $work/buf}
 cameraNetworks: {allow: [127.0.0.1/32]}
 cameras:
   - {namespace: site-a, name: cam1, url: "rtsp://127.0.0.1:$rtsp/cam1/live"}
+  - {namespace: site-a, name: cam5, url: "rtsp://127.0.0.1:$rtsp/cam5/live"}
 YAML
 if [ -n "${VIGIL_LIVE_DENSITY:-}" ]; then
   echo "  - {namespace: site-a, name: cam4m, url: \"rtsp://127.0.0.1:$rtsp/cam4m/live\"}" >>"$work/rec.yaml"
@@ -90,7 +93,7 @@ for _ in $(seq 150); do
 done
 
 set +e
-VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
+VIGIL_LIVE_BADGES=1 VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
   node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live.png"
 rc=$?
 set -e
@@ -98,6 +101,65 @@ if [ $rc -ne 0 ]; then
   for f in rec serve; do echo "--- $f.log"; tail -20 "$work/$f.log"; done
   exit $rc
 fi
+
+# The same over LL-HLS (~25 s): moving picture, latency, recorder SIGKILL + restart.
+set +e
+VIGIL_LIVE_PROTO=hls VIGIL_LIVE_RESTART="bash $work/restart.sh 1" VIGIL_LIVE_H265_CAMERA=site-a/cam5 \
+  node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live-hls.png"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  for f in rec serve; do echo "--- $f.log"; tail -20 "$work/$f.log"; done
+  exit $rc
+fi
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$work/serve.log"; }
+n=$(plain | grep 'LL-HLS stream started' | grep -c 'site-a/cam1' || true)
+[ "$n" = 1 ] || fail "LL-HLS: $n upstreams for cam1 (one expected, kept across the recorder restart)"
+echo "ok   one LL-HLS upstream for cam1, kept across the recorder restart"
+
+# H.265 over LL-HLS (headless Chromium cannot decode it): init + the newest complete segment +
+# the open segment's parts decode with ffmpeg, and the playlist advances (blocking reload).
+hb="http://127.0.0.1:$port/api/v1/cameras/site-a/cam5/llhls"
+curl -fsS --max-time 10 "$hb/index.m3u8" >"$work/h265.m3u8" || fail "LL-HLS playlist of the H.265 camera"
+sleep 2
+curl -fsS --max-time 10 "$hb/index.m3u8" >"$work/h265.m3u8"
+init=$(grep -o 'init-[0-9]*\.mp4' "$work/h265.m3u8" | tail -1)
+seg=$(grep -E '^[0-9]+\.mp4$' "$work/h265.m3u8" | tail -1)
+open=$(( ${seg%.mp4} + 1 ))
+{ curl -fsS "$hb/$init"; curl -fsS "$hb/$seg"
+  for p in $(grep -o "URI=\"$open\.[0-9]*\.mp4\"" "$work/h265.m3u8" | cut -d'"' -f2); do curl -fsS "$hb/$p"; done
+} >"$work/h265.mp4"
+probe=$(ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of csv=p=0 "$work/h265.mp4")
+decode_err=$(ffmpeg -v error -i "$work/h265.mp4" -f null - 2>&1 | head -3)
+frames=$(echo "$probe" | cut -d, -f4)
+[ "$(echo "$probe" | cut -d, -f1-3)" = "hevc,320,240" ] && [ "${frames:-0}" -ge 15 ] && [ -z "$decode_err" ] \
+  || fail "H.265 LL-HLS does not decode: probe=$probe errors=$decode_err"
+echo "ok   H.265 LL-HLS init + segment $seg + parts of $open decode ($probe)"
+curl -fsS --max-time 10 "$hb/index.m3u8" >"$work/h265.m3u8"
+hint=$(sed -n 's/.*PRELOAD-HINT:TYPE=PART,URI="\([0-9]*\)\.\([0-9]*\)\.mp4".*/\1 \2/p' "$work/h265.m3u8")
+read -r hm hp <<<"$hint"
+t0=$(date +%s%N)
+curl -fsS --max-time 10 "$hb/index.m3u8?_HLS_msn=$hm&_HLS_part=$hp" >"$work/h265b.m3u8" || fail "blocking reload failed"
+waited=$(( ($(date +%s%N) - t0) / 1000000 ))
+grep -q "URI=\"$hm\.$hp\.mp4\"" "$work/h265b.m3u8" && [ "$waited" -lt 3000 ] \
+  || fail "blocking reload for part $hm.$hp: not in the playlist after $waited ms"
+last0=$(grep -E '^[0-9]+\.mp4$' "$work/h265.m3u8" | tail -1); sleep 2
+last1=$(curl -fsS "$hb/index.m3u8" | grep -E '^[0-9]+\.mp4$' | tail -1)
+[ "${last1%.mp4}" -gt "${last0%.mp4}" ] || fail "H.265 LL-HLS playlist does not advance ($last0 -> $last1)"
+echo "ok   H.265 LL-HLS playlist advances ($last0 -> $last1); blocking reload for part $hm.$hp answered after $waited ms"
+
+# WebRTC refuses the H.265 camera at once (415, naming LL-HLS): the page falls back without
+# waiting.
+code=$(curl -s -o "$work/whep265.txt" -w '%{http_code}' -X POST -H 'Content-Type: application/sdp' \
+  --data-binary 'v=0' "http://127.0.0.1:$port/api/v1/cameras/site-a/cam5/whep")
+[ "$code" = 415 ] && grep -q 'LL-HLS' "$work/whep265.txt" || fail "WHEP for the H.265 camera answered $code: $(cat "$work/whep265.txt")"
+echo "ok   WHEP refuses the H.265 camera with 415 (use LL-HLS)"
+
+# No viewer for a while: the camera's upstream stops.
+for _ in $(seq 60); do plain | grep 'LL-HLS stream stopped' | grep -q 'site-a/cam1' && break; sleep 0.5; done
+plain | grep 'LL-HLS stream stopped' | grep -q 'site-a/cam1' || fail "LL-HLS upstream of cam1 still running without viewers"
+echo "ok   LL-HLS upstream stops when nobody watches"
+echo "llhls: 5 passed, 0 failed"
 
 # Viewers per core (VIGIL_LIVE_DENSITY=N, not in CI): N WebRTC viewers of the 4 Mbit/s camera;
 # the access point's CPU time and memory while they watch.

@@ -11,6 +11,7 @@
 //! GET /api/v1/cameras/{ns}/{name}/export.mp4?start=&end=        (Range supported)
 //! POST /api/v1/cameras/{ns}/{name}/whep    (SDP offer → answer: live over WebRTC, `live.rs`)
 //! DELETE /api/v1/live/sessions/{id}
+//! GET /api/v1/cameras/{ns}/{name}/llhls/{index.m3u8,init-N.mp4,M.mp4,M.P.mp4}  (LL-HLS live, `llhls.rs`)
 //! GET|POST|DELETE /api/v1/cameras/{ns}/{name}/manual-recording   (manual recording, `triggers.rs`)
 //! POST /api/v1/cameras/{ns}/{name}/events   (an event from another system, `triggers.rs`)
 //! GET / (web page), /live.html, /healthz, /readyz, /metrics
@@ -24,6 +25,7 @@ pub mod export;
 pub mod federation;
 pub mod hls;
 pub mod live;
+pub mod llhls;
 pub mod triggers;
 mod web;
 
@@ -845,7 +847,20 @@ async fn whep(
             ));
         };
         let offer = sdp_offer(&body)?;
-        whep_answer(rtc.offer(cam.to_string(), up.opener(cam), None, offer))
+        // WebRTC passes H.264 only: an H.265 camera is refused at once (the page plays it over
+        // LL-HLS); the frames opened for the check are the session's first.
+        let first = match up.open_with_codec(&cam).await {
+            Ok((_, Some(c))) if !c.starts_with("avc1") && !c.starts_with("avc3") => {
+                return Err(ApiError(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("camera {cam} sends {c}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)"),
+                ));
+            }
+            Ok((opened, _)) => Some(opened),
+            // Not reachable now (recorder restarting): the session opens them when it can.
+            Err(_) => None,
+        };
+        whep_answer(rtc.offer(cam.to_string(), up.opener(cam), first, offer))
     }
     .await;
     counted(&s, "whep", r)
@@ -1138,6 +1153,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(&format!("{cam}/whep"), axum::routing::post(whep))
         .route(&format!("{cam}/live.frames"), get(live_frames))
+        .route(&format!("{cam}/llhls/{{file}}"), get(llhls::serve))
         .route(
             "/api/v1/live/sessions/{id}",
             axum::routing::delete(whep_delete),

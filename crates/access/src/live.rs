@@ -75,7 +75,13 @@ pub struct Upstream {
     /// Bearer token the recorders expect (never logged).
     pub token: String,
     http: reqwest::Client,
+    /// LL-HLS viewers of this domain's cameras (`llhls.rs`): one shared reader per camera.
+    llhls: Arc<crate::llhls::LlHls>,
 }
+
+/// Longest wait for the first message (the parameters) of a recorder's stream when checking a
+/// camera's codec before answering a WHEP offer.
+const CODEC_PEEK: Duration = Duration::from_secs(3);
 
 /// A camera's live frames as bytes of the recorder's wire format (`vigil_media::live`), and
 /// where they come from (for logs).
@@ -140,7 +146,44 @@ impl Upstream {
                 .connect_timeout(Duration::from_secs(1))
                 .build()
                 .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
+            llhls: crate::llhls::LlHls::new(),
         })
+    }
+
+    /// The LL-HLS streams of this domain's cameras.
+    pub fn llhls(&self) -> &Arc<crate::llhls::LlHls> {
+        &self.llhls
+    }
+
+    /// Opens `cam`'s frames and reads their first message (the parameters, at most
+    /// [`CODEC_PEEK`]): the codec (RFC 6381) if it came, and the frames with nothing lost (what
+    /// was read is put back in front). So that a WHEP offer for a camera WebRTC cannot carry
+    /// (H.265) is refused at once, on the same connection the session then uses.
+    pub async fn open_with_codec(&self, cam: &CameraId) -> Result<(Opened, Option<String>)> {
+        let mut opened = self.open(cam).await?;
+        let mut read: Vec<Bytes> = Vec::new();
+        let mut dec = Decoder::default();
+        let codec = tokio::time::timeout(CODEC_PEEK, async {
+            while let Some(chunk) = opened.body.next().await {
+                let chunk = chunk?;
+                dec.push(&chunk);
+                read.push(chunk);
+                if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
+                    return Ok::<_, Error>(match m {
+                        Message::Params(p) => Some(p.codec),
+                        Message::Frame(_) => None,
+                    });
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .unwrap_or(Ok(None))?;
+        let rest = std::mem::replace(&mut opened.body, futures::stream::empty().boxed());
+        opened.body = futures::stream::iter(read.into_iter().map(Ok))
+            .chain(rest)
+            .boxed();
+        Ok((opened, codec))
     }
 
     /// The opener of `cam`'s frames on the recorder holding it.
@@ -602,7 +645,7 @@ impl OutClock {
     }
 }
 
-enum Upstreamed {
+pub(crate) enum Upstreamed {
     Params(wire::Params),
     Frame(wire::Frame),
     /// Frames were lost (the session fell behind): resume on a key.
@@ -614,7 +657,7 @@ enum Upstreamed {
 
 /// Reads a camera's frames for one viewer, opening them again when they end (the recorder
 /// restarted, the camera moved, a child domain's tunnel dropped), until the viewer is gone.
-async fn read_upstream(
+pub(crate) async fn read_upstream(
     open: Opener,
     mut first: Option<Opened>,
     cam: String,

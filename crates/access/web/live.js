@@ -2,6 +2,9 @@
 // domain's camera as the recordings page names it, `<domain path>:ns/name`) picks the cameras;
 // without it, every camera the token may watch, up to 16, in a grid. Each tile links back 30 s
 // into the recordings.
+// LL-HLS (hls.js, low-latency mode) instead of WebRTC: `?proto=hls` or the page's toggle; and
+// per tile, when WHEP fails (an H.265 camera: 415, WebRTC passes H.264 only) or shows no
+// picture within FALLBACK_MS.
 'use strict';
 const $ = (s) => document.querySelector(s);
 const tokenInput = $('#token');
@@ -12,14 +15,89 @@ function auth() {
   return t ? { Authorization: 'Bearer ' + t } : {};
 }
 
-// A listed camera as this page shows it: its id, and its WHEP address (a child domain's camera
-// is watched through this access point, which reads it through the child: docs/cascade.md).
+const FALLBACK_MS = 8000;
+// Status badges: from the camera's recordings of the last BADGE_WINDOW_MS (the same query as
+// the recordings page), every BADGE_EVERY_MS.
+const BADGE_WINDOW_MS = 10 * 60 * 1000;
+const BADGE_EVERY_MS = 10000;
+// Stored footage trails the live picture by a segment plus its upload: footage ending within
+// this long counts as recording now.
+const RECORDING_LAG_MS = 45000;
+// Holes shorter than this (a reconnect) do not make a camera degraded.
+const DEGRADED_HOLE_MS = 5000;
+
+// The badges of a tile from a `recordings` answer (pure; `window.vigilTileBadges` for tests):
+// recording (footage up to now), not recording, degraded (holes in the window), backfilling
+// (footage filled in from the camera's own storage in the window).
+function tileBadges(rec, nowMs) {
+  const out = [];
+  const ends = [...rec.live, ...rec.backfill].map((i) => i.endMs);
+  const newest = ends.length ? Math.max(...ends) : -Infinity;
+  out.push(newest >= nowMs - RECORDING_LAG_MS ? 'recording' : 'not-recording');
+  // The hole at the window's end is the footage not stored yet, not a loss.
+  const lost = rec.holes.filter((h) => h.endMs < nowMs - RECORDING_LAG_MS && h.endMs - h.startMs >= DEGRADED_HOLE_MS);
+  if (lost.length) out.push('degraded');
+  if (rec.backfill.length) out.push('backfilling');
+  return out;
+}
+window.vigilTileBadges = tileBadges;
+
+async function updateBadges(cam, el) {
+  const now = Date.now();
+  try {
+    const r = await fetch(`${cam.base}/recordings?start=${now - BADGE_WINDOW_MS}&end=${now}`, { headers: auth() });
+    if (!r.ok) { el.textContent = ''; el.dataset.badges = ''; return; }
+    const b = tileBadges(await r.json(), now);
+    el.dataset.badges = b.join(' ');
+    el.replaceChildren(...b.map((x) => {
+      const s = document.createElement('span');
+      s.className = `badge ${x}`;
+      s.textContent = x.replace('-', ' ');
+      return s;
+    }));
+  } catch (_) { /* next time */ }
+}
+const params = new URLSearchParams(location.search);
+const proto = params.get('proto') === 'hls' ? 'hls' : 'webrtc';
+
+// Opens one camera into a <video> over LL-HLS: one shared stream per camera on the access point.
+function playHls(cam, video) {
+  const src = `${cam.base}/llhls/index.m3u8`;
+  if (!window.Hls || !Hls.isSupported()) {
+    // Players with native HLS (Safari) take the playlist as it is.
+    video.src = src;
+    return Promise.resolve({ kind: 'hls-native' });
+  }
+  const hls = new Hls({
+    lowLatencyMode: true,
+    liveDurationInfinity: true,
+    backBufferLength: 10,
+    // Catch up after a freeze (recorder restart) instead of staying behind.
+    maxLiveSyncPlaybackRate: 1.5,
+    xhrSetup: (xhr) => { const h = auth(); for (const k in h) xhr.setRequestHeader(k, h[k]); },
+  });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (!d.fatal) return;
+    // Fatal network or media errors: start again (the stream on the access point goes on).
+    if (d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+    else setTimeout(() => hls.startLoad(-1), 1000);
+  });
+  hls.loadSource(src);
+  hls.attachMedia(video);
+  window.addEventListener('pagehide', () => hls.destroy());
+  return Promise.resolve(hls);
+}
+
+// A listed camera as this page shows it: its id, its API base and WHEP address (a child
+// domain's camera is watched through this access point, which reads it through the child:
+// docs/cascade.md).
+function local(id) {
+  return { id, base: `/api/v1/cameras/${id}`, whep: `/api/v1/cameras/${id}/whep` };
+}
 function shown(c) {
-  if (!c.remote) return { id: `${c.namespace}/${c.name}`, whep: `/api/v1/cameras/${c.namespace}/${c.name}/whep` };
-  return {
-    id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`,
-    whep: `/api/v1/domains/${c.domainNamespace}/${c.domainPath.join(':')}/cameras/${c.namespace}/${c.name}/whep`,
-  };
+  if (!c.remote) return local(`${c.namespace}/${c.name}`);
+  const base = `/api/v1/domains/${c.domainNamespace}/${c.domainPath.join(':')}/cameras/${c.namespace}/${c.name}`;
+  return { id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`, base, whep: `${base}/whep`, remote: true };
 }
 
 // Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
@@ -37,7 +115,7 @@ async function play(cam, video) {
     headers: { 'Content-Type': 'application/sdp', ...auth() },
     body: pc.localDescription.sdp,
   });
-  if (r.status !== 201) throw new Error(`WHEP ${r.status}: ${await r.text()}`);
+  if (r.status !== 201) { pc.close(); throw new Error(`WHEP ${r.status}: ${await r.text()}`); }
   const session = r.headers.get('Location');
   await pc.setRemoteDescription({ type: 'answer', sdp: await r.text() });
   video.dataset.session = session || '';
@@ -50,10 +128,15 @@ async function play(cam, video) {
 
 async function main() {
   const status = $('#status');
-  const wanted = new URLSearchParams(location.search).getAll('camera');
+  const toggle = $('#hls');
+  toggle.checked = proto === 'hls';
+  toggle.addEventListener('change', () => {
+    params.set('proto', toggle.checked ? 'hls' : 'webrtc');
+    location.search = params.toString();
+  });
+  const wanted = params.getAll('camera');
   // This domain's cameras need no listing; a child domain's are looked up in it.
-  let cams = wanted.filter((w) => !w.includes(':'))
-    .map((id) => ({ id, whep: `/api/v1/cameras/${id}/whep` }));
+  let cams = wanted.filter((w) => !w.includes(':')).map(local);
   if (cams.length < wanted.length || !wanted.length) {
     const r = await fetch('/api/v1/cameras', { headers: auth() });
     if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
@@ -83,17 +166,39 @@ async function main() {
     back.addEventListener('click', () => {
       back.href = `/?camera=${encodeURIComponent(cam.id)}&at=${Date.now() - 30000}`;
     });
-    tile.append(video, label, back);
+    const badges = document.createElement('span');
+    badges.className = 'badges';
+    tile.append(video, label, back, badges);
+    updateBadges(cam, badges);
+    setInterval(() => updateBadges(cam, badges), BADGE_EVERY_MS);
     $('#grid').append(tile);
     const opened = performance.now();
     video.dataset.opened = String(opened);
     video.addEventListener('loadeddata', () => {
       video.dataset.firstFrameMs = String(Math.round(performance.now() - opened));
     }, { once: true });
-    play(cam, video).then((pc) => window.vigilLive.push(pc)).catch((e) => {
-      tile.dataset.error = String(e);
-      label.textContent = `${cam.id}: ${e.message}`;
-    });
+    const overHls = () => {
+      tile.dataset.proto = 'hls';
+      label.textContent = `${cam.id} · LL-HLS`;
+      return playHls(cam, video).then((h) => window.vigilLive.push(h));
+    };
+    if (proto === 'hls') {
+      overHls();
+      continue;
+    }
+    tile.dataset.proto = 'webrtc';
+    let pc = null;
+    // No picture over WebRTC (H.265, or UDP blocked): LL-HLS instead.
+    const fallback = (why) => {
+      if (tile.dataset.proto !== 'webrtc' || video.readyState >= 2) return;
+      tile.dataset.fallback = why;
+      if (pc) { pc.close(); window.vigilLive = window.vigilLive.filter((x) => x !== pc); }
+      video.srcObject = null;
+      overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam.id}: ${e.message}`; });
+    };
+    // (A child domain's camera only on a WHEP error: its first frame may take longer.)
+    if (!cam.remote) setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
+    play(cam, video).then((p) => { pc = p; window.vigilLive.push(p); }).catch((e) => fallback(String(e)));
   }
   status.textContent = `${cams.length} camera(s)`;
 }

@@ -7,6 +7,7 @@
 //! - [`auth`]: Basic and Digest (RFC 7616/2617, `qop`) for RTSP and HTTP.
 //! - [`netguard`]: resolving and connecting to a camera under the pool's address policy.
 //! - [`live`]: the recorder → access point live frame stream and H.264 Annex B helpers.
+//! - [`livemux`]: live frames into fMP4 (init segment from the SPS, parts) for LL-HLS.
 //! - [`backoff`], [`ewma`]: small pure helpers for retry delays and bitrate smoothing.
 
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod ewma;
 pub mod fmp4;
 pub mod live;
+pub mod livemux;
 pub mod mp4;
 pub mod netguard;
 pub mod onvif;

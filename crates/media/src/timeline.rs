@@ -287,7 +287,11 @@ mod tests {
         }
         assert!(t.settled(49 * 3600));
         t.lock();
-        assert_eq!(t.map_us(0), cap(0) + 1_100_000, "locked late, as on the starved machine");
+        assert_eq!(
+            t.map_us(0),
+            cap(0) + 1_100_000,
+            "locked late, as on the starved machine"
+        );
         for k in 50..100 {
             t.observe(k * 3600, cap(k) + 5_000);
         }

@@ -116,9 +116,7 @@ impl Parent {
     async fn child_domains(&self) -> Result<Vec<Arc<ChildDomain>>> {
         tokio::time::timeout(Duration::from_secs(5), self.children.wait_until_ready())
             .await
-            .map_err(|_| {
-                crate::error::Error::Config("ChildDomain watch: no listing yet".into())
-            })?
+            .map_err(|_| crate::error::Error::Config("ChildDomain watch: no listing yet".into()))?
             .map_err(|e| crate::error::Error::Config(format!("ChildDomain watch: {e}")))?;
         Ok(self.children.state())
     }
