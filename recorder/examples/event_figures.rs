@@ -136,8 +136,7 @@ fn s3_queries(cameras: usize) {
         {
             let mut ms = Vec::new();
             for i in 0..n {
-                let cam =
-                    CameraId::new("site", &format!("cam-{:04}", (i * 37) % cameras)).unwrap();
+                let cam = CameraId::new("site", &format!("cam-{:04}", (i * 37) % cameras)).unwrap();
                 let to = end_ms - (i as i64 % 5) * 3_600_000;
                 let t = Instant::now();
                 let got = rt

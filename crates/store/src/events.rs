@@ -496,7 +496,10 @@ mod tests {
         let start = 1_735_787_045_678; // 2025-01-02 03:04:05
         // A short window: its hours (and the one before).
         let p = list_prefixes("vigil", &cam(), start, start + 1000).unwrap();
-        assert_eq!(p, hour_prefixes("vigil", &cam(), start, start + 1000).unwrap());
+        assert_eq!(
+            p,
+            hour_prefixes("vigil", &cam(), start, start + 1000).unwrap()
+        );
         // 30 days less an hour: 02:00 (the hour before) to the end of 01-02 is one day
         // listing, then whole days, and the last day's 3 hours (00..02) listed by hour.
         let end = start + 30 * day - 3_600_000;
@@ -515,7 +518,11 @@ mod tests {
         assert_eq!(p.len(), 30 + 3);
         // Whatever is listed covers every hour directory the window needs.
         let hours = hour_prefixes("vigil", &cam(), start, end).unwrap();
-        assert!(hours.iter().all(|h| p.iter().any(|d| h.starts_with(d.as_str()))));
+        assert!(
+            hours
+                .iter()
+                .all(|h| p.iter().any(|d| h.starts_with(d.as_str())))
+        );
     }
 
     #[tokio::test]
@@ -523,8 +530,8 @@ mod tests {
         use object_store::{ObjectStoreExt, PutPayload};
         let mem = object_store::memory::InMemory::new();
         let local_dir = tempfile::tempdir().unwrap();
-        let local = object_store::local::LocalFileSystem::new_with_prefix(local_dir.path())
-            .unwrap();
+        let local =
+            object_store::local::LocalFileSystem::new_with_prefix(local_dir.path()).unwrap();
         assert!(lists_in_order(&mem) && !lists_in_order(&local));
         let other = CameraId::new("site-a", "doorway").unwrap();
         let t0 = 1_735_787_045_678;
@@ -540,9 +547,12 @@ mod tests {
         }
         for k in &all {
             for st in [&mem as &dyn ObjectStore, &local] {
-                st.put(&Path::from(k.to_key("vigil")), PutPayload::from_static(b"{}"))
-                    .await
-                    .unwrap();
+                st.put(
+                    &Path::from(k.to_key("vigil")),
+                    PutPayload::from_static(b"{}"),
+                )
+                .await
+                .unwrap();
             }
         }
         for (from, to, limit) in [
@@ -551,16 +561,11 @@ mod tests {
             (t0 + 100_000_000, t0 + 200_000_000, 7),
             (t0 + 599_999, t0 + 600_000, 1000),
         ] {
-            let want: Vec<EventItem> = select(
-                all.iter().map(EventKey::relative),
-                &cam(),
-                from,
-                to,
-                None,
-            )
-            .into_iter()
-            .take(limit)
-            .collect();
+            let want: Vec<EventItem> =
+                select(all.iter().map(EventKey::relative), &cam(), from, to, None)
+                    .into_iter()
+                    .take(limit)
+                    .collect();
             assert!(!want.is_empty());
             for listing in [Listing::Hours, Listing::Days, Listing::Range] {
                 let got = query_listing(&mem, "vigil", &cam(), from, to, None, limit, listing)
