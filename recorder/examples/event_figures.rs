@@ -114,26 +114,63 @@ fn s3_queries(cameras: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let moto = vigil_testkit::Moto::start();
-    let store = moto.store();
     let end_ms: i64 = 1_796_000_000_000;
     let days = 30;
     let start_ms = end_ms - days * 86_400_000;
-    let t = Instant::now();
-    let records = rt.block_on(fill(&store, cameras, start_ms, end_ms));
-    println!(
-        "S3 (moto) event store: {cameras} cameras x {days} days, {records} records (filled in {:.0} s)",
-        t.elapsed().as_secs_f64()
-    );
+    // A moto already filled by an earlier run (its port as the third argument): only the
+    // 30-day queries, the fast listings first.
+    let reuse: Option<u16> = std::env::args().nth(3).and_then(|a| a.parse().ok());
+    let (_moto, store) = match reuse {
+        Some(port) => (
+            None,
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .with_bucket_name(vigil_testkit::BUCKET)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap(),
+        ),
+        None => {
+            let moto = vigil_testkit::Moto::start();
+            let store = moto.store();
+            let t = Instant::now();
+            let records = rt.block_on(fill(&store, cameras, start_ms, end_ms));
+            println!(
+                "S3 (moto) event store: {cameras} cameras x {days} days, {records} records (filled in {:.0} s)",
+                t.elapsed().as_secs_f64()
+            );
+            (Some(moto), store)
+        }
+    };
     // Fewer samples of the slow ways (moto scans its whole bucket on each LIST).
-    for (name, len_ms, want, counts) in [
-        ("24 h", 86_400_000i64, 12usize, [20usize, 50, 50]),
-        ("30 days", days * 86_400_000, 360, [5, 20, 50]),
-    ] {
-        for (listing, n) in [Listing::Hours, Listing::Days, Listing::Range]
-            .into_iter()
-            .zip(counts)
-        {
+    let plan: Vec<(&str, i64, usize, Vec<(Listing, usize)>)> = match reuse {
+        Some(_) => vec![(
+            "30 days",
+            days * 86_400_000,
+            360,
+            vec![(Listing::Range, 50), (Listing::Days, 10), (Listing::Hours, 1)],
+        )],
+        None => vec![
+            (
+                "24 h",
+                86_400_000i64,
+                12usize,
+                vec![(Listing::Hours, 20), (Listing::Days, 50), (Listing::Range, 50)],
+            ),
+            (
+                "30 days",
+                days * 86_400_000,
+                360,
+                vec![(Listing::Hours, 5), (Listing::Days, 20), (Listing::Range, 50)],
+            ),
+        ],
+    };
+    for (name, len_ms, want, runs) in plan {
+        for (listing, n) in runs {
             let mut ms = Vec::new();
             for i in 0..n {
                 let cam = CameraId::new("site", &format!("cam-{:04}", (i * 37) % cameras)).unwrap();
