@@ -147,25 +147,38 @@ fn s3_queries(cameras: usize) {
         }
     };
     // Fewer samples of the slow ways (moto scans its whole bucket on each LIST).
-    let plan: Vec<(&str, i64, usize, Vec<(Listing, usize)>)> = match reuse {
+    type Plan = Vec<(&'static str, i64, usize, Vec<(Listing, usize)>)>;
+    let plan: Plan = match reuse {
         Some(_) => vec![(
             "30 days",
             days * 86_400_000,
             360,
-            vec![(Listing::Range, 50), (Listing::Days, 10), (Listing::Hours, 1)],
+            vec![
+                (Listing::Range, 50),
+                (Listing::Days, 10),
+                (Listing::Hours, 1),
+            ],
         )],
         None => vec![
             (
                 "24 h",
                 86_400_000i64,
                 12usize,
-                vec![(Listing::Hours, 20), (Listing::Days, 50), (Listing::Range, 50)],
+                vec![
+                    (Listing::Hours, 20),
+                    (Listing::Days, 50),
+                    (Listing::Range, 50),
+                ],
             ),
             (
                 "30 days",
                 days * 86_400_000,
                 360,
-                vec![(Listing::Hours, 5), (Listing::Days, 20), (Listing::Range, 50)],
+                vec![
+                    (Listing::Hours, 5),
+                    (Listing::Days, 20),
+                    (Listing::Range, 50),
+                ],
             ),
         ],
     };
