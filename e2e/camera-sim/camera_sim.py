@@ -430,6 +430,59 @@ class SdStore:
                     os.unlink(e['path'])
                 except OSError:
                     pass
+        self._prune_events(limit)
+
+    # ---- event log: the alarms the camera raised, kept on the card like its footage (what
+    # ONVIF Profile G FindEvents searches). One JSON line per state change, appended and
+    # fsynced; a torn last line (a kill mid-write) is skipped when read.
+    EVENT_LOG = 'events.jsonl'
+
+    def log_event(self, topic, source, state, ms):
+        line = json.dumps({'time_ms': ms, 'topic': topic, 'source': source, 'state': bool(state)})
+        with self.lock:
+            with open(os.path.join(self.dir, self.EVENT_LOG), 'a') as f:
+                f.write(line + '\n')
+                f.flush()
+                os.fsync(f.fileno())
+
+    def logged_events(self):
+        """The logged state changes, oldest first."""
+        out = []
+        try:
+            with self.lock, open(os.path.join(self.dir, self.EVENT_LOG)) as f:
+                lines = f.readlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                e = json.loads(line)
+                out.append({'time_ms': int(e['time_ms']), 'topic': str(e['topic']),
+                            'source': str(e['source']), 'state': bool(e['state'])})
+            except (ValueError, KeyError, TypeError):
+                continue
+        out.sort(key=lambda e: e['time_ms'])
+        return out
+
+    def _prune_events(self, limit):
+        """Drops changes older than the footage kept, but keeps the last one of each
+        (topic, source) before the limit: it is the state in force when the footage starts."""
+        evs = self.logged_events()
+        old = [e for e in evs if e['time_ms'] < limit]
+        if not old:
+            return
+        last = {}
+        for e in old:
+            last[(e['topic'], e['source'])] = e
+        keep = sorted(last.values(), key=lambda e: e['time_ms']) + [e for e in evs if e['time_ms'] >= limit]
+        if len(keep) == len(evs):
+            return
+        path = os.path.join(self.dir, self.EVENT_LOG)
+        with self.lock:
+            with open(path + '.tmp', 'w') as f:
+                f.writelines(json.dumps(e) + '\n' for e in keep)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(path + '.tmp', path)
 
     def summary(self):
         es = self.entries()
@@ -1516,7 +1569,7 @@ class Onvif:
         tok = (req.findtext('tse:SearchToken', default='', namespaces=NS) or '').strip()
         with self.lock:
             names = self.searches.get(tok)
-        if names is None:
+        if not isinstance(names, list):
             raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'unknown search token')
         infos = []
         for n in names:
@@ -1525,6 +1578,98 @@ class Onvif:
                 infos.append('<tt:RecordingInformation>%s</tt:RecordingInformation>' % self._recording_info(cam))
         return ('<tse:GetRecordingSearchResultsResponse><tse:ResultList><tt:SearchState>Completed</tt:SearchState>'
                 '%s</tse:ResultList></tse:GetRecordingSearchResultsResponse>' % ''.join(infos))
+
+    MAX_EVENT_RESULTS = 10_000
+
+    def _event_holder(self, topic, source, state, ms, op):
+        """wsnt:NotificationMessageHolderType content (Topic + Message), as in a PullPoint
+        notification: motion from the video source, a digital input from its token."""
+        if topic == self.INPUT_TOPIC:
+            src, item = 'InputToken', 'LogicalState'
+        else:
+            src, item = 'VideoSourceConfigurationToken', 'State'
+        return ('<wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">%s'
+                '</wsnt:Topic><wsnt:Message><tt:Message UtcTime="%s" PropertyOperation="%s"><tt:Source>'
+                '<tt:SimpleItem Name="%s" Value="%s"/></tt:Source><tt:Data><tt:SimpleItem Name="%s" '
+                'Value="%s"/></tt:Data></tt:Message></wsnt:Message>'
+                % (topic, iso_ms(ms), op, src, _x(source), item, 'true' if state else 'false'))
+
+    def op_FindEvents(self, req, creds, base, only):
+        """Profile G event search over the SD card's event log: the state changes of the
+        scope's recordings in [StartPoint, EndPoint] (reverse order when EndPoint is before
+        StartPoint), optionally preceded by the state in force at StartPoint
+        (IncludeStartState) and filtered by topic (a TopicExpression naming one)."""
+        if self.sim.args.no_find_events:
+            raise SoapError(400, 'Receiver', 'ter:ActionNotSupported', 'FindEvents is not supported')
+        def when(name):
+            text = (req.findtext('tse:' + name, default='', namespaces=NS) or '').strip()
+            if not text:
+                return None
+            try:
+                return parse_utc_ms(text)
+            except ValueError:
+                raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'bad %s %r' % (name, text)) from None
+        start, end = when('StartPoint'), when('EndPoint')
+        if start is None:
+            raise SoapError(400, 'Sender', 'ter:InvalidArgVal', 'StartPoint is required')
+        tokens = [t.text.strip() for t in req.findall('.//tse:Scope/tt:IncludedRecordings', NS) if t.text]
+        topics = [t.text.strip() for t in req.findall('.//tse:SearchFilter//wsnt:TopicExpression', NS)
+                  if t.text and t.text.strip()]
+        start_state = (req.findtext('tse:IncludeStartState', default='false', namespaces=NS)
+                       or '').strip() in ('true', '1')
+        maxm = (req.findtext('tse:MaxMatches', default='', namespaces=NS) or '').strip()
+        cams = [c for c in self._visible(creds, only) if c.sd]
+        if tokens:
+            cams = [c for c in cams if c.cfg.name in tokens]
+        lo, hi = (start, end) if end is None or end >= start else (end, start)
+        results = []
+        for cam in cams:
+            evs = [e for e in cam.sd.logged_events() if not topics or e['topic'] in topics]
+            if start_state:
+                state = {}
+                for e in evs:
+                    if e['time_ms'] < lo:
+                        state[(e['topic'], e['source'])] = e['state']
+                for (topic, source), on in sorted(state.items()):
+                    results.append((lo, cam.cfg.name, topic, source, on, True))
+            for e in evs:
+                if lo <= e['time_ms'] and (hi is None or e['time_ms'] <= hi):
+                    results.append((e['time_ms'], cam.cfg.name, e['topic'], e['source'], e['state'], False))
+        results.sort(key=lambda r: (r[0], not r[5]), reverse=end is not None and end < start)
+        limit = self.MAX_EVENT_RESULTS
+        if maxm.isdigit():
+            limit = min(limit, int(maxm))
+        results = results[:limit]
+        tok = 'events-' + secrets.token_hex(6)
+        with self.lock:
+            if len(self.searches) > 1000:
+                self.searches.clear()
+            self.searches[tok] = {'events': results}
+        return '<tse:FindEventsResponse><tse:SearchToken>%s</tse:SearchToken></tse:FindEventsResponse>' % tok
+
+    def op_GetEventSearchResults(self, req, creds, base, only):
+        """Hands out the search's results in pages of MaxResults (default 100): SearchState
+        Searching while more remain, then Completed."""
+        tok = (req.findtext('tse:SearchToken', default='', namespaces=NS) or '').strip()
+        maxr = (req.findtext('tse:MaxResults', default='', namespaces=NS) or '').strip()
+        page = max(1, min(int(maxr), 1000)) if maxr.isdigit() else 100
+        with self.lock:
+            search = self.searches.get(tok)
+            if not isinstance(search, dict):
+                raise SoapError(400, 'Sender', 'ter:InvalidToken', 'unknown search token')
+            batch, search['events'] = search['events'][:page], search['events'][page:]
+            more = bool(search['events'])
+        out = []
+        for (ms, rec, topic, source, on, initial) in batch:
+            out.append('<tt:Result><tt:RecordingToken>%s</tt:RecordingToken><tt:TrackToken>VIDEO001'
+                       '</tt:TrackToken><tt:Time>%s</tt:Time><tt:Event>%s</tt:Event>'
+                       '<tt:StartStateEvent>%s</tt:StartStateEvent></tt:Result>'
+                       % (_x(rec), iso_ms(ms),
+                          self._event_holder(topic, source, on, ms, 'Initialized' if initial else 'Changed'),
+                          'true' if initial else 'false'))
+        return ('<tse:GetEventSearchResultsResponse><tse:ResultList><tt:SearchState>%s</tt:SearchState>'
+                '%s</tse:ResultList></tse:GetEventSearchResultsResponse>'
+                % ('Searching' if more else 'Completed', ''.join(out)))
 
     def op_EndSearch(self, req, creds, base, only):
         tok = (req.findtext('tse:SearchToken', default='', namespaces=NS) or '').strip()
@@ -1958,6 +2103,9 @@ def make_handler(sim):
                     ev = cam.add_event(parts[2], state=on, changed=changed)
                     if changed:
                         topic = Onvif.INPUT_TOPIC if parts[2] == 'input' else None
+                        if cam.sd:
+                            cam.sd.log_event(topic or Onvif.MOTION_TOPIC,
+                                             'DI0' if topic else cam.cfg.name, on, ev['time_ms'])
                         sim.onvif.motion_changed(cam, on, ev['time_ms'], topic)
                     return self._send(200, ev)
                 sub = None
@@ -2328,6 +2476,8 @@ def main(argv=None):
                          'certificate from a CA made at start; READY says onvif_https=N tls_ca=PATH')
     ap.add_argument('--digest-nonce-uses', type=int, default=0, metavar='N',
                     help='digest-qop/ONVIF Digest nonces go stale after N requests (0 = never)')
+    ap.add_argument('--no-find-events', action='store_true',
+                    help='answer Profile G FindEvents with ActionNotSupported (cameras without an event search)')
     ap.add_argument('--verbose', action='store_true', help='log every HTTP request')
     ap.add_argument('--frame-log', metavar='DIR',
                     help='write DIR/<name>.frames: "<count> <UTC ms burnt into the frame>" per '

@@ -7,7 +7,8 @@
 # live codecs/frame rates, frame counts, auth, drop/restore, SD chunks,
 # ONVIF replay (0xABAC extension, faster than real time), Rate-Control: yes,
 # Hikvision-style playback, ONVIF SOAP search/replay URIs, ONVIF events (PullPoint
-# subscribe/pull/renew/unsubscribe, motion raised and cleared), clean SIGTERM; then a second
+# subscribe/pull/renew/unsubscribe, motion raised and cleared), Profile G FindEvents over the SD
+# card's event log, clean SIGTERM; then a second
 # simulator with Digest+qop RTSP, HTTP-Digest ONVIF answered chunked, and ONVIF over HTTPS.
 #
 # Usage: e2e/camera-sim/test_camera_sim.sh   (exit 0 when all checks pass;
@@ -303,13 +304,13 @@ wait $RAISE_PID
 check "PullMessages long-polls and returns motion true when raised (${pp_ms} ms)" bash -c "grep -q 'Name=\"State\" Value=\"true\"' $WORK/pp-on.xml && grep -q 'PropertyOperation=\"Changed\"' $WORK/pp-on.xml && [ $pp_ms -ge 700 ] && [ $pp_ms -lt 4000 ]"
 MOTION_AT="$(json "$WORK/motion-on.json" 'j["time"]')"
 check "the motion event's UtcTime is the control call's time ($MOTION_AT)" grep -q "UtcTime=\"$MOTION_AT\"" "$WORK/pp-on.xml"
-curl -s -m 5 -X POST "$CTL/cameras/cam1/motion?state=false" >/dev/null
+curl -s -m 5 -X POST "$CTL/cameras/cam1/motion?state=false" >"$WORK/motion-off.json"
 pull 2 >"$WORK/pp-off.xml"
 check "clearing motion queues State false" grep -q 'Name="State" Value="false"' "$WORK/pp-off.xml"
-curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=true" >/dev/null
+curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=true" >"$WORK/input-on.json"
 pull 2 >"$WORK/pp-input.xml"
 check "raising the digital input queues DigitalInput DI0 LogicalState true" bash -c "grep -q 'tns1:Device/Trigger/DigitalInput' $WORK/pp-input.xml && grep -q 'Name=\"InputToken\" Value=\"DI0\"' $WORK/pp-input.xml && grep -q 'Name=\"LogicalState\" Value=\"true\"' $WORK/pp-input.xml"
-curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=false" >/dev/null
+curl -s -m 5 -X POST "$CTL/cameras/cam1/input?state=false" >"$WORK/input-off.json"
 soap_at "$PP" "<wsnt:Renew $WSNT><wsnt:TerminationTime>PT60S</wsnt:TerminationTime></wsnt:Renew>" >"$WORK/pp-renew.xml"
 sleep 6
 pull 1 >"$WORK/pp-after-renew.xml"
@@ -319,6 +320,25 @@ pull 1 >"$WORK/pp-gone.xml"
 check "after Unsubscribe, PullMessages is a ResourceUnknown fault" bash -c "grep -q '<wsnt:UnsubscribeResponse' $WORK/pp-unsub.xml && grep -q 'ResourceUnknownFault' $WORK/pp-gone.xml"
 soap cam3/event_service "<tev:CreatePullPointSubscription $TEV/>" >"$WORK/pp-noauth.xml"
 check "CreatePullPointSubscription(cam3) without credentials is refused" grep -q 'ter:NotAuthorized' "$WORK/pp-noauth.xml"
+# Profile G event search over the SD card's event log (what a backfill recovers events from).
+t_iso() { json "$1" 'j["time"]'; }
+MOTION_OFF="$(t_iso "$WORK/motion-off.json")"; INPUT_ON="$(t_iso "$WORK/input-on.json")"; INPUT_OFF="$(t_iso "$WORK/input-off.json")"
+NOW_ISO="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+find_events() { # find_events <start> <end> <include-start-state> -> search token
+  soap search_service "<tse:FindEvents><tse:StartPoint>$1</tse:StartPoint><tse:EndPoint>$2</tse:EndPoint><tse:Scope><tt:IncludedRecordings>cam1</tt:IncludedRecordings></tse:Scope><tse:SearchFilter/><tse:IncludeStartState>$3</tse:IncludeStartState><tse:KeepAliveTime>PT10S</tse:KeepAliveTime></tse:FindEvents>" | sed -n 's:.*<tse\:SearchToken>\(.*\)</tse\:SearchToken>.*:\1:p'
+}
+event_results() { soap search_service "<tse:GetEventSearchResults><tse:SearchToken>$1</tse:SearchToken><tse:MaxResults>$2</tse:MaxResults><tse:WaitTime>PT1S</tse:WaitTime></tse:GetEventSearchResults>"; }
+ETOK="$(find_events "$(utc "$T_START" %Y-%m-%dT%H:%M:%SZ)" "$NOW_ISO" false)"
+event_results "$ETOK" 3 >"$WORK/fe-1.xml"
+event_results "$ETOK" 3 >"$WORK/fe-2.xml"
+check "FindEvents + GetEventSearchResults page 1: 3 changes, Searching, motion raised at $MOTION_AT" bash -c "[ \$(grep -o '<tt:Result>' $WORK/fe-1.xml | wc -l) = 3 ] && grep -q '<tt:SearchState>Searching<' $WORK/fe-1.xml && grep -q '<tt:Time>$MOTION_AT</tt:Time>' $WORK/fe-1.xml && grep -q '<tt:Time>$MOTION_OFF</tt:Time>' $WORK/fe-1.xml && grep -q '<tt:Time>$INPUT_ON</tt:Time>' $WORK/fe-1.xml"
+check "GetEventSearchResults page 2: the digital input cleared at $INPUT_OFF, Completed" bash -c "[ \$(grep -o '<tt:Result>' $WORK/fe-2.xml | wc -l) = 1 ] && grep -q '<tt:SearchState>Completed<' $WORK/fe-2.xml && grep -q '<tt:Time>$INPUT_OFF</tt:Time>' $WORK/fe-2.xml && grep -q 'Name=\"LogicalState\" Value=\"false\"' $WORK/fe-2.xml"
+# Just after DI0 went on: its state is in force at the start point.
+AFTER_ON="$("$PY" -c 'import datetime,json,sys; ms=json.load(open(sys.argv[1]))["time_ms"]+1; print(datetime.datetime.fromtimestamp(ms/1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]+"Z")' "$WORK/input-on.json")"
+ETOK="$(find_events "$AFTER_ON" "$NOW_ISO" true)"
+event_results "$ETOK" 100 >"$WORK/fe-start.xml"
+check "FindEvents with IncludeStartState: DI0 true in force at StartPoint (StartStateEvent), then cleared" bash -c "grep -q '<tt:StartStateEvent>true</tt:StartStateEvent>' $WORK/fe-start.xml && grep -q 'PropertyOperation=\"Initialized\"><tt:Source><tt:SimpleItem Name=\"InputToken\" Value=\"DI0\"/></tt:Source><tt:Data><tt:SimpleItem Name=\"LogicalState\" Value=\"true\"' $WORK/fe-start.xml && grep -q '<tt:Time>$INPUT_OFF</tt:Time>' $WORK/fe-start.xml"
+check "the event log is on the SD card: 4 changes in sd/cam1/events.jsonl" test "$(wc -l <"$WORK/sd/cam1/events.jsonl")" = 4
 check "motion needs state=true|false" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$CTL/cameras/cam1/motion?state=maybe")" = 400
 
 # ---------------------------------------------------------------- shutdown
@@ -335,7 +355,7 @@ check "SIGTERM: last SD chunk is finalised (no open <start>.ts left)" bash -c "!
 # first, then MD5), ONVIF behind HTTP Digest, SOAP answered chunked, ONVIF over HTTPS with a
 # CA of the camera's own, and nonces going stale every 3 requests.
 "$PY" "$SIM" --rtsp-port 0 --control-port 0 --sd-dir "$WORK/sd2" --sd-chunk-seconds 2 \
-  --rtsp-auth digest-qop --onvif-auth digest --onvif-chunked --onvif-https-port 0 --digest-nonce-uses 3 \
+  --rtsp-auth digest-qop --onvif-auth digest --onvif-chunked --onvif-https-port 0 --digest-nonce-uses 3 --no-find-events \
   --camera name=cam5,codec=h264,bitrate=500,fps=25,width=320,height=240,user=admin,password=s3cret \
   >"$WORK/sim2.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
@@ -368,6 +388,9 @@ curl -s -m 10 --cacert "$TLS_CA" --digest -u admin:s3cret -X POST -H 'Content-Ty
 check "ONVIF over HTTPS (the simulator's CA): XAddrs are https://" grep -q "<tt:XAddr>https://127.0.0.1:$HTTPS_PORT/onvif/replay_service" "$WORK/soap-https.xml"
 curl -s -m 10 -o /dev/null --digest -u admin:s3cret -X POST --data "$SOAPBODY" "https://127.0.0.1:$HTTPS_PORT/onvif/device_service"; rc=$?
 check "ONVIF over HTTPS without the CA: certificate refused (curl rc=$rc)" test "$rc" = 60
+FE_BODY='<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tse="http://www.onvif.org/ver10/search/wsdl"><s:Body><tse:FindEvents><tse:StartPoint>2026-01-01T00:00:00Z</tse:StartPoint><tse:Scope/><tse:SearchFilter/><tse:IncludeStartState>false</tse:IncludeStartState><tse:KeepAliveTime>PT10S</tse:KeepAliveTime></tse:FindEvents></s:Body></s:Envelope>'
+curl -s -m 10 --digest -u admin:s3cret -X POST -H 'Content-Type: application/soap+xml' --data "$FE_BODY" "$CTL/onvif/search_service" >"$WORK/fe-unsupported.xml"
+check "--no-find-events: FindEvents is an ActionNotSupported fault" grep -q 'ter:ActionNotSupported' "$WORK/fe-unsupported.xml"
 curl -s -m 5 "$CTL/healthz" >"$WORK/health2.json"
 check "Digest counters: RTSP stale nonces renewed and a wrong password refused" ok "$(json "$WORK/health2.json" 'int(j["rtsp_digest"]["stale"] >= 1 and j["rtsp_digest"]["refused"] >= 1 and j["rtsp_digest"]["ok"] >= 4)')"
 check "Digest counters: ONVIF Digest accepted" ok "$(json "$WORK/health2.json" 'int(j["onvif_digest"]["ok"] >= 2)')"

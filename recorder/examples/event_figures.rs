@@ -9,16 +9,23 @@
 //!    camera. This is the listing and parsing cost; an S3 store adds one LIST round trip per hour
 //!    directory (issued concurrently).
 //!
-//! `cargo run --release -p vigil-recorder --example event_figures [cameras]`
+//! 3. With `s3`: the same store in a real S3 server (moto, the one the tests use, started by the
+//!    test kit), filled through object_store with real record bodies, and the same queries
+//!    listed three ways — hour by hour (721 LISTs for 30 days, the old way), by whole days
+//!    where a day needs 4 hours or more (`vigil_store::events::list_prefixes`, 31–32 LISTs) and
+//!    as one key-ordered listing from the window's first hour (`Listing::Range`, S3
+//!    `start-after`, stopped at the window's end: one LIST here), what `query` now does on S3.
+//!
+//! `cargo run --release -p vigil-recorder --example event_figures [cameras] [s3]`
 
 use std::time::Instant;
 
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use vigil_media::segmenter::VideoIn;
 use vigil_recorder::event_gate::{EventGate, Out};
-use vigil_store::events::{EventKey, EventType, query};
+use vigil_store::events::{EventKey, EventRecord, EventType, Listing, query, query_listing};
 use vigil_store::layout::CameraId;
 
 fn rss_bytes() -> u64 {
@@ -73,6 +80,138 @@ fn prebuffer() {
 fn p(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+async fn fill(store: &dyn ObjectStore, cameras: usize, start_ms: i64, end_ms: i64) -> u64 {
+    use futures::StreamExt;
+    let mut keys = Vec::new();
+    for c in 0..cameras {
+        let cam = CameraId::new("site", &format!("cam-{c:04}")).unwrap();
+        let mut at = start_ms + (c as i64 * 7_919) % 7_200_000;
+        while at < end_ms {
+            keys.push(EventKey::new(cam.clone(), at, at + 20_000, EventType::Motion).unwrap());
+            at += 7_200_000;
+        }
+    }
+    let n = keys.len() as u64;
+    futures::stream::iter(keys)
+        .map(|k| async move {
+            let body = serde_json::to_vec(&EventRecord::new(&k, None, true, "figures")).unwrap();
+            store
+                .put(&Path::from(k.to_key("vigil")), PutPayload::from(body))
+                .await
+                .unwrap();
+        })
+        .buffer_unordered(32)
+        .for_each(|()| async {})
+        .await;
+    n
+}
+
+fn s3_queries(cameras: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let end_ms: i64 = 1_796_000_000_000;
+    let days = 30;
+    let start_ms = end_ms - days * 86_400_000;
+    // A moto already filled by an earlier run (its port as the third argument): only the
+    // 30-day queries, the fast listings first.
+    let reuse: Option<u16> = std::env::args().nth(3).and_then(|a| a.parse().ok());
+    let (_moto, store) = match reuse {
+        Some(port) => (
+            None,
+            object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .with_bucket_name(vigil_testkit::BUCKET)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap(),
+        ),
+        None => {
+            let moto = vigil_testkit::Moto::start();
+            let store = moto.store();
+            let t = Instant::now();
+            let records = rt.block_on(fill(&store, cameras, start_ms, end_ms));
+            println!(
+                "S3 (moto) event store: {cameras} cameras x {days} days, {records} records (filled in {:.0} s)",
+                t.elapsed().as_secs_f64()
+            );
+            (Some(moto), store)
+        }
+    };
+    // Fewer samples of the slow ways (moto scans its whole bucket on each LIST).
+    type Plan = Vec<(&'static str, i64, usize, Vec<(Listing, usize)>)>;
+    let plan: Plan = match reuse {
+        Some(_) => vec![(
+            "30 days",
+            days * 86_400_000,
+            360,
+            vec![
+                (Listing::Range, 50),
+                (Listing::Days, 10),
+                (Listing::Hours, 1),
+            ],
+        )],
+        None => vec![
+            (
+                "24 h",
+                86_400_000i64,
+                12usize,
+                vec![
+                    (Listing::Hours, 20),
+                    (Listing::Days, 50),
+                    (Listing::Range, 50),
+                ],
+            ),
+            (
+                "30 days",
+                days * 86_400_000,
+                360,
+                vec![
+                    (Listing::Hours, 5),
+                    (Listing::Days, 20),
+                    (Listing::Range, 50),
+                ],
+            ),
+        ],
+    };
+    for (name, len_ms, want, runs) in plan {
+        for (listing, n) in runs {
+            let mut ms = Vec::new();
+            for i in 0..n {
+                let cam = CameraId::new("site", &format!("cam-{:04}", (i * 37) % cameras)).unwrap();
+                let to = end_ms - (i as i64 % 5) * 3_600_000;
+                let t = Instant::now();
+                let got = rt
+                    .block_on(query_listing(
+                        &store,
+                        "vigil",
+                        &cam,
+                        to - len_ms,
+                        to,
+                        None,
+                        10_001,
+                        listing,
+                    ))
+                    .unwrap();
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(got.len().abs_diff(want) <= 3, "{} events", got.len());
+            }
+            println!(
+                "S3 (moto) query of one camera, {name} window, listing by {listing:?}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms ({n} queries; target p95 <= 200 ms)",
+                p(&mut ms, 0.5),
+                p(&mut ms, 0.95),
+                p(&mut ms, 1.0)
+            );
+        }
+    }
 }
 
 fn queries(cameras: usize) {
@@ -138,6 +277,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
+    if std::env::args().nth(2).as_deref() == Some("s3") {
+        s3_queries(cameras);
+        return;
+    }
     prebuffer();
     queries(cameras);
 }

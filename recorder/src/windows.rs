@@ -7,8 +7,12 @@
 //! One task per camera (beside its camera task) follows the camera's windows: it sends the
 //! gate ([`crate::event_hook`]) a begin at a window's start and an end at its end, and writes
 //! the window's event record (type `manual` or `external`) into the buffer when it ends or is
-//! stopped early, like the event source does for ONVIF events. The state machine
-//! ([`Tracker`]) is pure.
+//! stopped early, like the event source does for ONVIF events. A window longer than one record
+//! ([`MAX_EVENT_RECORD_MS`], 10 minutes) is checkpointed: each 10 minutes of it that have
+//! passed are written at once (`complete: false`), so a recorder crash loses at most the last
+//! 10 minutes of the window's record, and the keys (cut every 10 minutes from the window's
+//! start) are the same whoever writes them, so a recorder taking over rewrites, never
+//! duplicates. The state machine ([`Tracker`]) is pure.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use tracing::{Instrument, info, info_span};
 use crate::camera::Ctx;
 use crate::event_source::{Trigger, TriggerSource, write_record};
 use crate::status::now_ms;
-use vigil_store::events::EventType;
+use vigil_store::events::{EventType, MAX_EVENT_RECORD_MS};
 use vigil_store::layout::CameraId;
 
 /// How long after its end a window first seen is still recorded.
@@ -76,6 +80,8 @@ pub struct Tracker {
     cur: Option<Window>,
     began: bool,
     done: bool,
+    /// Where the part of the running window not yet in a record starts.
+    recorded_to: i64,
 }
 
 impl Tracker {
@@ -102,16 +108,32 @@ impl Tracker {
             if now < w.end_ms + LATE_MS {
                 out.push(Action::Begin(w.start_ms));
                 self.began = true;
+                self.recorded_to = w.start_ms;
             } else {
                 // Over before this recorder saw it (another recorder held the camera).
                 self.done = true;
             }
         }
+        // Checkpoints: every whole record's worth of the window that has passed (and is not
+        // its last part).
+        while self.began
+            && !self.done
+            && now >= self.recorded_to + MAX_EVENT_RECORD_MS
+            && self.recorded_to + MAX_EVENT_RECORD_MS < w.end_ms
+        {
+            out.push(Action::Record {
+                start_ms: self.recorded_to,
+                end_ms: self.recorded_to + MAX_EVENT_RECORD_MS,
+                by: w.by.clone(),
+                complete: false,
+            });
+            self.recorded_to += MAX_EVENT_RECORD_MS;
+        }
         if self.began && !self.done && now >= w.end_ms {
             out.push(Action::End(w.end_ms));
             out.push(Action::Record {
-                start_ms: w.start_ms,
-                end_ms: w.end_ms,
+                start_ms: self.recorded_to,
+                end_ms: w.end_ms.max(self.recorded_to + 1),
                 by: w.by.clone(),
                 complete: true,
             });
@@ -129,8 +151,8 @@ impl Tracker {
             let end = now.min(w.end_ms).max(w.start_ms + 1);
             out.push(Action::End(end));
             out.push(Action::Record {
-                start_ms: w.start_ms,
-                end_ms: end,
+                start_ms: self.recorded_to,
+                end_ms: end.max(self.recorded_to + 1),
                 by: w.by.clone(),
                 complete: true,
             });
@@ -146,8 +168,8 @@ impl Tracker {
         {
             let end = now.min(w.end_ms).max(w.start_ms + 1);
             out.push(Action::Record {
-                start_ms: w.start_ms,
-                end_ms: end,
+                start_ms: self.recorded_to,
+                end_ms: end.max(self.recorded_to + 1),
                 by: w.by.clone(),
                 complete: end >= w.end_ms,
             });
@@ -160,7 +182,7 @@ impl Tracker {
         let w = self.cur.as_ref()?;
         match (self.began, self.done) {
             (false, false) => Some(w.start_ms),
-            (true, false) => Some(w.end_ms),
+            (true, false) => Some(w.end_ms.min(self.recorded_to + MAX_EVENT_RECORD_MS)),
             _ => None,
         }
     }
@@ -309,6 +331,68 @@ mod tests {
         assert_eq!(
             out,
             [Action::Begin(500), Action::End(600), rec(500, 600, true)]
+        );
+    }
+
+    #[test]
+    fn a_long_window_is_checkpointed_every_record_length() {
+        const M: i64 = MAX_EVENT_RECORD_MS;
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        // A 25-minute window from 1000.
+        let win = w(1000, 1000 + 2 * M + 300_000);
+        t.step(Some(&win), 1000, &mut out);
+        assert_eq!(out, [Action::Begin(1000)]);
+        assert_eq!(t.next_wake(), Some(1000 + M));
+        out.clear();
+        t.step(Some(&win), 1000 + M - 1, &mut out);
+        assert!(out.is_empty());
+        // Its first 10 minutes are written when they have passed, the next at 20 minutes.
+        t.step(Some(&win), 1000 + M, &mut out);
+        assert_eq!(out, [rec(1000, 1000 + M, false)]);
+        assert_eq!(t.next_wake(), Some(1000 + 2 * M));
+        out.clear();
+        t.step(Some(&win), 1000 + 2 * M + 5, &mut out);
+        assert_eq!(out, [rec(1000 + M, 1000 + 2 * M, false)]);
+        // The last part is not a checkpoint: it is written at the end, complete.
+        assert_eq!(t.next_wake(), Some(1000 + 2 * M + 300_000));
+        out.clear();
+        t.step(Some(&win), 1000 + 2 * M + 300_000, &mut out);
+        assert_eq!(
+            out,
+            [
+                Action::End(1000 + 2 * M + 300_000),
+                rec(1000 + 2 * M, 1000 + 2 * M + 300_000, true)
+            ]
+        );
+        // A recorder stopping during the window writes the part since the last checkpoint;
+        // one seeing the window late (a take-over) catches up the passed checkpoints at once,
+        // under the same keys.
+        let mut t = Tracker::default();
+        out.clear();
+        t.step(Some(&win), 1000 + M + 10, &mut out);
+        t.stop(1000 + M + 20, &mut out);
+        assert_eq!(
+            out,
+            [
+                Action::Begin(1000),
+                rec(1000, 1000 + M, false),
+                rec(1000 + M, 1000 + M + 20, false)
+            ]
+        );
+        // Stopped early by the user after a checkpoint.
+        let mut t = Tracker::default();
+        out.clear();
+        t.step(Some(&win), 1000 + M + 10, &mut out);
+        t.step(Some(&w(1000, 1000 + M + 50)), 1000 + M + 50, &mut out);
+        assert_eq!(
+            out,
+            [
+                Action::Begin(1000),
+                rec(1000, 1000 + M, false),
+                Action::End(1000 + M + 50),
+                rec(1000 + M, 1000 + M + 50, true)
+            ]
         );
     }
 

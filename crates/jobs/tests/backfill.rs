@@ -9,13 +9,16 @@
 //! secondsRecovered equals the hole; a window before the SD card's oldest footage is reported
 //! lost to the millisecond; a wrong password fails with a non-zero exit. The store, live and
 //! backfilled segments alike, is also judged by its frames (`vigil_jobs::content`): every key
-//! holds what it says.
+//! holds what it says. Motion (cam1) and the alarm input (cam2) raised during the outage are
+//! recovered from the cameras' event logs (Profile G FindEvents) as event records with the
+//! cameras' times, once only; a camera without FindEvents still has its footage backfilled.
 
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
+use vigil_store::events::{EventItem, EventKey, EventRecord, EventType};
 use vigil_store::intervals::{Interval, missing};
 use vigil_store::layout::{CameraId, Origin};
 use vigil_testkit::*;
@@ -104,7 +107,27 @@ cameras:
     thread::sleep(Duration::from_secs(12));
     rec1.proc.signal("KILL");
     rec1.proc.wait_timeout(Duration::from_secs(10));
-    thread::sleep(Duration::from_secs(10));
+    // While nothing records, cam1 sees motion and cam2's alarm input closes: only the
+    // cameras' own event logs know (Profile G FindEvents is how the backfill gets them).
+    let raise = |cam: &str, what: &str, on: bool| -> i64 {
+        let body = http(
+            "POST",
+            sim.control_port,
+            &format!("/cameras/{cam}/{what}?state={on}"),
+            b"",
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["time_ms"].as_i64().expect("event time")
+    };
+    thread::sleep(Duration::from_secs(2));
+    let motion = (raise("cam1", "motion", true), 0);
+    thread::sleep(Duration::from_secs(3));
+    let motion = (motion.0, raise("cam1", "motion", false));
+    let input = (raise("cam2", "input", true), 0);
+    thread::sleep(Duration::from_secs(2));
+    let input = (input.0, raise("cam2", "input", false));
+    thread::sleep(Duration::from_secs(3));
     let cfg = config("buf2");
     let rec2 = Recorder::start(&cfg, &[], &tmp.path().join("rec2.log"));
     thread::sleep(Duration::from_secs(10));
@@ -224,10 +247,50 @@ cameras:
             hole
         );
 
-        // Running it again finds nothing to do.
+        // The outage's event is in the store with the camera's times, queried the way the
+        // access point's /events does, and its record says the backfill wrote it.
+        let (kind, (on, off), source) = match cam {
+            "cam1" => (EventType::Motion, motion, "cam1"),
+            _ => (EventType::DigitalInput, input, "DI0"),
+        };
+        let cam_id = CameraId::new("site", cam).unwrap();
+        let found = rt()
+            .block_on(vigil_store::events::query(
+                &local,
+                "",
+                &cam_id,
+                window.start,
+                window.end,
+                None,
+                100,
+            ))
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![EventItem {
+                kind,
+                start_ms: on,
+                end_ms: off
+            }],
+            "{cam}: {report}\n{log}"
+        );
+        let key = EventKey::new(cam_id, on, off, kind).unwrap();
+        let rec: EventRecord = serde_json::from_slice(
+            &std::fs::read(after_dir.join(key.relative())).expect("event record"),
+        )
+        .unwrap();
+        assert!(rec.complete && rec.recorder == "backfill", "{rec:?}");
+        assert_eq!(rec.source.as_deref(), Some(source));
+        assert_eq!(report["eventsFound"], 1, "{report}");
+        assert_eq!(report["eventsWritten"], 1, "{report}");
+        assert_eq!(report["eventSearchFailures"], 0, "{report}");
+
+        // Running it again finds nothing to do, and writes no event twice.
         let (ok, again, log) = backfill(&cfg, &format!("site/{cam}"), first, last, &device, &[]);
         assert!(ok, "{log}");
         assert_eq!(again["secondsMissingBefore"].as_f64(), Some(0.0), "{again}");
+        assert_eq!(again["eventsFound"], 1, "{again}");
+        assert_eq!(again["eventsWritten"], 0, "{again}");
     }
 
     // Before the SD card's oldest footage: reported lost exactly, exit 0.
@@ -307,6 +370,8 @@ fn backfill_through_digest_qop_rtsp_and_chunked_digest_soap_over_https() {
             "0",
             "--digest-nonce-uses",
             "3",
+            // A camera without the Profile G event search.
+            "--no-find-events",
         ],
     );
     let start = now_ms();
@@ -360,6 +425,14 @@ cameras:
     assert_eq!(f("secondsMissingBefore"), 8.0, "{report}");
     assert_eq!(f("secondsLost"), 0.0, "{report}\n{log}");
     assert_eq!(f("secondsRecovered"), 8.0, "{report}");
+    // No event search at this camera: counted, said why, the footage recovered all the same.
+    assert_eq!(report["eventSearchFailures"], 1, "{report}");
+    assert!(
+        report["eventSearchError"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not support FindEvents")),
+        "{report}"
+    );
     assert!(!log.contains("s3cret"), "the password leaked into the log");
 
     let dir = tmp.path().join("store");

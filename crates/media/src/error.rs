@@ -26,6 +26,11 @@ pub enum Error {
     #[error("camera: {0}")]
     Rtsp(String),
 
+    /// The camera does not offer this operation (a SOAP `ActionNotSupported` fault or the
+    /// like): not a fault worth a retry. The text is already redacted.
+    #[error("camera does not support {op}: {detail}")]
+    Unsupported { op: &'static str, detail: String },
+
     /// The camera sent something that cannot be stored (unsupported codec, no keyframe).
     #[error("stream: {0}")]
     Stream(String),

@@ -18,6 +18,7 @@ use url::Url;
 
 use crate::auth::{Authenticator, Unauthorized, on_unauthorized};
 use crate::error::{Error, Result};
+use crate::onvif_events::Topic;
 use vigil_api::netpolicy::AddressPolicy;
 use vigil_api::redact::Credentials;
 use vigil_api::redact::{peer_summary, redact_url};
@@ -501,6 +502,113 @@ impl Device {
         Ok(tokens)
     }
 
+    /// The recording token of `camera_name`: `token` if given, else the recording named like
+    /// the camera, else the device's only recording (see [`Device::resolve`]).
+    pub async fn recording_token(
+        &self,
+        search: &Url,
+        token: Option<&str>,
+        camera_name: &str,
+    ) -> Result<String> {
+        if let Some(t) = token {
+            return Ok(t.to_string());
+        }
+        let all = self.recordings(search).await?;
+        debug!(recordings = all.len(), "ONVIF recordings");
+        // Only an unambiguous choice: a device holding several cameras' recordings (an NVR)
+        // lists only those the credentials may see, so "the first" could be another camera's.
+        match all.iter().find(|t| t.as_str() == camera_name) {
+            Some(t) => Ok(t.clone()),
+            None if all.len() == 1 => Ok(all[0].clone()),
+            None => Err(Error::Rtsp(format!(
+                "ONVIF device {} lists {} recordings, none named {camera_name:?}; set edgeStorage.onvif.recordingToken",
+                redact_url(&self.device_url),
+                all.len()
+            ))),
+        }
+    }
+
+    /// Profile G `FindEvents` + `GetEventSearchResults`: the motion and digital-input state
+    /// changes the camera logged for `recording` in `[start_ms, end_ms]`, led by the states in
+    /// force at `start_ms` (`IncludeStartState`), in time order. Bounded: at most
+    /// [`MAX_EVENT_RESULTS`] results over at most [`MAX_EVENT_PAGES`] pages (`truncated` says
+    /// when the camera had more). A camera without the operation gives
+    /// [`Error::Unsupported`].
+    pub async fn find_events(
+        &self,
+        search: &Url,
+        recording: &str,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<EventSearch> {
+        let at = |ms: i64| {
+            chrono::DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+        };
+        let t = self
+            .call(
+                search,
+                "FindEvents",
+                &format!(
+                    "<tse:FindEvents><tse:StartPoint>{}</tse:StartPoint><tse:EndPoint>{}</tse:EndPoint><tse:Scope><tt:IncludedRecordings>{}</tt:IncludedRecordings></tse:Scope><tse:SearchFilter/><tse:IncludeStartState>true</tse:IncludeStartState><tse:MaxMatches>{MAX_EVENT_RESULTS}</tse:MaxMatches><tse:KeepAliveTime>PT30S</tse:KeepAliveTime></tse:FindEvents>",
+                    at(start_ms),
+                    at(end_ms),
+                    xml_escape(recording)
+                ),
+            )
+            .await
+            .map_err(|e| unsupported("FindEvents", e))?;
+        let token = first_text(&t, "SearchToken")
+            .ok_or_else(|| Error::Rtsp("ONVIF FindEvents returned no search token".into()))?;
+        let mut out = EventSearch::default();
+        let mut empty_pages = 0;
+        let mut result = Ok(());
+        for _ in 0..MAX_EVENT_PAGES {
+            let r = match self
+                .call(
+                    search,
+                    "GetEventSearchResults",
+                    &format!(
+                        "<tse:GetEventSearchResults><tse:SearchToken>{}</tse:SearchToken><tse:MinResults>1</tse:MinResults><tse:MaxResults>{EVENT_PAGE}</tse:MaxResults><tse:WaitTime>PT5S</tse:WaitTime></tse:GetEventSearchResults>",
+                        xml_escape(&token)
+                    ),
+                )
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(unsupported("GetEventSearchResults", e));
+                    break;
+                }
+            };
+            let (page, searching) = parse_event_results(&r);
+            empty_pages = if page.is_empty() { empty_pages + 1 } else { 0 };
+            let room = MAX_EVENT_RESULTS - out.events.len();
+            out.truncated |= page.len() > room;
+            out.events.extend(page.into_iter().take(room));
+            // A search still running that keeps answering nothing is given up on.
+            if !searching || out.events.len() >= MAX_EVENT_RESULTS || empty_pages >= 3 {
+                out.truncated |= searching;
+                break;
+            }
+        }
+        let _ = self
+            .call(
+                search,
+                "EndSearch",
+                &format!(
+                    "<tse:EndSearch><tse:SearchToken>{}</tse:SearchToken></tse:EndSearch>",
+                    xml_escape(&token)
+                ),
+            )
+            .await;
+        result?;
+        out.events
+            .sort_by_key(|e| (e.time_ms, !e.start_state, e.topic as u8));
+        Ok(out)
+    }
+
     pub async fn replay_uri(&self, replay: &Url, token: &str) -> Result<Url> {
         let t = self
             .call(
@@ -521,30 +629,151 @@ impl Device {
     /// device's only recording.
     pub async fn resolve(&self, token: Option<&str>, camera_name: &str) -> Result<(String, Url)> {
         let (search, replay) = self.services().await?;
-        let token = match token {
-            Some(t) => t.to_string(),
-            None => {
-                let all = self.recordings(&search).await?;
-                debug!(recordings = all.len(), "ONVIF recordings");
-                // Only an unambiguous choice: a device holding several cameras' recordings
-                // (an NVR) lists only those the credentials may see, so "the first" could be
-                // another camera's footage.
-                match all.iter().find(|t| t.as_str() == camera_name) {
-                    Some(t) => t.clone(),
-                    None if all.len() == 1 => all[0].clone(),
-                    None => {
-                        return Err(Error::Rtsp(format!(
-                            "ONVIF device {} lists {} recordings, none named {camera_name:?}; set edgeStorage.onvif.recordingToken",
-                            redact_url(&self.device_url),
-                            all.len()
-                        )));
-                    }
-                }
-            }
-        };
+        let token = self.recording_token(&search, token, camera_name).await?;
         let uri = self.replay_uri(&replay, &token).await?;
         Ok((token, uri))
     }
+}
+
+/// Most results taken from one event search.
+pub const MAX_EVENT_RESULTS: usize = 10_000;
+/// Most `GetEventSearchResults` calls of one search.
+pub const MAX_EVENT_PAGES: usize = 200;
+const EVENT_PAGE: usize = 100;
+
+/// One state change found by a Profile G event search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeEvent {
+    pub time_ms: i64,
+    pub topic: Topic,
+    /// The source item's value (video source or input token), bounded.
+    pub source: Option<String>,
+    pub state: bool,
+    /// The state in force at the search's start point (`StartStateEvent`), not a change.
+    pub start_state: bool,
+}
+
+/// What an event search found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventSearch {
+    pub events: Vec<EdgeEvent>,
+    /// The camera had more than was taken.
+    pub truncated: bool,
+}
+
+/// A fault saying the operation does not exist becomes [`Error::Unsupported`].
+fn unsupported(op: &'static str, e: Error) -> Error {
+    match e {
+        Error::Rtsp(m)
+            if [
+                "ActionNotSupported",
+                "NotImplemented",
+                "not supported",
+                "HTTP 404",
+                "HTTP 405",
+            ]
+            .iter()
+            .any(|w| m.contains(w)) =>
+        {
+            Error::Unsupported { op, detail: m }
+        }
+        e => e,
+    }
+}
+
+/// Pure: the motion and digital-input results of a `GetEventSearchResultsResponse` (others,
+/// and ones without a usable time or state, skipped), and whether the search is still
+/// running (`SearchState` other than `Completed`).
+pub fn parse_event_results(xml: &str) -> (Vec<EdgeEvent>, bool) {
+    use crate::onvif_events::{parse_message, parse_time_ms, topic_of};
+    let searching = first_text(xml, "SearchState").is_some_and(|s| s != "Completed");
+    let mut out = Vec::new();
+    for r in elements(xml, "Result").into_iter().take(MAX_EVENT_RESULTS) {
+        let Some(topic) = first_text(r, "Topic").and_then(|t| topic_of(&t)) else {
+            continue;
+        };
+        let Some(n) = parse_message(r, topic) else {
+            continue;
+        };
+        // The result's Time, else the message's UtcTime.
+        let Some(time_ms) = first_text(r, "Time")
+            .and_then(|t| parse_time_ms(&t))
+            .or(n.utc_ms)
+        else {
+            continue;
+        };
+        let start_state = first_text(r, "StartStateEvent").is_some_and(|v| v == "true" || v == "1")
+            || n.initialized;
+        out.push(EdgeEvent {
+            time_ms,
+            topic,
+            source: n.source,
+            state: n.state,
+            start_state,
+        });
+    }
+    (out, searching)
+}
+
+/// One stretch of time an event was active at the camera.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeInterval {
+    pub topic: Topic,
+    pub source: Option<String>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The camera reported its end (else it was still active at the window's end).
+    pub complete: bool,
+}
+
+/// Pure: pairs state changes (in any order) into the intervals each (topic, source) was
+/// active within `[start_ms, end_ms)`, clipped to it, in start order. A state already true at
+/// the start (or a change before it) counts from the start; one still true at the end ends
+/// there, incomplete. Repeated `true`s extend, a `false` without a `true` is ignored.
+pub fn edge_intervals(events: &[EdgeEvent], start_ms: i64, end_ms: i64) -> Vec<EdgeInterval> {
+    use std::collections::BTreeMap;
+    let mut sorted: Vec<&EdgeEvent> = events.iter().collect();
+    sorted.sort_by_key(|e| (e.time_ms, !e.start_state));
+    let mut open: BTreeMap<(u8, Option<String>), (Topic, i64)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in sorted {
+        if e.time_ms >= end_ms {
+            break;
+        }
+        let key = (e.topic as u8, e.source.clone());
+        let t = e.time_ms.max(start_ms);
+        match (e.state, open.get(&key).map(|v| v.1)) {
+            (true, None) => {
+                open.insert(key, (e.topic, t));
+            }
+            (false, Some(from)) => {
+                open.remove(&key);
+                if t > from {
+                    out.push(EdgeInterval {
+                        topic: e.topic,
+                        source: e.source.clone(),
+                        start_ms: from,
+                        end_ms: t,
+                        complete: true,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((_, source), (topic, from)) in open {
+        if end_ms > from {
+            out.push(EdgeInterval {
+                topic,
+                source,
+                start_ms: from,
+                end_ms,
+                complete: false,
+            });
+        }
+    }
+    out.sort_by_key(|i| (i.start_ms, i.end_ms, i.topic as u8));
+    out
 }
 
 #[cfg(test)]
@@ -585,6 +814,89 @@ mod tests {
         let dev = Device::new(url.clone(), None, &ClientOptions::default(), loopback()).unwrap();
         let e = dev.call(&url, "GetCapabilities", "").await.unwrap_err();
         assert!(matches!(e, Error::AddressNotAllowed { .. }), "{e}");
+    }
+
+    fn change(time_ms: i64, topic: Topic, source: &str, state: bool, start: bool) -> EdgeEvent {
+        EdgeEvent {
+            time_ms,
+            topic,
+            source: Some(source.into()),
+            state,
+            start_state: start,
+        }
+    }
+
+    #[test]
+    fn event_search_results_parse_defensively() {
+        // As the simulator (and Profile G cameras) answer: a start state, a change, a result
+        // of another topic, one without a time, and one with a broken state.
+        let x = r#"<tse:GetEventSearchResultsResponse><tse:ResultList><tt:SearchState>Searching</tt:SearchState>
+<tt:Result><tt:RecordingToken>cam1</tt:RecordingToken><tt:Time>2026-01-02T03:04:05.000Z</tt:Time><tt:Event><wsnt:Topic Dialect="x">tns1:Device/Trigger/DigitalInput</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2026-01-02T03:04:05.000Z" PropertyOperation="Initialized"><tt:Source><tt:SimpleItem Name="InputToken" Value="DI0"/></tt:Source><tt:Data><tt:SimpleItem Name="LogicalState" Value="true"/></tt:Data></tt:Message></wsnt:Message></tt:Event><tt:StartStateEvent>true</tt:StartStateEvent></tt:Result>
+<tt:Result><tt:Time>2026-01-02T03:04:06.250Z</tt:Time><tt:Event><wsnt:Topic>tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2026-01-02T03:04:06.250Z" PropertyOperation="Changed"><tt:Source><tt:SimpleItem Name="VideoSourceConfigurationToken" Value="vs&amp;1"/></tt:Source><tt:Data><tt:SimpleItem Name="State" Value="true"/></tt:Data></tt:Message></wsnt:Message></tt:Event><tt:StartStateEvent>false</tt:StartStateEvent></tt:Result>
+<tt:Result><tt:Time>2026-01-02T03:04:07Z</tt:Time><tt:Event><wsnt:Topic>tns1:RecordingConfig/JobState</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2026-01-02T03:04:07Z"><tt:Data><tt:SimpleItem Name="State" Value="Active"/></tt:Data></tt:Message></wsnt:Message></tt:Event></tt:Result>
+<tt:Result><tt:Time>not a time</tt:Time><tt:Event><wsnt:Topic>tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message><tt:Data><tt:SimpleItem Name="State" Value="false"/></tt:Data></tt:Message></wsnt:Message></tt:Event></tt:Result>
+<tt:Result><tt:Time>2026-01-02T03:04:08Z</tt:Time><tt:Event><wsnt:Topic>tns1:VideoSource/MotionAlarm</wsnt:Topic><wsnt:Message><tt:Message UtcTime="2026-01-02T03:04:08Z"><tt:Data><tt:SimpleItem Name="State" Value="maybe"/></tt:Data></tt:Message></wsnt:Message></tt:Event></tt:Result>
+</tse:ResultList></tse:GetEventSearchResultsResponse>"#;
+        let (ev, searching) = parse_event_results(x);
+        assert!(searching);
+        assert_eq!(
+            ev,
+            vec![
+                change(1_767_323_045_000, Topic::DigitalInput, "DI0", true, true),
+                change(1_767_323_046_250, Topic::Motion, "vs&1", true, false),
+            ]
+        );
+        let (ev, searching) = parse_event_results(
+            "<tse:ResultList><tt:SearchState>Completed</tt:SearchState></tse:ResultList>",
+        );
+        assert!(ev.is_empty() && !searching);
+        // Garbage is no results, not a panic.
+        assert_eq!(parse_event_results("<a><Result><Topic>").0, vec![]);
+    }
+
+    #[test]
+    fn state_changes_pair_into_clipped_intervals() {
+        let m = Topic::Motion;
+        let d = Topic::DigitalInput;
+        let evs = vec![
+            // DI0 already on at the window's start (a start state), off at 5000.
+            change(1000, d, "DI0", true, true),
+            change(5000, d, "DI0", false, false),
+            // Motion 2000..3000, a repeated true ignored, an unpaired false ignored.
+            change(3000, m, "vs", false, false),
+            change(2000, m, "vs", true, false),
+            change(2500, m, "vs", true, false),
+            change(3500, m, "vs", false, false),
+            // Motion again at 8000, still on at the window's end (10000).
+            change(8000, m, "vs", true, false),
+            // After the window: ignored.
+            change(12_000, m, "vs", false, false),
+        ];
+        let iv = edge_intervals(&evs, 1000, 10_000);
+        let got: Vec<(Topic, i64, i64, bool)> = iv
+            .iter()
+            .map(|i| (i.topic, i.start_ms, i.end_ms, i.complete))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (d, 1000, 5000, true),
+                (m, 2000, 3000, true),
+                (m, 8000, 10_000, false),
+            ]
+        );
+        // A change before the window (a camera ignoring StartPoint) counts from the start;
+        // the same source name under two topics are two intervals.
+        let evs = vec![
+            change(500, m, "x", true, false),
+            change(600, d, "x", true, false),
+            change(1500, m, "x", false, false),
+        ];
+        let got: Vec<(Topic, i64, i64, bool)> = edge_intervals(&evs, 1000, 2000)
+            .iter()
+            .map(|i| (i.topic, i.start_ms, i.end_ms, i.complete))
+            .collect();
+        assert_eq!(got, vec![(m, 1000, 1500, true), (d, 1000, 2000, false)]);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Subscription {
     pub lifetime: Option<Duration>,
 }
 
-fn topic_of(text: &str) -> Option<Topic> {
+pub(crate) fn topic_of(text: &str) -> Option<Topic> {
     let t = text.trim();
     let local = t.split_once(':').map_or(t, |(_, r)| r);
     if local == "VideoSource/MotionAlarm" || local.ends_with("CellMotionDetector/Motion") {
@@ -57,7 +57,7 @@ fn topic_of(text: &str) -> Option<Topic> {
     }
 }
 
-fn parse_time_ms(s: &str) -> Option<i64> {
+pub(crate) fn parse_time_ms(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s.trim())
         .ok()
         .map(|t| t.timestamp_millis())
@@ -90,7 +90,7 @@ pub fn parse_notifications(xml: &str) -> Vec<Notification> {
     out
 }
 
-fn parse_message(msg: &str, topic: Topic) -> Option<Notification> {
+pub(crate) fn parse_message(msg: &str, topic: Topic) -> Option<Notification> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(msg);
     let (mut utc_ms, mut initialized, mut state, mut source) = (None, false, None, None);

@@ -186,6 +186,63 @@ pub fn hour_prefixes(
         .collect())
 }
 
+/// Hours of one day a reader needs before it lists the whole day instead (one LIST of the
+/// day's records instead of this many LISTs of hours; the day's other hours' keys are few and
+/// filtered out).
+pub const WHOLE_DAY_FROM_HOURS: usize = 4;
+
+/// Pure: the prefixes to list for `[start_ms, end_ms)`: the hour directories
+/// ([`hour_prefixes`]), where a day needs at least [`WHOLE_DAY_FROM_HOURS`] of them replaced by
+/// that day's directory. A 30-day window is 31–32 LISTs instead of 721.
+pub fn list_prefixes(
+    prefix: &str,
+    camera: &CameraId,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<String>> {
+    let hours = hour_prefixes(prefix, camera, start_ms, end_ms)?;
+    let day_of = |h: &str| -> String {
+        // ".../<D>/<H>/" -> ".../<D>/"
+        let t = h.trim_end_matches('/');
+        t.rsplit_once('/')
+            .map_or_else(|| h.to_string(), |(d, _)| format!("{d}/"))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < hours.len() {
+        let day = day_of(&hours[i]);
+        let n = hours[i..].iter().take_while(|h| day_of(h) == day).count();
+        if n >= WHOLE_DAY_FROM_HOURS {
+            out.push(day);
+        } else {
+            out.extend(hours[i..i + n].iter().cloned());
+        }
+        i += n;
+    }
+    Ok(out)
+}
+
+/// How [`query_listing`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    /// One LIST per hour directory (before: 721 LISTs for 30 days).
+    Hours,
+    /// Whole days where a day needs [`WHOLE_DAY_FROM_HOURS`] hours or more ([`list_prefixes`]).
+    Days,
+    /// One listing of the camera's `events/` from the window's first hour directory on
+    /// (S3 `start-after`), read page by page in key order and stopped at the first record
+    /// starting at or after the window's end (or once `limit` are found): one request for a
+    /// camera with fewer than 1,000 records in the window, whatever its length. Needs a store
+    /// that lists in key order (S3 and the other cloud stores; not a local directory).
+    Range,
+}
+
+/// Whether `store` lists keys in lexicographic order (S3, GCS, Azure, in-memory do; a local
+/// directory does not), which [`Listing::Range`] needs.
+pub fn lists_in_order(store: &dyn ObjectStore) -> bool {
+    !store.to_string().starts_with("LocalFileSystem")
+}
+
 /// The JSON body of an event record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -265,8 +322,9 @@ pub fn select(
     out
 }
 
-/// The events of `camera` overlapping `[start_ms, end_ms)`: one LIST per hour directory, keys
-/// only. At most `limit` items (the earliest).
+/// The events of `camera` overlapping `[start_ms, end_ms)`: one LIST per hour directory, or
+/// per day where the window covers most of it ([`list_prefixes`]), keys only. At most `limit`
+/// items (the earliest).
 pub async fn query(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -276,9 +334,78 @@ pub async fn query(
     kind: Option<EventType>,
     limit: usize,
 ) -> Result<Vec<EventItem>> {
+    let listing = if lists_in_order(store) {
+        Listing::Range
+    } else {
+        Listing::Days
+    };
+    query_listing(
+        store, prefix, camera, start_ms, end_ms, kind, limit, listing,
+    )
+    .await
+}
+
+/// [`query`], listing as told (the hour-by-hour way is kept to measure against).
+#[allow(clippy::too_many_arguments)]
+pub async fn query_listing(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    camera: &CameraId,
+    start_ms: i64,
+    end_ms: i64,
+    kind: Option<EventType>,
+    limit: usize,
+    listing: Listing,
+) -> Result<Vec<EventItem>> {
     let prefix = prefix.trim_matches('/');
-    let dirs = hour_prefixes(prefix, camera, start_ms, end_ms)?;
-    // At most 16 LISTs at a time (a 30-day window is 721 hour directories).
+    let strip = |k: String| -> String {
+        if prefix.is_empty() {
+            k
+        } else {
+            k.strip_prefix(prefix)
+                .map(|r| r.trim_start_matches('/').to_string())
+                .unwrap_or(k)
+        }
+    };
+    let dirs = match listing {
+        Listing::Hours => hour_prefixes(prefix, camera, start_ms, end_ms)?,
+        Listing::Days => list_prefixes(prefix, camera, start_ms, end_ms)?,
+        Listing::Range => {
+            let hours = hour_prefixes(prefix, camera, start_ms, end_ms)?;
+            let base = layout::join_prefix(
+                prefix,
+                &format!("{}/{}/events", camera.namespace, camera.name),
+            );
+            // Keys after ".../<H>" (exclusive) are those of that hour and later.
+            let from = hours
+                .first()
+                .map(|h| h.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| base.clone());
+            let mut stream =
+                store.list_with_offset(Some(&Path::from(base.as_str())), &Path::from(from));
+            let mut rels = Vec::new();
+            let mut found = 0usize;
+            while let Some(m) = stream.try_next().await? {
+                let rel = strip(m.location.to_string());
+                if let Ok(k) = EventKey::parse_relative(&rel) {
+                    if k.start_ms >= end_ms {
+                        break;
+                    }
+                    if k.end_ms > start_ms && kind.is_none_or(|t| t == k.kind) {
+                        found += 1;
+                    }
+                }
+                rels.push(rel);
+                if found >= limit {
+                    break;
+                }
+            }
+            let mut out = select(rels, camera, start_ms, end_ms, kind);
+            out.truncate(limit);
+            return Ok(out);
+        }
+    };
+    // At most 16 LISTs at a time.
     let mut lists: Vec<Vec<String>> = Vec::with_capacity(dirs.len());
     for chunk in dirs.chunks(16) {
         lists.extend(
@@ -293,15 +420,6 @@ pub async fn query(
             .await?,
         );
     }
-    let strip = |k: String| -> String {
-        if prefix.is_empty() {
-            k
-        } else {
-            k.strip_prefix(prefix)
-                .map(|r| r.trim_start_matches('/').to_string())
-                .unwrap_or(k)
-        }
-    };
     let mut out = select(
         lists.into_iter().flatten().map(strip),
         camera,
@@ -370,6 +488,96 @@ mod tests {
                 "vigil/site-a/door/events/2025/01/02/03/"
             ]
         );
+    }
+
+    #[test]
+    fn long_windows_list_whole_days() {
+        let day = 86_400_000;
+        let start = 1_735_787_045_678; // 2025-01-02 03:04:05
+        // A short window: its hours (and the one before).
+        let p = list_prefixes("vigil", &cam(), start, start + 1000).unwrap();
+        assert_eq!(
+            p,
+            hour_prefixes("vigil", &cam(), start, start + 1000).unwrap()
+        );
+        // 30 days less an hour: 02:00 (the hour before) to the end of 01-02 is one day
+        // listing, then whole days, and the last day's 3 hours (00..02) listed by hour.
+        let end = start + 30 * day - 3_600_000;
+        let p = list_prefixes("vigil", &cam(), start, end).unwrap();
+        assert_eq!(p[0], "vigil/site-a/door/events/2025/01/02/");
+        assert_eq!(p[1], "vigil/site-a/door/events/2025/01/03/");
+        assert_eq!(
+            &p[p.len() - 4..],
+            [
+                "vigil/site-a/door/events/2025/01/31/",
+                "vigil/site-a/door/events/2025/02/01/00/",
+                "vigil/site-a/door/events/2025/02/01/01/",
+                "vigil/site-a/door/events/2025/02/01/02/",
+            ]
+        );
+        assert_eq!(p.len(), 30 + 3);
+        // Whatever is listed covers every hour directory the window needs.
+        let hours = hour_prefixes("vigil", &cam(), start, end).unwrap();
+        assert!(
+            hours
+                .iter()
+                .all(|h| p.iter().any(|d| h.starts_with(d.as_str())))
+        );
+    }
+
+    #[tokio::test]
+    async fn every_listing_finds_the_same_events() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        let mem = object_store::memory::InMemory::new();
+        let local_dir = tempfile::tempdir().unwrap();
+        let local =
+            object_store::local::LocalFileSystem::new_with_prefix(local_dir.path()).unwrap();
+        assert!(lists_in_order(&mem) && !lists_in_order(&local));
+        let other = CameraId::new("site-a", "doorway").unwrap();
+        let t0 = 1_735_787_045_678;
+        let mut all = Vec::new();
+        // Three days of a record every 50 minutes, some 10 minutes long (crossing hours),
+        // and a camera whose name shares the prefix.
+        for i in 0..90 {
+            let s = t0 + i * 3_000_000;
+            for c in [cam(), other.clone()] {
+                let k = EventKey::new(c, s, s + 600_000, EventType::Motion).unwrap();
+                all.push(k);
+            }
+        }
+        for k in &all {
+            for st in [&mem as &dyn ObjectStore, &local] {
+                st.put(
+                    &Path::from(k.to_key("vigil")),
+                    PutPayload::from_static(b"{}"),
+                )
+                .await
+                .unwrap();
+            }
+        }
+        for (from, to, limit) in [
+            (t0 - 86_400_000, t0 + 4 * 86_400_000, 1000),
+            (t0 + 3_500_000, t0 + 30_000_000, 1000),
+            (t0 + 100_000_000, t0 + 200_000_000, 7),
+            (t0 + 599_999, t0 + 600_000, 1000),
+        ] {
+            let want: Vec<EventItem> =
+                select(all.iter().map(EventKey::relative), &cam(), from, to, None)
+                    .into_iter()
+                    .take(limit)
+                    .collect();
+            assert!(!want.is_empty());
+            for listing in [Listing::Hours, Listing::Days, Listing::Range] {
+                let got = query_listing(&mem, "vigil", &cam(), from, to, None, limit, listing)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "{listing:?} {from}..{to}");
+            }
+            let got = query(&local, "vigil", &cam(), from, to, None, limit)
+                .await
+                .unwrap();
+            assert_eq!(got, want, "local {from}..{to}");
+        }
     }
 
     #[test]

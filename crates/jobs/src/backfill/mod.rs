@@ -11,6 +11,7 @@
 //! Runs as the operator's Job (`backfill <ns>/<name>`, status patched on the Backfill) or from
 //! a file (`backfill --config … --camera … --start … --end …`, report printed as JSON).
 
+pub mod events;
 pub mod k8s;
 pub mod writer;
 
@@ -85,6 +86,15 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Errors met on the way (redacted), for the operator's conditions and the log.
     pub errors: Vec<String>,
+    /// Event intervals the camera's own log (Profile G `FindEvents`) has in the window.
+    pub events_found: usize,
+    /// Event records written for them (what the store already had is not written again).
+    pub events_written: usize,
+    /// Event searches that failed or that the camera does not offer; the footage backfill
+    /// goes on regardless.
+    pub event_search_failures: u32,
+    /// Why the last event search failed (redacted), if it did.
+    pub event_search_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -375,6 +385,14 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+    if let EdgeSource::Onvif {
+        device_url,
+        recording_token,
+    } = &job.source
+        && !refused
+    {
+        recover_events(job, device_url, recording_token.as_deref(), &mut report).await;
+    }
     let lost_ms = intervals::total_ms(&todo);
     report.seconds_lost = lost_ms as f64 / 1000.0;
     report.seconds_recovered = ((missing_before_ms - lost_ms).max(0)) as f64 / 1000.0;
@@ -408,6 +426,73 @@ pub async fn run(job: &Job, progress: Arc<Mutex<Progress>>) -> Result<Report> {
         "backfill finished"
     );
     Ok(report)
+}
+
+/// Recovers the window's events from the camera's log (see [`events`]). Never fails the
+/// backfill: a camera without `FindEvents`, or any other failure, is logged and counted.
+async fn recover_events(
+    job: &Job,
+    device_url: &Url,
+    recording_token: Option<&str>,
+    report: &mut Report,
+) {
+    let found = async {
+        let dev = Device::new(
+            device_url.clone(),
+            job.creds.clone(),
+            &job.onvif,
+            job.address_policy.clone(),
+        )?;
+        let (search, _) = dev.services().await?;
+        let token = dev
+            .recording_token(&search, recording_token, &job.camera.name)
+            .await?;
+        let found = dev
+            .find_events(&search, &token, job.window.start, job.window.end)
+            .await?;
+        Ok::<_, Error>(found)
+    }
+    .await;
+    let outcome = match found {
+        Ok(search) => {
+            let ivs = events::intervals(&search, job.window);
+            match events::write(
+                &job.store,
+                &job.prefix,
+                &job.camera,
+                job.window,
+                &ivs,
+                job.tolerance_ms,
+            )
+            .await
+            {
+                Ok(written) => Ok(events::Outcome {
+                    found: ivs.len(),
+                    written,
+                    truncated: search.truncated,
+                }),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(o) => {
+            events::log_outcome(&o, &job.camera);
+            report.events_found = o.found;
+            report.events_written = o.written;
+        }
+        Err(e) => {
+            let msg = chain(&e);
+            if matches!(e, Error::Media(vigil_media::Error::Unsupported { .. })) {
+                info!(camera = %job.camera, error = %msg, "the camera offers no event search; events of the window not recovered");
+            } else {
+                warn!(camera = %job.camera, error = %msg, "backfill: event search failed; events of the window not recovered");
+            }
+            report.event_search_failures += 1;
+            report.event_search_error = Some(msg);
+        }
+    }
 }
 
 /// Camera credentials from the Job's environment (set from the camera's Secret).
