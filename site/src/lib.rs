@@ -14,6 +14,7 @@ pub mod client;
 pub mod direct;
 pub mod error;
 pub mod gateway;
+pub mod kubernetes;
 pub mod lan;
 pub mod proto;
 pub mod rendezvous;
