@@ -39,8 +39,7 @@ pub const FIELD_MANAGER: &str = "vigil-rendezvous";
 pub const RECORDER_SECRET: &str = "vigil-site-recorder";
 /// The key of the token in a site's credentials Secret and in the recorder Secret.
 pub const TOKEN_KEY: &str = "token";
-/// A status whose meaning did not change (only RTT, bytes, last seen) is rewritten at most
-/// this often.
+/// A status where only the RTT and last-seen time moved is rewritten at most this often.
 pub const REFRESH: Duration = Duration::from_secs(30);
 
 /// Sites and recorder tokens from the API server.
@@ -171,11 +170,7 @@ impl Registry for KubeRegistry {
 /// the condition's status does not change), `known` what the service knows of the site
 /// (`None`: no gateway since the service started), `credentials` whether its Secret holds a
 /// token.
-pub fn desired_status(
-    site: &Site,
-    known: Option<&SiteStatus>,
-    credentials: bool,
-) -> ApiSiteStatus {
+pub fn desired_status(site: &Site, known: Option<&SiteStatus>, credentials: bool) -> ApiSiteStatus {
     let generation = site.metadata.generation;
     let prev = site.status.clone().unwrap_or_default();
     let connected = known.is_some_and(|k| k.connected);
@@ -216,7 +211,11 @@ pub fn desired_status(
     let k = known.cloned().unwrap_or_default();
     ApiSiteStatus {
         conditions,
-        path: if connected { k.path.map(api_path) } else { None },
+        path: if connected {
+            k.path.map(api_path)
+        } else {
+            None
+        },
         rtt_ms: if connected {
             k.rtt_ms.map(|r| (r * 10.0).round() / 10.0)
         } else {
@@ -224,10 +223,7 @@ pub fn desired_status(
         },
         bytes_in: known.map(|k| k.bytes_from_site),
         bytes_out: known.map(|k| k.bytes_to_site),
-        last_seen: k
-            .last_seen
-            .map(DateTime::<Utc>::from)
-            .or(prev.last_seen),
+        last_seen: k.last_seen.map(DateTime::<Utc>::from).or(prev.last_seen),
     }
 }
 
@@ -239,24 +235,23 @@ fn api_path(p: Path) -> SitePath {
     }
 }
 
-/// Whether `new` differs from `old` in what a reader acts on (the condition, its generation, the
-/// path), as opposed to the counters that move all the time (RTT, bytes, last seen).
+/// Whether `new` differs from `old` in what a reader acts on or counts (the condition, its
+/// generation, the path, the bytes), as opposed to what moves at every keepalive (RTT, last
+/// seen), which is refreshed every [`REFRESH`].
 pub fn meaning_changed(old: Option<&ApiSiteStatus>, new: &ApiSiteStatus) -> bool {
     let Some(old) = old else { return true };
     let key = |s: &ApiSiteStatus| {
-        find_condition(&s.conditions, "Connected").map(|c| {
-            (
-                c.status.clone(),
-                c.reason.clone(),
-                c.observed_generation,
-            )
-        })
+        find_condition(&s.conditions, "Connected")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
     };
-    key(old) != key(new) || old.path != new.path
+    key(old) != key(new)
+        || old.path != new.path
+        || old.bytes_in != new.bytes_in
+        || old.bytes_out != new.bytes_out
 }
 
-/// Writes every Site's status every `every` (a changed meaning at once, counters at most every
-/// [`REFRESH`]), until the task is dropped.
+/// Considers every Site's status every `every`: a changed condition, path or byte count is
+/// written then, a moved RTT or last-seen time at most every [`REFRESH`]. Runs until aborted.
 pub async fn status_loop(
     client: Client,
     rv: Arc<Rendezvous>,
@@ -354,7 +349,11 @@ mod tests {
         assert_eq!(never.path, None);
         let missing = desired_status(&site(1, None), None, false);
         assert_eq!(cond(&missing).1, "CredentialsMissing");
-        assert!(!serde_json::to_string(&missing).unwrap().contains("secret-value"));
+        assert!(
+            !serde_json::to_string(&missing)
+                .unwrap()
+                .contains("secret-value")
+        );
 
         let mut k = SiteStatus {
             connected: true,
@@ -376,14 +375,23 @@ mod tests {
         assert!(up.last_seen.is_some());
         assert!(meaning_changed(Some(&never), &up));
 
-        // Only the counters moved: same meaning, and the transition time is kept.
+        // Only the RTT moved: no write needed, and the transition time is kept.
         k.rtt_ms = Some(3.0);
-        k.bytes_from_site = 5000;
         let later = desired_status(&site(2, Some(up.clone())), Some(&k), true);
         assert!(!meaning_changed(Some(&up), &later));
+        // Bytes moved: written.
+        k.bytes_from_site = 5000;
+        assert!(meaning_changed(
+            Some(&up),
+            &desired_status(&site(2, Some(up.clone())), Some(&k), true)
+        ));
         assert_eq!(
-            find_condition(&later.conditions, "Connected").unwrap().last_transition_time,
-            find_condition(&up.conditions, "Connected").unwrap().last_transition_time
+            find_condition(&later.conditions, "Connected")
+                .unwrap()
+                .last_transition_time,
+            find_condition(&up.conditions, "Connected")
+                .unwrap()
+                .last_transition_time
         );
         // A new generation is a change of meaning (observedGeneration).
         let regen = desired_status(&site(3, Some(up.clone())), Some(&k), true);

@@ -106,30 +106,43 @@ type SharedBucket = Arc<Mutex<Bucket>>;
 /// Read size of a rate-limited relay (smaller chunks, smoother pacing).
 const LIMITED_CHUNK: usize = 16 * 1024;
 
-/// Copies `r` to `w`, each chunk paid for in `bucket` first; half-closes `w` at the end.
-async fn copy_limited<R, W>(mut r: R, mut w: W, bucket: SharedBucket) -> std::io::Result<u64>
+/// Copies `r` to `w`, each chunk paid for in `bucket` first (when the site is limited) and
+/// counted by `count` as it goes (so a stream that runs for hours shows in the site's bytes, and
+/// one that ends in an error is counted too); half-closes `w` at the end.
+async fn copy_counted<R, W>(
+    mut r: R,
+    mut w: W,
+    bucket: Option<SharedBucket>,
+    count: impl Fn(u64),
+) -> std::io::Result<()>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; LIMITED_CHUNK];
-    let mut total = 0u64;
+    let chunk = if bucket.is_some() {
+        LIMITED_CHUNK
+    } else {
+        RELAY_BUFFER
+    };
+    let mut buf = vec![0u8; chunk];
     loop {
         let n = r.read(&mut buf).await?;
         if n == 0 {
             w.shutdown().await?;
-            return Ok(total);
+            return Ok(());
         }
-        let wait = bucket
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(n, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if let Some(bucket) = &bucket {
+            let wait = bucket
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(n, Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
         w.write_all(&buf[..n]).await?;
-        total += n as u64;
+        count(n as u64);
     }
 }
 
@@ -206,8 +219,12 @@ impl Config {
 /// resources and their Secrets, watched).
 pub trait Registry: Send + Sync + 'static {
     /// The site's camera networks when `token` is its current token.
-    fn authenticate_site(&self, namespace: &str, name: &str, token: &Token)
-    -> Result<CameraNetworks>;
+    fn authenticate_site(
+        &self,
+        namespace: &str,
+        name: &str,
+        token: &Token,
+    ) -> Result<CameraNetworks>;
     /// Whether `token` is a recorder token for `namespace`.
     fn authenticate_recorder(&self, namespace: &str, token: &Token) -> Result<()>;
     /// The site's relay bandwidth limit, kbit/s each way.
@@ -327,9 +344,11 @@ impl Rendezvous {
         let kbps = self.registry.max_relay_kbps(&key.0, &key.1)?;
         let mut st = self.state();
         // A changed limit (the `Site` edited) takes effect with new buckets.
-        if st.buckets.get(&key.clone()).is_some_and(|(b, _)| {
-            b.lock().unwrap_or_else(|p| p.into_inner()).kbps != kbps
-        }) {
+        if st
+            .buckets
+            .get(&key.clone())
+            .is_some_and(|(b, _)| b.lock().unwrap_or_else(|p| p.into_inner()).kbps != kbps)
+        {
             st.buckets.remove(key);
         }
         let b = st.buckets.entry(key.clone()).or_insert_with(|| {
@@ -635,36 +654,34 @@ impl Rendezvous {
         }
         self.update_site(&key, |s| s.opened(Path::Relay));
         info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
-        let r = match self.buckets(&key) {
-            // A limited site: each direction paced by the site's bucket for it.
-            Some((to_site, from_site)) => {
-                let (rr, rw) = tokio::io::split(rec);
-                let (gr, gw) = tokio::io::split(gwc);
-                tokio::try_join!(
-                    copy_limited(rr, gw, to_site),
-                    copy_limited(gr, rw, from_site)
-                )
-            }
-            None => {
-                tokio::io::copy_bidirectional_with_sizes(
-                    &mut rec,
-                    &mut gwc,
-                    RELAY_BUFFER,
-                    RELAY_BUFFER,
-                )
-                .await
-            }
+        let (to_site, from_site) = match self.buckets(&key) {
+            Some((t, f)) => (Some(t), Some(f)),
+            None => (None, None),
         };
+        let (rr, rw) = tokio::io::split(rec);
+        let (gr, gw) = tokio::io::split(gwc);
+        let (sent, got) = (
+            std::sync::atomic::AtomicU64::new(0),
+            std::sync::atomic::AtomicU64::new(0),
+        );
+        let r = tokio::try_join!(
+            copy_counted(rr, gw, to_site, |n| {
+                sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.update_site(&key, |s| s.bytes_to_site += n);
+            }),
+            copy_counted(gr, rw, from_site, |n| {
+                got.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.update_site(&key, |s| s.bytes_from_site += n);
+            })
+        );
+        let (sent, got) = (sent.into_inner(), got.into_inner());
+        let secs = started.elapsed().as_secs();
         match r {
-            Ok((to_site, from_site)) => {
-                self.update_site(&key, |s| {
-                    s.bytes_to_site += to_site;
-                    s.bytes_from_site += from_site;
-                });
-                info!(%site, bytes_to_site = to_site, bytes_from_site = from_site, secs = started.elapsed().as_secs(), "stream ended")
+            Ok(_) => {
+                info!(%site, bytes_to_site = sent, bytes_from_site = got, secs, "stream ended")
             }
             Err(e) => {
-                info!(%site, error = %e, secs = started.elapsed().as_secs(), "stream ended")
+                info!(%site, bytes_to_site = sent, bytes_from_site = got, secs, error = %e, "stream ended")
             }
         }
         Ok(())

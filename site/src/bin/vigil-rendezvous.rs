@@ -19,7 +19,11 @@ use vigil_site::rendezvous::{Config, Rendezvous};
 struct Args {
     /// File mode: YAML configuration with the listen address, certificate, sites and recorder
     /// tokens.
-    #[arg(long, env = "VIGIL_RENDEZVOUS_CONFIG", required_unless_present = "kubernetes")]
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_CONFIG",
+        required_unless_present = "kubernetes"
+    )]
     config: Option<PathBuf>,
     /// Kubernetes mode: the sites are the `Site` resources and their credentials Secrets
     /// (watched; changes take effect without a restart); each Site's status is written.
@@ -35,10 +39,18 @@ struct Args {
     #[arg(long, env = "VIGIL_RENDEZVOUS_LISTEN", default_value = "0.0.0.0:7443")]
     listen: String,
     /// Kubernetes mode: the TLS certificate (PEM).
-    #[arg(long, env = "VIGIL_RENDEZVOUS_CERT_FILE", required_if_eq("kubernetes", "true"))]
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_CERT_FILE",
+        required_if_eq("kubernetes", "true")
+    )]
     cert_file: Option<PathBuf>,
     /// Kubernetes mode: the TLS key (PEM).
-    #[arg(long, env = "VIGIL_RENDEZVOUS_KEY_FILE", required_if_eq("kubernetes", "true"))]
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_KEY_FILE",
+        required_if_eq("kubernetes", "true")
+    )]
     key_file: Option<PathBuf>,
     /// Kubernetes mode: how often Site status is considered (a change is written at once, the
     /// counters at most every 30 s).
@@ -86,7 +98,8 @@ async fn kubernetes_mode(a: &Args) -> vigil_site::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
-    let reg = KubeRegistry::start(client.clone(), a.namespace.as_deref(), &a.recorder_secret).await?;
+    let reg =
+        KubeRegistry::start(client.clone(), a.namespace.as_deref(), &a.recorder_secret).await?;
     let rv = Rendezvous::with_registry(cert, key, reg.clone())?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
