@@ -242,7 +242,7 @@ pub fn meaning_changed(old: Option<&ApiSiteStatus>, new: &ApiSiteStatus) -> bool
     let Some(old) = old else { return true };
     let key = |s: &ApiSiteStatus| {
         find_condition(&s.conditions, "Connected")
-            .map(|c| (c.status.clone(), c.reason.clone(), c.observed_generation))
+            .map(|c| (c.status, c.reason.clone(), c.observed_generation))
     };
     key(old) != key(new)
         || old.path != new.path
@@ -336,7 +336,7 @@ mod tests {
 
     fn cond(s: &ApiSiteStatus) -> (ConditionStatus, String, Option<i64>) {
         let c = find_condition(&s.conditions, "Connected").unwrap();
-        (c.status.clone(), c.reason.clone(), c.observed_generation)
+        (c.status, c.reason.clone(), c.observed_generation)
     }
 
     #[test]
