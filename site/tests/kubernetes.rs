@@ -221,7 +221,6 @@ async fn scenario(client: Client, ns: String) {
     })
     .await;
     let st = s.status.unwrap();
-    assert!(st.rtt_ms.is_some() || st.last_seen.is_some(), "{st:?}");
     assert!(st.last_seen.is_some(), "{st:?}");
     let text = serde_json::to_string(&st).unwrap();
     assert!(!text.contains("site-secret") && !text.contains("rec-secret"));
