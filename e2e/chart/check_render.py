@@ -6,6 +6,8 @@ Usage: check_render.py MODE RENDERED.yaml [CHART_DIR]
         full        quickstart + serviceMonitor enabled (see test.sh for the values)
         nowebhook   webhook.enabled=false
         playback    playback.enabled=true, playback.pool=cams/main
+        federation  playback as federation parent and child (see test.sh)
+        rendezvous  rendezvous.enabled=true, tlsSecret=rv-tls, namespace=cams (see test.sh)
 
 Prints one line per failed assertion; exit status 1 if any failed. Needs PyYAML; uses openssl to
 check the generated webhook certificate.
@@ -412,6 +414,60 @@ def check_federation(docs):
                        and b["subjects"][0]["name"] == sa, "%s %s binds something else" % (kind, name(b)))
 
 
+def check_rendezvous(docs, ns):
+    """rendezvous.enabled (test.sh: tlsSecret rv-tls, namespace cams, port 7443): the binary's
+    flags match the container ports and the mounted certificate, the Service has the TCP port and
+    both UDP probe ports, RBAC is least privilege in the served namespace, and the operator hands
+    recorders the Service's address."""
+    name = lambda d: d["metadata"]["name"]
+    deps = [d for d in by_kind(docs, "Deployment") if name(d).endswith("-rendezvous")]
+    if not expect(len(deps) == 1, "no rendezvous Deployment"):
+        return
+    dep = deps[0]
+    expect(dep["spec"]["replicas"] == 1, "rendezvous replicas != 1 (gateways and recorders must meet)")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c["args"]
+    ports = {(p["name"], p["protocol"]): p["containerPort"] for p in c["ports"]}
+    tcp = ports.get(("tunnel", "TCP"))
+    expect(tcp is not None and "--listen=0.0.0.0:%s" % tcp in args, "--listen != the tunnel port (%r)" % args)
+    expect(ports.get(("probe", "UDP")) == tcp, "UDP probe port != the TCP port (the binary binds the same number)")
+    expect(ports.get(("probe2", "UDP")) == (tcp or 0) + 1, "second UDP probe port != port + 1")
+    expect("--kubernetes" in args, "--kubernetes missing")
+    expect("--namespace=%s" % ns in args, "--namespace=%s missing" % ns)
+    expect("--recorder-secret=vigil-site-recorder" in args, "--recorder-secret")
+    mount = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}.get("tls")
+    vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])}
+    expect(vols.get("tls") == "rv-tls", "rendezvous TLS Secret not mounted")
+    for flag, key in (("cert-file", "tls.crt"), ("key-file", "tls.key")):
+        expect("--%s=%s/%s" % (flag, mount, key) in args, "--%s not the mounted %s" % (flag, key))
+    expect(pod["serviceAccountName"] == name(dep), "rendezvous service account")
+    expect(c.get("securityContext", {}).get("readOnlyRootFilesystem") is True, "rendezvous root filesystem writable")
+    svcs = [d for d in by_kind(docs, "Service") if name(d).endswith("-rendezvous")]
+    if expect(len(svcs) == 1, "no rendezvous Service"):
+        sp = {(p["name"], p["protocol"]): (p["port"], p["targetPort"]) for p in svcs[0]["spec"]["ports"]}
+        expect(sp == {("tunnel", "TCP"): (tcp, "tunnel"), ("probe", "UDP"): (tcp, "probe"),
+                      ("probe2", "UDP"): ((tcp or 0) + 1, "probe2")}, "rendezvous Service ports %r" % sp)
+    roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
+    expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
+           "a ClusterRole for a rendezvous serving one namespace")
+    if expect(len(roles) == 1 and roles[0]["metadata"].get("namespace") == ns, "rendezvous Role in %s" % ns):
+        expect(grants(roles[0]) == [("", "secrets", "get"), ("", "secrets", "list"), ("", "secrets", "watch"),
+                                    ("vigil.dev", "sites", "get"), ("vigil.dev", "sites", "list"),
+                                    ("vigil.dev", "sites", "watch"), ("vigil.dev", "sites/status", "patch")],
+               "rendezvous Role grants %r" % grants(roles[0]))
+    rb = [d for d in by_kind(docs, "RoleBinding") if name(d).endswith("-rendezvous")]
+    expect(len(rb) == 1 and rb[0]["roleRef"]["kind"] == "Role" and rb[0]["subjects"][0]["name"] == name(dep),
+           "rendezvous RoleBinding binds something else")
+    op = one(docs, "Deployment", "-operator")
+    if op:
+        env = {e["name"]: e.get("value") for e in op["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        svc_ns = svcs[0]["metadata"]["namespace"] if svcs else "?"
+        expect(env.get("VIGIL_SITE_RENDEZVOUS") == "%s.%s.svc:%s" % (name(dep), svc_ns, tcp),
+               "operator VIGIL_SITE_RENDEZVOUS %r is not the Service" % env.get("VIGIL_SITE_RENDEZVOUS"))
+        expect(env.get("VIGIL_SITE_SERVER_NAME") == "vigil-rendezvous", "operator VIGIL_SITE_SERVER_NAME")
+
+
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     chart_dir = sys.argv[3] if len(sys.argv) > 3 else "charts/vigil"
@@ -434,6 +490,9 @@ def main():
         check_playback(docs, "cams", "cams/main")
     elif mode == "federation":
         check_federation(docs)
+    elif mode == "rendezvous":
+        check_common([d for d in docs if not d["metadata"]["name"].endswith("-rendezvous")], chart_dir)
+        check_rendezvous(docs, "cams")
     else:
         sys.exit("unknown mode " + mode)
     for f in failures:

@@ -99,6 +99,8 @@ fi
 check "chart CRDs are byte-identical to crds/" bash e2e/chart/sync-crds.sh --check
 check "helm lint --strict (defaults)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (quickstart + serviceMonitor)" "$HELM" lint --strict "$CHART" -f e2e/chart/values-full.yaml
+check "helm lint --strict (rendezvous service)" "$HELM" lint --strict "$CHART" \
+  --set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls
 
 RELEASE=vigil
 render() { # render OUTFILE [helm template args...]; release $RELEASE
@@ -119,6 +121,9 @@ FED=(--set playback.enabled=true --set playback.pool=cams/main
   --set 'playback.federation.uplink.namespaces={cams,site}')
 check "helm template (playback server as parent and child domain)" render "$OUT/federation.yaml" "${FED[@]}"
 check "render matches the binaries (federation)" "$PY" e2e/chart/check_render.py federation "$OUT/federation.yaml" "$CHART"
+RV=(--set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls --set rendezvous.namespace=cams)
+check "helm template (rendezvous service for remote sites)" render "$OUT/rendezvous.yaml" "${RV[@]}"
+check "render matches the binaries (rendezvous)" "$PY" e2e/chart/check_render.py rendezvous "$OUT/rendezvous.yaml" "$CHART"
 check "helm template (local storage, existing TLS Secret, 1 replica)" render "$OUT/variants.yaml" \
   --set quickstart.enabled=true --set quickstart.storage.type=local --set quickstart.storage.local.claimName=footage \
   --set webhook.tls.existingSecret=my-tls --set webhook.tls.caBundle=Zm9v \
@@ -144,6 +149,8 @@ check_fails "chart refuses s3Credentials.create without keys" render /dev/null -
   --set quickstart.s3Credentials.create=true
 check_fails "chart refuses the playback server without a pool" render /dev/null --set playback.enabled=true
 check_fails "schema refuses playback.pool=main (no namespace)" render /dev/null --set playback.enabled=true --set playback.pool=main
+check_fails "chart refuses a rendezvous service without its TLS Secret" render /dev/null \
+  --set rendezvous.enabled=true
 check_fails "chart refuses a federation parent without its TLS Secret" render /dev/null \
   --set playback.enabled=true --set playback.pool=cams/main --set playback.federation.parent.enabled=true
 check_fails "chart refuses an existing TLS Secret without a CA bundle" render /dev/null --set webhook.tls.existingSecret=x
@@ -194,6 +201,11 @@ if [ -n "${KUBECONFIG:-}" ]; then
     --set playback.federation.uplink.enabled=true
   check "kubectl apply --dry-run=server (federation parent and child)" \
     "${K[@]}" apply --dry-run=server -f "$OUT/cluster-federation.yaml"
+  check "helm template --validate (rendezvous service)" render "$OUT/cluster-rendezvous.yaml" \
+    --namespace "$NS" --validate --set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls \
+    --set rendezvous.namespace="$NS"
+  check "kubectl apply --dry-run=server (rendezvous service)" \
+    "${K[@]}" apply --dry-run=server -f "$OUT/cluster-rendezvous.yaml"
 
   if [ "${VIGIL_CHART_INSTALL:-}" = 1 ]; then
     # shellcheck source=e2e/chart/install-test.sh

@@ -154,6 +154,8 @@ async fn run(command: Command) -> Result<(), Error> {
                 image_pull_policy: recorder_image_pull_policy,
                 cluster_networks: std::env::var(vigil_api::netpolicy::CLUSTER_NETWORKS_ENV)
                     .unwrap_or_default(),
+                site_rendezvous: std::env::var("VIGIL_SITE_RENDEZVOUS").unwrap_or_default(),
+                site_server_name: std::env::var("VIGIL_SITE_SERVER_NAME").unwrap_or_default(),
             };
             let (caches, cache_writers) = Caches::new();
             let mut ctx = Context::new(

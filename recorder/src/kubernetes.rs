@@ -241,8 +241,9 @@ pub fn camera_config(cam: &Camera) -> Result<Option<CameraConfig>> {
     c.events = events;
     c.manual_only = manual_only;
     if let Some(site) = &cam.spec.site {
-        // Kubernetes mode has no site link yet (issue #15: file mode only), so such a camera
-        // fails to connect with a clear error instead of being dialled directly.
+        // Through the site link (`vigil_config::site_link_from_env`, set by the operator when
+        // the chart runs the rendezvous service); without one the camera fails to connect with
+        // a clear error instead of being dialled directly.
         c.transport = vigil_config::Transport::Tcp;
         c.site = Some(site.clone());
     }

@@ -224,6 +224,15 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         settings.buffer_max_bytes = a.buffer_max_bytes.unwrap_or(pool.buffer_max_bytes);
         settings.address_policy = std::sync::Arc::new(pool.address_policy);
         settings.recorder_name = a.recorder_name.clone().unwrap_or_else(|| k.pod.clone());
+        // Cameras at remote sites (`spec.site`), through the chart's rendezvous service with
+        // the namespace's recorder token (issue #15). Without it such cameras fail with
+        // "no site link"; a link that cannot be built (Secret missing) is the same, logged.
+        match vigil_config::site_link_from_env(&k.namespace) {
+            Ok(link) => settings.site_link = link,
+            Err(e) => {
+                tracing::warn!(error = %e, "no site link: cameras at remote sites cannot be recorded")
+            }
+        }
         Source::Kubernetes(Box::new(k))
     } else {
         let path = a

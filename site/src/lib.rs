@@ -3,6 +3,8 @@
 //! - [`gateway`]: `vigil-gateway`, at the site; dials out only.
 //! - [`rendezvous`]: `vigil-rendezvous`, in the cluster; authenticates gateways and recorders and
 //!   relays streams between them.
+//! - [`kubernetes`]: the rendezvous service's Kubernetes mode (`Site`s and Secrets watched,
+//!   `Site` status written).
 //! - [`client`]: what a recorder uses to open a byte stream to a site's camera.
 //!
 //! Every stream is TLS over TCP, one connection per camera stream. Two paths are raced for each
@@ -14,6 +16,7 @@ pub mod client;
 pub mod direct;
 pub mod error;
 pub mod gateway;
+pub mod kubernetes;
 pub mod lan;
 pub mod proto;
 pub mod rendezvous;

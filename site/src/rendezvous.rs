@@ -67,6 +67,7 @@ pub struct SiteEntry {
 /// wait [`Bucket::take`] returns, so the rate holds over time whatever the chunk sizes.
 #[derive(Debug)]
 pub struct Bucket {
+    kbps: u32,
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -79,6 +80,7 @@ impl Bucket {
         let rate = f64::from(kbps.max(1)) * 1000.0 / 8.0;
         let burst = (rate / 4.0).max(16.0 * 1024.0);
         Bucket {
+            kbps,
             rate,
             burst,
             tokens: burst,
@@ -104,30 +106,43 @@ type SharedBucket = Arc<Mutex<Bucket>>;
 /// Read size of a rate-limited relay (smaller chunks, smoother pacing).
 const LIMITED_CHUNK: usize = 16 * 1024;
 
-/// Copies `r` to `w`, each chunk paid for in `bucket` first; half-closes `w` at the end.
-async fn copy_limited<R, W>(mut r: R, mut w: W, bucket: SharedBucket) -> std::io::Result<u64>
+/// Copies `r` to `w`, each chunk paid for in `bucket` first (when the site is limited) and
+/// counted by `count` as it goes (so a stream that runs for hours shows in the site's bytes, and
+/// one that ends in an error is counted too); half-closes `w` at the end.
+async fn copy_counted<R, W>(
+    mut r: R,
+    mut w: W,
+    bucket: Option<SharedBucket>,
+    count: impl Fn(u64),
+) -> std::io::Result<()>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; LIMITED_CHUNK];
-    let mut total = 0u64;
+    let chunk = if bucket.is_some() {
+        LIMITED_CHUNK
+    } else {
+        RELAY_BUFFER
+    };
+    let mut buf = vec![0u8; chunk];
     loop {
         let n = r.read(&mut buf).await?;
         if n == 0 {
             w.shutdown().await?;
-            return Ok(total);
+            return Ok(());
         }
-        let wait = bucket
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(n, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if let Some(bucket) = &bucket {
+            let wait = bucket
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(n, Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
         w.write_all(&buf[..n]).await?;
-        total += n as u64;
+        count(n as u64);
     }
 }
 
@@ -199,6 +214,43 @@ impl Config {
     }
 }
 
+/// Who may connect: sites (by namespace, name and token) and recorders (by namespace and
+/// token). File mode ([`Config`]) or Kubernetes mode (`crate::kubernetes::KubeRegistry`: `Site`
+/// resources and their Secrets, watched).
+pub trait Registry: Send + Sync + 'static {
+    /// The site's camera networks when `token` is its current token.
+    fn authenticate_site(
+        &self,
+        namespace: &str,
+        name: &str,
+        token: &Token,
+    ) -> Result<CameraNetworks>;
+    /// Whether `token` is a recorder token for `namespace`.
+    fn authenticate_recorder(&self, namespace: &str, token: &Token) -> Result<()>;
+    /// The site's relay bandwidth limit, kbit/s each way.
+    fn max_relay_kbps(&self, namespace: &str, name: &str) -> Option<u32>;
+}
+
+impl Registry for Config {
+    fn authenticate_site(
+        &self,
+        namespace: &str,
+        name: &str,
+        token: &Token,
+    ) -> Result<CameraNetworks> {
+        Config::authenticate_site(self, namespace, name, token).cloned()
+    }
+    fn authenticate_recorder(&self, namespace: &str, token: &Token) -> Result<()> {
+        Config::authenticate_recorder(self, namespace, token)
+    }
+    fn max_relay_kbps(&self, namespace: &str, name: &str) -> Option<u32> {
+        self.sites
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)?
+            .max_relay_kbps
+    }
+}
+
 type SiteKey = (String, String);
 type Conn = TlsStream<TcpStream>;
 
@@ -231,6 +283,8 @@ pub struct SiteStatus {
     pub rtt_ms: Option<f64>,
     pub bytes_to_site: u64,
     pub bytes_from_site: u64,
+    /// When the gateway was last heard from (registration or a keepalive answer).
+    pub last_seen: Option<std::time::SystemTime>,
 }
 
 impl SiteStatus {
@@ -247,16 +301,27 @@ impl SiteStatus {
 
 /// The running service.
 pub struct Rendezvous {
-    cfg: Config,
+    registry: Arc<dyn Registry>,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Mutex<State>,
 }
 
 impl Rendezvous {
+    /// File mode: sites and recorder tokens from `cfg`.
     pub fn new(cfg: Config) -> Result<Arc<Self>> {
-        let tls = crate::tls::server_config(&cfg.cert_file, &cfg.key_file)?;
+        let (cert, key) = (cfg.cert_file.clone(), cfg.key_file.clone());
+        Self::with_registry(&cert, &key, Arc::new(cfg))
+    }
+
+    /// Any registry (Kubernetes mode: `crate::kubernetes::KubeRegistry`).
+    pub fn with_registry(
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+        registry: Arc<dyn Registry>,
+    ) -> Result<Arc<Self>> {
+        let tls = crate::tls::server_config(cert_file, key_file)?;
         Ok(Arc::new(Rendezvous {
-            cfg,
+            registry,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
             state: Mutex::new(State::default()),
         }))
@@ -276,13 +341,16 @@ impl Rendezvous {
 
     /// The site's buckets (to, from) when it has a relay bandwidth limit.
     fn buckets(&self, key: &SiteKey) -> Option<(SharedBucket, SharedBucket)> {
-        let kbps = self
-            .cfg
-            .sites
-            .iter()
-            .find(|s| s.namespace == key.0 && s.name == key.1)?
-            .max_relay_kbps?;
+        let kbps = self.registry.max_relay_kbps(&key.0, &key.1)?;
         let mut st = self.state();
+        // A changed limit (the `Site` edited) takes effect with new buckets.
+        if st
+            .buckets
+            .get(&key.clone())
+            .is_some_and(|(b, _)| b.lock().unwrap_or_else(|p| p.into_inner()).kbps != kbps)
+        {
+            st.buckets.remove(key);
+        }
         let b = st.buckets.entry(key.clone()).or_insert_with(|| {
             let now = Instant::now();
             (
@@ -350,8 +418,8 @@ impl Rendezvous {
                 token,
                 lan,
             } => {
-                let nets = match self.cfg.authenticate_site(&namespace, &site, &token) {
-                    Ok(n) => n.clone(),
+                let nets = match self.registry.authenticate_site(&namespace, &site, &token) {
+                    Ok(n) => n,
                     Err(e) => return refuse(&mut conn, e).await,
                 };
                 proto::send(
@@ -363,7 +431,10 @@ impl Rendezvous {
                 .await?;
                 let key = (namespace, site);
                 info!(site = %format!("{}/{}", key.0, key.1), lan = ?lan, "gateway registered");
-                self.update_site(&key, |s| s.lan = lan);
+                self.update_site(&key, |s| {
+                    s.lan = lan;
+                    s.last_seen = Some(std::time::SystemTime::now());
+                });
                 self.control(conn, key, token).await
             }
             Hello::GatewayData {
@@ -372,7 +443,7 @@ impl Rendezvous {
                 token,
                 stream,
             } => {
-                if let Err(e) = self.cfg.authenticate_site(&namespace, &site, &token) {
+                if let Err(e) = self.registry.authenticate_site(&namespace, &site, &token) {
                     return refuse(&mut conn, e).await;
                 }
                 let key = (namespace, site);
@@ -403,7 +474,7 @@ impl Rendezvous {
                 port,
                 lan,
             } => {
-                if let Err(e) = self.cfg.authenticate_recorder(&namespace, &token) {
+                if let Err(e) = self.registry.authenticate_recorder(&namespace, &token) {
                     warn!(%namespace, %site, "recorder refused: token not valid for the namespace");
                     return refuse(&mut conn, e).await;
                 }
@@ -454,11 +525,14 @@ impl Rendezvous {
                 l = lines.recv() => match l {
                     Some(GatewayLine::Pong { seq: s }) => {
                         last_heard = Instant::now();
-                        if s == seq {
-                            let rtt_ms = sent_at.elapsed().as_secs_f64() * 1e3;
-                            debug!(%site, rtt_ms, "pong");
-                            self.update_site(&key, |s| s.rtt_ms = Some(rtt_ms));
-                        }
+                        let rtt_ms = (s == seq).then(|| sent_at.elapsed().as_secs_f64() * 1e3);
+                        debug!(%site, rtt_ms, "pong");
+                        self.update_site(&key, |st| {
+                            st.last_seen = Some(std::time::SystemTime::now());
+                            if rtt_ms.is_some() {
+                                st.rtt_ms = rtt_ms;
+                            }
+                        });
                     }
                     Some(_) => break "unexpected message".to_string(),
                     None => break "connection closed".to_string(),
@@ -467,7 +541,7 @@ impl Rendezvous {
                     if last_heard.elapsed() > GATEWAY_SILENCE {
                         break "silent".to_string();
                     }
-                    if self.cfg.authenticate_site(&key.0, &key.1, &token).is_err() {
+                    if self.registry.authenticate_site(&key.0, &key.1, &token).is_err() {
                         break "token revoked".to_string();
                     }
                     seq += 1;
@@ -580,36 +654,34 @@ impl Rendezvous {
         }
         self.update_site(&key, |s| s.opened(Path::Relay));
         info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
-        let r = match self.buckets(&key) {
-            // A limited site: each direction paced by the site's bucket for it.
-            Some((to_site, from_site)) => {
-                let (rr, rw) = tokio::io::split(rec);
-                let (gr, gw) = tokio::io::split(gwc);
-                tokio::try_join!(
-                    copy_limited(rr, gw, to_site),
-                    copy_limited(gr, rw, from_site)
-                )
-            }
-            None => {
-                tokio::io::copy_bidirectional_with_sizes(
-                    &mut rec,
-                    &mut gwc,
-                    RELAY_BUFFER,
-                    RELAY_BUFFER,
-                )
-                .await
-            }
+        let (to_site, from_site) = match self.buckets(&key) {
+            Some((t, f)) => (Some(t), Some(f)),
+            None => (None, None),
         };
+        let (rr, rw) = tokio::io::split(rec);
+        let (gr, gw) = tokio::io::split(gwc);
+        let (sent, got) = (
+            std::sync::atomic::AtomicU64::new(0),
+            std::sync::atomic::AtomicU64::new(0),
+        );
+        let r = tokio::try_join!(
+            copy_counted(rr, gw, to_site, |n| {
+                sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.update_site(&key, |s| s.bytes_to_site += n);
+            }),
+            copy_counted(gr, rw, from_site, |n| {
+                got.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                self.update_site(&key, |s| s.bytes_from_site += n);
+            })
+        );
+        let (sent, got) = (sent.into_inner(), got.into_inner());
+        let secs = started.elapsed().as_secs();
         match r {
-            Ok((to_site, from_site)) => {
-                self.update_site(&key, |s| {
-                    s.bytes_to_site += to_site;
-                    s.bytes_from_site += from_site;
-                });
-                info!(%site, bytes_to_site = to_site, bytes_from_site = from_site, secs = started.elapsed().as_secs(), "stream ended")
+            Ok(_) => {
+                info!(%site, bytes_to_site = sent, bytes_from_site = got, secs, "stream ended")
             }
             Err(e) => {
-                info!(%site, error = %e, secs = started.elapsed().as_secs(), "stream ended")
+                info!(%site, bytes_to_site = sent, bytes_from_site = got, secs, error = %e, "stream ended")
             }
         }
         Ok(())

@@ -366,6 +366,43 @@ pub struct Overrides {
 
 pub const DEFAULT_BUFFER_DIR: &str = "/var/lib/vigil/buffer";
 
+/// Kubernetes mode's site link (issue #15, `docs/sites.md`): the operator sets these on recorder
+/// pods when the chart runs the rendezvous service. `VIGIL_SITE_RENDEZVOUS` is its `host:port`.
+pub const SITE_RENDEZVOUS_ENV: &str = "VIGIL_SITE_RENDEZVOUS";
+/// The name on the rendezvous service's certificate (default `vigil-rendezvous`).
+pub const SITE_SERVER_NAME_ENV: &str = "VIGIL_SITE_SERVER_NAME";
+/// PEM file of the CA that signed the rendezvous service's certificate.
+pub const SITE_CA_FILE_ENV: &str = "VIGIL_SITE_CA_FILE";
+/// File holding the namespace's recorder token.
+pub const SITE_TOKEN_FILE_ENV: &str = "VIGIL_SITE_TOKEN_FILE";
+/// `false`: relay only (no LAN or direct path offered).
+pub const SITE_DIRECT_PATHS_ENV: &str = "VIGIL_SITE_DIRECT_PATHS";
+
+/// The site link of a recorder in Kubernetes mode, from the environment (see
+/// [`SITE_RENDEZVOUS_ENV`]), for the sites of `namespace`. `Ok(None)` when no rendezvous
+/// service is configured.
+pub fn site_link_from_env(namespace: &str) -> Result<Option<std::sync::Arc<vigil_site::SiteLink>>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let Some(rendezvous) = var(SITE_RENDEZVOUS_ENV) else {
+        return Ok(None);
+    };
+    let need = |k: &str| {
+        var(k).ok_or_else(|| Error::Config(format!("{SITE_RENDEZVOUS_ENV} is set but {k} is not")))
+    };
+    let ca = PathBuf::from(need(SITE_CA_FILE_ENV)?);
+    let token = PathBuf::from(need(SITE_TOKEN_FILE_ENV)?);
+    let server_name = var(SITE_SERVER_NAME_ENV).unwrap_or_else(|| "vigil-rendezvous".into());
+    let link =
+        vigil_site::SiteLink::from_files(rendezvous.trim(), &server_name, &ca, &token, namespace)
+            .map_err(|e| Error::Config(format!("site link: {e}")))?;
+    let direct = var(SITE_DIRECT_PATHS_ENV).is_none_or(|v| v.trim() != "false");
+    Ok(Some(std::sync::Arc::new(if direct {
+        link
+    } else {
+        link.relay_only()
+    })))
+}
+
 pub fn validate_segment_seconds(s: u32) -> Result<u32> {
     if !(2..=600).contains(&s) {
         return Err(Error::Config(format!(

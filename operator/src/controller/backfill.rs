@@ -870,6 +870,8 @@ mod tests {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "Never".into(),
             cluster_networks: "10.96.0.0/12,10.244.0.0/16".into(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         };
         let b = backfill(None);
         let j = job(&b, &camera(true), &pool(), &settings, 2);
@@ -922,6 +924,8 @@ mod tests {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "Never".into(),
             cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         };
         let env_of = |c: &Camera| {
             let j = job(&backfill(None), c, &pool(), &settings, 1);

@@ -35,6 +35,12 @@ pub struct RecorderSettings {
     /// The cluster's service and pod ranges (`VIGIL_CLUSTER_NETWORKS`, from the chart), passed
     /// on to recorders and backfill Jobs: cameras there are refused (see `vigil_api::netpolicy`).
     pub cluster_networks: String,
+    /// The rendezvous service for remote sites (`host:port`, `VIGIL_SITE_RENDEZVOUS` from the
+    /// chart; empty: none), passed on to recorders with the name on its certificate
+    /// (`VIGIL_SITE_SERVER_NAME`). Recorders read the namespace's token and the CA from the
+    /// Secret `vigil-site-recorder` (keys `token`, `ca.crt`), mounted when it exists.
+    pub site_rendezvous: String,
+    pub site_server_name: String,
 }
 
 impl RecorderSettings {
@@ -46,7 +52,41 @@ impl RecorderSettings {
             ..Default::default()
         })
     }
+
+    /// The site-link env of a recorder (empty when no rendezvous service is configured).
+    pub fn site_env(&self) -> Vec<EnvVar> {
+        let rv = self.site_rendezvous.trim();
+        if rv.is_empty() {
+            return vec![];
+        }
+        let mut env = vec![
+            env_value("VIGIL_SITE_RENDEZVOUS", rv),
+            env_value("VIGIL_SITE_CA_FILE", &format!("{SITE_LINK_DIR}/ca.crt")),
+            env_value("VIGIL_SITE_TOKEN_FILE", &format!("{SITE_LINK_DIR}/token")),
+        ];
+        if !self.site_server_name.trim().is_empty() {
+            env.push(env_value(
+                "VIGIL_SITE_SERVER_NAME",
+                self.site_server_name.trim(),
+            ));
+        }
+        env
+    }
 }
+
+fn env_value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+/// Where a recorder finds the namespace's site-link Secret (token and the rendezvous CA).
+pub const SITE_LINK_DIR: &str = "/var/run/vigil/site";
+/// The Secret, in the pool's namespace, with the recorders' token for the rendezvous service
+/// (`token`) and its CA (`ca.crt`); the rendezvous service reads the same `token`.
+pub const SITE_LINK_SECRET: &str = "vigil-site-recorder";
 
 /// An object whose API version the cluster decides (CronJob, PodDisruptionBudget), applied as
 /// JSON.
@@ -308,6 +348,24 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
         read_only: Some(true),
         ..Default::default()
     });
+    // Remote sites: the namespace's recorder token and the rendezvous CA, if the Secret exists.
+    if !settings.site_env().is_empty() {
+        volumes.push(Volume {
+            name: "site-link".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(SITE_LINK_SECRET.into()),
+                optional: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "site-link".into(),
+            mount_path: SITE_LINK_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     if let Some(local) = &spec.storage.local
         && let Some(claim) = &local.claim_name
     {
@@ -380,6 +438,7 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
             ]
             .into_iter()
             .chain(settings.cluster_networks_env())
+            .chain(settings.site_env())
             .collect(),
         ),
         // `protocol` spelled out: server-side apply on Kubernetes 1.20 wants every list-map key.
@@ -628,6 +687,8 @@ mod tests {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
             cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         };
         let d = deployment(&pool(), &settings);
         assert_eq!(d.metadata.name.as_deref(), Some("vigil-recorder-main"));
@@ -705,11 +766,64 @@ mod tests {
     }
 
     #[test]
+    fn recorders_get_the_site_link_when_the_chart_runs_the_rendezvous_service() {
+        let mut settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
+        };
+        let names = |w: &Workload| {
+            let c = &w.deployment.spec.template.spec.as_ref().unwrap().containers[0];
+            let env: Vec<(String, String)> = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect();
+            let mounted = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "site-link" && m.mount_path == SITE_LINK_DIR);
+            (env, mounted)
+        };
+        let w = Workload::build(&pool(), &settings, None, None);
+        let (env, mounted) = names(&w);
+        assert!(!mounted && !env.iter().any(|(n, _)| n.starts_with("VIGIL_SITE_")));
+        settings.site_rendezvous = "vigil-rendezvous.vigil:7443".into();
+        settings.site_server_name = "vigil-rendezvous".into();
+        let w = Workload::build(&pool(), &settings, None, None);
+        let (env, mounted) = names(&w);
+        assert!(mounted, "the Secret is mounted");
+        for (k, v) in [
+            ("VIGIL_SITE_RENDEZVOUS", "vigil-rendezvous.vigil:7443"),
+            ("VIGIL_SITE_CA_FILE", "/var/run/vigil/site/ca.crt"),
+            ("VIGIL_SITE_TOKEN_FILE", "/var/run/vigil/site/token"),
+            ("VIGIL_SITE_SERVER_NAME", "vigil-rendezvous"),
+        ] {
+            assert!(env.contains(&(k.into(), v.into())), "{k} in {env:?}");
+        }
+        let vols = w.deployment.spec.template.spec.unwrap().volumes.unwrap();
+        let v = vols.iter().find(|v| v.name == "site-link").unwrap();
+        let sec = v.secret.as_ref().unwrap();
+        assert_eq!(sec.secret_name.as_deref(), Some(SITE_LINK_SECRET));
+        assert_eq!(
+            sec.optional,
+            Some(true),
+            "a namespace without the Secret still runs"
+        );
+    }
+
+    #[test]
     fn retention_runs_hourly_for_the_pool() {
         let settings = RecorderSettings {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
             cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         };
         let cj = retention_cron_job(&pool(), &settings, "batch/v1beta1");
         assert_eq!(cj["apiVersion"], "batch/v1beta1");
@@ -728,6 +842,8 @@ mod tests {
             image: "vigil/recorder:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
             cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         };
         let mut p = pool();
         let cj = audit_cron_job(&p, &settings, "batch/v1");

@@ -162,6 +162,8 @@ pub fn context(client: Client) -> (Arc<Context>, CacheWriters) {
             image: "vigil/recorder:test".into(),
             image_pull_policy: "IfNotPresent".into(),
             cluster_networks: String::new(),
+            site_rendezvous: String::new(),
+            site_server_name: String::new(),
         },
         caches,
         Duration::from_secs(300),

@@ -1,8 +1,15 @@
-//! `vigil-rendezvous`: the cluster's rendezvous and relay service (file-configured).
+//! `vigil-rendezvous`: the cluster's rendezvous and relay service. File mode (`--config`) or
+//! Kubernetes mode (`--kubernetes`: `Site` resources and their Secrets, watched; Site status
+//! written).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use vigil_site::Error;
+use vigil_site::kubernetes::{self, KubeRegistry};
+use vigil_site::rendezvous::{Config, Rendezvous};
 
 #[derive(Parser)]
 #[command(
@@ -10,9 +17,45 @@ use clap::Parser;
     about = "Vigil rendezvous and relay service for remote sites."
 )]
 struct Args {
-    /// YAML configuration: listen address, certificate, sites and recorder tokens.
-    #[arg(long, env = "VIGIL_RENDEZVOUS_CONFIG")]
-    config: PathBuf,
+    /// File mode: YAML configuration with the listen address, certificate, sites and recorder
+    /// tokens.
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_CONFIG",
+        required_unless_present = "kubernetes"
+    )]
+    config: Option<PathBuf>,
+    /// Kubernetes mode: the sites are the `Site` resources and their credentials Secrets
+    /// (watched; changes take effect without a restart); each Site's status is written.
+    #[arg(long, env = "VIGIL_RENDEZVOUS_KUBERNETES", conflicts_with = "config")]
+    kubernetes: bool,
+    /// Kubernetes mode: serve only this namespace (default: all namespaces).
+    #[arg(long, env = "VIGIL_RENDEZVOUS_NAMESPACE")]
+    namespace: Option<String>,
+    /// Kubernetes mode: the Secret in each namespace whose `token` key recorders present.
+    #[arg(long, env = "VIGIL_RENDEZVOUS_RECORDER_SECRET", default_value = kubernetes::RECORDER_SECRET)]
+    recorder_secret: String,
+    /// Kubernetes mode: `address:port` to listen on (TCP/TLS; UDP probes on it and the next).
+    #[arg(long, env = "VIGIL_RENDEZVOUS_LISTEN", default_value = "0.0.0.0:7443")]
+    listen: String,
+    /// Kubernetes mode: the TLS certificate (PEM).
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_CERT_FILE",
+        required_if_eq("kubernetes", "true")
+    )]
+    cert_file: Option<PathBuf>,
+    /// Kubernetes mode: the TLS key (PEM).
+    #[arg(
+        long,
+        env = "VIGIL_RENDEZVOUS_KEY_FILE",
+        required_if_eq("kubernetes", "true")
+    )]
+    key_file: Option<PathBuf>,
+    /// Kubernetes mode: how often Site status is considered (a change is written at once, the
+    /// counters at most every 30 s).
+    #[arg(long, env = "VIGIL_RENDEZVOUS_STATUS_SECONDS", default_value_t = 2.0)]
+    status_seconds: f64,
 }
 
 #[tokio::main]
@@ -23,17 +66,11 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let a = Args::parse();
-    let r = async {
-        let cfg = vigil_site::rendezvous::Config::load(&a.config)?;
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .map_err(|e| vigil_site::Error::io(format!("listening on {}", cfg.listen), e))?;
-        tracing::info!(listen = %cfg.listen, sites = cfg.sites.len(), "vigil-rendezvous listening");
-        vigil_site::rendezvous::Rendezvous::new(cfg)?
-            .serve(listener)
-            .await
-    }
-    .await;
+    vigil_api::install_crypto_provider();
+    let r = match &a.config {
+        Some(path) => file_mode(path).await,
+        None => kubernetes_mode(&a).await,
+    };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -41,4 +78,37 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn file_mode(path: &std::path::Path) -> vigil_site::Result<()> {
+    let cfg = Config::load(path)?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| Error::io(format!("listening on {}", cfg.listen), e))?;
+    tracing::info!(listen = %cfg.listen, sites = cfg.sites.len(), "vigil-rendezvous listening");
+    Rendezvous::new(cfg)?.serve(listener).await
+}
+
+async fn kubernetes_mode(a: &Args) -> vigil_site::Result<()> {
+    let (Some(cert), Some(key)) = (&a.cert_file, &a.key_file) else {
+        return Err(Error::Config(
+            "--kubernetes needs --cert-file and --key-file".into(),
+        ));
+    };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::Config(format!("Kubernetes client: {e}")))?;
+    let reg =
+        KubeRegistry::start(client.clone(), a.namespace.as_deref(), &a.recorder_secret).await?;
+    let rv = Rendezvous::with_registry(cert, key, reg.clone())?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
+        .await
+        .map_err(|e| Error::io(format!("listening on {}", a.listen), e))?;
+    tracing::info!(listen = %a.listen, namespace = a.namespace.as_deref().unwrap_or("(all)"),
+        sites = reg.sites().len(), "vigil-rendezvous listening (Kubernetes mode)");
+    let every = Duration::from_secs_f64(a.status_seconds.clamp(0.2, 60.0));
+    let status = tokio::spawn(kubernetes::status_loop(client, Arc::clone(&rv), reg, every));
+    let r = rv.serve(listener).await;
+    status.abort();
+    r
 }
