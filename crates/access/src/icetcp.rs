@@ -230,7 +230,13 @@ mod tests {
         for n in 0..SNIFF_BYTES {
             assert_eq!(sniff(&stun[..n]), Sniff::NeedMore, "{n} bytes");
         }
-        for http in ["GET / HTTP/1.1\r\n", "POST /x", "OPTIONS *", "D", "\x16\x03\x01"] {
+        for http in [
+            "GET / HTTP/1.1\r\n",
+            "POST /x",
+            "OPTIONS *",
+            "D",
+            "\x16\x03\x01",
+        ] {
             assert_eq!(sniff(http.as_bytes()), Sniff::Http, "{http}");
         }
         // A frame of something else (DTLS, a wrong cookie, a binding response, a length that
@@ -246,7 +252,10 @@ mod tests {
         len[1] ^= 4;
         assert_eq!(sniff(&len), Sniff::Other);
         assert_eq!(sniff(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Sniff::Other);
-        assert_eq!(sniff(&[0x01, 0xff, 0x16, 0xfe, 0, 0, 0, 0, 0, 0]), Sniff::Other);
+        assert_eq!(
+            sniff(&[0x01, 0xff, 0x16, 0xfe, 0, 0, 0, 0, 0, 0]),
+            Sniff::Other
+        );
     }
 
     #[test]

@@ -1353,8 +1353,8 @@ pub async fn run(a: ServeArgs) -> Result<()> {
                 .map_err(|e| Error::Http(format!("listener: {e}")))?
                 .port();
             rtc.enable_tcp(port, !a.webrtc_tcp_only);
-            let http = icetcp::split(listener, rtc)
-                .map_err(|e| Error::Http(format!("listener: {e}")))?;
+            let http =
+                icetcp::split(listener, rtc).map_err(|e| Error::Http(format!("listener: {e}")))?;
             axum::serve(http, router(st))
                 .with_graceful_shutdown(shutdown)
                 .await
