@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// candidate there, and connections to it are told apart from HTTP by their first bytes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub webrtc_ice_tcp: bool,
+    /// The port browsers reach the HTTP port at, put in the ICE-TCP candidate (a Service or
+    /// LoadBalancer port in front of `--listen`); default: the port of `--listen`.
+    #[arg(long, env = "VIGIL_WEBRTC_TCP_PORT")]
+    pub webrtc_tcp_port: Option<u16>,
     /// Leave the UDP candidate out of answers, so browsers must use ICE-TCP (for tests).
     #[arg(long, hide = true)]
     pub webrtc_tcp_only: bool,
@@ -1352,7 +1356,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
                 .local_addr()
                 .map_err(|e| Error::Http(format!("listener: {e}")))?
                 .port();
-            rtc.enable_tcp(port, !a.webrtc_tcp_only);
+            rtc.enable_tcp(a.webrtc_tcp_port.unwrap_or(port), !a.webrtc_tcp_only);
             let http =
                 icetcp::split(listener, rtc).map_err(|e| Error::Http(format!("listener: {e}")))?;
             axum::serve(http, router(st))
