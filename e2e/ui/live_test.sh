@@ -145,6 +145,9 @@ if [ $rc -ne 0 ]; then
   exit $rc
 fi
 kill "$tcp_pid" 2>/dev/null || true
+# Offer → ICE+DTLS connected, as the access point saw it (UDP: the first run above).
+conn() { sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'live viewer connected' | grep -o 'after_ms=[0-9]*' | head -1; }
+echo "connected after offer: udp $(conn "$work/serve.log"), tcp $(conn "$work/serve-tcp.log")"
 
 # The same over LL-HLS (~25 s): moving picture, latency, recorder SIGKILL + restart.
 set +e
