@@ -266,6 +266,45 @@ mod tests {
         assert!(frame(&vec![1; 65536]).is_none());
     }
 
+    /// The shared port over real sockets: HTTP is served as before; a frame that is not STUN
+    /// and a binding request for no session are closed at once.
+    #[tokio::test]
+    async fn one_port_for_http_and_ice_tcp() {
+        use tokio::io::AsyncWriteExt;
+        let rtc = WebRtc::bind("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        rtc.enable_tcp(addr.port(), true);
+        let http = split(listener, rtc).unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        tokio::spawn(async move { axum::serve(http, app).await });
+        async fn exchange(addr: SocketAddr, send: &[u8]) -> Vec<u8> {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(send).await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut got))
+                .await
+                .expect("connection not closed in time")
+                .ok();
+            got
+        }
+        let got = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+            "{text}"
+        );
+        assert!(exchange(addr, &frame(&[0; 30]).unwrap()).await.is_empty());
+        let stun = frame(&binding_request("nobody:x")).unwrap();
+        assert!(exchange(addr, &stun).await.is_empty());
+    }
+
     #[tokio::test]
     async fn reading_frames() {
         let mut input: Vec<u8> = Vec::new();
