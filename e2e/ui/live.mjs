@@ -6,6 +6,7 @@
 // (a child domain's camera: `<domain path>:ns/name`). VIGIL_TOKEN: the bearer token the page
 // uses; VIGIL_LIVE_NO_BACK=1 leaves out "back 30 s". VIGIL_LIVE_PROTO=hls: the same checks over
 // LL-HLS (the page's `?proto=hls`), also without "back 30 s" (the WebRTC run covers it).
+// VIGIL_LIVE_EXPECT_ICE=tcp|udp: checks the transport of the browser's selected candidate pair.
 // Prints the figures as JSON and one line "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
@@ -188,6 +189,21 @@ try {
       JSON.stringify(figures.latencyMs));
     const firstWithin = Number(process.env.VIGIL_LIVE_FIRST_FRAME_WITHIN_MS || 5000);
     check(`first frame within ${firstWithin} ms of opening (target 1 s: measured, see docs/benchmarks.md)`, state.firstFrameMs < firstWithin, String(state.firstFrameMs));
+  }
+  if (playing && process.env.VIGIL_LIVE_EXPECT_ICE) {
+    // The transport the browser chose: the remote (access point) candidate of the selected pair.
+    const remote = await page.evaluate(async () => {
+      const st = await window.vigilLive[0].getStats();
+      let pair = null;
+      st.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = st.get(r.selectedCandidatePairId); });
+      if (!pair) st.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+      const c = pair && st.get(pair.remoteCandidateId);
+      return c ? { protocol: c.protocol, port: c.port, tcpType: c.tcpType || null } : null;
+    });
+    const want = process.env.VIGIL_LIVE_EXPECT_ICE;
+    const port = Number(new URL(base).port);
+    check(`the WebRTC session runs over ICE-${want.toUpperCase()}${want === 'tcp' ? ' on the HTTP port' : ''}`,
+      remote && remote.protocol === want && (want !== 'tcp' || remote.port === port), JSON.stringify(remote));
   }
   if (playing && process.env.VIGIL_LIVE_RESTART) {
     // The recorder is SIGKILLed and started again 1 s later; the viewer's WebRTC session stays

@@ -93,7 +93,7 @@ for _ in $(seq 150); do
 done
 
 set +e
-VIGIL_LIVE_BADGES=1 VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
+VIGIL_LIVE_BADGES=1 VIGIL_LIVE_EXPECT_ICE=udp VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
   node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live.png"
 rc=$?
 set -e
@@ -101,6 +101,53 @@ if [ $rc -ne 0 ]; then
   for f in rec serve; do echo "--- $f.log"; tail -20 "$work/$f.log"; done
   exit $rc
 fi
+
+# ICE-TCP fallback (~12 s): a second access point whose answers carry no UDP candidate, so the
+# browser must reach it on the HTTP port over TCP (RFC 6544/4571); the page itself is served by
+# the same port. Moving picture and latency, as above.
+tport=$(free_port 1)
+tudp=$(free_port 2)
+"$access" serve --config "$work/serve.yaml" --no-auth --listen "127.0.0.1:$tport" \
+  --live-recorder "http://127.0.0.1:$recport" --live-token-file "$work/live.token" \
+  --webrtc-udp "127.0.0.1:$tudp" --webrtc-tcp-only 2>"$work/serve-tcp.log" &
+tcp_pid=$!
+pids+=($tcp_pid)
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$tport/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+# Hostile bytes on the shared port: a frame that is not STUN, and a binding request for no
+# session, are closed within a few seconds; HTTP still answers.
+python3 - "$tport" <<'PY' || fail "ICE-TCP: hostile connections not closed"
+import socket, struct, sys, time
+port = int(sys.argv[1])
+def closed_after(data):
+    s = socket.create_connection(("127.0.0.1", port)); s.settimeout(8); t = time.time()
+    s.sendall(data)
+    try:
+        got = s.recv(100)
+    except OSError:
+        got = b''
+    return got == b'' and time.time() - t < 7.5
+user = b"nobody:x"
+attr = struct.pack("!HH", 6, len(user)) + user
+stun = struct.pack("!HH", 1, len(attr)) + bytes.fromhex("2112a442") + bytes(12) + attr
+ok = closed_after(struct.pack("!H", 30) + bytes(30)) and closed_after(struct.pack("!H", len(stun)) + stun) \
+    and closed_after(struct.pack("!H", len(stun)) + stun[:10])
+sys.exit(0 if ok else 1)
+PY
+curl -fsS "http://127.0.0.1:$tport/readyz" >/dev/null || fail "HTTP on the shared port after hostile ICE-TCP input"
+echo "ok   ICE-TCP: hostile connections on the HTTP port are closed, HTTP still answers"
+set +e
+VIGIL_LIVE_NO_BACK=1 VIGIL_LIVE_EXPECT_ICE=tcp \
+  node e2e/ui/live.mjs "http://127.0.0.1:$tport" site-a/cam1 cam1 "${VIGIL_LIVE_TCP_SECONDS:-6}" "$out/live-tcp.png"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  echo "--- serve-tcp.log"; tail -20 "$work/serve-tcp.log"
+  exit $rc
+fi
+kill "$tcp_pid" 2>/dev/null || true
+# Offer → ICE+DTLS connected, as the access point saw it (UDP: the first run above).
+conn() { sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'live viewer connected' | grep -o 'after_ms=[0-9]*' | head -1; }
+echo "connected after offer: udp $(conn "$work/serve.log"), tcp $(conn "$work/serve-tcp.log")"
 
 # The same over LL-HLS (~25 s): moving picture, latency, recorder SIGKILL + restart.
 set +e

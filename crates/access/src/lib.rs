@@ -24,6 +24,7 @@ pub mod error;
 pub mod export;
 pub mod federation;
 pub mod hls;
+pub mod icetcp;
 pub mod live;
 pub mod llhls;
 pub mod triggers;
@@ -107,6 +108,17 @@ pub struct ServeArgs {
     /// when `--webrtc-udp` listens on every address.
     #[arg(long, env = "VIGIL_WEBRTC_CANDIDATE_IP")]
     pub webrtc_candidate_ip: Option<std::net::IpAddr>,
+    /// ICE-TCP fallback on the HTTP port (`--listen`): answers also carry a passive TCP
+    /// candidate there, and connections to it are told apart from HTTP by their first bytes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub webrtc_ice_tcp: bool,
+    /// The port browsers reach the HTTP port at, put in the ICE-TCP candidate (a Service or
+    /// LoadBalancer port in front of `--listen`); default: the port of `--listen`.
+    #[arg(long, env = "VIGIL_WEBRTC_TCP_PORT")]
+    pub webrtc_tcp_port: Option<u16>,
+    /// Leave the UDP candidate out of answers, so browsers must use ICE-TCP (for tests).
+    #[arg(long, hide = true)]
+    pub webrtc_tcp_only: bool,
 }
 
 #[derive(Clone)]
@@ -1326,6 +1338,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         .await
         .map_err(|e| Error::Http(format!("cannot listen on {}: {e}", a.listen)))?;
     info!(listen = %a.listen, "serving");
+    let rtc = st.0.webrtc.clone().filter(|_| a.webrtc_ice_tcp);
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -1337,10 +1350,26 @@ pub async fn run(a: ServeArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    axum::serve(listener, router(st))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Http(e.to_string()))
+    match rtc {
+        Some(rtc) => {
+            let port = listener
+                .local_addr()
+                .map_err(|e| Error::Http(format!("listener: {e}")))?
+                .port();
+            rtc.enable_tcp(a.webrtc_tcp_port.unwrap_or(port), !a.webrtc_tcp_only);
+            let http =
+                icetcp::split(listener, rtc).map_err(|e| Error::Http(format!("listener: {e}")))?;
+            axum::serve(http, router(st))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(st))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(|e| Error::Http(e.to_string()))
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@
 //! queue; when the session (or the network under it) does not keep up the queue fills, frames
 //! are dropped and the viewer resumes at the next keyframe.
 //!
+//! ICE-TCP (`crate::icetcp`): every answer also carries a passive TCP host candidate on the
+//! HTTP port; a connection there whose first frame is a binding request for a session is
+//! handed to it ([`WebRtc::serve_tcp`]), and what the session sends to that peer goes back
+//! on the connection, framed (RFC 4571).
+//!
 //! Where a session's frames come from is an [`Opener`]: this domain's recorder
 //! ([`Upstream::opener`]), or a child domain's access point through its tunnel
 //! (`federation::Federation::remote_live`, which reads the child's `live.frames`, itself served
@@ -20,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,9 +36,10 @@ use futures::stream::BoxStream;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
-use tokio::net::UdpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -45,6 +51,11 @@ use vigil_store::layout::CameraId;
 const PACKET_QUEUE: usize = 256;
 /// Frames queued between a session's upstream reader and the session.
 const FRAME_QUEUE: usize = 32;
+/// Packets queued towards one ICE-TCP connection before they are dropped (as UDP would).
+const TCP_OUT_QUEUE: usize = 512;
+/// An ICE-TCP connection that receives nothing for this long is closed (browsers send consent
+/// checks every few seconds).
+const TCP_IDLE: Duration = Duration::from_secs(30);
 /// Most concurrent WebRTC sessions.
 const MAX_SESSIONS: usize = 1000;
 /// A session whose ICE does not connect within this long is dropped.
@@ -280,12 +291,18 @@ pub struct WebRtc {
     candidate: SocketAddr,
     sessions: Mutex<HashMap<String, mpsc::Sender<Datagram>>>,
     next_id: AtomicU64,
+    /// The port of the passive ICE-TCP candidate (the HTTP port; 0: none).
+    tcp_port: AtomicU16,
+    /// Whether answers carry the UDP candidate (off only to test ICE-TCP).
+    udp_candidate: AtomicBool,
 }
 
 struct Datagram {
     at: Instant,
     source: SocketAddr,
     data: Vec<u8>,
+    /// Over ICE-TCP: where to send the session's packets to this peer.
+    tcp: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 /// The ICE user name fragment (ours) a STUN binding request is addressed to, from its
@@ -371,6 +388,8 @@ impl WebRtc {
             candidate,
             sessions: Mutex::default(),
             next_id: AtomicU64::new(1),
+            tcp_port: AtomicU16::new(0),
+            udp_candidate: AtomicBool::new(true),
         });
         tokio::spawn(me.clone().dispatch());
         Ok(me)
@@ -378,6 +397,77 @@ impl WebRtc {
 
     pub fn local_port(&self) -> u16 {
         self.candidate.port()
+    }
+
+    /// Offers a passive ICE-TCP candidate on `port` (the HTTP port, shared through
+    /// `crate::icetcp::split`) in every answer from now on; `udp: false` leaves the UDP
+    /// candidate out (to test the fallback).
+    pub fn enable_tcp(&self, port: u16, udp: bool) {
+        self.tcp_port.store(port, Ordering::Relaxed);
+        self.udp_candidate.store(udp, Ordering::Relaxed);
+        info!(tcp = %self.tcp_candidate().map(|c| c.to_string()).unwrap_or_default(), udp, "WebRTC ICE-TCP (passive) on the HTTP port");
+    }
+
+    fn tcp_candidate(&self) -> Option<SocketAddr> {
+        match self.tcp_port.load(Ordering::Relaxed) {
+            0 => None,
+            p => Some(SocketAddr::new(self.candidate.ip(), p)),
+        }
+    }
+
+    /// One ICE-TCP connection (its first bytes looked like a binding request): its first
+    /// frame must be a binding request for one of our sessions, within
+    /// `icetcp::FIRST_STUN_TIMEOUT`; then its frames go to that session and the session's
+    /// packets to this peer come back on it, until either ends or it stays silent for
+    /// [`TCP_IDLE`].
+    pub async fn serve_tcp(&self, stream: TcpStream, peer: SocketAddr) {
+        use crate::icetcp::{FIRST_STUN_TIMEOUT, frame, read_frame};
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut buf = Vec::new();
+        let first = tokio::time::timeout(FIRST_STUN_TIMEOUT, read_frame(&mut rd, &mut buf)).await;
+        let Ok(Ok(Some(n))) = first else {
+            debug!(%peer, "ICE-TCP: no complete first frame in time");
+            return;
+        };
+        let session = stun_local_ufrag(&buf[..n]).and_then(|u| {
+            let s = self.sessions.lock().ok()?;
+            s.get(u).map(|tx| (u.to_string(), tx.clone()))
+        });
+        let Some((ufrag, session)) = session else {
+            debug!(%peer, "ICE-TCP: first frame is not a binding request for a session");
+            return;
+        };
+        info!(%peer, session = %ufrag, "live viewer on ICE-TCP");
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(TCP_OUT_QUEUE);
+        let writer = tokio::spawn(async move {
+            while let Some(p) = out_rx.recv().await {
+                let Some(f) = frame(&p) else { continue };
+                if wr.write_all(&f).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut n = n;
+        loop {
+            let d = Datagram {
+                at: Instant::now(),
+                source: peer,
+                data: buf[..n].to_vec(),
+                tcp: Some(out_tx.clone()),
+            };
+            match session.try_send(d) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+            n = match tokio::time::timeout(TCP_IDLE, read_frame(&mut rd, &mut buf)).await {
+                Ok(Ok(Some(n))) => n,
+                _ => break,
+            };
+        }
+        drop(out_tx);
+        writer.abort();
+        debug!(%peer, "ICE-TCP connection ended");
     }
 
     fn session_count(&self) -> usize {
@@ -422,6 +512,7 @@ impl WebRtc {
                     at: Instant::now(),
                     source,
                     data,
+                    tcp: None,
                 });
             }
         }
@@ -447,9 +538,20 @@ impl WebRtc {
             .clear_codecs()
             .enable_h264(true)
             .build(Instant::now());
-        let cand = Candidate::host(self.candidate, "udp")
-            .map_err(|e| Error::Live(format!("candidate: {e}")))?;
-        rtc.add_local_candidate(cand);
+        if self.udp_candidate.load(Ordering::Relaxed) || self.tcp_candidate().is_none() {
+            let cand = Candidate::host(self.candidate, "udp")
+                .map_err(|e| Error::Live(format!("candidate: {e}")))?;
+            rtc.add_local_candidate(cand);
+        }
+        if let Some(tcp) = self.tcp_candidate() {
+            let cand = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| Error::Live(format!("TCP candidate: {e}")))?;
+            rtc.add_local_candidate(cand);
+        }
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -511,11 +613,20 @@ impl WebRtc {
         let mut need_key = true;
         let (mut sent, mut dropped) = (0u64, 0u64);
         let mut clock = OutClock::default();
+        // ICE-TCP peers of this session: where their packets go.
+        let mut tcp_peers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+        let tcp_local = self.tcp_candidate();
         loop {
             // Everything the Rtc has to say, until it wants to wait.
             let deadline = loop {
                 match rtc.poll_output().map_err(|e| Error::Live(e.to_string()))? {
                     Output::Timeout(t) => break t,
+                    Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                        if let Some(tx) = tcp_peers.get(&t.destination) {
+                            // A connection that does not keep up loses packets, as UDP would.
+                            let _ = tx.try_send(t.contents.to_vec());
+                        }
+                    }
                     Output::Transmit(t) => {
                         let _ = self.socket.try_send_to(&t.contents, t.destination);
                     }
@@ -552,11 +663,20 @@ impl WebRtc {
             tokio::select! {
                 p = packets.recv() => {
                     let Some(p) = p else { return Ok((sent, dropped)) }; // closed (DELETE)
+                    let (proto, destination) = match (p.tcp, tcp_local) {
+                        (Some(tx), Some(local)) => {
+                            tcp_peers.retain(|_, t| !t.is_closed());
+                            tcp_peers.entry(p.source).or_insert(tx);
+                            (Protocol::Tcp, local)
+                        }
+                        (Some(_), None) => continue,
+                        (None, _) => (Protocol::Udp, self.candidate),
+                    };
                     let Ok(contents) = p.data.as_slice().try_into() else { continue };
                     let input = Input::Receive(p.at, Receive {
-                        proto: Protocol::Udp,
+                        proto,
                         source: p.source,
-                        destination: self.candidate,
+                        destination,
                         contents,
                     });
                     if rtc.accepts(&input) {
