@@ -242,3 +242,28 @@ pub fn check_camera(
     }
     out
 }
+
+/// `check_camera` for each of `cameras`, added up: frames expected and missing in total, and
+/// every camera's failures. Prints the total.
+pub fn check_cameras(
+    src: &FrameSource<'_>,
+    cameras: &[String],
+    from_ms: i64,
+    to_ms: i64,
+    lost: &[(String, Lost)],
+) -> CameraFrames {
+    let mut total = CameraFrames::default();
+    for name in cameras {
+        let c = check_camera(src, name, from_ms, to_ms, lost);
+        total.expected += c.expected;
+        total.missing += c.missing;
+        total.missing_seconds += c.missing_seconds;
+        total.reported_seconds += c.reported_seconds;
+        total.failures.extend(c.failures);
+    }
+    println!(
+        "total: {} of {} produced frames missing, window {from_ms}..{to_ms}",
+        total.missing, total.expected
+    );
+    total
+}

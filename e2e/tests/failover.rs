@@ -15,7 +15,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::api::Api;
 use vigil_api::{Backfill, BackfillPhase, BackfillReason, RecorderPool};
-use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
+use vigil_e2e::frame_check::{FrameSource, check_cameras, finished_backfills};
 use vigil_e2e::harness::stored_segments;
 use vigil_e2e::rig::{Rig, RigConfig};
 use vigil_e2e::*;
@@ -165,10 +165,7 @@ async fn sigkilled_recorder_cameras_resume_on_the_others() {
         height: HEIGHT,
         frame_ms: 1000 / FPS,
     };
-    let mut failures = vec![];
-    for cam in &rig.cameras {
-        failures.extend(check_camera(&src, cam, from_ms, to_ms, &lost).failures);
-    }
+    let failures = check_cameras(&src, &rig.cameras, from_ms, to_ms, &lost).failures;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     delete_namespace(&client, &rig.namespace).await;

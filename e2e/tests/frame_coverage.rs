@@ -16,7 +16,7 @@
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use vigil_e2e::frame_check::{FrameSource, check_camera, finished_backfills};
+use vigil_e2e::frame_check::{FrameSource, check_cameras, finished_backfills};
 use vigil_e2e::rig::{Rig, RigConfig, busiest};
 use vigil_e2e::*;
 use vigil_testkit::{now_ms, read_store};
@@ -128,18 +128,7 @@ async fn every_frame_the_camera_produced_is_stored_or_reported_lost() {
         height: HEIGHT,
         frame_ms: FRAME_MS,
     };
-    let mut failures = vec![];
-    let mut total_missing = 0usize;
-    let mut total_expected = 0usize;
-    for name in &rig.cameras {
-        let c = check_camera(&src, name, from_ms, to_ms, &lost);
-        total_missing += c.missing;
-        total_expected += c.expected;
-        failures.extend(c.failures);
-    }
-    println!(
-        "total: {total_missing} of {total_expected} produced frames missing, window {from_ms}..{to_ms}"
-    );
+    let failures = check_cameras(&src, &rig.cameras, from_ms, to_ms, &lost).failures;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     delete_namespace(&client, &rig.namespace).await;

@@ -455,6 +455,21 @@ impl Device {
         }
     }
 
+    /// Ends a search (recordings or events), whatever became of it: a camera holds few search
+    /// sessions, so one is never left open; its answer does not matter.
+    async fn end_search(&self, search: &Url, token: &str) {
+        let _ = self
+            .call(
+                search,
+                "EndSearch",
+                &format!(
+                    "<tse:EndSearch><tse:SearchToken>{}</tse:SearchToken></tse:EndSearch>",
+                    xml_escape(token)
+                ),
+            )
+            .await;
+    }
+
     /// Recording tokens the search service lists, in order.
     pub async fn recordings(&self, search: &Url) -> Result<Vec<String>> {
         let t = self
@@ -489,16 +504,7 @@ impl Device {
                 break;
             }
         }
-        let _ = self
-            .call(
-                search,
-                "EndSearch",
-                &format!(
-                    "<tse:EndSearch><tse:SearchToken>{}</tse:SearchToken></tse:EndSearch>",
-                    xml_escape(&token)
-                ),
-            )
-            .await;
+        self.end_search(search, &token).await;
         Ok(tokens)
     }
 
@@ -593,16 +599,7 @@ impl Device {
                 break;
             }
         }
-        let _ = self
-            .call(
-                search,
-                "EndSearch",
-                &format!(
-                    "<tse:EndSearch><tse:SearchToken>{}</tse:SearchToken></tse:EndSearch>",
-                    xml_escape(&token)
-                ),
-            )
-            .await;
+        self.end_search(search, &token).await;
         result?;
         out.events
             .sort_by_key(|e| (e.time_ms, !e.start_state, e.topic as u8));

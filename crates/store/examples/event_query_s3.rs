@@ -58,7 +58,7 @@ async fn fill(store: &dyn ObjectStore, cameras: usize) -> u64 {
                     .await
                     .expect("put");
                 let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if d % 20_000 == 0 {
+                if d.is_multiple_of(20_000) {
                     eprintln!("  {d} records stored");
                 }
             }
@@ -100,15 +100,28 @@ async fn main() {
         ("24 h", 86_400_000i64, 12usize),
         ("30 days", DAYS * 86_400_000, 360),
     ] {
-        for (listing, n) in [(Listing::Range, 100), (Listing::Days, 30), (Listing::Hours, 5)] {
+        for (listing, n) in [
+            (Listing::Range, 100),
+            (Listing::Days, 30),
+            (Listing::Hours, 5),
+        ] {
             let mut ms = Vec::new();
             for i in 0..n {
                 let cam = camera((i * 37) % cameras);
                 let to = END_MS - (i as i64 % 5) * 3_600_000;
                 let t = Instant::now();
-                let got = query_listing(&store, "vigil", &cam, to - len_ms, to, None, 10_001, listing)
-                    .await
-                    .expect("query");
+                let got = query_listing(
+                    &store,
+                    "vigil",
+                    &cam,
+                    to - len_ms,
+                    to,
+                    None,
+                    10_001,
+                    listing,
+                )
+                .await
+                .expect("query");
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 assert!(got.len().abs_diff(want) <= 3, "{} events", got.len());
             }
