@@ -12,10 +12,30 @@ use vigil_config::CameraConfig;
 use vigil_media::segmenter::{AudioIn, Discontinuity, Event, Segmenter, VideoIn};
 use vigil_media::timeline::Timeline;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tracing::warn;
+
 use crate::camera::Ctx;
-use crate::event_gate::{EventGate, Out};
+use crate::event_gate::{EventGate, GateStats, Item, Out};
 use crate::event_source::{self, Trigger};
+use crate::metrics::CamLabels;
+use crate::prebuf_spill::SpillStore;
 use crate::windows;
+
+/// The pre-event spill of a camera: its file and metrics (issue #17).
+struct Spill {
+    store: SpillStore,
+    mem_bytes: usize,
+    /// Logged the first error already (one line per camera task, the counter counts).
+    logged: bool,
+    memory: Gauge,
+    spilled: Gauge,
+    failures: Counter,
+    dropped: Counter,
+    /// The gate's counters already added to the metrics.
+    seen: GateStats,
+}
 
 /// A camera's event state across its sessions.
 pub struct Events {
@@ -26,6 +46,8 @@ pub struct Events {
     /// Which sources have an event in progress (so a new session starts recording at once).
     active: [bool; 3],
     scratch: Vec<Out>,
+    /// `Event` mode with a pre-event time: where the gate's older GOPs go.
+    spill: Option<Spill>,
 }
 
 impl Events {
@@ -57,19 +79,45 @@ impl Events {
                 tx,
             );
         }
+        let spill = match gate {
+            Some((pre, _)) if pre > 0 && ctx.settings.prebuffer_memory_bytes != usize::MAX => {
+                let l = CamLabels::from(&cfg.id);
+                let m = &ctx.metrics;
+                Some(Spill {
+                    store: SpillStore::new(&ctx.settings.buffer_dir, &cfg.id),
+                    mem_bytes: ctx.settings.prebuffer_memory_bytes,
+                    logged: false,
+                    memory: m.prebuffer_memory_bytes.get_or_create(&l).clone(),
+                    spilled: m.prebuffer_spilled_bytes.get_or_create(&l).clone(),
+                    failures: m.prebuffer_spill_failures.get_or_create(&l).clone(),
+                    dropped: m.prebuffer_dropped_bytes.get_or_create(&l).clone(),
+                    seen: GateStats::default(),
+                })
+            }
+            _ => None,
+        };
         Some(Events {
             rx,
             gate,
             active: [false; 3],
             scratch: Vec::new(),
+            spill,
         })
     }
 
     /// A session's gate (its buffer starts empty: a new session is a new timeline); `None`
     /// when frames pass straight through.
-    pub fn gate(&self) -> Option<EventGate> {
+    pub fn gate(&mut self) -> Option<EventGate> {
         let (pre, post) = self.gate?;
-        Some(EventGate::new(pre, post, EventGate::bound_for(pre)))
+        let bound = EventGate::bound_for(pre);
+        Some(match &mut self.spill {
+            Some(sp) => {
+                sp.store.clear();
+                sp.seen = GateStats::default();
+                EventGate::with_spill(pre, post, bound, sp.mem_bytes)
+            }
+            None => EventGate::new(pre, post, bound),
+        })
     }
 
     fn any_active(&self) -> bool {
@@ -111,23 +159,88 @@ pub fn push_video(
         g.begin(f.ts, &mut outs);
     }
     g.video(f, &mut outs);
+    let result = apply(&mut ev.spill, g, seg, &mut outs, out);
+    ev.scratch = outs;
+    result
+}
+
+/// Carries out the gate's outputs: to the segmenter, to and from the spill file.
+fn apply(
+    spill: &mut Option<Spill>,
+    g: &mut EventGate,
+    seg: &mut Segmenter,
+    outs: &mut Vec<Out>,
+    out: &mut Vec<Event>,
+) -> Result<(), Discontinuity> {
     let mut result = Ok(());
+    // A spill write failed in this batch: later spilled GOPs of it are lost too.
+    let mut lost = false;
     for o in outs.drain(..) {
-        if result.is_err() {
-            continue;
-        }
         match o {
-            Out::Video(v) => result = seg.push_video(v, out),
-            Out::Audio(a) => seg.push_audio(a, out),
-            Out::Finish => seg.finish(out),
+            Out::Video(v) if result.is_ok() => result = seg.push_video(v, out),
+            Out::Audio(a) if result.is_ok() => seg.push_audio(a, out),
+            Out::Finish if result.is_ok() => seg.finish(out),
+            Out::Video(_) | Out::Audio(_) | Out::Finish => {}
+            Out::Spill(gop) => {
+                let Some(sp) = spill.as_mut() else { continue };
+                if lost {
+                    continue;
+                }
+                if let Err(e) = sp.store.append(&gop) {
+                    lost = true;
+                    g.spill_lost();
+                    sp.store.clear();
+                    if !sp.logged {
+                        sp.logged = true;
+                        warn!(error = %e, "cannot spill the pre-event buffer to disk; dropping its oldest part (counted in prebuffer_dropped_bytes)");
+                    }
+                }
+            }
+            Out::SpillTrim { keep_from_ts } => {
+                if let Some(sp) = spill.as_mut() {
+                    sp.store.trim(keep_from_ts);
+                }
+            }
+            Out::Unspill { from_ts } => {
+                let Some(sp) = spill.as_mut() else { continue };
+                let (items, err) = sp.store.take_from(from_ts);
+                if let Some(e) = err {
+                    g.spill_lost();
+                    if !sp.logged {
+                        sp.logged = true;
+                        warn!(error = %e, "cannot read back the spilled pre-event buffer; recording starts later");
+                    }
+                    // What was read before the error cannot be joined to what follows.
+                    continue;
+                }
+                for i in items {
+                    if result.is_err() {
+                        break;
+                    }
+                    match i {
+                        Item::Video(v) => result = seg.push_video(v, out),
+                        Item::Audio(a) => seg.push_audio(a, out),
+                    }
+                }
+            }
         }
     }
-    ev.scratch = outs;
+    if let Some(sp) = spill.as_mut() {
+        let s = g.stats();
+        sp.memory.set(s.buffered_bytes as i64);
+        sp.spilled.set(s.spilled_bytes as i64);
+        sp.failures
+            .inc_by(s.spill_failures.saturating_sub(sp.seen.spill_failures));
+        sp.dropped
+            .inc_by(s.dropped_bytes.saturating_sub(sp.seen.dropped_bytes));
+        sp.seen = s;
+    }
     result
 }
 
 /// One audio frame into the segmenter, through the gate in `Event` mode.
 pub fn push_audio(
+    events: Option<&mut Events>,
     gate: &mut Option<EventGate>,
     seg: &mut Segmenter,
     a: AudioIn,
@@ -138,9 +251,11 @@ pub fn push_audio(
     };
     let mut outs = Vec::new();
     g.audio(a, &mut outs);
-    for o in outs {
-        if let Out::Audio(a) = o {
-            seg.push_audio(a, out);
-        }
-    }
+    let mut none = None;
+    let spill = match events {
+        Some(ev) => &mut ev.spill,
+        None => &mut none,
+    };
+    // Audio produces no video output (only spill work), so no discontinuity can arise.
+    let _ = apply(spill, g, seg, &mut outs, out);
 }

@@ -16,6 +16,7 @@ pub mod event_source;
 pub mod http;
 pub mod kubernetes;
 pub mod live;
+pub mod prebuf_spill;
 pub mod metrics;
 pub mod quarantine;
 pub mod record;

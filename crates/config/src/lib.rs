@@ -346,6 +346,9 @@ pub struct Settings {
     pub stall_timeout: Duration,
     /// Read each camera's socket at most this often (0: on every packet). See `camera.rs`.
     pub read_batch: Duration,
+    /// `Event` mode: complete GOPs of the pre-event buffer kept in memory per camera; older
+    /// ones spill to the buffer directory (`usize::MAX`: never spill).
+    pub prebuffer_memory_bytes: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Who we are in gap records and status (pod name or host name).
@@ -365,6 +368,9 @@ pub struct Overrides {
 }
 
 pub const DEFAULT_BUFFER_DIR: &str = "/var/lib/vigil/buffer";
+
+/// Default of [`Settings::prebuffer_memory_bytes`]: 16 MiB, ~32 s of a 4 Mbit/s camera.
+pub const DEFAULT_PREBUFFER_MEMORY_BYTES: usize = 16 << 20;
 
 pub fn validate_segment_seconds(s: u32) -> Result<u32> {
     if !(2..=600).contains(&s) {
