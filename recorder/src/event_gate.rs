@@ -35,10 +35,14 @@ pub enum Out {
     /// Append this whole GOP to the spill file (it is newer than everything spilled before).
     Spill(SpillGop),
     /// Spilled GOPs starting before `keep_from_ts` are no longer wanted (`i64::MAX`: none is).
-    SpillTrim { keep_from_ts: i64 },
+    SpillTrim {
+        keep_from_ts: i64,
+    },
     /// Give the segmenter the spilled GOPs from the one starting at `from_ts` on, in order,
     /// before anything that follows; then the spill is empty.
-    Unspill { from_ts: i64 },
+    Unspill {
+        from_ts: i64,
+    },
 }
 
 /// A whole GOP for the spill file: a keyframe first, then the frames (and audio) after it.
@@ -528,7 +532,13 @@ mod tests {
             "the file holds what the gate counts"
         );
         assert_eq!(s.dropped_bytes, 0);
-        let runs = run_with(&mut g, &mut file, 1000, 1400, &[(1010, true), (1020, false)]);
+        let runs = run_with(
+            &mut g,
+            &mut file,
+            1000,
+            1400,
+            &[(1010, true), (1020, false)],
+        );
         // As without spill: from the GOP containing 1010 − 250 = 760 (starts at 750).
         assert_eq!(runs, vec![(750, 1074)]);
         // Buffering (and spilling) started again after the recording; the file holds only
@@ -550,7 +560,10 @@ mod tests {
         g.spill_lost();
         file.clear();
         let s = g.stats();
-        assert_eq!((s.spill_failures, s.dropped_bytes, s.spilled_bytes), (1, spilled as u64, 0));
+        assert_eq!(
+            (s.spill_failures, s.dropped_bytes, s.spilled_bytes),
+            (1, spilled as u64, 0)
+        );
         // Recording goes on with what is in memory: the two complete GOPs and the current one.
         let runs = run_with(&mut g, &mut file, 1000, 1100, &[(1010, true)]);
         assert_eq!(runs, vec![(950, 1099)]);

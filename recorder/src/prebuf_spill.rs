@@ -46,7 +46,10 @@ pub struct SpillStore {
 impl SpillStore {
     /// The camera's spill directory, emptied (a previous run's files are of no use).
     pub fn new(buffer_dir: &Path, cam: &CameraId) -> SpillStore {
-        let dir = buffer_dir.join("prebuf").join(&cam.namespace).join(&cam.name);
+        let dir = buffer_dir
+            .join("prebuf")
+            .join(&cam.namespace)
+            .join(&cam.name);
         let _ = fs::remove_dir_all(&dir);
         SpillStore {
             dir,
