@@ -119,9 +119,9 @@ impl SpillStore {
         self.file = None;
         for c in std::mem::take(&mut self.chunks) {
             if err.is_none() && c.last_start_ts >= from_ts {
-                match fs::read(&c.path) {
-                    Ok(data) => {
-                        if !decode(&data, from_ts, &mut items) {
+                match fs::File::open(&c.path) {
+                    Ok(f) => {
+                        if !decode(f, from_ts, &mut items) {
                             err = Some(std::io::Error::new(
                                 std::io::ErrorKind::InvalidData,
                                 "truncated spill record",
@@ -173,65 +173,66 @@ fn encode(i: &Item, buf: &mut Vec<u8>) {
     }
 }
 
-/// Appends the records of `data` from the first keyframe at or after `from_ts`; false if the
-/// data ends inside a record.
-fn decode(mut data: &[u8], from_ts: i64, items: &mut Vec<Item>) -> bool {
-    fn take<'a>(d: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if d.len() < n {
-            return None;
-        }
-        let (a, b) = d.split_at(n);
-        *d = b;
-        Some(a)
+/// Appends the records of `r` from the first keyframe at or after `from_ts` (record by
+/// record: the chunk is never in memory whole); false if it ends inside a record.
+fn decode(r: impl std::io::Read, from_ts: i64, items: &mut Vec<Item>) -> bool {
+    use std::io::Read;
+    fn arr<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        r.read_exact(&mut b)?;
+        Ok(b)
     }
-    fn i64_(d: &mut &[u8]) -> Option<i64> {
-        Some(i64::from_le_bytes(take(d, 8)?.try_into().ok()?))
+    fn payload(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+        let len = u32::from_le_bytes(arr::<4>(r)?) as usize;
+        let mut data = vec![0u8; len];
+        r.read_exact(&mut data)?;
+        Ok(data)
     }
-    fn u32_(d: &mut &[u8]) -> Option<u32> {
-        Some(u32::from_le_bytes(take(d, 4)?.try_into().ok()?))
-    }
+    let mut r = std::io::BufReader::with_capacity(64 << 10, r);
     let mut on = !items.is_empty();
-    let mut one = |d: &mut &[u8]| -> Option<()> {
-        match take(d, 1)?[0] {
+    let mut one = |r: &mut std::io::BufReader<_>| -> std::io::Result<bool> {
+        let mut tag = [0u8; 1];
+        if r.read(&mut tag)? == 0 {
+            return Ok(false);
+        }
+        let t = i64::from_le_bytes(arr::<8>(r)?);
+        match tag[0] {
             b'V' => {
-                let ts = i64_(d)?;
-                let flags = take(d, 1)?[0];
-                let len = u32_(d)? as usize;
-                let payload = take(d, len)?;
+                let flags = arr::<1>(r)?[0];
+                let data = payload(r)?;
                 let key = flags & 1 != 0;
-                on |= key && ts >= from_ts;
+                on |= key && t >= from_ts;
                 if on {
                     items.push(Item::Video(VideoIn {
-                        ts,
+                        ts: t,
                         key,
                         new_params: flags & 2 != 0,
-                        data: payload.to_vec(),
+                        data,
                     }));
                 }
             }
             b'A' => {
-                let pos = i64_(d)?;
-                let duration = u32_(d)?;
-                let len = u32_(d)? as usize;
-                let payload = take(d, len)?;
+                let duration = u32::from_le_bytes(arr::<4>(r)?);
+                let data = payload(r)?;
                 if on {
                     items.push(Item::Audio(AudioIn {
-                        pos,
+                        pos: t,
                         duration,
-                        data: payload.to_vec(),
+                        data,
                     }));
                 }
             }
-            _ => return None,
+            _ => return Err(std::io::ErrorKind::InvalidData.into()),
         }
-        Some(())
+        Ok(true)
     };
-    while !data.is_empty() {
-        if one(&mut data).is_none() {
-            return false;
+    loop {
+        match one(&mut r) {
+            Ok(true) => {}
+            Ok(false) => return true,
+            Err(_) => return false,
         }
     }
-    true
 }
 
 #[cfg(test)]
