@@ -194,3 +194,79 @@ cameras:
         "ends at {ge}, too late for {we}"
     );
 }
+
+fn proc_kb(pid: i32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Figure for docs/benchmarks.md (not a CI test, ~100 s): two recorders record the same
+/// simulated 4 Mbit/s camera in `Event` mode with `preSeconds: 60` and no event, one keeping the
+/// pre-event buffer in memory (the bound set beyond it), one spilling beyond 1 MiB; after 80 s
+/// their resident memory (VmRSS, VmHWM) and the gate's metrics.
+/// `cargo test -p vigil-recorder --test prebuffer_spill -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn prebuffer_rss_with_and_without_the_spill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = Sim::start_on(
+        "127.0.0.1",
+        &["name=door,codec=h264,bitrate=4000,fps=25,width=1280,height=720,gop=25".to_string()],
+        None,
+        Some(&tmp.path().join("sim.log")),
+    );
+    let control_port = sim.control_port;
+    let start = |name: &str, mem: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = write_config(
+            &dir,
+            &format!(
+                r#"
+storage: {{local: {{path: {store}}}}}
+buffer: {{dir: {buf}}}
+cameraNetworks: {{allow: [127.0.0.1/32]}}
+cameras:
+  - namespace: site-a
+    name: door
+    url: "{url}"
+    events: {{onvifUrl: "http://127.0.0.1:{control_port}/onvif/device_service", preSeconds: 60, postSeconds: 5}}
+"#,
+                store = dir.join("store").display(),
+                buf = dir.join("buf").display(),
+                url = sim.url("door"),
+            ),
+        );
+        Recorder::start(
+            &config,
+            &["--prebuffer-memory-bytes", mem],
+            &dir.join("recorder.log"),
+        )
+    };
+    // 1 GiB: beyond the pre-event buffer's total bound (128 MB for 60 s), so nothing spills.
+    let all = start("memory", &(1u64 << 30).to_string());
+    let spill = start("spill", &(1u64 << 20).to_string());
+    thread::sleep(Duration::from_secs(80));
+    for (name, rec) in [("all in memory", &all), ("spill beyond 1 MiB", &spill)] {
+        let pid = rec.proc.pid();
+        let bytes_in = {
+            let m = rec.metrics();
+            m.lines()
+                .find(|l| l.starts_with("vigil_recorder_bytes_in_total"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        println!(
+            "{name}: VmRSS {:.1} MB, VmHWM {:.1} MB; pre-event buffer {:.1} MB in memory, {:.1} MB spilled; stream {:.2} Mbit/s",
+            proc_kb(pid, "VmRSS:") / 1024.0,
+            proc_kb(pid, "VmHWM:") / 1024.0,
+            metric(rec, "vigil_recorder_prebuffer_memory_bytes") / 1e6,
+            metric(rec, "vigil_recorder_prebuffer_spilled_bytes") / 1e6,
+            bytes_in * 8.0 / 80.0 / 1e6,
+        );
+    }
+}
