@@ -150,7 +150,11 @@ fn prebuffer_child(mem: usize) {
 /// Item 4: both children, same run.
 fn prebuffer_rss() {
     let exe = std::env::current_exe().expect("own path");
-    for (name, mem) in [("all in memory", usize::MAX), ("spill, 1 MiB", 1 << 20)] {
+    for (name, mem) in [
+        ("all in memory", usize::MAX),
+        ("spill, 16 MiB (default)", 16 << 20),
+        ("spill, 1 MiB", 1 << 20),
+    ] {
         let o = std::process::Command::new(&exe)
             .args(["0", "prebuf-child", &mem.to_string()])
             .output()
