@@ -259,3 +259,89 @@ pub fn push_audio(
     // Audio produces no video output (only spill work), so no discontinuity can arise.
     let _ = apply(spill, g, seg, &mut outs, out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_media::segmenter::Policy;
+    use vigil_store::layout::CameraId;
+
+    fn spill(dir: &std::path::Path, mem_bytes: usize) -> Spill {
+        let cam = CameraId::new("ns", "cam").unwrap();
+        Spill {
+            store: SpillStore::new(dir, &cam),
+            mem_bytes,
+            logged: false,
+            memory: Gauge::default(),
+            spilled: Gauge::default(),
+            failures: Counter::default(),
+            dropped: Counter::default(),
+            seen: GateStats::default(),
+        }
+    }
+
+    /// Frames `from..to` (25 fps, GOPs of 25, 100 bytes) through gate and spill into a
+    /// segmenter, an event beginning at frame `event`; the first recorded frame.
+    fn feed(sp: &mut Option<Spill>, g: &mut EventGate, seg: &mut Segmenter, event: i64) -> i64 {
+        let mut outs = Vec::new();
+        let mut evs = Vec::new();
+        let mut first = None;
+        for n in 0..event + 100 {
+            if n == event {
+                g.begin(n * 3600, &mut outs);
+            }
+            g.video(
+                VideoIn {
+                    ts: n * 3600,
+                    key: n % 25 == 0,
+                    new_params: n == 0,
+                    data: vec![1; 100],
+                },
+                &mut outs,
+            );
+            apply(sp, g, seg, &mut outs, &mut evs).unwrap();
+            for e in evs.drain(..) {
+                if let Event::Open { start_ts, .. } = e {
+                    first.get_or_insert(start_ts / 3600);
+                }
+            }
+        }
+        first.expect("a recording")
+    }
+
+    fn segmenter() -> Segmenter {
+        Segmenter::new(Policy {
+            segment_ticks: 4 * 90_000,
+            fragment_ticks: 90_000,
+            audio_rate: None,
+        })
+    }
+
+    #[test]
+    fn spilled_gops_come_back_from_the_file_ahead_of_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sp = Some(spill(tmp.path(), 3000));
+        // pre 10 s: the event at frame 1000 records from frame 750.
+        let mut g = EventGate::with_spill(10, 0, usize::MAX, 3000);
+        let first = feed(&mut sp, &mut g, &mut segmenter(), 1000);
+        assert_eq!(first, 750);
+        let s = sp.as_ref().unwrap();
+        assert_eq!((s.failures.get(), s.dropped.get()), (0, 0));
+    }
+
+    #[test]
+    fn a_spill_that_cannot_be_written_drops_the_oldest_data_and_recording_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A file where the spill directory should be: every write fails (as on a full disk).
+        std::fs::write(tmp.path().join("prebuf"), b"not a directory").unwrap();
+        let mut sp = Some(spill(tmp.path(), 3000));
+        let mut g = EventGate::with_spill(10, 0, usize::MAX, 3000);
+        let first = feed(&mut sp, &mut g, &mut segmenter(), 1000);
+        // What memory held: the GOP being filled and the one before (3000 bytes bound).
+        assert!((950..1000).contains(&first), "recorded from {first}");
+        let s = sp.as_ref().unwrap();
+        assert!(s.failures.get() > 0);
+        assert!(s.dropped.get() > 0);
+        assert!(s.logged);
+    }
+}
