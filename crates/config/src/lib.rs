@@ -329,6 +329,9 @@ impl CameraConfig {
     }
 }
 
+/// Default of [`Settings::prebuffer_memory_bytes`]: 16 MiB, ~32 s of a 4 Mbit/s camera.
+pub const DEFAULT_PREBUFFER_MEMORY_BYTES: usize = 16 << 20;
+
 /// Everything `record` needs apart from the camera list.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -368,9 +371,6 @@ pub struct Overrides {
 }
 
 pub const DEFAULT_BUFFER_DIR: &str = "/var/lib/vigil/buffer";
-
-/// Default of [`Settings::prebuffer_memory_bytes`]: 16 MiB, ~32 s of a 4 Mbit/s camera.
-pub const DEFAULT_PREBUFFER_MEMORY_BYTES: usize = 16 << 20;
 
 pub fn validate_segment_seconds(s: u32) -> Result<u32> {
     if !(2..=600).contains(&s) {
