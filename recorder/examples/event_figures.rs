@@ -16,7 +16,13 @@
 //!    as one key-ordered listing from the window's first hour (`Listing::Range`, S3
 //!    `start-after`, stopped at the window's end: one LIST here), what `query` now does on S3.
 //!
-//! `cargo run --release -p vigil-recorder --example event_figures [cameras] [s3]`
+//! 4. With `prebuf-rss`: the pre-event buffer of item 1 (60 s, 4 Mbit/s, 10 minutes of
+//!    stream, then an event) in two child processes, one keeping it all in memory and one with
+//!    the spill (`--prebuffer-memory-bytes` 1 MiB: the gate's spilled GOPs appended to, trimmed
+//!    in and read back from a `SpillStore` file in a temporary directory, as the camera task
+//!    does): each child's peak RSS (VmHWM) while waiting and after the event's read-back.
+//!
+//! `cargo run --release -p vigil-recorder --example event_figures [cameras] [s3|prebuf-rss]`
 
 use std::time::Instant;
 
@@ -24,7 +30,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use vigil_media::segmenter::VideoIn;
-use vigil_recorder::event_gate::{EventGate, Out};
+use vigil_recorder::event_gate::{EventGate, Item, Out};
+use vigil_recorder::prebuf_spill::SpillStore;
 use vigil_store::events::{EventKey, EventRecord, EventType, Listing, query, query_listing};
 use vigil_store::layout::CameraId;
 
@@ -75,6 +82,112 @@ fn prebuffer() {
         peak_rss.saturating_sub(rss0) as f64 / 1e6,
         EventGate::bound_for(60) as f64 / 1e6
     );
+}
+
+/// `VmHWM` (peak resident set) of this process, bytes.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// One child of `prebuf-rss`: `mem` bytes in memory (`usize::MAX`: no spill).
+fn prebuffer_child(mem: usize) {
+    const FPS: i64 = 25;
+    let bytes_per_s: usize = 4_000_000 / 8;
+    let unit = bytes_per_s / 27;
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let cam = CameraId::new("bench", "cam").expect("camera id");
+    let mut store = SpillStore::new(tmp.path(), &cam);
+    let mut gate = EventGate::with_spill(60, 10, EventGate::bound_for(60), mem);
+    let mut out: Vec<Out> = Vec::new();
+    let (mut peak_mem, mut peak_spill) = (0usize, 0usize);
+    let mut released = 0usize;
+    let frames = 600 * FPS;
+    for n in 0..frames + FPS {
+        if n == frames {
+            gate.begin(n * 3600, &mut out);
+        }
+        let key = n % FPS == 0;
+        gate.video(
+            VideoIn {
+                ts: n * 3600,
+                key,
+                new_params: false,
+                data: vec![(n % 251) as u8; if key { 3 * unit } else { unit }],
+            },
+            &mut out,
+        );
+        for o in out.drain(..) {
+            match o {
+                Out::Spill(g) => store.append(&g).expect("spill write"),
+                Out::SpillTrim { keep_from_ts } => store.trim(keep_from_ts),
+                Out::Unspill { from_ts } => {
+                    let (items, err) = store.take_from(from_ts);
+                    assert!(err.is_none(), "spill read");
+                    released += items.iter().map(Item::bytes).sum::<usize>();
+                }
+                Out::Video(v) => released += v.data.len(),
+                Out::Audio(_) | Out::Finish => {}
+            }
+        }
+        let s = gate.stats();
+        peak_mem = peak_mem.max(s.buffered_bytes);
+        peak_spill = peak_spill.max(s.spilled_bytes);
+        if n == frames - 1 {
+            println!("waiting {}", peak_rss_bytes());
+        }
+    }
+    println!("event {}", peak_rss_bytes());
+    println!("held {peak_mem} {peak_spill} {released}");
+}
+
+/// Item 4: both children, same run.
+fn prebuffer_rss() {
+    let exe = std::env::current_exe().expect("own path");
+    for (name, mem) in [
+        ("all in memory", usize::MAX),
+        ("spill, 16 MiB (default)", 16 << 20),
+        ("spill, 1 MiB", 1 << 20),
+    ] {
+        let o = std::process::Command::new(&exe)
+            .args(["0", "prebuf-child", &mem.to_string()])
+            .output()
+            .expect("child");
+        let text = String::from_utf8_lossy(&o.stdout);
+        let get = |k: &str| -> Vec<f64> {
+            text.lines()
+                .find(|l| l.starts_with(k))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (w, e, h) = (get("waiting"), get("event"), get("held"));
+        if w.is_empty() || e.is_empty() || h.len() < 3 {
+            println!(
+                "{name}: child failed: {text} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            continue;
+        }
+        println!(
+            "prebuffer 60 s of 4 Mbit/s, {name}: peak RSS waiting {:.1} MB, after the event's read-back {:.1} MB; gate held ≤ {:.1} MB in memory, ≤ {:.1} MB spilled; released at the event {:.1} MB",
+            w[0] / 1e6,
+            e[0] / 1e6,
+            h[0] / 1e6,
+            h[1] / 1e6,
+            h[2] / 1e6
+        );
+    }
 }
 
 fn p(v: &mut [f64], q: f64) -> f64 {
@@ -277,6 +390,18 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
+    if std::env::args().nth(2).as_deref() == Some("prebuf-child") {
+        let mem = std::env::args()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(usize::MAX);
+        prebuffer_child(mem);
+        return;
+    }
+    if std::env::args().nth(2).as_deref() == Some("prebuf-rss") {
+        prebuffer_rss();
+        return;
+    }
     if std::env::args().nth(2).as_deref() == Some("s3") {
         s3_queries(cameras);
         return;

@@ -491,7 +491,7 @@ impl CameraTask {
             keyed: false,
             gate: self
                 .events
-                .as_ref()
+                .as_mut()
                 .and_then(crate::event_hook::Events::gate),
         };
         self.ctx.status.update(&self.cfg.id, |r| {
@@ -647,6 +647,7 @@ impl CameraTask {
                     rec.last_audio_ts = Some(ts);
                     let pos = vtl.inverse(atl.map_us(ts));
                     crate::event_hook::push_audio(
+                        self.events.as_mut(),
                         &mut rec.gate,
                         &mut rec.segmenter,
                         AudioIn {

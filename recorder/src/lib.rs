@@ -17,6 +17,7 @@ pub mod http;
 pub mod kubernetes;
 pub mod live;
 pub mod metrics;
+pub mod prebuf_spill;
 pub mod quarantine;
 pub mod record;
 pub mod spool;

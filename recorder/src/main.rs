@@ -127,6 +127,10 @@ struct RecordArgs {
     /// half the CPU per stream (docs/benchmarks.md).
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=1000))]
     read_batch_ms: u64,
+    /// Event mode: bytes of complete GOPs of a camera's pre-event buffer kept in memory; older
+    /// ones spill to the buffer directory (0: spill all but the GOP being received).
+    #[arg(long, default_value_t = vigil_config::DEFAULT_PREBUFFER_MEMORY_BYTES)]
+    prebuffer_memory_bytes: usize,
     /// Reconnect backoff: first delay (ms).
     #[arg(long, default_value_t = 500)]
     reconnect_min_ms: u64,
@@ -208,6 +212,7 @@ async fn run_record(a: RecordArgs) -> Result<(), Error> {
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         stall_timeout: Duration::from_secs(a.stall_timeout.max(1)),
         read_batch: Duration::from_millis(a.read_batch_ms),
+        prebuffer_memory_bytes: a.prebuffer_memory_bytes,
         reconnect_min: Duration::from_millis(a.reconnect_min_ms.max(10)),
         reconnect_max: Duration::from_millis(a.reconnect_max_ms.max(10)),
         recorder_name: a.recorder_name.clone().unwrap_or_else(host_name),

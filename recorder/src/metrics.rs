@@ -64,6 +64,10 @@ pub struct Metrics {
     pub camera_up: Family<CamLabels, Gauge>,
     pub limit_violations: Family<CamLabels, Counter>,
     pub quarantined: Family<CamLabels, Gauge>,
+    pub prebuffer_memory_bytes: Family<CamLabels, Gauge>,
+    pub prebuffer_spilled_bytes: Family<CamLabels, Gauge>,
+    pub prebuffer_spill_failures: Family<CamLabels, Counter>,
+    pub prebuffer_dropped_bytes: Family<CamLabels, Counter>,
     pub upload_seconds: Histogram,
     pub upload_errors: Counter,
     pub buffer_bytes: Gauge,
@@ -92,6 +96,10 @@ impl Metrics {
             camera_up: Family::default(),
             limit_violations: Family::default(),
             quarantined: Family::default(),
+            prebuffer_memory_bytes: Family::default(),
+            prebuffer_spilled_bytes: Family::default(),
+            prebuffer_spill_failures: Family::default(),
+            prebuffer_dropped_bytes: Family::default(),
             // 5 ms .. ~82 s
             upload_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
             upload_errors: Counter::default(),
@@ -208,6 +216,26 @@ impl Metrics {
             "Cameras assigned to this recorder",
             m.cameras.clone(),
         );
+        registry.register(
+            "prebuffer_memory_bytes",
+            "Event mode: pre-event buffer held in memory",
+            m.prebuffer_memory_bytes.clone(),
+        );
+        registry.register(
+            "prebuffer_spilled_bytes",
+            "Event mode: pre-event buffer spilled to the local buffer directory",
+            m.prebuffer_spilled_bytes.clone(),
+        );
+        registry.register(
+            "prebuffer_spill_failures",
+            "Event mode: pre-event spill file write or read errors",
+            m.prebuffer_spill_failures.clone(),
+        );
+        registry.register(
+            "prebuffer_dropped_bytes",
+            "Event mode: pre-event bytes dropped early (byte bound or spill errors)",
+            m.prebuffer_dropped_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -225,6 +253,10 @@ impl Metrics {
         self.camera_up.remove(&l);
         self.limit_violations.remove(&l);
         self.quarantined.remove(&l);
+        self.prebuffer_memory_bytes.remove(&l);
+        self.prebuffer_spilled_bytes.remove(&l);
+        self.prebuffer_spill_failures.remove(&l);
+        self.prebuffer_dropped_bytes.remove(&l);
         for reason in vigil_store::gaps::ALL_REASONS {
             let g = GapLabels {
                 namespace: l.namespace.clone(),

@@ -329,6 +329,9 @@ impl CameraConfig {
     }
 }
 
+/// Default of [`Settings::prebuffer_memory_bytes`]: 16 MiB, ~32 s of a 4 Mbit/s camera.
+pub const DEFAULT_PREBUFFER_MEMORY_BYTES: usize = 16 << 20;
+
 /// Everything `record` needs apart from the camera list.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -346,6 +349,9 @@ pub struct Settings {
     pub stall_timeout: Duration,
     /// Read each camera's socket at most this often (0: on every packet). See `camera.rs`.
     pub read_batch: Duration,
+    /// `Event` mode: complete GOPs of the pre-event buffer kept in memory per camera; older
+    /// ones spill to the buffer directory (`usize::MAX`: never spill).
+    pub prebuffer_memory_bytes: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Who we are in gap records and status (pod name or host name).
