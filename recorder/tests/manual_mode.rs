@@ -310,6 +310,29 @@ spec:
         "gate did not subscribe; {}",
         logs()
     );
+    // The subscription is on the Camera for kubectl to see: condition EventSubscription (it
+    // turns False/SubscriptionStale while the camera does not answer; kubernetes.rs unit tests).
+    let event_condition = || {
+        kubectl(
+            &[
+                "-n",
+                &ns,
+                "get",
+                "camera",
+                "gate",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"EventSubscription\")].status}/{.status.conditions[?(@.type==\"EventSubscription\")].reason}",
+            ],
+            None,
+        )
+    };
+    assert!(
+        wait_for(Duration::from_secs(40), || event_condition()
+            == "True/Subscribed"),
+        "Camera gate: EventSubscription is {:?}; {}",
+        event_condition(),
+        logs()
+    );
     thread::sleep(Duration::from_secs(PRE_S as u64 + 3));
 
     let cam = |name: &str, what: &str| format!("/api/v1/cameras/{ns}/{name}/{what}");
