@@ -30,38 +30,15 @@ fn camera_spec() -> String {
 }
 
 fn motion(sim: &Sim, on: bool) -> i64 {
-    trigger(sim, "motion", on)
+    sim.trigger("door", "motion", on)
 }
 
-/// Raises or clears the camera's motion or its digital input (`input`); the simulator's time.
 fn trigger(sim: &Sim, what: &str, on: bool) -> i64 {
-    let body = http(
-        "POST",
-        sim.control_port,
-        &format!("/cameras/door/{what}?state={on}"),
-        b"",
-    )
-    .expect("trigger control call");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["time_ms"].as_i64().unwrap()
+    sim.trigger("door", what, on)
 }
 
 fn subscriptions(sim: &Sim) -> i64 {
-    sim.health()["pullpoint_subscriptions"]
-        .as_i64()
-        .unwrap_or(0)
-}
-
-/// Merged runs of segment intervals (touching within a frame).
-fn runs(segs: &[Segment]) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for s in segs {
-        match out.last_mut() {
-            Some(r) if s.key.start_ms <= r.1 + 40 => r.1 = r.1.max(s.key.end_ms),
-            _ => out.push((s.key.start_ms, s.key.end_ms)),
-        }
-    }
-    out
+    sim.pullpoint_subscriptions()
 }
 
 #[test]

@@ -142,18 +142,6 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// Merged runs of segment intervals (touching within a frame).
-fn runs(segs: &[Segment]) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for s in segs {
-        match out.last_mut() {
-            Some(r) if s.key.start_ms <= r.1 + 40 => r.1 = r.1.max(s.key.end_ms),
-            _ => out.push((s.key.start_ms, s.key.end_ms)),
-        }
-    }
-    out
-}
-
 #[test]
 fn manual_recording_and_posted_events_through_the_access_point() {
     if !cluster_available() {

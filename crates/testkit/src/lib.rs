@@ -263,6 +263,19 @@ impl Sim {
         self.post_event(name, "restore")
     }
 
+    /// Raises or clears camera `name`'s motion (`what` = `motion`) or its alarm input
+    /// (`input`) through the ONVIF event service; the simulator's time of the change (ms).
+    pub fn trigger(&self, name: &str, what: &str, on: bool) -> i64 {
+        self.post_event(name, &format!("{what}?state={on}"))
+    }
+
+    /// The ONVIF PullPoint subscriptions the simulator holds.
+    pub fn pullpoint_subscriptions(&self) -> i64 {
+        self.health()["pullpoint_subscriptions"]
+            .as_i64()
+            .unwrap_or(0)
+    }
+
     fn post_event(&self, name: &str, what: &str) -> i64 {
         let body = http(
             "POST",
@@ -564,6 +577,19 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
 pub struct Segment {
     pub key: SegmentKey,
     pub path: PathBuf,
+}
+
+/// The runs of stored footage: segment intervals merged where they touch within 40 ms (a
+/// frame at 25 fps).
+pub fn runs(segs: &[Segment]) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for s in segs {
+        match out.last_mut() {
+            Some(r) if s.key.start_ms <= r.1 + 40 => r.1 = r.1.max(s.key.end_ms),
+            _ => out.push((s.key.start_ms, s.key.end_ms)),
+        }
+    }
+    out
 }
 
 /// Segments and gap records of `namespace/camera` in a store directory (keys below the prefix).
