@@ -862,10 +862,10 @@ async fn whep(
         // WebRTC passes H.264 only: an H.265 camera is refused at once (the page plays it over
         // LL-HLS); the frames opened for the check are the session's first.
         let first = match up.open_with_codec(&cam).await {
-            Ok((_, Some(c))) if !c.starts_with("avc1") && !c.starts_with("avc3") => {
+            Ok((_, Some(p))) if !p.is_h264() => {
                 return Err(ApiError(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("camera {cam} sends {c}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)"),
+                    format!("camera {cam} sends {}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)", p.codec),
                 ));
             }
             Ok((opened, _)) => Some(opened),

@@ -167,10 +167,11 @@ impl Upstream {
     }
 
     /// Opens `cam`'s frames and reads their first message (the parameters, at most
-    /// [`CODEC_PEEK`]): the codec (RFC 6381) if it came, and the frames with nothing lost (what
-    /// was read is put back in front). So that a WHEP offer for a camera WebRTC cannot carry
-    /// (H.265) is refused at once, on the same connection the session then uses.
-    pub async fn open_with_codec(&self, cam: &CameraId) -> Result<(Opened, Option<String>)> {
+    /// [`CODEC_PEEK`]): the stream parameters (codec) if they came, and the frames with
+    /// nothing lost (what was read is put back in front). So that a WHEP offer for a camera
+    /// WebRTC cannot carry (H.265) is refused at once, on the same connection the session
+    /// then uses.
+    pub async fn open_with_codec(&self, cam: &CameraId) -> Result<(Opened, Option<wire::Params>)> {
         let mut opened = self.open(cam).await?;
         let mut read: Vec<Bytes> = Vec::new();
         let mut dec = Decoder::default();
@@ -181,7 +182,7 @@ impl Upstream {
                 read.push(chunk);
                 if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
                     return Ok::<_, Error>(match m {
-                        Message::Params(p) => Some(p.codec),
+                        Message::Params(p) => Some(p),
                         Message::Frame(_) => None,
                     });
                 }
