@@ -422,7 +422,10 @@ async fn list_cameras(State(s): State<AppState>, headers: HeaderMap) -> Response
         if let Some(f) = &s.0.federation {
             out.extend(f.remote_cameras(user.as_ref()).await?);
         }
-        Ok(axum::Json(json!({"cameras": out})).into_response())
+        // Whether manual recording exists here (Kubernetes mode), so that the page does not
+        // ask for it where it would be refused with 501.
+        let manual = matches!(s.0.cameras, CameraSource::Pool { .. });
+        Ok(axum::Json(json!({"cameras": out, "manualRecording": manual})).into_response())
     }
     .await;
     counted(&s, "cameras", r)
@@ -1137,6 +1140,9 @@ pub fn router(state: AppState) -> Router {
         .route("/hls.min.js", get(web::hls_js))
         .route("/live.html", get(web::live_html))
         .route("/live.js", get(web::live_js))
+        .route("/common.js", get(web::common_js))
+        .route("/camera.html", get(web::camera_html))
+        .route("/camera.js", get(web::camera_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
