@@ -105,7 +105,7 @@ try {
       const tl = document.querySelector('#timeline'), v = document.querySelector('#view');
       const a = v.getBoundingClientRect(), b = tl.getBoundingClientRect();
       return { live: tl.querySelectorAll('rect.live').length, stats: tl.querySelector('.stats').textContent,
-        cursor: !!tl.querySelector('rect.cursor'), besideLive: b.left >= a.right && b.top < a.bottom };
+        besideLive: b.left >= a.right && b.top < a.bottom };
     });
   } catch (_) { /* reported below */ }
   check('beside the live picture, the camera\'s timeline shows its recordings',
@@ -118,11 +118,14 @@ try {
   const replay = await playing(page, '#player', 1, 30000);
   const m2 = replay ? await sample(page, '#player', 2) : null;
   const mode = await page.$eval('#view', (v) => v.dataset.mode);
+  // The timeline marks the playback position (refreshed twice a second).
+  await page.waitForTimeout(600);
+  const cursor = await page.$eval('#timeline', (tl) => !!tl.querySelector('rect.cursor'));
   const liveHidden = await page.$eval('#live', (v) => v.hidden && !v.srcObject);
-  console.log(`camera page back 30 s: ${JSON.stringify({ afterMs: Date.now() - clicked, mode, liveHidden, ...m2 })}`);
-  check('"⟲ 30 s" plays the recording from ~30 s ago in place of live (moving, 20–60 s behind)',
-    replay && mode === 'playback' && liveHidden && m2.moving && m2.behindMs > 20000 && m2.behindMs < 60000,
-    JSON.stringify({ mode, liveHidden, ...m2 }));
+  console.log(`camera page back 30 s: ${JSON.stringify({ afterMs: Date.now() - clicked, mode, liveHidden, cursor, ...m2 })}`);
+  check('"⟲ 30 s" plays the recording from ~30 s ago in place of live (moving, 20–60 s behind, marked on the timeline)',
+    replay && mode === 'playback' && liveHidden && cursor && m2.moving && m2.behindMs > 20000 && m2.behindMs < 60000,
+    JSON.stringify({ mode, liveHidden, cursor, ...m2 }));
   fs.mkdirSync(path.dirname(shot), { recursive: true });
   await page.screenshot({ path: shot });
   const fromExport = (await page.$('#export a.export-from'))
