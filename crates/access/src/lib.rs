@@ -3,7 +3,7 @@
 //! concatenated into MP4 exports.
 //!
 //! ```text
-//! GET /api/v1/cameras
+//! GET /api/v1/cameras          ({"cameras": [...], "manualRecording": <Kubernetes mode>})
 //! GET /api/v1/cameras/{ns}/{name}/recordings?start=&end=
 //! GET /api/v1/cameras/{ns}/{name}/index.m3u8?start=[&end=]      (no end: EVENT, live edge)
 //! GET /api/v1/cameras/{ns}/{name}/segments/{start}-{end}-{origin}/init.mp4
@@ -14,7 +14,8 @@
 //! GET /api/v1/cameras/{ns}/{name}/llhls/{index.m3u8,init-N.mp4,M.mp4,M.P.mp4}  (LL-HLS live, `llhls.rs`)
 //! GET|POST|DELETE /api/v1/cameras/{ns}/{name}/manual-recording   (manual recording, `triggers.rs`)
 //! POST /api/v1/cameras/{ns}/{name}/events   (an event from another system, `triggers.rs`)
-//! GET / (web page), /live.html, /healthz, /readyz, /metrics
+//! GET / (recordings page), /live.html (live grid), /camera.html?camera= (a camera: live beside
+//!     its timeline), /healthz, /readyz, /metrics
 //! ```
 //!
 //! Times are Unix milliseconds or RFC 3339.
