@@ -109,7 +109,7 @@ try {
     });
   } catch (_) { /* reported below */ }
   check('beside the live picture, the camera\'s timeline shows its recordings',
-    timeline && timeline.live >= 1 && timeline.besideLive && / [1-9][0-9]* s recorded/.test(timeline.stats),
+    timeline && timeline.live >= 1 && timeline.besideLive && /^[1-9][0-9]* s recorded/.test(timeline.stats),
     JSON.stringify(timeline));
 
   // "⟲ 30 s": the recording from 30 s ago, in place of the live picture.
