@@ -5,6 +5,7 @@
 // clock 20–60 s behind), its export link downloads a playable MP4 (fetched with the page's
 // token), and "● Live" brings the live picture back. No page errors and no failed requests.
 // Usage: node camera.mjs <base-url> <camera ns/name> <camera sim name> <screenshot.png>
+// (VIGIL_TOKEN: a bearer token for an access point with authentication, e.g. the demo's.)
 // Exports are checked with ffprobe (h264, frames > 0). Prints one line "N passed, M failed".
 import fs from 'node:fs';
 import os from 'node:os';
@@ -72,6 +73,9 @@ try {
   // Any failed request the page makes (e.g. a 501 for a call the server does not have).
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`${m.text()} ${m.location().url || ''}`); });
 
+  // VIGIL_TOKEN: the bearer token the pages use (an access point with authentication).
+  const token = process.env.VIGIL_TOKEN;
+  if (token) await page.addInitScript((x) => localStorage.setItem('vigil-token', x), token);
   // The live grid's tile: an export link and the way to the camera's page.
   await page.goto(`${base}/live.html?camera=${camera}`, { waitUntil: 'load' });
   const tileLive = await playing(page, '.tile video', 0.5, 20000);
@@ -86,9 +90,9 @@ try {
   check('the tile\'s export link downloads a playable MP4 (ffprobe: h264, frames)', playable(tileExport),
     JSON.stringify(tileExport));
 
-  // From here on the page has a token (the server runs --no-auth and ignores it): exports are
-  // fetched with it and saved from memory, the path a signed-in user takes.
-  await page.evaluate(() => localStorage.setItem('vigil-token', 'e2e-token-ignored-by-no-auth'));
+  // From here on the page has a token (without VIGIL_TOKEN one the --no-auth server ignores):
+  // exports are fetched with it and saved from memory, the path a signed-in user takes.
+  if (!token) await page.evaluate(() => localStorage.setItem('vigil-token', 'e2e-token-ignored-by-no-auth'));
   const opened = Date.now();
   await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('.tile a.label')]);
   const live = await playing(page, '#live', 0.5, 20000);

@@ -167,9 +167,15 @@ function openLive(cam, tile, video, label) {
   const end = (h) => {
     window.vigilLive = window.vigilLive.filter((x) => x !== h);
     if (window.RTCPeerConnection && h instanceof RTCPeerConnection) {
+      // The session ends on the DELETE; the connection is closed after its answer (closed
+      // first, the access point ends the session on the DTLS close and a DELETE arriving
+      // later, e.g. through a port-forward, finds none: 404).
       const session = video.dataset.session;
-      if (session) fetch(session, { method: 'DELETE', headers: auth(), keepalive: true }).catch(() => {});
-      h.close();
+      const stop = () => h.close();
+      if (session) {
+        fetch(session, { method: 'DELETE', headers: auth(), keepalive: true }).then(stop, stop);
+        setTimeout(stop, 2000);
+      } else stop();
     } else if (h && h.destroy) h.destroy();
   };
   const close = () => {
