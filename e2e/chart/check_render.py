@@ -436,6 +436,12 @@ def check_rendezvous(docs, ns):
     expect("--kubernetes" in args, "--kubernetes missing")
     expect("--namespace=%s" % ns in args, "--namespace=%s missing" % ns)
     expect("--recorder-secret=vigil-site-recorder" in args, "--recorder-secret")
+    metrics = ports.get(("metrics", "TCP"))
+    expect(metrics is not None and "--metrics-listen=0.0.0.0:%s" % metrics in args,
+           "--metrics-listen != the metrics port (%r)" % args)
+    for probe in ("livenessProbe", "readinessProbe"):
+        # A TCP probe of the tunnel port would be a failed TLS handshake every few seconds.
+        expect(c.get(probe, {}).get("httpGet", {}).get("port") == "metrics", "%s not on the metrics port" % probe)
     mount = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}.get("tls")
     vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])}
     expect(vols.get("tls") == "rv-tls", "rendezvous TLS Secret not mounted")
@@ -447,7 +453,8 @@ def check_rendezvous(docs, ns):
     if expect(len(svcs) == 1, "no rendezvous Service"):
         sp = {(p["name"], p["protocol"]): (p["port"], p["targetPort"]) for p in svcs[0]["spec"]["ports"]}
         expect(sp == {("tunnel", "TCP"): (tcp, "tunnel"), ("probe", "UDP"): (tcp, "probe"),
-                      ("probe2", "UDP"): ((tcp or 0) + 1, "probe2")}, "rendezvous Service ports %r" % sp)
+                      ("probe2", "UDP"): ((tcp or 0) + 1, "probe2"), ("metrics", "TCP"): (metrics, "metrics")},
+               "rendezvous Service ports %r" % sp)
     roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
     expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
            "a ClusterRole for a rendezvous serving one namespace")
