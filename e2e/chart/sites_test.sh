@@ -167,7 +167,7 @@ helm_args=(-n "$SYSTEM_NS" --wait --timeout 240s
   --set recorder.image.pullPolicy=Never --set operator.watchNamespace="$NS" --set operator.replicas=1
   --set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls --set rendezvous.namespace="$NS"
   --set rendezvous.image.repository=localhost/vigil/rendezvous --set rendezvous.image.tag=sites
-  --set rendezvous.image.pullPolicy=Never --set rendezvous.logLevel=info)
+  --set rendezvous.image.pullPolicy=Never --set rendezvous.logLevel=info --set rendezvous.siteStreamsPerMinute=600)
 log "helm install with the rendezvous service"
 start=$(date +%s)
 if "$HELM" install "$RELEASE" charts/vigil "${helm_args[@]}" >"$WORK/helm.log" 2>&1; then
@@ -293,7 +293,7 @@ if [ "${from:-0}" -gt 100000 ]; then ok "metrics: $from bytes relayed from the s
 log "the Site's Secret changed: the old token is revoked"
 start=$(date +%s)
 kubectl -n "$NS" create secret generic "$SITE-token" --from-literal=token="$(openssl rand -hex 24)" \
-  --dry-run=client -o yaml | kubectl -n "$NS" apply -f - >/dev/null
+  --dry-run=client -o yaml | kubectl -n "$NS" replace -f - >/dev/null
 for _ in $(seq 1 30); do
   cond=$(site_cond); [ "${cond%% *}" = False ] && break; sleep 1
 done
