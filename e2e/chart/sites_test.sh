@@ -84,13 +84,16 @@ for b in vigil-operator vigil-recorder vigil-jobs vigil-rendezvous vigil-gateway
   [ -x "$TARGET/$b" ] || { fail "binary $TARGET/$b missing (cargo build first)"; exit 1; }
   objcopy --strip-debug "$TARGET/$b" "$WORK/bin/$b"
 done
-# The statically linked gateway (docs/sites.md "The gateway's build") when one was built and is
-# newer than the debug one; else the dynamically linked debug build (build.sh adds its libraries).
-STATIC_GW=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/debug/vigil-gateway
-if [ -x "$STATIC_GW" ] && [ "$STATIC_GW" -nt "$TARGET/vigil-gateway" ] &&
-   ! readelf -d "$STATIC_GW" 2>/dev/null | grep -q NEEDED; then
+# The gateway as it ships: statically linked (glibc, static-pie; docs/sites.md "The gateway's
+# build"), built for the explicit host target so its flags do not touch the debug build.
+# VIGIL_STATIC_GATEWAY=0: the dynamically linked debug build (build.sh adds its libraries).
+if [ "${VIGIL_STATIC_GATEWAY:-1}" != 0 ]; then
+  HOST_TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet -p vigil-site --bin vigil-gateway --target "$HOST_TRIPLE"
+  STATIC_GW=${CARGO_TARGET_DIR:-$ROOT/target}/$HOST_TRIPLE/debug/vigil-gateway
+  if readelf -d "$STATIC_GW" | grep -q NEEDED; then fail "$STATIC_GW is dynamically linked"; exit 1; fi
   objcopy --strip-debug "$STATIC_GW" "$WORK/bin/vigil-gateway"
-  log "gateway: the static build ($STATIC_GW)"
+  ok "vigil-gateway statically linked ($(file -b "$STATIC_GW" | grep -o 'static-pie linked'), $(( $(stat -c %s "$WORK/bin/vigil-gateway") / 1048576 )) MiB without debug info)"
 fi
 bash e2e/images/build.sh --ref localhost/vigil/operator:sites operator-sites "$WORK/bin/vigil-operator" | tail -n1
 bash e2e/images/build.sh --ref localhost/vigil/recorder:sites recorder-sites \
