@@ -450,11 +450,16 @@ def check_rendezvous(docs, ns):
     expect(pod["serviceAccountName"] == name(dep), "rendezvous service account")
     expect(c.get("securityContext", {}).get("readOnlyRootFilesystem") is True, "rendezvous root filesystem writable")
     svcs = [d for d in by_kind(docs, "Service") if name(d).endswith("-rendezvous")]
+    msvc = [d for d in by_kind(docs, "Service") if name(d).endswith("-rendezvous-metrics")]
+    # The unauthenticated metrics never on the tunnel Service, which may face the internet.
+    if expect(len(msvc) == 1, "no rendezvous metrics Service"):
+        expect(msvc[0]["spec"]["type"] == "ClusterIP", "rendezvous metrics Service not ClusterIP")
+        expect([(p["name"], p["port"], p["targetPort"]) for p in msvc[0]["spec"]["ports"]] ==
+               [("metrics", metrics, "metrics")], "rendezvous metrics Service ports")
     if expect(len(svcs) == 1, "no rendezvous Service"):
         sp = {(p["name"], p["protocol"]): (p["port"], p["targetPort"]) for p in svcs[0]["spec"]["ports"]}
         expect(sp == {("tunnel", "TCP"): (tcp, "tunnel"), ("probe", "UDP"): (tcp, "probe"),
-                      ("probe2", "UDP"): ((tcp or 0) + 1, "probe2"), ("metrics", "TCP"): (metrics, "metrics")},
-               "rendezvous Service ports %r" % sp)
+                      ("probe2", "UDP"): ((tcp or 0) + 1, "probe2")}, "rendezvous Service ports %r" % sp)
     roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
     expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
            "a ClusterRole for a rendezvous serving one namespace")
