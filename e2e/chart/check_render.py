@@ -7,7 +7,7 @@ Usage: check_render.py MODE RENDERED.yaml [CHART_DIR]
         nowebhook   webhook.enabled=false
         playback    playback.enabled=true, playback.pool=cams/main
         federation  playback as federation parent and child (see test.sh)
-        rendezvous  rendezvous.enabled=true, tlsSecret=rv-tls, namespace=cams (see test.sh)
+        rendezvous  rendezvous.enabled=true, tlsSecret=rv-tls, namespace=cams, serviceMonitor (test.sh)
 
 Prints one line per failed assertion; exit status 1 if any failed. Needs PyYAML; uses openssl to
 check the generated webhook certificate.
@@ -460,6 +460,14 @@ def check_rendezvous(docs, ns):
         sp = {(p["name"], p["protocol"]): (p["port"], p["targetPort"]) for p in svcs[0]["spec"]["ports"]}
         expect(sp == {("tunnel", "TCP"): (tcp, "tunnel"), ("probe", "UDP"): (tcp, "probe"),
                       ("probe2", "UDP"): ((tcp or 0) + 1, "probe2")}, "rendezvous Service ports %r" % sp)
+    # test.sh renders it with serviceMonitor.enabled: the rendezvous ServiceMonitor scrapes the
+    # metrics Service only (its selector does not match the tunnel Service's labels).
+    sms = [d for d in by_kind(docs, "ServiceMonitor") if name(d).endswith("-rendezvous")]
+    if expect(len(sms) == 1 and msvc and svcs, "no rendezvous ServiceMonitor"):
+        sel = sms[0]["spec"]["selector"]["matchLabels"]
+        matches = lambda svc: all(svc["metadata"]["labels"].get(k) == v for k, v in sel.items())
+        expect(matches(msvc[0]) and not matches(svcs[0]), "rendezvous ServiceMonitor selector %r" % sel)
+        expect([e["port"] for e in sms[0]["spec"]["endpoints"]] == ["metrics"], "rendezvous ServiceMonitor port")
     roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
     expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
            "a ClusterRole for a rendezvous serving one namespace")
