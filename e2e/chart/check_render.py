@@ -468,6 +468,15 @@ def check_rendezvous(docs, ns):
         matches = lambda svc: all(svc["metadata"]["labels"].get(k) == v for k, v in sel.items())
         expect(matches(msvc[0]) and not matches(svcs[0]), "rendezvous ServiceMonitor selector %r" % sel)
         expect([e["port"] for e in sms[0]["spec"]["endpoints"]] == ["metrics"], "rendezvous ServiceMonitor port")
+    # Recorders' egress policy (cluster ranges cut off) lets them reach the rendezvous pods.
+    pols = [d for d in by_kind(docs, "NetworkPolicy") if name(d).endswith("-pool-egress")]
+    if expect(pols, "no recorder egress NetworkPolicy"):
+        for pol in pols:
+            rules = [r for r in pol["spec"]["egress"]
+                     if any(t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                            == "rendezvous" for t in r.get("to", []))]
+            ok = len(rules) == 1 and {"protocol": "TCP", "port": tcp} in rules[0]["ports"]
+            expect(ok, "%s: no egress to the rendezvous pods' port %s" % (name(pol), tcp))
     roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
     expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
            "a ClusterRole for a rendezvous serving one namespace")
