@@ -108,6 +108,8 @@ if [ -n "${KUBECONFIG:-}" ]; then
   # watches its own namespace, so it cannot act on what other tests left behind.
   stage "helm install with the quickstart pool, the user's install path (recorders up, cameras recorded)"
   count_run quickstart bash e2e/chart/quickstart_test.sh
+  stage "remote site installed by the chart: rendezvous and gateway images, Site Connected, a site camera recorded through the in-cluster relay, token revoked (issue 15)"
+  count_run sites-chart bash e2e/chart/sites_test.sh
 fi
 
 stage "summary"

@@ -7,7 +7,7 @@ Usage: check_render.py MODE RENDERED.yaml [CHART_DIR]
         nowebhook   webhook.enabled=false
         playback    playback.enabled=true, playback.pool=cams/main
         federation  playback as federation parent and child (see test.sh)
-        rendezvous  rendezvous.enabled=true, tlsSecret=rv-tls, namespace=cams (see test.sh)
+        rendezvous  rendezvous.enabled=true, tlsSecret=rv-tls, namespace=cams, serviceMonitor (test.sh)
 
 Prints one line per failed assertion; exit status 1 if any failed. Needs PyYAML; uses openssl to
 check the generated webhook certificate.
@@ -436,6 +436,12 @@ def check_rendezvous(docs, ns):
     expect("--kubernetes" in args, "--kubernetes missing")
     expect("--namespace=%s" % ns in args, "--namespace=%s missing" % ns)
     expect("--recorder-secret=vigil-site-recorder" in args, "--recorder-secret")
+    metrics = ports.get(("metrics", "TCP"))
+    expect(metrics is not None and "--metrics-listen=0.0.0.0:%s" % metrics in args,
+           "--metrics-listen != the metrics port (%r)" % args)
+    for probe in ("livenessProbe", "readinessProbe"):
+        # A TCP probe of the tunnel port would be a failed TLS handshake every few seconds.
+        expect(c.get(probe, {}).get("httpGet", {}).get("port") == "metrics", "%s not on the metrics port" % probe)
     mount = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}.get("tls")
     vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod.get("volumes", [])}
     expect(vols.get("tls") == "rv-tls", "rendezvous TLS Secret not mounted")
@@ -444,10 +450,33 @@ def check_rendezvous(docs, ns):
     expect(pod["serviceAccountName"] == name(dep), "rendezvous service account")
     expect(c.get("securityContext", {}).get("readOnlyRootFilesystem") is True, "rendezvous root filesystem writable")
     svcs = [d for d in by_kind(docs, "Service") if name(d).endswith("-rendezvous")]
+    msvc = [d for d in by_kind(docs, "Service") if name(d).endswith("-rendezvous-metrics")]
+    # The unauthenticated metrics never on the tunnel Service, which may face the internet.
+    if expect(len(msvc) == 1, "no rendezvous metrics Service"):
+        expect(msvc[0]["spec"]["type"] == "ClusterIP", "rendezvous metrics Service not ClusterIP")
+        expect([(p["name"], p["port"], p["targetPort"]) for p in msvc[0]["spec"]["ports"]] ==
+               [("metrics", metrics, "metrics")], "rendezvous metrics Service ports")
     if expect(len(svcs) == 1, "no rendezvous Service"):
         sp = {(p["name"], p["protocol"]): (p["port"], p["targetPort"]) for p in svcs[0]["spec"]["ports"]}
         expect(sp == {("tunnel", "TCP"): (tcp, "tunnel"), ("probe", "UDP"): (tcp, "probe"),
                       ("probe2", "UDP"): ((tcp or 0) + 1, "probe2")}, "rendezvous Service ports %r" % sp)
+    # test.sh renders it with serviceMonitor.enabled: the rendezvous ServiceMonitor scrapes the
+    # metrics Service only (its selector does not match the tunnel Service's labels).
+    sms = [d for d in by_kind(docs, "ServiceMonitor") if name(d).endswith("-rendezvous")]
+    if expect(len(sms) == 1 and msvc and svcs, "no rendezvous ServiceMonitor"):
+        sel = sms[0]["spec"]["selector"]["matchLabels"]
+        matches = lambda svc: all(svc["metadata"]["labels"].get(k) == v for k, v in sel.items())
+        expect(matches(msvc[0]) and not matches(svcs[0]), "rendezvous ServiceMonitor selector %r" % sel)
+        expect([e["port"] for e in sms[0]["spec"]["endpoints"]] == ["metrics"], "rendezvous ServiceMonitor port")
+    # Recorders' egress policy (cluster ranges cut off) lets them reach the rendezvous pods.
+    pols = [d for d in by_kind(docs, "NetworkPolicy") if name(d).endswith("-pool-egress")]
+    if expect(pols, "no recorder egress NetworkPolicy"):
+        for pol in pols:
+            rules = [r for r in pol["spec"]["egress"]
+                     if any(t.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+                            == "rendezvous" for t in r.get("to", []))]
+            ok = len(rules) == 1 and {"protocol": "TCP", "port": tcp} in rules[0]["ports"]
+            expect(ok, "%s: no egress to the rendezvous pods' port %s" % (name(pol), tcp))
     roles = [d for d in by_kind(docs, "Role") if name(d).endswith("-rendezvous")]
     expect(not [d for d in by_kind(docs, "ClusterRole") if name(d).endswith("-rendezvous")],
            "a ClusterRole for a rendezvous serving one namespace")

@@ -121,7 +121,8 @@ FED=(--set playback.enabled=true --set playback.pool=cams/main
   --set 'playback.federation.uplink.namespaces={cams,site}')
 check "helm template (playback server as parent and child domain)" render "$OUT/federation.yaml" "${FED[@]}"
 check "render matches the binaries (federation)" "$PY" e2e/chart/check_render.py federation "$OUT/federation.yaml" "$CHART"
-RV=(--set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls --set rendezvous.namespace=cams)
+RV=(--set rendezvous.enabled=true --set rendezvous.tlsSecret=rv-tls --set rendezvous.namespace=cams
+  --set serviceMonitor.enabled=true)
 check "helm template (rendezvous service for remote sites)" render "$OUT/rendezvous.yaml" "${RV[@]}"
 check "render matches the binaries (rendezvous)" "$PY" e2e/chart/check_render.py rendezvous "$OUT/rendezvous.yaml" "$CHART"
 check "helm template (local storage, existing TLS Secret, 1 replica)" render "$OUT/variants.yaml" \

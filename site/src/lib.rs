@@ -18,7 +18,9 @@ pub mod error;
 pub mod gateway;
 pub mod kubernetes;
 pub mod lan;
+pub mod metrics;
 pub mod proto;
+pub mod ratelimit;
 pub mod rendezvous;
 pub mod tls;
 

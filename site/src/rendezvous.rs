@@ -21,6 +21,7 @@ use vigil_api::CameraNetworks;
 
 use crate::error::{Error, Result};
 use crate::lan::Path;
+use crate::metrics::{Metrics, Refusal};
 use crate::proto::{self, Control, GatewayLine, Hello, LanOffer, Reply, Token};
 
 /// How long a peer may take for the TLS handshake and its `Hello`.
@@ -304,6 +305,8 @@ pub struct Rendezvous {
     registry: Arc<dyn Registry>,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Mutex<State>,
+    metrics: Arc<Metrics>,
+    stream_rate: crate::ratelimit::SiteRate,
 }
 
 impl Rendezvous {
@@ -324,7 +327,20 @@ impl Rendezvous {
             registry,
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
             state: Mutex::new(State::default()),
+            metrics: Arc::new(Metrics::new()),
+            stream_rate: Default::default(),
         }))
+    }
+
+    /// Limits the streams recorders open to each site, per minute (`None`: unlimited; see
+    /// `crate::ratelimit`).
+    pub fn set_site_streams_per_minute(&self, per_minute: Option<u32>) {
+        self.stream_rate.set_per_minute(per_minute);
+    }
+
+    /// The service's metrics (`crate::metrics`), to serve on `/metrics`.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -410,7 +426,9 @@ impl Rendezvous {
             Ok::<_, Error>((conn, hello))
         })
         .await
-        .map_err(|_| Error::Timeout("handshake"))??;
+        .map_err(|_| Error::Timeout("handshake"))
+        .and_then(|r| r)
+        .inspect_err(|_| self.metrics.refused(Refusal::Handshake))?;
         match hello {
             Hello::Gateway {
                 namespace,
@@ -420,7 +438,10 @@ impl Rendezvous {
             } => {
                 let nets = match self.registry.authenticate_site(&namespace, &site, &token) {
                     Ok(n) => n,
-                    Err(e) => return refuse(&mut conn, e).await,
+                    Err(e) => {
+                        self.metrics.refused(Refusal::SiteAuth);
+                        return refuse(&mut conn, e).await;
+                    }
                 };
                 proto::send(
                     &mut conn,
@@ -444,6 +465,7 @@ impl Rendezvous {
                 stream,
             } => {
                 if let Err(e) = self.registry.authenticate_site(&namespace, &site, &token) {
+                    self.metrics.refused(Refusal::SiteAuth);
                     return refuse(&mut conn, e).await;
                 }
                 let key = (namespace, site);
@@ -463,7 +485,10 @@ impl Rendezvous {
                         let _ = tx.send(conn);
                         Ok(())
                     }
-                    None => refuse(&mut conn, Error::Refused("no such stream".into())).await,
+                    None => {
+                        self.metrics.refused(Refusal::NoSuchStream);
+                        refuse(&mut conn, Error::Refused("no such stream".into())).await
+                    }
                 }
             }
             Hello::Recorder {
@@ -476,6 +501,15 @@ impl Rendezvous {
             } => {
                 if let Err(e) = self.registry.authenticate_recorder(&namespace, &token) {
                     warn!(%namespace, %site, "recorder refused: token not valid for the namespace");
+                    self.metrics.refused(Refusal::RecorderAuth);
+                    return refuse(&mut conn, e).await;
+                }
+                if !self.stream_rate.allow(&namespace, &site, Instant::now()) {
+                    warn!(%namespace, %site, "stream refused: the site's stream-open rate limit");
+                    self.metrics.refused(Refusal::RateLimited);
+                    let e = Error::Refused(format!(
+                        "site {namespace}/{site}: too many streams opened, retry later"
+                    ));
                     return refuse(&mut conn, e).await;
                 }
                 self.relay(conn, (namespace, site), host, port, lan).await
@@ -501,6 +535,7 @@ impl Rendezvous {
         let site = format!("{}/{}", key.0, key.1);
         info!(%site, "gateway connected");
         self.update_site(&key, |s| s.connected = true);
+        self.metrics.gateway_connected(&key.0, &key.1);
         let (mut rd, mut wr) = tokio::io::split(conn);
         let (line_tx, mut lines) = mpsc::channel::<GatewayLine>(8);
         let reader = tokio::spawn(async move {
@@ -553,11 +588,13 @@ impl Rendezvous {
         reader.abort();
         let _ = wr.shutdown().await;
         let mut st = self.state();
-        if st
+        let current = st
             .gateways
             .get(&key)
-            .is_some_and(|g| g.generation == generation)
-        {
+            .is_some_and(|g| g.generation == generation);
+        self.metrics
+            .gateway_disconnected(&key.0, &key.1, &why, current);
+        if current {
             st.gateways.remove(&key);
             st.pending.retain(|_, (k, _)| *k != key);
             if let Some(s) = st.sites.get_mut(&key) {
@@ -593,6 +630,7 @@ impl Rendezvous {
             }
         };
         let Some(gw) = gw else {
+            self.metrics.refused(Refusal::NotConnected);
             return refuse(
                 &mut rec,
                 Error::Refused(format!("site {site} is not connected")),
@@ -614,6 +652,7 @@ impl Rendezvous {
         };
         let Some(mut gwc) = got else {
             self.state().pending.remove(&stream);
+            self.metrics.refused(Refusal::OpenFailed);
             return refuse(
                 &mut rec,
                 Error::Refused(format!("site {site}: the gateway did not open the stream")),
@@ -637,12 +676,14 @@ impl Rendezvous {
         match answer {
             GatewayLine::Connected => proto::send(&mut rec, &Reply::Open).await?,
             GatewayLine::Failed { reason } => {
+                self.metrics.refused(Refusal::OpenFailed);
                 return refuse(&mut rec, Error::Refused(format!("site {site}: {reason}"))).await;
             }
             GatewayLine::Elsewhere { path } => {
                 let p = Path::parse(&path)
                     .ok_or_else(|| Error::Protocol("unknown path from the gateway".into()))?;
                 self.update_site(&key, |s| s.opened(p));
+                self.metrics.stream_opened(&key.0, &key.1, p);
                 info!(%site, path = %p, open_ms = started.elapsed().as_secs_f64() * 1e3, "stream open on another path");
                 proto::send(&mut rec, &Reply::Elsewhere { path }).await?;
                 let _ = rec.shutdown().await;
@@ -653,6 +694,8 @@ impl Rendezvous {
             }
         }
         self.update_site(&key, |s| s.opened(Path::Relay));
+        self.metrics.stream_opened(&key.0, &key.1, Path::Relay);
+        let (to_count, from_count) = self.metrics.relay_counters(&key.0, &key.1);
         info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
         let (to_site, from_site) = match self.buckets(&key) {
             Some((t, f)) => (Some(t), Some(f)),
@@ -668,10 +711,12 @@ impl Rendezvous {
             copy_counted(rr, gw, to_site, |n| {
                 sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 self.update_site(&key, |s| s.bytes_to_site += n);
+                to_count.inc_by(n);
             }),
             copy_counted(gr, rw, from_site, |n| {
                 got.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                 self.update_site(&key, |s| s.bytes_from_site += n);
+                from_count.inc_by(n);
             })
         );
         let (sent, got) = (sent.into_inner(), got.into_inner());

@@ -157,6 +157,86 @@ async fn open_on(link: &SiteLink, s: &Setup) -> (vigil_site::SiteStream, Duratio
     }
 }
 
+/// The per-site stream-open rate limit and the service's `/metrics` (served over HTTP as the
+/// binary serves it): after the limit is set, the site's burst of streams opens and the next is
+/// refused; the metrics count the relayed streams, their bytes, the refusal and the site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_site_stream_rate_is_limited_and_the_metrics_count_it() {
+    let s = setup("ratelimit").await;
+    drop(open_when_up(&s).await);
+    // 1 a minute: the burst (10) opens, then nothing for a minute.
+    s.rv.set_site_streams_per_minute(Some(1));
+    let (mut opened, mut refused) = (0, None);
+    for _ in 0..20 {
+        match s
+            .link
+            .open("branch1", "127.0.0.1", s.camera, Duration::from_secs(5))
+            .await
+        {
+            Ok(mut c) => {
+                assert_eq!(c.path(), vigil_site::Path::Relay);
+                c.write_all(b"0123456789abcdef").await.unwrap();
+                let mut back = [0u8; 16];
+                c.read_exact(&mut back).await.unwrap();
+                assert_eq!(&back, b"0123456789abcdef");
+                opened += 1;
+            }
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(opened, 10, "the burst");
+    let e = refused.expect("the 11th stream is refused");
+    assert!(
+        matches!(&e, Error::Refused(r) if r.contains("too many streams")),
+        "{e}"
+    );
+
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(vigil_site::metrics::serve(l, s.rv.metrics()));
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let value = |prefix: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert_eq!(value("vigil_rendezvous_sites_connected "), 1);
+    let site = r#"namespace="shop",site="branch1""#;
+    // The stream that found the gateway up, and the burst.
+    assert_eq!(
+        value(&format!(
+            "vigil_rendezvous_streams_opened_total{{{site},path=\"relay\"}} "
+        )),
+        11
+    );
+    assert!(
+        value(&format!(
+            "vigil_rendezvous_relay_bytes_total{{{site},direction=\"to_site\"}} "
+        )) >= 160
+    );
+    assert!(
+        value(&format!(
+            "vigil_rendezvous_relay_bytes_total{{{site},direction=\"from_site\"}} "
+        )) >= 160
+    );
+    assert_eq!(
+        value(r#"vigil_rendezvous_refusals_total{reason="rate_limited"} "#),
+        1
+    );
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_direct_path_opens_and_carries_bytes_intact() {
     let s = setup("direct").await;

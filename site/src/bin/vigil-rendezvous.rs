@@ -56,6 +56,14 @@ struct Args {
     /// counters at most every 30 s).
     #[arg(long, env = "VIGIL_RENDEZVOUS_STATUS_SECONDS", default_value_t = 2.0)]
     status_seconds: f64,
+    /// `address:port` for `/metrics`, `/healthz` and `/readyz` (plain HTTP, as the operator and
+    /// the recorders serve theirs). Unset: not served.
+    #[arg(long, env = "VIGIL_RENDEZVOUS_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Streams recorders may open to each site per minute (bursts of a quarter of it, at least
+    /// 10); more are refused until the site's bucket refills. Unset or 0: unlimited.
+    #[arg(long, env = "VIGIL_RENDEZVOUS_SITE_STREAMS_PER_MINUTE")]
+    site_streams_per_minute: Option<u32>,
 }
 
 #[tokio::main]
@@ -68,7 +76,7 @@ async fn main() -> std::process::ExitCode {
     let a = Args::parse();
     vigil_api::install_crypto_provider();
     let r = match &a.config {
-        Some(path) => file_mode(path).await,
+        Some(path) => file_mode(path, &a).await,
         None => kubernetes_mode(&a).await,
     };
     match r {
@@ -80,13 +88,44 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn file_mode(path: &std::path::Path) -> vigil_site::Result<()> {
+async fn file_mode(path: &std::path::Path, a: &Args) -> vigil_site::Result<()> {
     let cfg = Config::load(path)?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| Error::io(format!("listening on {}", cfg.listen), e))?;
     tracing::info!(listen = %cfg.listen, sites = cfg.sites.len(), "vigil-rendezvous listening");
-    Rendezvous::new(cfg)?.serve(listener).await
+    let rv = Rendezvous::new(cfg)?;
+    rv.set_site_streams_per_minute(a.site_streams_per_minute);
+    let _metrics = serve_metrics(a.metrics_listen.as_deref(), &rv).await?;
+    rv.serve(listener).await
+}
+
+/// Starts `/metrics` (with `/healthz`, `/readyz`) when an address is given; aborted on drop.
+async fn serve_metrics(
+    listen: Option<&str>,
+    rv: &Arc<Rendezvous>,
+) -> vigil_site::Result<Option<AbortOnDrop>> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::io(format!("listening on {listen} (metrics)"), e))?;
+    tracing::info!(listen = %listen, "serving /metrics, /healthz, /readyz");
+    let m = rv.metrics();
+    Ok(Some(AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = vigil_site::metrics::serve(listener, m).await {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    }))))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn kubernetes_mode(a: &Args) -> vigil_site::Result<()> {
@@ -101,6 +140,8 @@ async fn kubernetes_mode(a: &Args) -> vigil_site::Result<()> {
     let reg =
         KubeRegistry::start(client.clone(), a.namespace.as_deref(), &a.recorder_secret).await?;
     let rv = Rendezvous::with_registry(cert, key, reg.clone())?;
+    rv.set_site_streams_per_minute(a.site_streams_per_minute);
+    let _metrics = serve_metrics(a.metrics_listen.as_deref(), &rv).await?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .map_err(|e| Error::io(format!("listening on {}", a.listen), e))?;
