@@ -59,7 +59,10 @@ fn main() -> ExitCode {
             excused.push((camera.clone(), (s, e, (e - s) as f64 / 1000.0)));
         }
         let max_key_error = get("--max-key-error-ms")
-            .map(|v| v.parse::<i64>().map_err(|e| format!("--max-key-error-ms: {e}")))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|e| format!("--max-key-error-ms: {e}"))
+            })
             .transpose()?;
         let out = check_camera(&src, &camera, num("--from-ms")?, num("--to-ms")?, &excused);
         // check_camera holds keys to one frame (+50 ms); a wider bound given here replaces it.
