@@ -4,6 +4,8 @@
 //! the in-process `SiteProxy` and the relay; the camera sees an ordinary origin-form request with
 //! `Connection: close` and none of the proxy's credentials. The same device dialled directly is
 //! refused by the address policy (loopback), so the answer can only have come through the site.
+//! An `https://` device is reached through the proxy's `CONNECT`, its certificate verified end to
+//! end against the CA the camera's options give.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -74,7 +76,7 @@ async fn site_link(tag: &str) -> SiteLink {
 }
 
 /// Reads one request (head and Content-Length body); `None` when the peer closed first.
-async fn read_request(s: &mut tokio::net::TcpStream) -> Option<String> {
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -112,25 +114,57 @@ async fn camera(heads: Arc<Mutex<Vec<String>>>) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             let heads = heads.clone();
-            tokio::spawn(async move {
-                let Some(head) = read_request(&mut s).await else {
-                    return;
-                };
-                heads.lock().unwrap().push(head);
-                let body = format!(
-                    r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><s:Body><tds:GetCapabilitiesResponse><tds:Capabilities><tt:Extension><tt:Search><tt:XAddr>http://127.0.0.1:{port}/onvif/search</tt:XAddr></tt:Search><tt:Replay><tt:XAddr>http://127.0.0.1:{port}/onvif/replay</tt:XAddr></tt:Replay></tt:Extension></tds:Capabilities></tds:GetCapabilitiesResponse></s:Body></s:Envelope>"#
-                );
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(answer.as_bytes()).await;
-            });
+            tokio::spawn(answer(s, port, heads));
         }
     });
     port
+}
+
+/// The same camera over TLS, with a certificate for 127.0.0.1; returns its port and CA (PEM).
+async fn tls_camera(heads: Arc<Mutex<Vec<String>>>, dir: &Path) -> (u16, Vec<u8>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let pem = cert.cert.pem();
+    let cfg = vigil_site::tls::server_config(
+        &write(dir, "cam.pem", &pem),
+        &write(dir, "cam.key", &cert.signing_key.serialize_pem()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (heads, acceptor) = (heads.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(s).await {
+                    answer(tls, port, heads).await;
+                }
+            });
+        }
+    });
+    (port, pem.into_bytes())
+}
+
+/// Answers one GetCapabilities request on `s`.
+async fn answer<S>(mut s: S, port: u16, heads: Arc<Mutex<Vec<String>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(head) = read_request(&mut s).await else {
+        return;
+    };
+    heads.lock().unwrap().push(head);
+    let body = format!(
+        r#"<?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><s:Body><tds:GetCapabilitiesResponse><tds:Capabilities><tt:Extension><tt:Search><tt:XAddr>http://127.0.0.1:{port}/onvif/search</tt:XAddr></tt:Search><tt:Replay><tt:XAddr>http://127.0.0.1:{port}/onvif/replay</tt:XAddr></tt:Replay></tt:Extension></tds:Capabilities></tds:GetCapabilitiesResponse></s:Body></s:Envelope>"#
+    );
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = s.write_all(answer.as_bytes()).await;
+    let _ = s.shutdown().await;
 }
 
 #[tokio::test]
@@ -206,4 +240,48 @@ async fn onvif_of_a_site_camera_goes_through_the_tunnel() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("camera networks"), "{err}");
+
+    // HTTPS: a CONNECT through the proxy, TLS end to end, the camera's certificate verified.
+    vigil_api::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("vigil-media-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tls_heads = Arc::new(Mutex::new(Vec::new()));
+    let (tls_port, ca) = tls_camera(tls_heads.clone(), &dir).await;
+    let url = Url::parse(&format!(
+        "https://127.0.0.1:{tls_port}/onvif/device_service"
+    ))
+    .unwrap();
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(10),
+        tls: vigil_media::onvif::TlsVerify::Ca(ca),
+        ..ClientOptions::default()
+    };
+    let dev = Device::new(url, None, &opts, route.clone()).unwrap();
+    let (search, _) = dev
+        .services()
+        .await
+        .expect("GetCapabilities over https through the site");
+    assert_eq!(search.path(), "/onvif/search");
+    let seen = tls_heads.lock().unwrap().clone();
+    assert!(
+        seen.last()
+            .is_some_and(|h| h.starts_with("POST /onvif/device_service HTTP/1.1\r\n")
+                && !h.to_ascii_lowercase().contains("proxy-")),
+        "{seen:?}"
+    );
+    // A certificate the options do not trust: refused, though the tunnel opened.
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(10),
+        ..ClientOptions::default()
+    };
+    let url = Url::parse(&format!(
+        "https://127.0.0.1:{tls_port}/onvif/device_service"
+    ))
+    .unwrap();
+    let dev = Device::new(url, None, &opts, route).unwrap();
+    assert!(
+        dev.services().await.is_err(),
+        "an untrusted certificate is refused"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
