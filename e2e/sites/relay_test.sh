@@ -241,8 +241,9 @@ if [ "$total" -ge 6 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play 
 # missing: the backfill dates replayed frames by the live clock of the session before the hole
 # (aligned at its start), and the live session after it is anchored anew, so the two clocks
 # differ by the difference of the sessions' apparent latencies (0.16 s seen on this loaded
-# machine); what is missing there is printed, and must stay within SEAM_MS of each seam.
-SEAM_MS=${SEAM_MS:-500}
+# machine); what is missing there is printed, and must stay within SEAM_MS of each seam (the
+# backfill's own bound for aligning the two clocks, replay::MAX_ALIGN_MS).
+SEAM_MS=${SEAM_MS:-750}
 read -r first_ms last_ms < <(find "$work/store/shop/cam1" -name '*.mp4' -printf '%f\n' |
   python3 -c 'import sys; k=[tuple(map(int, l.split("-")[:2])) for l in sys.stdin if l.strip()]; print(min(a for a,_ in k), max(b for _,b in k))')
 if "$fc_bin" --store "$work/store" --namespace shop --camera cam1 --frame-log "$work/frames" \
