@@ -49,7 +49,7 @@ count_run camera-sim bash e2e/camera-sim/test_camera_sim.sh
 stage "remote-site network harness (namespaces, real NATs, hole punching)"
 count_run sites-net bash e2e/sites/net_test.sh
 
-stage "remote site through a symmetric NAT: camera recorded over the relay, uplink cut and restored (issue 15)"
+stage "remote site through a symmetric NAT: camera recorded over the relay, uplink cut 30 s, the hole backfilled through the tunnel (issue 15)"
 count_run sites-relay bash e2e/sites/relay_test.sh
 
 stage "remote-site path selection through real NATs: lan, direct (hole punched, QUIC), relay (issue 15)"

@@ -268,7 +268,12 @@ impl Source {
             self.mode.onvif_url.clone(),
             creds,
             &opts,
-            self.ctx.settings.address_policy.clone(),
+            // A camera at a remote site: its ONVIF service through the site's tunnel too.
+            vigil_media::netguard::Route::for_camera(
+                self.ctx.settings.address_policy.clone(),
+                self.cfg.site.as_deref(),
+                self.ctx.settings.site_link.as_ref(),
+            )?,
         )?;
         let service = device.event_service().await?;
         let sub = device.create_pull_point(&service, SUBSCRIPTION_TTL).await?;

@@ -128,6 +128,311 @@ pub async fn via_site(
         })
 }
 
+/// A camera's site: the link to the rendezvous service and the site's name.
+#[derive(Clone, Debug)]
+pub struct SiteRoute {
+    pub link: Arc<vigil_site::SiteLink>,
+    pub site: String,
+}
+
+/// How every connection made on a camera's behalf is made — live RTSP, ONVIF SOAP, Profile G
+/// replay, playback URLs: dialled at an address the pool's policy allows, or, for a camera at a
+/// remote site, opened through the site's tunnel (the gateway checks the address against the
+/// site's camera networks). The one seam the replay client ([`Route::connect`]) and the ONVIF
+/// client ([`SiteProxy`] for reqwest) go through.
+#[derive(Clone, Debug)]
+pub enum Route {
+    Direct(Arc<AddressPolicy>),
+    Site(SiteRoute),
+}
+
+impl From<Arc<AddressPolicy>> for Route {
+    fn from(p: Arc<AddressPolicy>) -> Route {
+        Route::Direct(p)
+    }
+}
+
+impl Route {
+    /// The camera's route: through `site` when it has one (then `link` is needed), else direct.
+    pub fn for_camera(
+        policy: Arc<AddressPolicy>,
+        site: Option<&str>,
+        link: Option<&Arc<vigil_site::SiteLink>>,
+    ) -> Result<Route> {
+        match (site, link) {
+            (None, _) => Ok(Route::Direct(policy)),
+            (Some(site), Some(link)) => Ok(Route::Site(SiteRoute {
+                link: link.clone(),
+                site: site.to_string(),
+            })),
+            (Some(site), None) => Err(Error::Rtsp(format!(
+                "camera at site {}: no site link (rendezvous service) configured",
+                peer_summary(site)
+            ))),
+        }
+    }
+
+    /// A connection to `host:port` (a `TcpStream`: a loopback bridge for a tunnel stream).
+    pub async fn connect(&self, host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+        match self {
+            Route::Direct(policy) => Ok(connect(host, port, policy, timeout).await?.0),
+            Route::Site(r) => {
+                let stream = via_site(&r.link, &r.site, host, port, timeout).await?;
+                tracing::debug!(site = %r.site, path = %stream.path(), "opened through the site's tunnel");
+                bridge(stream).await
+            }
+        }
+    }
+
+    /// Refuses an IP-literal URL the policy does not allow (direct only: through a site the
+    /// gateway checks).
+    pub fn check_url_literal(&self, url: &Url) -> Result<()> {
+        match self {
+            Route::Direct(policy) => check_url_literal(url, policy),
+            Route::Site(_) => Ok(()),
+        }
+    }
+}
+
+/// reqwest cannot be handed a byte stream per connection, so a site camera's HTTP (ONVIF) goes
+/// through a small HTTP proxy made in-process for it: bound to loopback, alive as long as this
+/// value, and answering only requests carrying its own random credentials (reqwest is given
+/// them with the proxy). Each proxied connection is one tunnel stream to the host and port the
+/// request names: plain HTTP requests are forwarded in origin form with `Connection: close`
+/// (one request per tunnel stream, so a pooled connection is never reused for another host),
+/// HTTPS is a `CONNECT` tunnel (TLS end to end, verified by reqwest as usual).
+#[derive(Debug)]
+pub struct SiteProxy {
+    proxy: reqwest::Proxy,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Longest request head the site proxy reads.
+pub const PROXY_HEAD_LIMIT: usize = 16 * 1024;
+
+impl SiteProxy {
+    /// Starts the proxy (needs a Tokio runtime).
+    pub fn start(route: SiteRoute, timeout: Duration) -> Result<SiteProxy> {
+        use base64::Engine as _;
+        let std_listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| Error::Rtsp(format!("site proxy: {e}")))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| Error::Rtsp(format!("site proxy: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Rtsp(format!("site proxy: {e}")))?;
+        let mut secret = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| Error::Rtsp("site proxy: no randomness".into()))?;
+        let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("vigil:{password}"))
+        );
+        let proxy = reqwest::Proxy::all(format!("http://{addr}"))
+            .map_err(|e| Error::Rtsp(format!("site proxy: {e}")))?
+            .basic_auth("vigil", &password);
+        let expected = Arc::new(expected);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let (route, expected) = (route.clone(), expected.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = proxy_one(sock, &route, &expected, timeout).await {
+                        tracing::debug!(site = %route.site, error = %e, "site proxy connection");
+                    }
+                });
+            }
+        });
+        Ok(SiteProxy { proxy, task })
+    }
+
+    /// The proxy, with its credentials, for `reqwest::ClientBuilder::proxy`.
+    pub fn proxy(&self) -> reqwest::Proxy {
+        self.proxy.clone()
+    }
+}
+
+impl Drop for SiteProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request the site proxy accepted: where to open the tunnel stream and what to send first.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProxyRequest {
+    pub host: String,
+    pub port: u16,
+    /// `CONNECT`: answer 200 and splice; otherwise `head` goes to the camera first.
+    pub connect: bool,
+    pub head: Vec<u8>,
+}
+
+/// Why the site proxy refused a request (answered with the status).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProxyRefusal {
+    BadRequest,
+    Unauthorized,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a proxy request head (through the blank line), checks its `Proxy-Authorization`
+/// against `expected` (constant time), and makes the head to send on: origin form, the proxy
+/// headers and any `Connection` header dropped, `Connection: close` added.
+pub fn parse_proxy_request(
+    head: &[u8],
+    expected: &str,
+) -> std::result::Result<ProxyRequest, ProxyRefusal> {
+    let text = std::str::from_utf8(head).map_err(|_| ProxyRefusal::BadRequest)?;
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().ok_or(ProxyRefusal::BadRequest)?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ProxyRefusal::BadRequest);
+    };
+    let mut authorized = false;
+    let mut headers = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':').ok_or(ProxyRefusal::BadRequest)?;
+        let name_lc = name.trim().to_ascii_lowercase();
+        match name_lc.as_str() {
+            "proxy-authorization" => {
+                authorized |= ct_eq(value.trim().as_bytes(), expected.as_bytes());
+            }
+            "proxy-connection" | "connection" | "keep-alive" => {}
+            _ => headers.push(line),
+        }
+    }
+    if !authorized {
+        return Err(ProxyRefusal::Unauthorized);
+    }
+    if method == "CONNECT" {
+        let (host, port) = target.rsplit_once(':').ok_or(ProxyRefusal::BadRequest)?;
+        let port = port.parse().map_err(|_| ProxyRefusal::BadRequest)?;
+        let host = host.trim_matches(['[', ']']).to_string();
+        if host.is_empty() {
+            return Err(ProxyRefusal::BadRequest);
+        }
+        return Ok(ProxyRequest {
+            host,
+            port,
+            connect: true,
+            head: Vec::new(),
+        });
+    }
+    let url = Url::parse(target).map_err(|_| ProxyRefusal::BadRequest)?;
+    if url.scheme() != "http" {
+        return Err(ProxyRefusal::BadRequest);
+    }
+    let host = url_host(&url).ok_or(ProxyRefusal::BadRequest)?;
+    let port = url.port().unwrap_or(80);
+    let origin = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let mut out = format!("{method} {origin} {version}\r\n");
+    for h in headers {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    Ok(ProxyRequest {
+        host,
+        port,
+        connect: false,
+        head: out.into_bytes(),
+    })
+}
+
+/// One proxied connection: read the head, check, open the tunnel stream, splice.
+async fn proxy_one(
+    mut sock: TcpStream,
+    route: &SiteRoute,
+    expected: &str,
+    timeout: Duration,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = sock.set_nodelay(true);
+    let mut buf = Vec::with_capacity(4096);
+    let end = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(i + 4);
+            }
+            if buf.len() > PROXY_HEAD_LIMIT {
+                return Err(Error::Rtsp("site proxy: request head too long".into()));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = sock
+                .read(&mut chunk)
+                .await
+                .map_err(|e| Error::Rtsp(format!("site proxy: read: {e}")))?;
+            if n == 0 {
+                return Err(Error::Rtsp("site proxy: closed before a request".into()));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .map_err(|_| Error::Rtsp("site proxy: no request in time".into()))??;
+    let req = match parse_proxy_request(&buf[..end], expected) {
+        Ok(r) => r,
+        Err(refusal) => {
+            let answer: &[u8] = match refusal {
+                ProxyRefusal::Unauthorized => {
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"vigil\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                }
+                ProxyRefusal::BadRequest => {
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                }
+            };
+            let _ = sock.write_all(answer).await;
+            return Err(Error::Rtsp(format!("site proxy: refused ({refusal:?})")));
+        }
+    };
+    let mut stream = match via_site(&route.link, &route.site, &req.host, req.port, timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return Err(e);
+        }
+    };
+    tracing::debug!(site = %route.site, path = %stream.path(), "HTTP through the site's tunnel");
+    let io = |e: std::io::Error| Error::Rtsp(format!("site proxy: {e}"));
+    if req.connect {
+        sock.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .map_err(io)?;
+    } else {
+        stream.write_all(&req.head).await.map_err(io)?;
+    }
+    if buf.len() > end {
+        stream.write_all(&buf[end..]).await.map_err(io)?;
+    }
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut sock,
+        &mut stream,
+        BRIDGE_BUFFER,
+        BRIDGE_BUFFER,
+    )
+    .await;
+    Ok(())
+}
+
 /// Per-direction buffer between a tunnel stream and its loopback bridge.
 pub const BRIDGE_BUFFER: usize = 64 * 1024;
 
@@ -316,6 +621,56 @@ mod tests {
             0,
             "closed with the tunnel"
         );
+    }
+
+    #[test]
+    fn the_site_proxy_forwards_only_its_own_requests() {
+        let auth = "Basic dmlnaWw6c2VjcmV0";
+        let head = b"POST http://192.168.50.2:8555/onvif/device_service?x=1 HTTP/1.1\r\nHost: 192.168.50.2:8555\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n";
+        let r = parse_proxy_request(head, auth).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.connect),
+            ("192.168.50.2", 8555, false)
+        );
+        assert_eq!(
+            String::from_utf8(r.head).unwrap(),
+            "POST /onvif/device_service?x=1 HTTP/1.1\r\nHost: 192.168.50.2:8555\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
+        );
+        let r = parse_proxy_request(
+            b"GET http://cam/x HTTP/1.1\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\n\r\n",
+            auth,
+        )
+        .unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("cam", 80));
+        let r = parse_proxy_request(
+            b"CONNECT [fd00::9]:443 HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\n\r\n",
+            auth,
+        )
+        .unwrap();
+        assert_eq!((r.host.as_str(), r.port, r.connect), ("fd00::9", 443, true));
+        // Without the proxy's own credentials, or with others: refused.
+        let no_auth = b"GET http://cam/x HTTP/1.1\r\nHost: cam\r\n\r\n";
+        assert_eq!(
+            parse_proxy_request(no_auth, auth),
+            Err(ProxyRefusal::Unauthorized)
+        );
+        let wrong =
+            b"GET http://cam/x HTTP/1.1\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV1\r\n\r\n";
+        assert_eq!(
+            parse_proxy_request(wrong, auth),
+            Err(ProxyRefusal::Unauthorized)
+        );
+        for bad in [
+            &b"GET /x HTTP/1.1\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\n\r\n"[..],
+            b"GET ftp://cam/x HTTP/1.1\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\n\r\n",
+            b"CONNECT cam HTTP/1.1\r\nProxy-Authorization: Basic dmlnaWw6c2VjcmV0\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_proxy_request(bad, auth),
+                Err(ProxyRefusal::BadRequest)
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,6 @@ use url::Url;
 use crate::auth::{Authenticator, Unauthorized, on_unauthorized};
 use crate::error::{Error, Result};
 use crate::onvif_events::Topic;
-use vigil_api::netpolicy::AddressPolicy;
 use vigil_api::redact::Credentials;
 use vigil_api::redact::{peer_summary, redact_url};
 
@@ -161,6 +160,11 @@ impl std::fmt::Debug for ClientOptions {
 /// recorder elsewhere), no proxies from the environment (cameras are reached directly), HTTP/1.1
 /// only (what camera web servers speak).
 pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
+    http_client_via(opts, None)
+}
+
+/// [`http_client`], every request through `proxy` when given (a site's `netguard::SiteProxy`).
+fn http_client_via(opts: &ClientOptions, proxy: Option<reqwest::Proxy>) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .timeout(opts.timeout)
         .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
@@ -185,6 +189,10 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
     }
     if let Some(r) = &opts.resolver {
         b = b.dns_resolver(r.clone());
+    }
+    if let Some(p) = proxy {
+        // One request per tunnel stream (the proxy forwards with `Connection: close`).
+        b = b.proxy(p).pool_max_idle_per_host(0);
     }
     b.build()
         .map_err(|e| Error::Rtsp(format!("ONVIF HTTP client: {}", error_chain(&e))))
@@ -266,9 +274,12 @@ pub struct Device {
     device_url: Url,
     creds: Option<Credentials>,
     http: reqwest::Client,
-    /// Where the device and the services it names may be (the pool's `cameraNetworks`):
-    /// host names through the client's resolver, IP literals checked before each request.
-    policy: Arc<AddressPolicy>,
+    /// How the device and the services it names are reached: at addresses the pool's
+    /// `cameraNetworks` allow (host names through the client's resolver, IP literals checked
+    /// before each request), or through the camera's site tunnel (`netguard::SiteProxy`).
+    route: crate::netguard::Route,
+    /// The in-process proxy into the site's tunnel, alive as long as the device.
+    _site_proxy: Option<crate::netguard::SiteProxy>,
     /// HTTP authentication, once a service asked for it: kept across calls so that a Digest
     /// nonce is reused (with a counting `nc`) instead of costing a 401 round trip per call.
     auth: Mutex<Option<Authenticator>>,
@@ -277,26 +288,38 @@ pub struct Device {
 const NS: &str = r#"xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tse="http://www.onvif.org/ver10/search/wsdl" xmlns:trp="http://www.onvif.org/ver10/replay/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema" xmlns:tev="http://www.onvif.org/ver10/events/wsdl" xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2""#;
 
 impl Device {
-    /// A device at `device_url` (credentials must already be out of the URL), reached only at
-    /// addresses `policy` allows: names resolve through a resolver that refuses the others
-    /// (unless `opts` brings its own resolver).
+    /// A device at `device_url` (credentials must already be out of the URL), reached by
+    /// `route`: directly only at addresses its policy allows (names resolve through a resolver
+    /// that refuses the others, unless `opts` brings its own resolver), or through the camera's
+    /// site tunnel. An `Arc<AddressPolicy>` is a direct route.
     pub fn new(
         device_url: Url,
         creds: Option<Credentials>,
         opts: &ClientOptions,
-        policy: Arc<AddressPolicy>,
+        route: impl Into<crate::netguard::Route>,
     ) -> Result<Device> {
+        let route = route.into();
         let mut opts = opts.clone();
-        if opts.resolver.is_none() {
-            opts.resolver = Some(Arc::new(crate::netguard::PolicyResolver {
-                policy: policy.clone(),
-            }));
-        }
+        let (http, site_proxy) = match &route {
+            crate::netguard::Route::Direct(policy) => {
+                if opts.resolver.is_none() {
+                    opts.resolver = Some(Arc::new(crate::netguard::PolicyResolver {
+                        policy: policy.clone(),
+                    }));
+                }
+                (http_client(&opts)?, None)
+            }
+            crate::netguard::Route::Site(site) => {
+                let proxy = crate::netguard::SiteProxy::start(site.clone(), opts.timeout)?;
+                (http_client_via(&opts, Some(proxy.proxy()))?, Some(proxy))
+            }
+        };
         Ok(Device {
             device_url,
             creds,
-            http: http_client(&opts)?,
-            policy,
+            http,
+            route,
+            _site_proxy: site_proxy,
             auth: Mutex::new(None),
         })
     }
@@ -315,7 +338,7 @@ impl Device {
             )));
         }
         // reqwest never asks the resolver about an IP-literal host.
-        crate::netguard::check_url_literal(url, &self.policy)?;
+        self.route.check_url_literal(url)?;
         let target = request_target(url);
         let mut sent_credentials = false;
         // One try as things stand, one answering a challenge, one after a stale nonce.
@@ -776,6 +799,7 @@ pub fn edge_intervals(events: &[EdgeEvent], start_ms: i64, end_ms: i64) -> Vec<E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_api::netpolicy::AddressPolicy;
 
     /// The test servers listen on loopback, which the default policy refuses.
     fn loopback() -> Arc<AddressPolicy> {

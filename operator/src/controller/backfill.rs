@@ -324,6 +324,25 @@ pub fn job(
             });
         }
     }
+    // A camera at a remote site is reached through the site's tunnel: the Job gets the site
+    // link recorders get (the rendezvous env and the namespace's `vigil-site-recorder` Secret).
+    let mut mounts = vec![VolumeMount {
+        name: "scratch".into(),
+        mount_path: "/tmp".into(),
+        ..Default::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "scratch".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    if camera.spec.site.is_some() {
+        env.extend(settings.site_env());
+        if let Some((volume, mount)) = settings.site_volume() {
+            volumes.push(volume);
+            mounts.push(mount);
+        }
+    }
     let window_seconds = backfill.spec.window.seconds().max(1.0) as i64;
     let labels = BTreeMap::from([
         (BACKFILL_LABEL.to_string(), backfill.name_any()),
@@ -357,11 +376,7 @@ pub fn job(
             read_only_root_filesystem: Some(true),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "scratch".into(),
-            mount_path: "/tmp".into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
     Job {
@@ -394,11 +409,7 @@ pub fn job(
                         ..Default::default()
                     }),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "scratch".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },
@@ -916,6 +927,65 @@ mod tests {
             pod.service_account_name.as_deref(),
             Some("vigil-recorder-main")
         );
+    }
+
+    #[test]
+    fn a_site_cameras_job_gets_the_site_link() {
+        let mut settings = RecorderSettings {
+            image: "vigil/recorder:dev".into(),
+            image_pull_policy: "Never".into(),
+            cluster_networks: String::new(),
+            site_rendezvous: "vigil-rendezvous.vigil:7443".into(),
+            site_server_name: "vigil-rendezvous".into(),
+        };
+        let of = |c: &Camera, settings: &RecorderSettings| {
+            let j = job(&backfill(None), c, &pool(), settings, 1);
+            let pod = j.spec.expect("job spec").template.spec.expect("pod spec");
+            let c = &pod.containers[0];
+            let env: Vec<(String, String)> = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect();
+            let mounted = c.volume_mounts.iter().flatten().any(|m| {
+                m.name == "site-link"
+                    && m.mount_path == crate::controller::children::SITE_LINK_DIR
+                    && m.read_only == Some(true)
+            });
+            let secret = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "site-link")
+                .and_then(|v| v.secret.as_ref())
+                .and_then(|s| s.secret_name.clone());
+            (env, mounted, secret)
+        };
+        // A camera on the pods' own network: no site link.
+        let (env, mounted, secret) = of(&camera(true), &settings);
+        assert!(!mounted && secret.is_none());
+        assert!(!env.iter().any(|(n, _)| n.starts_with("VIGIL_SITE_")));
+        let mut c = camera(true);
+        c.spec.site = Some("branch1".into());
+        let (env, mounted, secret) = of(&c, &settings);
+        assert!(mounted, "the site-link Secret is mounted");
+        assert_eq!(
+            secret.as_deref(),
+            Some(crate::controller::children::SITE_LINK_SECRET)
+        );
+        for (k, v) in [
+            ("VIGIL_SITE_RENDEZVOUS", "vigil-rendezvous.vigil:7443"),
+            ("VIGIL_SITE_CA_FILE", "/var/run/vigil/site/ca.crt"),
+            ("VIGIL_SITE_TOKEN_FILE", "/var/run/vigil/site/token"),
+            ("VIGIL_SITE_SERVER_NAME", "vigil-rendezvous"),
+        ] {
+            assert!(env.contains(&(k.into(), v.into())), "{k} in {env:?}");
+        }
+        // No rendezvous service in the chart: nothing to give.
+        settings.site_rendezvous = String::new();
+        let (env, mounted, _) = of(&c, &settings);
+        assert!(!mounted && !env.iter().any(|(n, _)| n.starts_with("VIGIL_SITE_")));
     }
 
     #[test]

@@ -74,6 +74,34 @@ impl RecorderSettings {
     }
 }
 
+impl RecorderSettings {
+    /// The site-link Secret's volume and its mount (recorders and backfill Jobs of site
+    /// cameras), when a rendezvous service is configured. Optional: without the Secret the
+    /// pod starts and a site camera fails with "no site link".
+    pub fn site_volume(&self) -> Option<(Volume, VolumeMount)> {
+        if self.site_env().is_empty() {
+            return None;
+        }
+        Some((
+            Volume {
+                name: "site-link".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(SITE_LINK_SECRET.into()),
+                    optional: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "site-link".into(),
+                mount_path: SITE_LINK_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ))
+    }
+}
+
 fn env_value(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -349,22 +377,9 @@ pub fn deployment(pool: &RecorderPool, settings: &RecorderSettings) -> Deploymen
         ..Default::default()
     });
     // Remote sites: the namespace's recorder token and the rendezvous CA, if the Secret exists.
-    if !settings.site_env().is_empty() {
-        volumes.push(Volume {
-            name: "site-link".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(SITE_LINK_SECRET.into()),
-                optional: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: "site-link".into(),
-            mount_path: SITE_LINK_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
+    if let Some((volume, mount)) = settings.site_volume() {
+        volumes.push(volume);
+        mounts.push(mount);
     }
     if let Some(local) = &spec.storage.local
         && let Some(claim) = &local.claim_name

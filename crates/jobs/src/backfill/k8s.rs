@@ -19,6 +19,7 @@ use vigil_api::{Backfill, Camera, RecorderPool};
 use super::{EdgeSource, Job, Progress, Report, env_credentials, run};
 use crate::error::{Error, Result};
 use vigil_config::validate_segment_seconds;
+use vigil_media::netguard::Route;
 use vigil_store::intervals::{DEFAULT_TOLERANCE_MS, Interval};
 use vigil_store::layout::CameraId;
 
@@ -99,7 +100,7 @@ pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
             tls: super::env_onvif_tls()?,
             ..Default::default()
         },
-        address_policy: Arc::new(address_policy(&pool)?),
+        route: route(&ns, &cam, &pool)?,
     };
     let progress = Arc::new(Mutex::new(Progress::default()));
     // Progress every ~2 s while running, for `kubectl get bf`.
@@ -149,6 +150,22 @@ pub async fn run_job(target: &str, bandwidth_mbps: f64) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// How the camera is reached: directly under the pool's address policy, or, for a camera with
+/// `spec.site`, through the site link the operator gives the Job (`VIGIL_SITE_*`, the
+/// namespace's `vigil-site-recorder` Secret mounted), as it gives recorder pods.
+fn route(ns: &str, cam: &Camera, pool: &RecorderPool) -> Result<Route> {
+    let policy = Arc::new(address_policy(pool)?);
+    let link = match &cam.spec.site {
+        Some(_) => vigil_config::site_link_from_env(ns)?,
+        None => None,
+    };
+    Ok(Route::for_camera(
+        policy,
+        cam.spec.site.as_deref(),
+        link.as_ref(),
+    )?)
 }
 
 /// The pool's `cameraNetworks` with the cluster's networks the operator passes in the

@@ -24,11 +24,11 @@ use serde::Serialize;
 use tracing::{info, warn};
 use url::Url;
 use vigil_api::PlaybackTimeFormat;
-use vigil_api::netpolicy::AddressPolicy;
 
 use crate::error::{Error, Result};
 use vigil_api::redact::Credentials;
 use vigil_api::redact::{redact_url, split_credentials};
+use vigil_media::netguard::Route;
 use vigil_media::onvif::{ClientOptions, Device, TlsVerify};
 use vigil_media::replay::{self, Throttle, Timing};
 use vigil_store::error::chain;
@@ -67,9 +67,10 @@ pub struct Job {
     pub read_timeout: Duration,
     /// How the ONVIF device is reached (TLS verification, timeout).
     pub onvif: ClientOptions,
-    /// Where the camera's services may be (the pool's `cameraNetworks`); checked on the
-    /// resolved address of every connection (ONVIF, replay, playback URLs).
-    pub address_policy: Arc<AddressPolicy>,
+    /// How the camera's services are reached, every connection (ONVIF, replay, playback URLs):
+    /// directly, at an address the pool's `cameraNetworks` allow (checked on the resolved
+    /// address), or through the camera's site tunnel (issue #15, `docs/sites.md`).
+    pub route: Route,
 }
 
 /// What the run achieved (the Job's part of the Backfill status).
@@ -189,7 +190,7 @@ async fn fetch(
                     device_url.clone(),
                     job.creds.clone(),
                     &job.onvif,
-                    job.address_policy.clone(),
+                    job.route.clone(),
                 )?;
                 let (token, uri) = dev
                     .resolve(recording_token.as_deref(), &job.camera.name)
@@ -261,7 +262,7 @@ async fn fetch(
     let r = replay::play(
         &url,
         creds,
-        &job.address_policy,
+        &job.route,
         timing,
         job.read_timeout,
         deadline,
@@ -441,7 +442,7 @@ async fn recover_events(
             device_url.clone(),
             job.creds.clone(),
             &job.onvif,
-            job.address_policy.clone(),
+            job.route.clone(),
         )?;
         let (search, _) = dev.services().await?;
         let token = dev
@@ -559,6 +560,11 @@ pub async fn run_file(a: FileArgs) -> Result<Report> {
         .split_once('/')
         .unwrap_or(("default", a.camera.as_str()));
     let camera = CameraId::new(ns, name)?;
+    let site = resolved
+        .cameras
+        .iter()
+        .find(|c| c.id == camera)
+        .and_then(|c| c.site.clone());
     // Credentials: the environment (as in the Job), else the file's entry for the camera.
     let creds = env_credentials().or_else(|| {
         resolved
@@ -606,7 +612,12 @@ pub async fn run_file(a: FileArgs) -> Result<Report> {
             tls: env_onvif_tls()?,
             ..ClientOptions::default()
         },
-        address_policy: Arc::new(resolved.address_policy),
+        // A camera with a `site` is reached through the file's `siteLink`, as the recorder does.
+        route: Route::for_camera(
+            Arc::new(resolved.address_policy),
+            site.as_deref(),
+            resolved.site_link.as_ref(),
+        )?,
     };
     run(&job, Arc::new(Mutex::new(Progress::default()))).await
 }

@@ -22,7 +22,6 @@ use url::Url;
 use crate::error::{Error, Result};
 use depack::{Codec, Depacketizer};
 use rtsp::{Conn, Message};
-use vigil_api::netpolicy::AddressPolicy;
 use vigil_api::redact::Credentials;
 use vigil_api::redact::redact_url;
 
@@ -125,13 +124,13 @@ pub fn clock_time(ms: i64) -> String {
         .to_string()
 }
 
-/// Plays `url` (credentials out of the URL) into `sink`, connecting only to an address
-/// `policy` allows.
+/// Plays `url` (credentials out of the URL) into `sink`, connecting by `route` (only to an
+/// address its policy allows, or through the camera's site tunnel).
 #[allow(clippy::too_many_arguments)]
 pub async fn play<S: Sink>(
     url: &Url,
     creds: Option<Credentials>,
-    policy: &AddressPolicy,
+    route: &crate::netguard::Route,
     timing: Timing,
     read_timeout: Duration,
     deadline: Instant,
@@ -140,7 +139,7 @@ pub async fn play<S: Sink>(
 ) -> Result<PlayStats, S::Error> {
     let onvif = matches!(timing, Timing::Onvif { .. });
     let req_url = url.as_str().to_string();
-    let mut conn = Conn::connect(url, creds, read_timeout, policy).await?;
+    let mut conn = Conn::connect(url, creds, read_timeout, route).await?;
     let require: Vec<(&str, String)> = if onvif {
         vec![("Require", "onvif-replay".to_string())]
     } else {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
-use vigil_api::netpolicy::AddressPolicy;
 
 use crate::auth::{Authenticator, Unauthorized, on_unauthorized};
 use crate::error::{Error, Result};
@@ -235,13 +234,14 @@ pub struct Conn {
 
 impl Conn {
     /// Connects to the URL's host (credentials must already be out of the URL).
-    /// The host is resolved once and the address checked against `policy` before anything is
-    /// sent (see `netguard`).
+    /// Directly, the host is resolved once and the address checked against the route's policy
+    /// before anything is sent; a site camera is reached through its site's tunnel (see
+    /// `netguard::Route`).
     pub async fn connect(
         url: &Url,
         creds: Option<Credentials>,
         timeout: Duration,
-        policy: &AddressPolicy,
+        route: &crate::netguard::Route,
     ) -> Result<Conn> {
         let shown = redact_url(url);
         let host = crate::netguard::url_host(url)
@@ -252,7 +252,7 @@ impl Conn {
             )));
         }
         let port = url.port().unwrap_or(554);
-        let (stream, _) = crate::netguard::connect(&host, port, policy, timeout).await?;
+        let stream = route.connect(&host, port, timeout).await?;
         let _ = stream.set_nodelay(true);
         Ok(Conn {
             stream,
