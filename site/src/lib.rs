@@ -21,6 +21,7 @@ pub mod lan;
 pub mod proto;
 pub mod rendezvous;
 pub mod tls;
+pub mod udprelay;
 
 pub use client::{SiteLink, SiteStream};
 pub use error::{Error, Result};
