@@ -64,7 +64,9 @@ impl AsyncRead for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_read(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_read(cx, buf),
-            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -78,7 +80,9 @@ impl AsyncWrite for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_write(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_write(cx, buf),
-            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_write(cx, buf)
+            }
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -92,7 +96,9 @@ impl AsyncWrite for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_shutdown(cx),
             SiteStream::Lan(s) => Pin::new(s).poll_shutdown(cx),
-            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_shutdown(cx)
+            }
         }
     }
 }
@@ -241,9 +247,7 @@ impl SiteLink {
                             let (cert, key) = id.cert_and_key();
                             match crate::direct::server_endpoint(std_sock, cert, key) {
                                 Ok(ep) => {
-                                    if self.direct
-                                        && mapping != crate::direct::Mapping::Dependent
-                                    {
+                                    if self.direct && mapping != crate::direct::Mapping::Dependent {
                                         offer.reflexive = Some(refl);
                                     } else {
                                         debug!(?mapping, "no direct offer");
@@ -251,11 +255,8 @@ impl SiteLink {
                                     offer.relay_udp = self.relay_udp;
                                     relay_server = self.relay_udp.then_some(server);
                                     puncher = Some(clone);
-                                    direct_wait.0 = Some(tokio::spawn(accept_direct(
-                                        ep,
-                                        secret,
-                                        relay_server,
-                                    )));
+                                    direct_wait.0 =
+                                        Some(tokio::spawn(accept_direct(ep, secret, relay_server)));
                                 }
                                 Err(e) => debug!(error = %e, "no direct path"),
                             }

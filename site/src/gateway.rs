@@ -167,7 +167,10 @@ impl Gateway {
         let nets = match reply {
             Reply::Welcome { camera_networks } => camera_networks,
             Reply::Refused { reason } => return Err(Error::Refused(reason)),
-            Reply::Open | Reply::Elsewhere { .. } | Reply::Punch { .. } | Reply::UdpRelay { .. } => {
+            Reply::Open
+            | Reply::Elsewhere { .. }
+            | Reply::Punch { .. }
+            | Reply::UdpRelay { .. } => {
                 return Err(Error::Protocol("unexpected reply".into()));
             }
         };

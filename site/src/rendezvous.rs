@@ -409,7 +409,8 @@ impl Rendezvous {
     /// registrations are recorded (and answered when asked); probes are answered.
     async fn serve_udp(self: Arc<Self>, sock: tokio::net::UdpSocket) {
         use crate::udprelay::{self, Route, Side};
-        self.udp_up.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.udp_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut buf = vec![0u8; 65536];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -716,25 +717,24 @@ impl Rendezvous {
         };
         // The relay over UDP: a pairing for this stream, when the recorder asks (its socket
         // reached our UDP port) and the table has room; removed unless the stream takes it.
-        let pairing = if lan.offers_relay_udp()
-            && self.udp_up.load(std::sync::atomic::Ordering::Relaxed)
-        {
-            let id = crate::udprelay::new_id()?;
-            let tag = UdpTag {
-                site: key.clone(),
-                buckets: self.buckets(&key),
-                started,
+        let pairing =
+            if lan.offers_relay_udp() && self.udp_up.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = crate::udprelay::new_id()?;
+                let tag = UdpTag {
+                    site: key.clone(),
+                    buckets: self.buckets(&key),
+                    started,
+                };
+                self.udp()
+                    .insert(id, tag, Instant::now())
+                    .then_some(PairingGuard {
+                        rv: self,
+                        id,
+                        keep: false,
+                    })
+            } else {
+                None
             };
-            self.udp()
-                .insert(id, tag, Instant::now())
-                .then_some(PairingGuard {
-                    rv: self,
-                    id,
-                    keep: false,
-                })
-        } else {
-            None
-        };
         if let Some(p) = &pairing {
             proto::send(
                 &mut rec,
@@ -793,7 +793,9 @@ impl Rendezvous {
                     // The stream runs on the relay over UDP: the pairing stays (it expires when
                     // idle), its bytes are counted as they are forwarded.
                     let Some(guard) = pairing else {
-                        return Err(Error::Protocol("the relay over UDP without a pairing".into()));
+                        return Err(Error::Protocol(
+                            "the relay over UDP without a pairing".into(),
+                        ));
                     };
                     guard.keep();
                     info!(%site, path = %p, transport = "udp", open_ms, "relaying a stream");

@@ -207,7 +207,11 @@ async fn the_direct_path_opens_and_carries_bytes_intact() {
     assert_eq!(st.path, Some(vigil_site::Path::Direct));
     assert!(st.streams_direct >= 2 && st.streams_relay >= 1, "{st:?}");
     // The relay over UDP was offered too; its pairing went when the direct path won.
-    assert_eq!(s.rv.udp_pairings(), 0, "the UDP relay's pairing outlived its stream's open");
+    assert_eq!(
+        s.rv.udp_pairings(),
+        0,
+        "the UDP relay's pairing outlived its stream's open"
+    );
     // A refusal still comes back on the relay with every path offered.
     match s
         .full
@@ -391,7 +395,11 @@ async fn the_relay_over_udp_carries_bytes_intact_and_counts_them() {
     let udp = s.full.clone().without_direct();
     let (mut c, first) = open_on(&udp, &s).await;
     assert_eq!(c.path(), vigil_site::Path::Relay);
-    assert_eq!(c.transport(), "udp", "the relay over UDP is preferred to TCP");
+    assert_eq!(
+        c.transport(),
+        "udp",
+        "the relay over UDP is preferred to TCP"
+    );
     c.write_all(b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n")
         .await
         .unwrap();
