@@ -62,7 +62,7 @@ sleep 0.3
 RUST_LOG=info "$bin/vigil-gateway" --rendezvous "127.0.0.1:$PORT" --ca-file "$work/ca.pem" \
   --namespace shop --site branch1 --token-file "$work/site.token" >"$work/gw.log" 2>&1 &
 gw=$!; pids+=($gw)
-for _ in $(seq 100); do grep -q "tunnel up" "$work/gw.log" && break; sleep 0.05; done
+for _ in $(seq 100); do grep -qs "tunnel up" "$work/gw.log" && break; sleep 0.05; done
 client() {
   "$bin/examples/relay_bench" client --rendezvous "127.0.0.1:$PORT" --ca-file "$work/ca.pem" \
     --token-file "$work/rec.token" --namespace shop --site branch1 --camera "127.0.0.1:$CAM" "$@"
@@ -77,7 +77,7 @@ for mode in plain udp tcp; do
   echo "$out"
   awk -v b="$BYTES" -v r="$(echo "$r1 - $r0" | bc)" -v g="$(echo "$g1 - $g0" | bc)" -v m=$mode 'BEGIN {
     per = (r > 0) ? sprintf("%.2f Gbit per rendezvous CPU-second", b * 8 / r / 1e9) : "n/a (not relayed)";
-    printf "FIGURE relay_cpu mode=%s bytes=%d rendezvous_cpu_s=%.2f gateway_cpu_s=%.2f: %s\n", m, b, r, g, per }'
+    printf "FIGURE relay_cpu mode=%s bytes=%.0f rendezvous_cpu_s=%.2f gateway_cpu_s=%.2f: %s\n", m, b, r, g, per }'
 done
 
 # 2. Added latency: echoes one after the other through one stream.

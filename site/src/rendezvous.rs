@@ -419,7 +419,7 @@ impl Rendezvous {
                 r = sock.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
                     let now = Instant::now();
-                    let route = self.udp().route(from, n, now, |tag, side, len| match &tag.buckets {
+                    let route = self.udp().route(from, &buf[..n], now, |tag, side, len| match &tag.buckets {
                         None => true,
                         Some((to_site, from_site)) => {
                             let b = if side == Side::Recorder { to_site } else { from_site };
@@ -435,8 +435,14 @@ impl Rendezvous {
                         Route::Unknown => {}
                     }
                     if let Some((id, side, want_ack)) = udprelay::parse_registration(&buf[..n]) {
-                        if self.udp().register(&id, side, from, now) && want_ack {
-                            let _ = sock.send_to(&udprelay::ack(&id, side), from).await;
+                        let held = self.udp().register(&id, side, from, now);
+                        if let Some(held) = held {
+                            if want_ack {
+                                let _ = sock.send_to(&udprelay::ack(&id, side), from).await;
+                            }
+                            for d in held {
+                                let _ = sock.send_to(&d, from).await;
+                            }
                         }
                     } else if let Some(a) = crate::direct::answer(&buf[..n], from) {
                         let _ = sock.send_to(&a, from).await;

@@ -36,6 +36,11 @@ pub const MAX_PAIRINGS: usize = 4096;
 pub const UNPAIRED_TIMEOUT: Duration = Duration::from_secs(10);
 /// A pairing with no datagram for this long expires (QUIC's keep-alive is 5 s on both sides).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Datagrams a pairing holds while its other side has not registered yet (the gateway's first
+/// QUIC Initial often arrives before the recorder's registration): at most this many, each at
+/// most [`HOLD_MAX_LEN`] bytes; later ones are dropped (QUIC retransmits).
+pub const HOLD: usize = 2;
+pub const HOLD_MAX_LEN: usize = 1500;
 /// How long a gateway waits for the rendezvous to answer its registration (UDP blocked: the TCP
 /// relay carries the stream).
 pub const REGISTER_TIMEOUT: Duration = Duration::from_millis(600);
@@ -141,6 +146,8 @@ pub struct Pairing<T> {
     /// The part of `bytes` not yet handed to [`Table::take_counts`].
     unreported: [u64; 2],
     pub dropped: u64,
+    /// Datagrams held for a side that has not registered yet (see [`HOLD`]).
+    held: Vec<Vec<u8>>,
 }
 
 impl<T> Pairing<T> {
@@ -209,6 +216,7 @@ impl<T> Table<T> {
                 bytes: [0, 0],
                 unreported: [0, 0],
                 dropped: 0,
+                held: Vec::new(),
             },
         );
         true
@@ -225,16 +233,26 @@ impl<T> Table<T> {
         Some(p)
     }
 
-    /// A registration from `from`; `false` when the id is unknown (nothing changes), or `from` is
-    /// the other side's address (a pairing never forwards to its sender). A side may register
-    /// again from a new address (its NAT rebound): the old one is forgotten.
-    pub fn register(&mut self, id: &PairingId, side: Side, from: SocketAddr, now: Instant) -> bool {
-        let Some(p) = self.pairings.get_mut(id) else {
-            return false;
-        };
+    /// A registration from `from`; `None` when the id is unknown (nothing changes), or `from` is
+    /// the other side's address (a pairing never forwards to its sender); otherwise the
+    /// datagrams held for this side, to send it now. A side may register again from a new
+    /// address (its NAT rebound): the old one is forgotten.
+    pub fn register(
+        &mut self,
+        id: &PairingId,
+        side: Side,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<Vec<Vec<u8>>> {
+        let p = self.pairings.get_mut(id)?;
         if p.addr[side.other().index()] == Some(from) {
-            return false;
+            return None;
         }
+        let held = if p.addr[side.index()].is_none() {
+            std::mem::take(&mut p.held)
+        } else {
+            Vec::new()
+        };
         if let Some(old) = p.addr[side.index()].replace(from)
             && old != from
             && self.by_addr.get(&old).is_some_and(|(i, _)| i == id)
@@ -250,18 +268,19 @@ impl<T> Table<T> {
         {
             o.addr[other_side.index()] = None;
         }
-        true
+        Some(held)
     }
 
-    /// Where a datagram of `len` bytes from `from` goes; `admit(tag, sender, len)` decides
-    /// (the site's bandwidth limit). Counts what is forwarded.
+    /// Where `datagram` from `from` goes; `admit(tag, sender, len)` decides (the site's bandwidth
+    /// limit). Counts what is forwarded; holds a few datagrams for a side not yet registered.
     pub fn route(
         &mut self,
         from: SocketAddr,
-        len: usize,
+        datagram: &[u8],
         now: Instant,
         admit: impl FnOnce(&T, Side, usize) -> bool,
     ) -> Route {
+        let len = datagram.len();
         let Some((id, side)) = self.by_addr.get(&from).copied() else {
             return Route::Unknown;
         };
@@ -270,7 +289,13 @@ impl<T> Table<T> {
         };
         p.last = now;
         let Some(to) = p.addr[side.other().index()] else {
-            p.dropped += 1;
+            if p.held.len() < HOLD && len <= HOLD_MAX_LEN && admit(&p.tag, side, len) {
+                p.held.push(datagram.to_vec());
+                p.bytes[side.index()] += len as u64;
+                p.unreported[side.index()] += len as u64;
+            } else {
+                p.dropped += 1;
+            }
             return Route::Drop;
         };
         if !admit(&p.tag, side, len) {
@@ -405,31 +430,45 @@ mod tests {
         let (rec, gw, stranger) = (a("100.64.0.20:4000"), a("100.64.0.10:5000"), a("1.2.3.4:9"));
         let yes = |_: &&str, _: Side, _: usize| true;
         // Unknown ids register nothing; unknown senders are not forwarded.
-        assert!(!t.register(&other, Side::Recorder, stranger, t0));
-        assert_eq!(t.route(stranger, 100, t0, yes), Route::Unknown);
-        // One side registered: its datagrams wait for the other (dropped).
-        assert!(t.register(&id, Side::Recorder, rec, t0));
-        assert_eq!(t.route(rec, 100, t0, yes), Route::Drop);
-        assert!(t.register(&id, Side::Gateway, gw, t0));
-        assert_eq!(t.route(rec, 1200, t0, yes), Route::To(gw));
-        assert_eq!(t.route(gw, 800, t0, yes), Route::To(rec));
-        assert_eq!(t.route(stranger, 100, t0, yes), Route::Unknown);
+        assert!(t.register(&other, Side::Recorder, stranger, t0).is_none());
+        assert_eq!(t.route(stranger, &[0; 100], t0, yes), Route::Unknown);
+        // One side registered: its first datagrams are held for the other, the rest dropped.
+        assert_eq!(t.register(&id, Side::Gateway, gw, t0), Some(vec![]));
+        for i in 0..HOLD + 2 {
+            assert_eq!(t.route(gw, &[i as u8; 100], t0, yes), Route::Drop);
+        }
+        assert_eq!(t.get(&id).unwrap().dropped, 2);
+        // The other side registers: the held datagrams are handed over for it, in order.
+        let held = t.register(&id, Side::Recorder, rec, t0).unwrap();
+        assert_eq!(held.len(), HOLD);
+        assert!(held.iter().enumerate().all(|(i, d)| d == &[i as u8; 100]));
+        assert_eq!(
+            t.register(&id, Side::Recorder, rec, t0),
+            Some(vec![]),
+            "once"
+        );
+        assert_eq!(t.route(rec, &[0; 1200], t0, yes), Route::To(gw));
+        assert_eq!(t.route(gw, &[0; 800], t0, yes), Route::To(rec));
+        assert_eq!(t.route(stranger, &[0; 100], t0, yes), Route::Unknown);
         // The limit says no: dropped, not counted.
-        assert_eq!(t.route(gw, 800, t0, |_, _, _| false), Route::Drop);
+        assert_eq!(t.route(gw, &[0; 800], t0, |_, _, _| false), Route::Drop);
         let p = t.get(&id).unwrap();
-        assert_eq!(p.bytes, [1200, 800]);
-        assert_eq!(t.take_counts(), vec![(&"shop/branch1", 1200, 800)]);
+        assert_eq!(p.bytes, [1200, 800 + HOLD as u64 * 100]);
+        assert_eq!(
+            t.take_counts(),
+            vec![(&"shop/branch1", 1200, 800 + HOLD as u64 * 100)]
+        );
         assert!(t.take_counts().is_empty(), "counts are handed over once");
         // A side can never be paired with its own address.
-        assert!(!t.register(&id, Side::Recorder, gw, t0));
+        assert!(t.register(&id, Side::Recorder, gw, t0).is_none());
         // The gateway's NAT rebinds: the new address takes over, the old one is forgotten.
         let gw2 = a("100.64.0.10:5001");
-        assert!(t.register(&id, Side::Gateway, gw2, t0));
-        assert_eq!(t.route(rec, 10, t0, yes), Route::To(gw2));
-        assert_eq!(t.route(gw, 10, t0, yes), Route::Unknown);
+        assert!(t.register(&id, Side::Gateway, gw2, t0).is_some());
+        assert_eq!(t.route(rec, &[0; 10], t0, yes), Route::To(gw2));
+        assert_eq!(t.route(gw, &[0; 10], t0, yes), Route::Unknown);
         // Removed: nothing is forwarded any more.
         assert!(t.remove(&id).is_some());
-        assert_eq!(t.route(rec, 10, t0, yes), Route::Unknown);
+        assert_eq!(t.route(rec, &[0; 10], t0, yes), Route::Unknown);
         assert!(t.is_empty());
     }
 
@@ -446,14 +485,14 @@ mod tests {
         t.register(&[1; 16], Side::Recorder, r, t0);
         t.register(&[1; 16], Side::Gateway, g, t0);
         let later = t0 + UNPAIRED_TIMEOUT + Duration::from_secs(1);
-        assert_eq!(t.route(r, 1, later, |_, _, _| true), Route::To(g));
+        assert_eq!(t.route(r, &[0], later, |_, _, _| true), Route::To(g));
         let gone: Vec<u32> = t.expire(later).into_iter().map(|(_, p)| p.tag).collect();
         assert_eq!(gone, vec![2], "the incomplete pairing expires");
         // Idle for longer than IDLE_TIMEOUT: the complete one expires too.
         let idle = later + IDLE_TIMEOUT + Duration::from_secs(1);
         assert_eq!(t.expire(idle).len(), 1);
         assert!(t.is_empty());
-        assert_eq!(t.route(r, 1, idle, |_, _, _| true), Route::Unknown);
+        assert_eq!(t.route(r, &[0], idle, |_, _, _| true), Route::Unknown);
         assert!(t.insert([3; 16], 3, idle), "room again");
     }
 
@@ -469,10 +508,10 @@ mod tests {
         t.register(&[2; 16], Side::Gateway, g2, t0);
         // The NAT gives pairing 1's recorder address to pairing 2's recorder.
         t.register(&[2; 16], Side::Recorder, r, t0);
-        assert_eq!(t.route(r, 1, t0, |_, _, _| true), Route::To(g2));
+        assert_eq!(t.route(r, &[0], t0, |_, _, _| true), Route::To(g2));
         assert_eq!(t.get(&[1; 16]).unwrap().addr(Side::Recorder), None);
         // Removing pairing 1 leaves pairing 2's address alone.
         t.remove(&[1; 16]);
-        assert_eq!(t.route(r, 1, t0, |_, _, _| true), Route::To(g2));
+        assert_eq!(t.route(r, &[0], t0, |_, _, _| true), Route::To(g2));
     }
 }
