@@ -8,7 +8,9 @@
 #        recorder's metric counts it).
 #   ii.  vs-core off the site's LAN, both NATs endpoint-independent: a UDP hole is punched and
 #        the stream takes the direct path (QUIC).
-#   iii. the site's NAT made symmetric: the hole does not open, the stream takes the relay.
+#   iii. the site's NAT made symmetric: the hole does not open, the stream takes the relay over
+#        UDP (the rendezvous forwards the QUIC datagrams of the stream's pairing).
+#   iii-b. the same with UDP dropped at the site's NAT box: the relay over TCP (TLS) carries it.
 # Each time the camera is recorded; at the end every segment plays (ffprobe).
 # Connect times are printed as "FIGURE name value"; ends with "N passed, M failed". Root needed.
 set -uo pipefail
@@ -34,7 +36,7 @@ cleanup() {
   wait 2>/dev/null || true
   $NET down 2>/dev/null
   if [ "$failed" != 0 ]; then
-    for f in rv.log gw.log rec1.log rec2.log rec3.log sim.err; do echo "--- $f"; tail -n 25 "$work/$f" 2>/dev/null; done
+    for f in rv.log gw.log rec1.log rec2.log rec3.log rec4.log sim.err; do echo "--- $f"; tail -n 25 "$work/$f" 2>/dev/null; done
   fi
   rm -rf "$work"
 }
@@ -159,19 +161,40 @@ echo "FIGURE direct_open_ms $(open_ms "$work/rec2.log") (recorder: reflexive add
 echo "FIGURE direct_gateway_connect_ms $(sed -n 's/.*stream open path=direct.*connect_ms=\([0-9.]*\).*/\1/p' "$work/gw.log" | head -1) (gateway: Open received to the direct path chosen)"
 kill -TERM "$rec"; wait "$rec" 2>/dev/null
 
-# iii. The site's NAT symmetric: the hole cannot open, the relay carries the stream.
+# iii. The site's NAT symmetric: the hole cannot open, the relay over UDP carries the stream.
 $NET nat site symmetric
 before=$(segments)
 start_rec 3
 for _ in $(seq 150); do [ "$(segments)" -ge $((before + 2)) ] && break; sleep 0.1; done
-if grep -q 'camera reached through.*path=relay' "$work/rec3.log" && grep -q 'stream open path=relay.*tried_direct=true.*symmetric' "$work/gw.log"; then
-  ok "behind a symmetric NAT the gateway sees it, skips the punch, and the stream takes the relay"
+if grep -q 'camera reached through.*path=relay' "$work/rec3.log" && grep -q 'stream open path=relay transport="\?udp.*tried_direct=true.*symmetric' "$work/gw.log"; then
+  ok "behind a symmetric NAT the gateway sees it, skips the punch, and the stream takes the relay over UDP"
 else
-  bad "behind a symmetric NAT the stream takes the relay ($(grep -o 'path=[a-z]*' "$work/rec3.log" | head -1))"
+  bad "behind a symmetric NAT the stream takes the relay over UDP ($(grep -o 'path=[a-z]* transport=[a-z"]*' "$work/gw.log" | tail -1))"
 fi
-if [ "$(segments)" -ge $((before + 2)) ]; then ok "the camera is recorded over the relay"; else bad "the camera is recorded over the relay"; fi
-echo "FIGURE relay_open_ms $(open_ms "$work/rec3.log") (recorder: direct offered, the gateway finds its NAT symmetric, the relay at once)"
+if grep -q 'site stream open.*path=relay transport="\?udp' "$work/rec3.log" && grep -q 'relaying a stream.*path=relay transport="\?udp' "$work/rv.log"; then
+  ok "the recorder and the rendezvous service say the relay is over UDP"
+else
+  bad "the recorder and the rendezvous service say the relay is over UDP"
+fi
+if [ "$(segments)" -ge $((before + 2)) ]; then ok "the camera is recorded over the relay over UDP"; else bad "the camera is recorded over the relay over UDP"; fi
+echo "FIGURE relay_udp_open_ms $(open_ms "$work/rec3.log") (recorder: the gateway finds its NAT symmetric, registers with the UDP relay, QUIC through it)"
 kill -TERM "$rec"; wait "$rec" 2>/dev/null
+
+# iii-b. UDP dropped at the site's NAT box: the relay over UDP cannot register, TCP carries it.
+ip netns exec vs-site-nat iptables -w -I FORWARD -p udp -j DROP
+before=$(segments)
+start_rec 4
+for _ in $(seq 150); do [ "$(segments)" -ge $((before + 2)) ] && break; sleep 0.1; done
+if grep -q 'camera reached through.*path=relay' "$work/rec4.log" && grep -q 'site stream open.*path=relay transport="\?tcp' "$work/rec4.log" \
+  && grep -q 'stream open path=relay transport="\?tcp.*tried_relay_udp=true.*no_relay_udp=.*UDP relay' "$work/gw.log"; then
+  ok "with UDP blocked at the site the relay over UDP fails and the relay over TCP carries the stream"
+else
+  bad "with UDP blocked at the site the relay over TCP carries the stream ($(grep -o 'path=[a-z]* transport=[a-z"]*' "$work/gw.log" | tail -1))"
+fi
+if [ "$(segments)" -ge $((before + 2)) ]; then ok "the camera is recorded over the relay over TCP"; else bad "the camera is recorded over the relay over TCP"; fi
+echo "FIGURE relay_tcp_open_ms $(open_ms "$work/rec4.log") (recorder: UDP blocked at the site: the gateway's registration with the UDP relay unanswered (≤ 0.6 s), then the relay over TCP)"
+kill -TERM "$rec"; wait "$rec" 2>/dev/null
+ip netns exec vs-site-nat iptables -w -D FORWARD -p udp -j DROP
 
 total=0; bad_segs=0
 while IFS= read -r f; do
@@ -179,7 +202,7 @@ while IFS= read -r f; do
   fr=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f" 2>/dev/null)
   if [ "${fr:-0}" -lt 1 ]; then bad_segs=$((bad_segs + 1)); echo "unplayable: $f"; fi
 done < <(find "$work/store/shop/cam1" -name '*.mp4')
-if [ "$total" -ge 7 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play (ffprobe, frames decoded)"; else bad "segments play ($bad_segs of $total bad)"; fi
+if [ "$total" -ge 9 ] && [ "$bad_segs" = 0 ]; then ok "all $total segments play (ffprobe, frames decoded)"; else bad "segments play ($bad_segs of $total bad)"; fi
 if grep -rqF "$(cat "$work/site.token")" "$work"/*.log; then bad "the site token is in a log"; else ok "no token in any log"; fi
 
 echo "paths: $passed passed, $failed failed"

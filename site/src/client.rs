@@ -14,7 +14,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 use crate::lan::{self, LanIdentity, Path};
@@ -22,25 +22,36 @@ use crate::proto::{self, GatewayLine, Hello, LanHello, LanOffer, Reply, Token};
 
 /// A stream to a site's camera: read and write it as the camera's TCP connection.
 pub enum SiteStream {
+    /// The relay over TCP (TLS), the fallback.
     Relay(tokio_rustls::client::TlsStream<TcpStream>),
     Lan(tokio_rustls::server::TlsStream<TcpStream>),
     Direct(Box<crate::direct::QuicStream>),
+    /// The relay over UDP: QUIC end to end, the rendezvous forwarding datagrams.
+    RelayUdp(Box<crate::direct::QuicStream>),
 }
 
 impl SiteStream {
     /// The path this stream took.
     pub fn path(&self) -> Path {
         match self {
-            SiteStream::Relay(_) => Path::Relay,
+            SiteStream::Relay(_) | SiteStream::RelayUdp(_) => Path::Relay,
             SiteStream::Lan(_) => Path::Lan,
             SiteStream::Direct(_) => Path::Direct,
+        }
+    }
+
+    /// What carries it: `tcp` (TLS over TCP) or `udp` (QUIC).
+    pub fn transport(&self) -> &'static str {
+        match self {
+            SiteStream::Relay(_) | SiteStream::Lan(_) => "tcp",
+            SiteStream::Direct(_) | SiteStream::RelayUdp(_) => "udp",
         }
     }
 }
 
 impl std::fmt::Debug for SiteStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SiteStream({})", self.path())
+        write!(f, "SiteStream({} over {})", self.path(), self.transport())
     }
 }
 
@@ -53,7 +64,9 @@ impl AsyncRead for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_read(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_read(cx, buf),
-            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_read(cx, buf)
+            }
         }
     }
 }
@@ -67,21 +80,25 @@ impl AsyncWrite for SiteStream {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_write(cx, buf),
             SiteStream::Lan(s) => Pin::new(s).poll_write(cx, buf),
-            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_write(cx, buf)
+            }
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_flush(cx),
             SiteStream::Lan(s) => Pin::new(s).poll_flush(cx),
-            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             SiteStream::Relay(s) => Pin::new(s).poll_shutdown(cx),
             SiteStream::Lan(s) => Pin::new(s).poll_shutdown(cx),
-            SiteStream::Direct(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            SiteStream::Direct(s) | SiteStream::RelayUdp(s) => {
+                Pin::new(s.as_mut()).poll_shutdown(cx)
+            }
         }
     }
 }
@@ -97,8 +114,13 @@ pub struct SiteLink {
     pub tls: Arc<rustls::ClientConfig>,
     pub namespace: String,
     pub token: Token,
-    /// The LAN and direct paths: this recorder's certificate for them; `None`: relay only.
+    /// The LAN and direct paths and the relay over UDP: this recorder's certificate for them;
+    /// `None`: the relay over TCP only.
     pub lan: Option<Arc<LanIdentity>>,
+    /// Whether the direct (hole-punched) path is offered (with `lan`).
+    pub direct: bool,
+    /// Whether the relay over UDP is asked for (with `lan`).
+    pub relay_udp: bool,
 }
 
 impl std::fmt::Debug for SiteLink {
@@ -107,6 +129,8 @@ impl std::fmt::Debug for SiteLink {
             .field("rendezvous", &self.rendezvous)
             .field("namespace", &self.namespace)
             .field("lan", &self.lan.is_some())
+            .field("direct", &self.direct)
+            .field("relay_udp", &self.relay_udp)
             .finish_non_exhaustive()
     }
 }
@@ -127,12 +151,27 @@ impl SiteLink {
             namespace: namespace.to_string(),
             token: Token::from_file(token_file)?,
             lan: Some(Arc::new(LanIdentity::generate()?)),
+            direct: true,
+            relay_udp: true,
         })
     }
 
-    /// The same link with the LAN and direct paths off: every stream goes through the relay.
+    /// The same link with the LAN and direct paths and the relay over UDP off: every stream goes
+    /// through the relay over TCP.
     pub fn relay_only(mut self) -> Self {
         self.lan = None;
+        self
+    }
+
+    /// The same link without the direct path (the LAN path and both relays stay).
+    pub fn without_direct(mut self) -> Self {
+        self.direct = false;
+        self
+    }
+
+    /// The same link without the relay over UDP (the relay over TCP stays).
+    pub fn without_relay_udp(mut self) -> Self {
+        self.relay_udp = false;
         self
     }
 
@@ -145,9 +184,12 @@ impl SiteLink {
         port: u16,
         timeout: Duration,
     ) -> Result<SiteStream> {
-        tokio::time::timeout(timeout, self.open_inner(site, host, port, timeout))
+        let started = std::time::Instant::now();
+        let s = tokio::time::timeout(timeout, self.open_inner(site, host, port, timeout))
             .await
-            .map_err(|_| Error::Timeout("opening a stream through the site"))?
+            .map_err(|_| Error::Timeout("opening a stream through the site"))??;
+        info!(%site, path = %s.path(), transport = s.transport(), open_ms = started.elapsed().as_secs_f64() * 1e3, "site stream open");
+        Ok(s)
     }
 
     async fn open_inner(
@@ -161,17 +203,18 @@ impl SiteLink {
         let mut lan_wait = AbortOnDrop(None);
         let mut direct_wait = AbortOnDrop(None);
         let mut puncher = None;
+        let mut relay_server = None;
+        // One UDP socket for the direct path and the relay over UDP: its reflexive address and
+        // how its NAT maps (a symmetric NAT: no direct offer, the relay over UDP still works).
         let direct_sock = async {
             match &self.lan {
-                Some(_) => {
+                Some(_) if self.direct || self.relay_udp => {
+                    let server = crate::direct::udp_server(&self.rendezvous).await?;
                     let sock = crate::direct::socket().await?;
-                    let (refl, mapping) = crate::direct::reflexive(&sock, &self.rendezvous).await?;
-                    if mapping == crate::direct::Mapping::Dependent {
-                        return Err(Error::Refused("this side's NAT is symmetric".into()));
-                    }
-                    Ok::<_, Error>(Some((sock, refl)))
+                    let (refl, mapping) = crate::direct::reflexive_at(&sock, server).await?;
+                    Ok::<_, Error>(Some((sock, refl, mapping, server)))
                 }
-                None => Ok(None),
+                _ => Ok(None),
             }
         };
         let connect = crate::tls::connect(&self.rendezvous, &self.server_name, &self.tls, timeout);
@@ -197,16 +240,23 @@ impl SiteLink {
             }
             // The direct offer: QUIC on the socket whose reflexive address we learnt.
             match direct_sock {
-                Ok(Some((sock, refl))) => {
+                Ok(Some((sock, refl, mapping, server))) => {
                     let started = sock.into_std().and_then(|s| Ok((s.try_clone()?, s)));
                     match started {
                         Ok((clone, std_sock)) => {
                             let (cert, key) = id.cert_and_key();
                             match crate::direct::server_endpoint(std_sock, cert, key) {
                                 Ok(ep) => {
-                                    offer.reflexive = Some(refl);
+                                    if self.direct && mapping != crate::direct::Mapping::Dependent {
+                                        offer.reflexive = Some(refl);
+                                    } else {
+                                        debug!(?mapping, "no direct offer");
+                                    }
+                                    offer.relay_udp = self.relay_udp;
+                                    relay_server = self.relay_udp.then_some(server);
                                     puncher = Some(clone);
-                                    direct_wait.0 = Some(tokio::spawn(accept_direct(ep, secret)));
+                                    direct_wait.0 =
+                                        Some(tokio::spawn(accept_direct(ep, secret, relay_server)));
                                 }
                                 Err(e) => debug!(error = %e, "no direct path"),
                             }
@@ -233,10 +283,21 @@ impl SiteLink {
         let relay = async {
             loop {
                 match proto::recv::<Reply, _>(&mut conn).await? {
-                    Reply::Punch { reflexive } => match puncher.take() {
-                        Some(sock) => crate::direct::punch(sock, reflexive),
+                    Reply::Punch { reflexive } => match puncher.as_ref().map(|s| s.try_clone()) {
+                        Some(Ok(sock)) => crate::direct::punch(sock, reflexive),
+                        Some(Err(e)) => debug!(error = %e, "no punch"),
                         None => debug!("a punch without a direct offer; ignored"),
                     },
+                    Reply::UdpRelay { pairing } => {
+                        let id = crate::udprelay::parse_id(&pairing)
+                            .ok_or_else(|| Error::Protocol("malformed pairing".into()))?;
+                        match (puncher.as_ref().map(|s| s.try_clone()), relay_server) {
+                            (Some(Ok(sock)), Some(server)) => {
+                                crate::udprelay::register_recorder(sock, server, id)
+                            }
+                            _ => debug!("a UDP relay pairing without an offer; ignored"),
+                        }
+                    }
                     other => return Ok::<_, Error>(other),
                 }
             }
@@ -255,7 +316,7 @@ impl SiteLink {
                     Reply::Elsewhere { path } if Path::parse(&path).is_some() => other_paths.await,
                     Reply::Elsewhere { path } => Err(Error::Protocol(format!("the stream went to an unknown path {path}"))),
                     Reply::Refused { reason } => Err(Error::Refused(reason)),
-                    Reply::Welcome { .. } | Reply::Punch { .. } => Err(Error::Protocol("unexpected reply".into())),
+                    Reply::Welcome { .. } | Reply::Punch { .. } | Reply::UdpRelay { .. } => Err(Error::Protocol("unexpected reply".into())),
                 }
             }
             r = &mut other_paths => r,
@@ -305,9 +366,14 @@ async fn gateway_hello<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Waits on this stream's QUIC endpoint for the gateway (the direct path). Never returns but
-/// with the stream or the gateway's `Failed`.
-async fn accept_direct(ep: quinn::Endpoint, secret: Token) -> Result<SiteStream> {
+/// Waits on this stream's QUIC endpoint for the gateway: the direct path, or the relay over UDP
+/// (a connection from the rendezvous service's UDP address `relay`). Never returns but with the
+/// stream or the gateway's `Failed`.
+async fn accept_direct(
+    ep: quinn::Endpoint,
+    secret: Token,
+    relay: Option<std::net::SocketAddr>,
+) -> Result<SiteStream> {
     let mut set = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -323,8 +389,15 @@ async fn accept_direct(ep: quinn::Endpoint, secret: Token) -> Result<SiteStream>
                     let Ok(Ok((send, recv))) = tokio::time::timeout(LAN_HELLO_TIMEOUT, conn.accept_bi()).await else {
                         return Ok(None);
                     };
+                    let relayed = Some(conn.remote_address()) == relay;
                     let q = crate::direct::QuicStream { send, recv, conn, endpoint: ep };
-                    Ok(gateway_hello(q, &secret).await?.map(|q| SiteStream::Direct(Box::new(q))))
+                    Ok(gateway_hello(q, &secret).await?.map(|q| {
+                        if relayed {
+                            SiteStream::RelayUdp(Box::new(q))
+                        } else {
+                            SiteStream::Direct(Box::new(q))
+                        }
+                    }))
                 });
             }
             Some(r) = set.join_next(), if !set.is_empty() => match r {

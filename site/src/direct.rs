@@ -108,11 +108,21 @@ pub fn second_port(addr: SocketAddr) -> Option<SocketAddr> {
 /// NAT maps: probes both probe ports every 100 ms until both answer, within [`PROBE_TIMEOUT`]
 /// (the first port's answer alone is enough, with [`Mapping::Unknown`]).
 pub async fn reflexive(sock: &UdpSocket, server: &str) -> Result<(SocketAddr, Mapping)> {
-    let server = tokio::net::lookup_host(server)
+    reflexive_at(sock, udp_server(server).await?).await
+}
+
+/// The rendezvous service's UDP address (its first probe port, which also relays): the TCP
+/// address's IPv4 address and port.
+pub async fn udp_server(server: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(server)
         .await
         .map_err(|e| Error::io("resolving the rendezvous service", e))?
         .find(|a| a.is_ipv4())
-        .ok_or_else(|| Error::Config("the rendezvous service has no IPv4 address".into()))?;
+        .ok_or_else(|| Error::Config("the rendezvous service has no IPv4 address".into()))
+}
+
+/// [`reflexive`] with the rendezvous service's UDP address resolved.
+pub async fn reflexive_at(sock: &UdpSocket, server: SocketAddr) -> Result<(SocketAddr, Mapping)> {
     let other = second_port(server);
     let mut nonce = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)

@@ -42,28 +42,56 @@ pub const LAN_TIMEOUT: Duration = Duration::from_secs(2);
 /// the punch needs the recorder's answer through the rendezvous and a QUIC retransmission.
 pub const DIRECT_GRACE: Duration = Duration::from_millis(1000);
 
+/// A way a stream can go, best first: the relay over UDP is preferred to the relay over TCP
+/// (no head-of-line blocking between the two legs, one handshake end to end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Lan,
+    Direct,
+    RelayUdp,
+    RelayTcp,
+}
+
+impl Route {
+    pub fn path(self) -> Path {
+        match self {
+            Route::Lan => Path::Lan,
+            Route::Direct => Path::Direct,
+            Route::RelayUdp | Route::RelayTcp => Path::Relay,
+        }
+    }
+    pub fn transport(self) -> &'static str {
+        match self {
+            Route::Lan | Route::RelayTcp => "tcp",
+            Route::Direct | Route::RelayUdp => "udp",
+        }
+    }
+}
+
 /// What the race between the paths does next, given what each has done so far
 /// (`None`: still trying; `Some(ok)`: finished; a path not tried is `Some(false)`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
     Wait,
-    Take(Path),
+    Take(Route),
     Fail,
 }
 
-/// The race's rule, best path first (lan, direct, relay): take a path that opened when no
-/// better one is still trying; a better one still trying is waited for until the grace after
-/// a worse one opened is over; fail when every path failed.
+/// The race's rule, best first (lan, direct, relay over UDP, relay over TCP): take a route that
+/// opened when no better one is still trying; a better one still trying is waited for until the
+/// grace after a worse one opened is over; fail when every route failed.
 pub fn decide(
     lan: Option<bool>,
     direct: Option<bool>,
-    relay: Option<bool>,
+    relay_udp: Option<bool>,
+    relay_tcp: Option<bool>,
     grace_over: bool,
 ) -> Decision {
     let states = [
-        (Path::Lan, lan),
-        (Path::Direct, direct),
-        (Path::Relay, relay),
+        (Route::Lan, lan),
+        (Route::Direct, direct),
+        (Route::RelayUdp, relay_udp),
+        (Route::RelayTcp, relay_tcp),
     ];
     let mut waiting = false;
     for (path, state) in states {
@@ -139,7 +167,10 @@ impl Gateway {
         let nets = match reply {
             Reply::Welcome { camera_networks } => camera_networks,
             Reply::Refused { reason } => return Err(Error::Refused(reason)),
-            Reply::Open | Reply::Elsewhere { .. } | Reply::Punch { .. } => {
+            Reply::Open
+            | Reply::Elsewhere { .. }
+            | Reply::Punch { .. }
+            | Reply::UdpRelay { .. } => {
                 return Err(Error::Protocol("unexpected reply".into()));
             }
         };
@@ -167,11 +198,12 @@ impl Gateway {
                     host,
                     port,
                     lan,
+                    pairing,
                 } => {
                     let me = self.clone();
                     let policy = policy.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = me.open(policy, stream, host, port, lan).await {
+                        if let Err(e) = me.open(policy, stream, host, port, lan, pairing).await {
                             warn!(error = %e, "stream failed");
                         }
                     });
@@ -190,6 +222,7 @@ impl Gateway {
         host: String,
         port: u16,
         offer: LanOffer,
+        pairing: Option<String>,
     ) -> Result<()> {
         let started = Instant::now();
         let camera = tokio::spawn(async move { dial_camera(&policy, &host, port).await });
@@ -216,6 +249,24 @@ impl Gateway {
             }
             Ok((sock, refl))
         });
+        // The relay over UDP: register a socket with the stream's pairing, then QUIC through the
+        // rendezvous service to the recorder (its certificate pinned, the secret presented).
+        let tried_relay_udp = pairing.is_some() && offer.offers_relay_udp();
+        let mut udp_try = {
+            let rendezvous = self.rendezvous.clone();
+            let cert = offer.lan_cert.clone().unwrap_or_default();
+            let secret = offer.lan_secret.clone();
+            tokio::spawn(async move {
+                match (pairing, secret) {
+                    (Some(p), Some(secret)) if tried_relay_udp => {
+                        dial_relay_udp(rendezvous, p, cert, secret).await
+                    }
+                    _ => Err(Error::Refused("no relay over UDP offered".into())),
+                }
+            })
+        };
+        let mut udp_r: Option<Result<crate::direct::QuicStream>> = None;
+        let mut why_not_udp: Option<String> = None;
         let mut stun_r: Option<Result<(tokio::net::UdpSocket, SocketAddr)>> = None;
         let mut stun_done = false;
         let mut why_not_direct: Option<String> = None;
@@ -228,7 +279,7 @@ impl Gateway {
             r.unwrap_or_else(|e| Err(Error::Protocol(format!("task: {e}"))))
         }
         let deadline = tokio::time::Instant::now() + OPEN_LIMIT;
-        let (path, mut conn): (Path, Box<dyn Duplex>) = loop {
+        let (route, mut conn): (Route, Box<dyn Duplex>) = loop {
             // The punch: once our reflexive address is known and the relay connection is up,
             // tell the recorder (through the rendezvous) and connect to its reflexive address.
             if direct_try.is_none() && direct_r.is_none() {
@@ -260,23 +311,27 @@ impl Gateway {
                 (None, _) => None,
             };
             let grace_over = grace.is_some_and(|g| tokio::time::Instant::now() >= g);
-            let d = decide(
+            let (lan_state, udp_state, tcp_state) = (
                 lan_r.as_ref().map(|r| r.is_ok()),
-                direct_state,
+                udp_r.as_ref().map(|r| r.is_ok()),
                 relay_r.as_ref().map(|r| r.is_ok()),
-                grace_over,
             );
+            let d = decide(lan_state, direct_state, udp_state, tcp_state, grace_over);
             match d {
-                Decision::Take(Path::Lan) => match lan_r.take() {
-                    Some(Ok(c)) => break (Path::Lan, Box::new(c)),
+                Decision::Take(Route::Lan) => match lan_r.take() {
+                    Some(Ok(c)) => break (Route::Lan, Box::new(c)),
                     _ => unreachable!("decide takes the LAN path only when it opened"),
                 },
-                Decision::Take(Path::Direct) => match direct_r.take() {
-                    Some(Ok(c)) => break (Path::Direct, Box::new(c)),
+                Decision::Take(Route::Direct) => match direct_r.take() {
+                    Some(Ok(c)) => break (Route::Direct, Box::new(c)),
                     _ => unreachable!("decide takes the direct path only when it opened"),
                 },
-                Decision::Take(Path::Relay) => match relay_r.take() {
-                    Some(Ok(c)) => break (Path::Relay, Box::new(c)),
+                Decision::Take(Route::RelayUdp) => match udp_r.take() {
+                    Some(Ok(c)) => break (Route::RelayUdp, Box::new(c)),
+                    _ => unreachable!("decide takes the relay over UDP only when it opened"),
+                },
+                Decision::Take(Route::RelayTcp) => match relay_r.take() {
+                    Some(Ok(c)) => break (Route::RelayTcp, Box::new(c)),
                     _ => unreachable!("decide takes the relay only when it opened"),
                 },
                 Decision::Fail => {
@@ -288,8 +343,10 @@ impl Gateway {
                 }
                 Decision::Wait => {}
             }
-            if relay_r.as_ref().is_some_and(|r| r.is_ok()) && grace.is_none() {
-                let wait = if direct_state.is_none() {
+            // A route opened while a better one is still trying: wait for it, a while.
+            let opened = [lan_state, direct_state, udp_state, tcp_state].contains(&Some(true));
+            if opened && grace.is_none() {
+                let wait = if direct_state.is_none() || udp_state.is_none() {
                     DIRECT_GRACE
                 } else {
                     LAN_GRACE
@@ -298,6 +355,13 @@ impl Gateway {
             }
             tokio::select! {
                 r = &mut relay, if relay_r.is_none() => relay_r = Some(join(r)),
+                r = &mut udp_try, if udp_r.is_none() => {
+                    let r = join(r);
+                    if let Err(e) = &r && tried_relay_udp {
+                        why_not_udp = Some(e.to_string());
+                    }
+                    udp_r = Some(r);
+                }
                 r = &mut lan_try, if lan_r.is_none() => lan_r = Some(join(r)),
                 r = &mut stun, if !stun_done => {
                     stun_done = true;
@@ -320,14 +384,16 @@ impl Gateway {
             }
         };
         let connect_ms = started.elapsed().as_secs_f64() * 1e3;
+        let path = route.path();
         // The relay connection that lost tells the rendezvous where the stream went (for the
-        // site's status); the other losers are closed.
+        // site's status, and to keep the UDP relay's pairing); the other losers are closed.
         lan_try.abort();
+        udp_try.abort();
         stun.abort();
         if let Some(t) = direct_try {
             t.abort();
         }
-        if path != Path::Relay {
+        if route != Route::RelayTcp {
             let pending = relay_r.take();
             tokio::spawn(async move {
                 let r = match pending {
@@ -339,6 +405,7 @@ impl Gateway {
                         &mut c,
                         &GatewayLine::Elsewhere {
                             path: path.to_string(),
+                            transport: (route == Route::RelayUdp).then(|| "udp".to_string()),
                         },
                     )
                     .await;
@@ -365,7 +432,7 @@ impl Gateway {
             }
         };
         proto::send(&mut conn, &GatewayLine::Connected).await?;
-        info!(%path, tried_lan, tried_direct, connect_ms, no_direct = why_not_direct.as_deref(), "stream open");
+        info!(%path, transport = route.transport(), tried_lan, tried_direct, tried_relay_udp, connect_ms, no_direct = why_not_direct.as_deref(), no_relay_udp = why_not_udp.as_deref(), "stream open");
         tokio::io::copy_bidirectional_with_sizes(
             &mut conn,
             &mut camera,
@@ -434,6 +501,23 @@ async fn dial_direct(
     })
     .await
     .map_err(|_| Error::Timeout("the direct path's handshake"))?
+}
+
+/// The relay over UDP: a socket registered with the stream's pairing at the rendezvous
+/// service's UDP port (answered: UDP gets through), then QUIC to that port, which the
+/// rendezvous forwards to the recorder's registered socket; end to end as on the direct path.
+async fn dial_relay_udp(
+    rendezvous: String,
+    pairing: String,
+    cert: String,
+    secret: Token,
+) -> Result<crate::direct::QuicStream> {
+    let id = crate::udprelay::parse_id(&pairing)
+        .ok_or_else(|| Error::Protocol("malformed pairing".into()))?;
+    let server = crate::direct::udp_server(&rendezvous).await?;
+    let sock = crate::direct::socket().await?;
+    crate::udprelay::register_gateway(&sock, server, &id).await?;
+    dial_direct(sock, server, cert, secret).await
 }
 
 /// How long a stream's paths may take to open in all.
@@ -538,26 +622,37 @@ mod tests {
         let (y, n) = (Some(true), Some(false));
         // The LAN path wins as soon as it opens, whatever the others did.
         for direct in [None, y, n] {
-            for relay in [None, y, n] {
-                assert_eq!(decide(y, direct, relay, false), Take(Path::Lan));
+            for udp in [None, y, n] {
+                for tcp in [None, y, n] {
+                    assert_eq!(decide(y, direct, udp, tcp, false), Take(Route::Lan));
+                }
             }
         }
         // The direct path wins when the LAN path failed or was not tried.
-        assert_eq!(decide(n, y, None, false), Take(Path::Direct));
-        assert_eq!(decide(n, y, y, false), Take(Path::Direct));
+        assert_eq!(decide(n, y, None, None, false), Take(Route::Direct));
+        assert_eq!(decide(n, y, y, y, false), Take(Route::Direct));
         // The relay open, a better path still trying: wait for the grace, then the relay.
-        assert_eq!(decide(None, n, y, false), Wait);
-        assert_eq!(decide(n, None, y, false), Wait);
-        assert_eq!(decide(n, None, y, true), Take(Path::Relay));
-        assert_eq!(decide(None, None, y, true), Take(Path::Relay));
+        assert_eq!(decide(None, n, n, y, false), Wait);
+        assert_eq!(decide(n, None, n, y, false), Wait);
+        assert_eq!(decide(n, None, n, y, true), Take(Route::RelayTcp));
+        assert_eq!(decide(None, None, n, y, true), Take(Route::RelayTcp));
         // The direct path open, the LAN still trying: the same grace.
-        assert_eq!(decide(None, y, n, false), Wait);
-        assert_eq!(decide(None, y, n, true), Take(Path::Direct));
+        assert_eq!(decide(None, y, n, n, false), Wait);
+        assert_eq!(decide(None, y, n, n, true), Take(Route::Direct));
+        // The relay over UDP is preferred to the relay over TCP, waited for within the grace.
+        assert_eq!(decide(n, n, y, y, false), Take(Route::RelayUdp));
+        assert_eq!(decide(n, n, None, y, false), Wait);
+        assert_eq!(decide(n, n, None, y, true), Take(Route::RelayTcp));
+        assert_eq!(decide(n, None, y, None, false), Wait);
+        assert_eq!(decide(n, None, y, None, true), Take(Route::RelayUdp));
+        // UDP blocked (the relay over UDP failed): the relay over TCP at once.
+        assert_eq!(decide(n, n, n, y, false), Take(Route::RelayTcp));
+        assert_eq!(Route::RelayUdp.path(), Path::Relay);
+        assert_eq!(Route::RelayTcp.path(), Path::Relay);
         // Nothing better tried: the relay at once.
-        assert_eq!(decide(n, n, y, false), Take(Path::Relay));
-        assert_eq!(decide(n, n, None, true), Wait);
-        assert_eq!(decide(None, None, None, true), Wait);
-        assert_eq!(decide(n, n, n, false), Fail);
+        assert_eq!(decide(n, n, n, None, true), Wait);
+        assert_eq!(decide(None, None, None, None, true), Wait);
+        assert_eq!(decide(n, n, n, n, false), Fail);
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ pub mod proto;
 pub mod ratelimit;
 pub mod rendezvous;
 pub mod tls;
+pub mod udprelay;
 
 pub use client::{SiteLink, SiteStream};
 pub use error::{Error, Result};

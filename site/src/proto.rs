@@ -104,6 +104,10 @@ pub struct LanOffer {
     /// service saw it), where it serves QUIC for this stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reflexive: Option<std::net::SocketAddr>,
+    /// The relay over UDP (`crate::udprelay`): the recorder serves QUIC on a socket that reached
+    /// the rendezvous service's UDP port, and asks for a pairing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay_udp: bool,
 }
 
 impl LanOffer {
@@ -114,6 +118,10 @@ impl LanOffer {
     /// Whether the direct path is offered.
     pub fn offers_direct(&self) -> bool {
         self.reflexive.is_some() && self.lan_cert.is_some() && self.lan_secret.is_some()
+    }
+    /// Whether the relay over UDP can be tried (the recorder serves QUIC with its certificate).
+    pub fn offers_relay_udp(&self) -> bool {
+        self.relay_udp && self.lan_cert.is_some() && self.lan_secret.is_some()
     }
 }
 
@@ -140,6 +148,11 @@ pub enum Reply {
     Punch {
         reflexive: std::net::SocketAddr,
     },
+    /// The relay over UDP: this stream's pairing id (hex); register the QUIC socket with it at
+    /// the rendezvous service's UDP port.
+    UdpRelay {
+        pairing: String,
+    },
     Refused {
         reason: String,
     },
@@ -155,6 +168,10 @@ pub enum Control {
         port: u16,
         #[serde(default, flatten)]
         lan: LanOffer,
+        /// The relay over UDP: the stream's pairing id (hex), when the recorder asked for it
+        /// and the rendezvous made one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pairing: Option<String>,
     },
     Ping {
         seq: u64,
@@ -172,9 +189,12 @@ pub enum GatewayLine {
     Failed {
         reason: String,
     },
-    /// On the relay data connection: the stream went over another path (`lan`, `direct`).
+    /// On the relay data connection: the stream went over another path (`lan`, `direct`, or
+    /// `relay` with `transport: udp`: the relay over UDP).
     Elsewhere {
         path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transport: Option<String>,
     },
     /// On the relay data connection, before the final line: the gateway's reflexive address
     /// for the direct path (forwarded to the recorder as `Reply::Punch`).
@@ -268,6 +288,7 @@ mod tests {
             lan_cert: Some("3082".into()),
             lan_secret: Some(Token::new("s3cret")),
             reflexive: Some("100.64.0.20:40000".parse().unwrap()),
+            relay_udp: true,
         };
         let mut buf = Vec::new();
         let h = Hello::Recorder {

@@ -89,6 +89,20 @@ impl Bucket {
         }
     }
 
+    /// Takes `n` bytes at `now` if the bucket holds them (never into debt): the relay over UDP
+    /// drops a datagram the limit does not allow (QUIC's congestion control slows down).
+    pub fn try_take(&mut self, n: usize, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= n as f64 {
+            self.tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Takes `n` bytes at `now`; returns how long to wait before sending them.
     pub fn take(&mut self, n: usize, now: Instant) -> Duration {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
@@ -300,6 +314,15 @@ impl SiteStatus {
     }
 }
 
+/// What the relay over UDP keeps per pairing: the site, its buckets (to, from) when limited,
+/// when the stream opened.
+#[derive(Debug)]
+pub struct UdpTag {
+    site: SiteKey,
+    buckets: Option<(SharedBucket, SharedBucket)>,
+    started: Instant,
+}
+
 /// The running service.
 pub struct Rendezvous {
     registry: Arc<dyn Registry>,
@@ -307,6 +330,10 @@ pub struct Rendezvous {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
     stream_rate: crate::ratelimit::SiteRate,
+    /// The relay over UDP (`crate::udprelay`); its pairings.
+    udp: Mutex<crate::udprelay::Table<UdpTag>>,
+    /// Whether the UDP relay port is bound (otherwise no pairing is offered).
+    udp_up: std::sync::atomic::AtomicBool,
 }
 
 impl Rendezvous {
@@ -329,6 +356,8 @@ impl Rendezvous {
             state: Mutex::new(State::default()),
             metrics: Arc::new(Metrics::new()),
             stream_rate: Default::default(),
+            udp: Mutex::new(crate::udprelay::Table::new(crate::udprelay::MAX_PAIRINGS)),
+            udp_up: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -381,17 +410,113 @@ impl Rendezvous {
         f(self.state().sites.entry(key.clone()).or_default())
     }
 
+    fn udp(&self) -> std::sync::MutexGuard<'_, crate::udprelay::Table<UdpTag>> {
+        self.udp.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many pairings the relay over UDP holds (bounded; idle ones expire).
+    pub fn udp_pairings(&self) -> usize {
+        self.udp().len()
+    }
+
+    /// The relay over UDP and the reflexive-address probes on the first UDP port, forever:
+    /// datagrams from a registered side are forwarded to the other side of its pairing (the
+    /// site's bandwidth limit applies, bytes are counted in the site's status every second);
+    /// registrations are recorded (and answered when asked); probes are answered.
+    async fn serve_udp(self: Arc<Self>, sock: tokio::net::UdpSocket) {
+        use crate::udprelay::{self, Route, Side};
+        self.udp_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut buf = vec![0u8; 65536];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = sock.recv_from(&mut buf) => {
+                    let Ok((n, from)) = r else { continue };
+                    let now = Instant::now();
+                    let route = self.udp().route(from, &buf[..n], now, |tag, side, len| match &tag.buckets {
+                        None => true,
+                        Some((to_site, from_site)) => {
+                            let b = if side == Side::Recorder { to_site } else { from_site };
+                            b.lock().unwrap_or_else(|p| p.into_inner()).try_take(len, now)
+                        }
+                    });
+                    match route {
+                        Route::To(to) => {
+                            let _ = sock.send_to(&buf[..n], to).await;
+                            continue;
+                        }
+                        Route::Drop => continue,
+                        Route::Unknown => {}
+                    }
+                    if let Some((id, side, want_ack)) = udprelay::parse_registration(&buf[..n]) {
+                        let held = self.udp().register(&id, side, from, now);
+                        if let Some(held) = held {
+                            if want_ack {
+                                let _ = sock.send_to(&udprelay::ack(&id, side), from).await;
+                            }
+                            for d in held {
+                                let _ = sock.send_to(&d, from).await;
+                            }
+                        }
+                    } else if let Some(a) = crate::direct::answer(&buf[..n], from) {
+                        let _ = sock.send_to(&a, from).await;
+                    }
+                }
+                _ = tick.tick() => self.flush_udp(),
+            }
+        }
+    }
+
+    /// Hands the UDP relay's byte counts to the sites' status; expires idle pairings.
+    fn flush_udp(&self) {
+        let (counts, gone) = {
+            let mut t = self.udp();
+            let counts: Vec<(SiteKey, u64, u64)> = t
+                .take_counts()
+                .into_iter()
+                .map(|(tag, r, g)| (tag.site.clone(), r, g))
+                .collect();
+            (counts, t.expire(Instant::now()))
+        };
+        for (key, to_site, from_site) in counts {
+            let (to_count, from_count) = self.metrics.relay_counters(&key.0, &key.1);
+            to_count.inc_by(to_site);
+            from_count.inc_by(from_site);
+            self.update_site(&key, |s| {
+                s.bytes_to_site += to_site;
+                s.bytes_from_site += from_site;
+            });
+        }
+        for (_, p) in gone {
+            let site = format!("{}/{}", p.tag.site.0, p.tag.site.1);
+            if p.complete() {
+                info!(%site, transport = "udp", bytes_to_site = p.bytes[0], bytes_from_site = p.bytes[1], dropped = p.dropped, secs = p.tag.started.elapsed().as_secs(), "stream ended (idle)");
+            } else {
+                debug!(%site, "UDP relay pairing never completed; expired");
+            }
+        }
+    }
+
     /// Accepts connections until the listener fails. The UDP ports of the same number and the
     /// next one answer reflexive-address probes (the direct path, `crate::direct`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         // The UDP port of the same number, and the next one (with two, each side can tell
         // whether its NAT is symmetric and skip a punch that cannot work).
+        // The first also carries the relay over UDP.
         if let Ok(a) = listener.local_addr() {
-            for addr in [Some(a), crate::direct::second_port(a)]
+            for (i, addr) in [Some(a), crate::direct::second_port(a)]
                 .into_iter()
-                .flatten()
+                .enumerate()
             {
+                let Some(addr) = addr else { continue };
                 match tokio::net::UdpSocket::bind(addr).await {
+                    Ok(u) if i == 0 => {
+                        crate::udprelay::grow_buffers(&u);
+                        info!(udp = %addr, "relaying over UDP and answering reflexive-address probes");
+                        tokio::spawn(self.clone().serve_udp(u));
+                    }
                     Ok(u) => {
                         info!(udp = %addr, "answering reflexive-address probes");
                         tokio::spawn(crate::direct::serve_probes(u));
@@ -637,11 +762,41 @@ impl Rendezvous {
             )
             .await;
         };
+        // The relay over UDP: a pairing for this stream, when the recorder asks (its socket
+        // reached our UDP port) and the table has room; removed unless the stream takes it.
+        let pairing =
+            if lan.offers_relay_udp() && self.udp_up.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = crate::udprelay::new_id()?;
+                let tag = UdpTag {
+                    site: key.clone(),
+                    buckets: self.buckets(&key),
+                    started,
+                };
+                self.udp()
+                    .insert(id, tag, Instant::now())
+                    .then_some(PairingGuard {
+                        rv: self,
+                        id,
+                        keep: false,
+                    })
+            } else {
+                None
+            };
+        if let Some(p) = &pairing {
+            proto::send(
+                &mut rec,
+                &Reply::UdpRelay {
+                    pairing: crate::udprelay::id_hex(&p.id),
+                },
+            )
+            .await?;
+        }
         let open = Control::Open {
             stream: stream.clone(),
             host,
             port,
             lan,
+            pairing: pairing.as_ref().map(|p| crate::udprelay::id_hex(&p.id)),
         };
         let got = match gw.try_send(open) {
             Ok(()) => tokio::time::timeout(OPEN_TIMEOUT, rx)
@@ -679,12 +834,25 @@ impl Rendezvous {
                 self.metrics.refused(Refusal::OpenFailed);
                 return refuse(&mut rec, Error::Refused(format!("site {site}: {reason}"))).await;
             }
-            GatewayLine::Elsewhere { path } => {
+            GatewayLine::Elsewhere { path, transport } => {
                 let p = Path::parse(&path)
                     .ok_or_else(|| Error::Protocol("unknown path from the gateway".into()))?;
+                let open_ms = started.elapsed().as_secs_f64() * 1e3;
+                if p == Path::Relay && transport.as_deref() == Some("udp") {
+                    // The stream runs on the relay over UDP: the pairing stays (it expires when
+                    // idle), its bytes are counted as they are forwarded.
+                    let Some(guard) = pairing else {
+                        return Err(Error::Protocol(
+                            "the relay over UDP without a pairing".into(),
+                        ));
+                    };
+                    guard.keep();
+                    info!(%site, path = %p, transport = "udp", open_ms, "relaying a stream");
+                } else {
+                    info!(%site, path = %p, open_ms, "stream open on another path");
+                }
                 self.update_site(&key, |s| s.opened(p));
                 self.metrics.stream_opened(&key.0, &key.1, p);
-                info!(%site, path = %p, open_ms = started.elapsed().as_secs_f64() * 1e3, "stream open on another path");
                 proto::send(&mut rec, &Reply::Elsewhere { path }).await?;
                 let _ = rec.shutdown().await;
                 return Ok(());
@@ -696,7 +864,8 @@ impl Rendezvous {
         self.update_site(&key, |s| s.opened(Path::Relay));
         self.metrics.stream_opened(&key.0, &key.1, Path::Relay);
         let (to_count, from_count) = self.metrics.relay_counters(&key.0, &key.1);
-        info!(%site, path = %Path::Relay, open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
+        drop(pairing);
+        info!(%site, path = %Path::Relay, transport = "tcp", open_ms = started.elapsed().as_secs_f64() * 1e3, "relaying a stream");
         let (to_site, from_site) = match self.buckets(&key) {
             Some((t, f)) => (Some(t), Some(f)),
             None => (None, None),
@@ -730,6 +899,28 @@ impl Rendezvous {
             }
         }
         Ok(())
+    }
+}
+
+/// Removes a UDP relay pairing when its stream did not take it.
+struct PairingGuard<'a> {
+    rv: &'a Rendezvous,
+    id: crate::udprelay::PairingId,
+    keep: bool,
+}
+
+impl PairingGuard<'_> {
+    /// The stream took the relay over UDP: the pairing stays until it is idle.
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for PairingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.rv.udp().remove(&self.id);
+        }
     }
 }
 

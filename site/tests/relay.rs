@@ -286,6 +286,12 @@ async fn the_direct_path_opens_and_carries_bytes_intact() {
     assert!(st.connected);
     assert_eq!(st.path, Some(vigil_site::Path::Direct));
     assert!(st.streams_direct >= 2 && st.streams_relay >= 1, "{st:?}");
+    // The relay over UDP was offered too; its pairing went when the direct path won.
+    assert_eq!(
+        s.rv.udp_pairings(),
+        0,
+        "the UDP relay's pairing outlived its stream's open"
+    );
     // A refusal still comes back on the relay with every path offered.
     match s
         .full
@@ -449,5 +455,150 @@ async fn relay_throughput_against_plain_tcp() {
         N >> 20
     );
     assert!(relayed > 0.0);
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
+/// Opens a stream on `link`, sends `SEND n` and reads the n bytes, checking each; the time the
+/// bytes took.
+async fn fetch(link: &SiteLink, s: &Setup, n: usize) -> Duration {
+    let (c, _) = open_on(link, s).await;
+    let t = Instant::now();
+    receive(c, n).await;
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_over_udp_carries_bytes_intact_and_counts_them() {
+    let s = setup("udprelay").await;
+    drop(open_when_up(&s).await);
+    // Without the direct path (as behind a symmetric NAT), the relay over UDP carries the stream.
+    let udp = s.full.clone().without_direct();
+    let (mut c, first) = open_on(&udp, &s).await;
+    assert_eq!(c.path(), vigil_site::Path::Relay);
+    assert_eq!(
+        c.transport(),
+        "udp",
+        "the relay over UDP is preferred to TCP"
+    );
+    c.write_all(b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 29];
+    c.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n");
+    assert_eq!(s.rv.udp_pairings(), 1);
+    drop(c);
+    let before = s.rv.site_status("shop", "branch1").unwrap();
+    const N: usize = if cfg!(debug_assertions) {
+        16 << 20
+    } else {
+        256 << 20
+    };
+    let over_udp = fetch(&udp, &s, N).await;
+    // The same through the relay over TCP, in the same run.
+    let tcp = s.full.clone().without_direct().without_relay_udp();
+    let (c, _) = open_on(&tcp, &s).await;
+    assert_eq!((c.path(), c.transport()), (vigil_site::Path::Relay, "tcp"));
+    drop(c);
+    let over_tcp = fetch(&tcp, &s, N).await;
+    println!(
+        "FIGURE udp_relay_first_open_ms {:.1}; {} MiB through the relay over UDP (QUIC end to end) {:.2} Gbit/s, over TCP (2 TLS legs) {:.2} Gbit/s (gateway, rendezvous and recorder in this process)",
+        first.as_secs_f64() * 1e3,
+        N >> 20,
+        N as f64 * 8.0 / over_udp.as_secs_f64() / 1e9,
+        N as f64 * 8.0 / over_tcp.as_secs_f64() / 1e9,
+    );
+    // The site's status counts the UDP relay's bytes (handed over every second).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = s.rv.site_status("shop", "branch1").unwrap();
+        // From the site: the camera's bytes on both relays, plus QUIC's and TLS's overhead.
+        if st.bytes_from_site >= before.bytes_from_site + 2 * N as u64 {
+            assert_eq!(st.path, Some(vigil_site::Path::Relay));
+            assert!(st.streams_relay >= 4, "{st:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the UDP relay's bytes are not counted: {st:?} (before {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_over_udp_is_no_open_relay() {
+    use vigil_site::udprelay;
+    let s = setup("udpopen").await;
+    drop(open_when_up(&s).await);
+    let server = vigil_site::direct::udp_server(&s.link.rendezvous)
+        .await
+        .unwrap();
+    // A stranger's registration with a made-up pairing is not answered, and nothing it sends is
+    // forwarded anywhere (no pairing exists).
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let id = udprelay::new_id().unwrap();
+    assert!(matches!(
+        udprelay::register_gateway(&stranger, server, &id).await,
+        Err(Error::Timeout(_))
+    ));
+    assert_eq!(s.rv.udp_pairings(), 0);
+    // A live stream's pairing exists only while an authenticated recorder's stream uses it; a
+    // stranger guessing another id gets nothing, and the stream is undisturbed.
+    let udp = s.full.clone().without_direct();
+    let (mut c, _) = open_on(&udp, &s).await;
+    assert_eq!(c.transport(), "udp");
+    assert!(matches!(
+        udprelay::register_gateway(&stranger, server, &udprelay::new_id().unwrap()).await,
+        Err(Error::Timeout(_))
+    ));
+    stranger.send_to(b"hello", server).await.unwrap();
+    c.write_all(b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = vec![0u8; 29];
+    c.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"OPTIONS rtsp://x RTSP/1.0\r\n\r\n");
+    // A recorder of another namespace gets no pairing: it is refused before any is made.
+    let mut other = udp.clone();
+    other.namespace = "other".into();
+    other.token = Token::new("other-secret");
+    assert!(
+        other
+            .open("branch1", "127.0.0.1", s.camera, Duration::from_secs(5))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.rv.udp_pairings(), 1, "only the live stream's pairing");
+    std::fs::remove_dir_all(&s.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_over_udp_holds_a_site_to_its_bandwidth_limit() {
+    // 4 000 kbit/s = 500 000 B/s each way for the whole site, burst 125 000 B: datagrams over
+    // the limit are dropped, QUIC's congestion control slows down.
+    const KBPS: u32 = 4000;
+    let rate = f64::from(KBPS) * 1000.0 / 8.0;
+    let s = setup_limited("udplimit", Some(KBPS)).await;
+    drop(open_when_up(&s).await);
+    let udp = s.full.clone().without_direct();
+    const N: usize = 1024 * 1024;
+    let (c, _) = open_on(&udp, &s).await;
+    assert_eq!(c.transport(), "udp");
+    let t = Instant::now();
+    receive(c, N).await;
+    let secs = t.elapsed().as_secs_f64();
+    let expected = (N as f64 - rate / 4.0) / rate;
+    let kbps = N as f64 * 8.0 / secs / 1000.0;
+    println!(
+        "FIGURE udp_relay_limit {KBPS} kbit/s: {} KiB in {secs:.2} s = {kbps:.0} kbit/s (expected ≥ {expected:.2} s)",
+        N >> 10
+    );
+    assert!(secs >= expected * 0.9, "faster than the limit: {secs:.2} s");
+    assert!(
+        secs <= expected * 3.0 + 1.0,
+        "far slower than the limit: {secs:.2} s"
+    );
     std::fs::remove_dir_all(&s.dir).ok();
 }
