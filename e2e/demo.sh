@@ -4,11 +4,12 @@
 #   starts the local cluster, an S3 server (moto) and 4 simulated IP cameras with SD cards,
 #   installs Vigil with Helm, declares a RecorderPool of 3 recorders and the 4 cameras,
 #   shows the cameras being placed and recorded, kills a recorder, shows the failover and the
-#   Backfills filling the hole from the cameras' SD cards, and ends by printing where the footage
-#   is and a playable MP4 exported for the demo window.
+#   Backfills filling the hole from the cameras' SD cards, and ends by printing the address of
+#   the web page (live grid, a camera's page with live beside its timeline, playback, export):
+#   a `kubectl port-forward` to the access point's Service, and where the sign-in token is.
 #
 # Usage: e2e/demo.sh            run the demo (leaves it running so you can look around)
-#        e2e/demo.sh --down     stop the demo's processes and remove its namespaces
+#        e2e/demo.sh --down     stop the demo's processes (and the port-forward) and remove its namespaces
 #                               (the cluster keeps running: e2e/cluster/down.sh stops it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ RTSP_PORT=18554
 CONTROL_PORT=18555
 BUCKET=vigil-demo
 RECORD_SECONDS=${VIGIL_DEMO_RECORD_SECONDS:-30}
+# Where the page is served on this machine (kubectl port-forward to the access point's Service).
+PAGE_PORT=${VIGIL_DEMO_PORT:-18080}
+PLAYBACK=$RELEASE-playback   # the access point's Deployment and Service (chart: playback.*)
 
 t0=$(date +%s)
 step() { printf '\n\033[1m[%4ds] %s\033[0m\n' "$(( $(date +%s) - t0 ))" "$*"; }
@@ -119,8 +123,13 @@ kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
   --set recorder.image.pullPolicy=Never --set operator.watchNamespace="$NS" >/dev/null
 kubectl -n "$SYSTEM_NS" get pods -o wide
 
-step "7/10 kubectl apply: a RecorderPool of 3 recorders and 4 cameras with ONVIF edge storage"
+step "7/10 the access point (helm: playback.enabled), a RecorderPool of 3 recorders and 4 cameras with ONVIF edge storage"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The access point (`vigil-access serve --pool`: the page, playback, export, live view) reads the
+# pool's storage. Enabled before the pool is declared so that the live token Secret it creates
+# is there when the recorders start (they mount it); it restarts until the pool exists.
+"$HELM" upgrade "$RELEASE" charts/vigil -n "$SYSTEM_NS" --reuse-values \
+  --set playback.enabled=true --set playback.pool="$NS/main" >/dev/null
 kubectl -n "$NS" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Secret
@@ -206,31 +215,78 @@ while :; do
 done
 kubectl -n "$NS" get backfills,jobs
 
-step "10/10 the footage"
+step "10/10 the footage and the web page"
 note "bucket s3://$BUCKET at http://$HOST:$S3_PORT (keys: <namespace>/<camera>/YYYY/MM/DD/HH/<startMs>-<endMs>-<origin>.mp4)"
 for cam in lobby loading-dock parking server-room; do
   s3 "http://$HOST:$S3_PORT" list "$BUCKET" "$NS/$cam/" >"$DEMO/$cam.keys"
   note "$cam: $(grep -c 'live\.mp4$' "$DEMO/$cam.keys" || true) live and $(grep -c 'backfill\.mp4$' "$DEMO/$cam.keys" || true) backfilled segments"
 done
+kubectl -n "$SYSTEM_NS" rollout status "deployment/$PLAYBACK" --timeout=120s >/dev/null \
+  || { kubectl -n "$SYSTEM_NS" logs "deployment/$PLAYBACK" --tail=20 >&2 || true; die "the access point is not ready"; }
+# A viewer to sign in as: may watch live, play back and export (cameras/recordings) the demo's
+# cameras and start a manual recording. Its token (the ServiceAccount's token Secret) goes into
+# a file, never to the terminal.
+kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: viewer}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: vigil-viewer}
+rules:
+  - apiGroups: [vigil.dev]
+    resources: [cameras/live, cameras/recordings]
+    verbs: [get]
+  - apiGroups: [vigil.dev]
+    resources: [cameras/manual-recording]
+    verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: vigil-viewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vigil-viewer}
+subjects: [{kind: ServiceAccount, name: viewer, namespace: $NS}]
+YAML
+TOKEN_FILE=$DEMO/viewer.token
+secret=""
+for _ in $(seq 1 60); do
+  secret=$(kubectl -n "$NS" get sa viewer -o jsonpath='{.secrets[0].name}' 2>/dev/null || true)
+  [ -n "$secret" ] && break
+  sleep 0.5
+done
+[ -n "$secret" ] || die "no token Secret for the ServiceAccount $NS/viewer"
+(umask 077; kubectl -n "$NS" get secret "$secret" -o jsonpath='{.data.token}' | base64 -d >"$TOKEN_FILE")
+auth() { printf 'Authorization: Bearer %s' "$(cat "$TOKEN_FILE")"; }
+# The page on this machine: kubectl port-forward to the access point's Service (left running;
+# --down stops it).
+setsid kubectl -n "$SYSTEM_NS" port-forward --address 127.0.0.1 "svc/$PLAYBACK" "$PAGE_PORT:80" \
+  >"$DEMO/port-forward.log" 2>&1 </dev/null &
+echo $! >"$DEMO/port-forward.pid"
+URL=http://127.0.0.1:$PAGE_PORT
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "$URL/readyz" 2>/dev/null && break; sleep 0.2; done
+curl -fsS "$URL/" | grep -q '<title>Vigil' || die "the page does not answer at $URL/ (see $DEMO/port-forward.log)"
+listed=$({ curl -fsS -H "$(auth)" "$URL/api/v1/cameras" || true; } | grep -o "\"name\":\"[^\"]*\"" | wc -l)
+[ "$listed" = 4 ] || die "the page's API lists $listed cameras for the viewer, not 4"
+# The failover window of a moved camera, exported through the page's API, plays.
 FIRST=${MOVED%% *}
 [ -n "$FIRST" ] || FIRST=lobby
-note "exporting $FIRST for the demo window ($(date -u -d @"$WINDOW_START" +%T)–$(date -u -d @"$WINDOW_END" +%T) UTC) ..."
-rm -rf "$DEMO/export" && mkdir -p "$DEMO/export"
-awk '$2 ~ /\.mp4$/ {print $2}' "$DEMO/$FIRST.keys" | while read -r key; do
-  base=${key##*/}; start_ms=${base%%-*}; rest=${base#*-}; end_ms=${rest%%-*}
-  if [ "$end_ms" -ge $((WINDOW_START * 1000)) ] && [ "$start_ms" -le $((WINDOW_END * 1000)) ]; then
-    s3 "http://$HOST:$S3_PORT" get "$BUCKET" "$key" "$DEMO/export/$base"
-  fi
-done
-# Live and backfilled segments can overlap by a frame or two; keep them in start order.
-(cd "$DEMO/export" && find . -name '*.mp4' -printf '%f\n' | sort -n | sed "s|^|file '$DEMO/export/|; s|$|'|") >"$DEMO/export/list.txt"
 OUT_MP4=$DEMO/$FIRST-demo-window.mp4
-ffmpeg -v error -y -f concat -safe 0 -i "$DEMO/export/list.txt" -c copy "$OUT_MP4"
+curl -fsS -H "$(auth)" -o "$OUT_MP4" \
+  "$URL/api/v1/cameras/$NS/$FIRST/export.mp4?start=${WINDOW_START}000&end=${WINDOW_END}000" \
+  || die "export of $FIRST through the page's API failed"
 duration=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$OUT_MP4")
-note "playable export: $OUT_MP4 ($(du -h "$OUT_MP4" | cut -f1), ${duration%.*} s; window $((WINDOW_END - WINDOW_START)) s)"
+note "the page answers at $URL/ and lists the 4 cameras for the viewer; $FIRST's demo window"
+note "exported through it plays (${duration%.*} s of the $((WINDOW_END - WINDOW_START)) s window, across the failover)"
 
-printf '\n\033[1mDemo done in %d s.\033[0m Look around:\n' "$(( $(date +%s) - t0 ))"
-echo "  source ${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env"
-echo "  kubectl -n $NS get recorderpools,cameras,backfills"
-echo "  ffplay $OUT_MP4"
+printf '\n\033[1mDemo done in %d s.\033[0m The web page (live grid, cameras, timelines, export):\n\n' "$(( $(date +%s) - t0 ))"
+echo "  $URL/"
+echo ""
+echo "Sign in: paste a token into the page's Token field. The demo's viewer (ServiceAccount $NS/viewer:"
+echo "live, playback, export of the demo's cameras) has its token in $TOKEN_FILE (cat it; it is not printed)."
+echo "Live grid: $URL/live.html   a camera, live beside its timeline: $URL/camera.html?camera=$NS/lobby"
+echo "(kubectl port-forward runs in the background, log: $DEMO/port-forward.log; it holds one pod: if the"
+echo "access point restarts, run it again: kubectl -n $SYSTEM_NS port-forward svc/$PLAYBACK $PAGE_PORT:80."
+echo "WebRTC reaches the pod's UDP port directly on this machine, else the page falls back to LL-HLS.)"
+echo "Look around: source ${VIGIL_CLUSTER_DIR:-/var/lib/vigil-cluster}/env; kubectl -n $NS get recorderpools,cameras,backfills"
 echo "Clean up: bash e2e/demo.sh --down   (then bash e2e/cluster/down.sh to stop the cluster)"

@@ -87,7 +87,7 @@ count_run unit cargo test --no-fail-fast --workspace --exclude vigil-e2e
 stage "playback web page in headless Chromium (timeline, hls.js, screenshot)"
 count_run ui bash e2e/ui/test.sh
 
-stage "live view in headless Chromium (recorder live tap → WHEP/WebRTC and LL-HLS, moving picture, latency, recorder SIGKILL; H.265 LL-HLS via ffprobe; ~3.5 min)"
+stage "live view in headless Chromium (recorder live tap → WHEP/WebRTC and LL-HLS, moving picture, latency, recorder SIGKILL; a camera's page: live beside the timeline, back 30 s, exports ffprobed; H.265 LL-HLS via ffprobe; ~3.5 min)"
 count_run live bash e2e/ui/live_test.sh
 
 if [ -n "${KUBECONFIG:-}" ]; then

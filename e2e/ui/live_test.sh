@@ -2,7 +2,8 @@
 # Live view test: the camera simulator → the recorder (file mode, its live tap enabled with a
 # token) → `vigil-access serve` (WHEP on one UDP port, ICE-lite) → headless Debian Chromium
 # (playwright-core). Checks a moving picture over WebRTC, then over LL-HLS (both across a
-# recorder SIGKILL + restart) and prints the glass-to-glass latency figures; checks with ffprobe
+# recorder SIGKILL + restart) and prints the glass-to-glass latency figures; a camera's page
+# (camera.mjs: live beside the timeline, "⟲ 30 s", exports checked with ffprobe); checks with ffprobe
 # that an H.265 camera's LL-HLS init + parts decode and that its playlist advances. Prints "N passed, M failed"; screenshot in $VIGIL_UI_OUT (default target/ui/live.png).
 # VIGIL_LIVE_SECONDS: how long the latency is sampled (default 15).
 set -euo pipefail
@@ -95,6 +96,18 @@ done
 set +e
 VIGIL_LIVE_BADGES=1 VIGIL_LIVE_EXPECT_ICE=udp VIGIL_LIVE_RESTART="bash $work/restart.sh 1" \
   node e2e/ui/live.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$secs" "$out/live.png"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  for f in rec serve; do echo "--- $f.log"; tail -20 "$work/$f.log"; done
+  exit $rc
+fi
+
+# A camera's page (~25 s): from the grid's tile (export link → playable MP4) to camera.html:
+# moving live picture beside the timeline with recordings, "⟲ 30 s" into playback, the export
+# of the selected footage (ffprobe), back to live.
+set +e
+node e2e/ui/camera.mjs "http://127.0.0.1:$port" site-a/cam1 cam1 "$out/camera.png"
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then

@@ -3,7 +3,7 @@
 //! concatenated into MP4 exports.
 //!
 //! ```text
-//! GET /api/v1/cameras
+//! GET /api/v1/cameras          ({"cameras": [...], "manualRecording": <Kubernetes mode>})
 //! GET /api/v1/cameras/{ns}/{name}/recordings?start=&end=
 //! GET /api/v1/cameras/{ns}/{name}/index.m3u8?start=[&end=]      (no end: EVENT, live edge)
 //! GET /api/v1/cameras/{ns}/{name}/segments/{start}-{end}-{origin}/init.mp4
@@ -14,7 +14,8 @@
 //! GET /api/v1/cameras/{ns}/{name}/llhls/{index.m3u8,init-N.mp4,M.mp4,M.P.mp4}  (LL-HLS live, `llhls.rs`)
 //! GET|POST|DELETE /api/v1/cameras/{ns}/{name}/manual-recording   (manual recording, `triggers.rs`)
 //! POST /api/v1/cameras/{ns}/{name}/events   (an event from another system, `triggers.rs`)
-//! GET / (web page), /live.html, /healthz, /readyz, /metrics
+//! GET / (recordings page), /live.html (live grid), /camera.html?camera= (a camera: live beside
+//!     its timeline), /healthz, /readyz, /metrics
 //! ```
 //!
 //! Times are Unix milliseconds or RFC 3339.
@@ -423,7 +424,10 @@ async fn list_cameras(State(s): State<AppState>, headers: HeaderMap) -> Response
         if let Some(f) = &s.0.federation {
             out.extend(f.remote_cameras(user.as_ref()).await?);
         }
-        Ok(axum::Json(json!({"cameras": out})).into_response())
+        // Whether manual recording exists here (Kubernetes mode), so that the page does not
+        // ask for it where it would be refused with 501.
+        let manual = matches!(s.0.cameras, CameraSource::Pool { .. });
+        Ok(axum::Json(json!({"cameras": out, "manualRecording": manual})).into_response())
     }
     .await;
     counted(&s, "cameras", r)
@@ -1153,6 +1157,9 @@ pub fn router(state: AppState) -> Router {
         .route("/hls.min.js", get(web::hls_js))
         .route("/live.html", get(web::live_html))
         .route("/live.js", get(web::live_js))
+        .route("/common.js", get(web::common_js))
+        .route("/camera.html", get(web::camera_html))
+        .route("/camera.js", get(web::camera_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -1,10 +1,11 @@
 // Live view: one WebRTC (WHEP) session per camera shown. `?camera=ns/name` (repeatable; a child
 // domain's camera as the recordings page names it, `<domain path>:ns/name`) picks the cameras;
-// without it, every camera the token may watch, up to 16, in a grid. Each tile links back 30 s
-// into the recordings.
+// without it, every camera the token may watch, up to 16, in a grid. A tile's name opens the
+// camera's page (live beside its timeline, camera.html); each tile links back 30 s into the
+// recordings and to an export of its last 5 minutes.
 // LL-HLS (hls.js, low-latency mode) instead of WebRTC: `?proto=hls` or the page's toggle; and
 // per tile, when WHEP fails (an H.265 camera: 415, WebRTC passes H.264 only) or shows no
-// picture within FALLBACK_MS.
+// picture within FALLBACK_MS. camera.html uses `openLive` and `resolveCameras` (`window.VigilLive`).
 'use strict';
 const $ = (s) => document.querySelector(s);
 const tokenInput = $('#token');
@@ -46,6 +47,8 @@ async function updateBadges(cam, el) {
   const now = Date.now();
   try {
     const r = await fetch(`${cam.base}/recordings?start=${now - BADGE_WINDOW_MS}&end=${now}`, { headers: auth() });
+    // Without `cameras/recordings` (401/403) the tile offers no recordings links either.
+    if (el.parentElement) el.parentElement.dataset.recordings = r.ok ? 'yes' : 'no';
     if (!r.ok) { el.textContent = ''; el.dataset.badges = ''; return; }
     const b = tileBadges(await r.json(), now);
     el.dataset.badges = b.join(' ');
@@ -92,12 +95,16 @@ function playHls(cam, video) {
 // domain's camera is watched through this access point, which reads it through the child:
 // docs/cascade.md).
 function local(id) {
-  return { id, base: `/api/v1/cameras/${id}`, whep: `/api/v1/cameras/${id}/whep` };
+  return { id, base: `/api/v1/cameras/${id}`, whep: `/api/v1/cameras/${id}/whep`, rights: null };
 }
+// Whether the page offers the camera's export: a child domain's camera says its rights; this
+// domain's export is part of `cameras/recordings`, which the tile learns from its badges'
+// query (`data-recordings`). The server refuses an export without the right anyway.
+const canExport = (cam) => !cam.remote || cam.rights.includes('export');
 function shown(c) {
   if (!c.remote) return local(`${c.namespace}/${c.name}`);
   const base = `/api/v1/domains/${c.domainNamespace}/${c.domainPath.join(':')}/cameras/${c.namespace}/${c.name}`;
-  return { id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`, base, whep: `${base}/whep`, remote: true };
+  return { id: `${c.domainPath.join('/')}:${c.namespace}/${c.name}`, base, whep: `${base}/whep`, remote: true, rights: c.rights || [] };
 }
 
 // Opens one camera into a <video>: offer (recvonly H.264), POST to WHEP, apply the answer.
@@ -126,6 +133,86 @@ async function play(cam, video) {
   return pc;
 }
 
+// The cameras `wanted` (ids; none: every camera the token may watch, up to 16). Throws with the
+// listing's status if it cannot be read.
+async function resolveCameras(wanted) {
+  // This domain's cameras need no listing; a child domain's are looked up in it.
+  const cams = wanted.filter((w) => !w.includes(':')).map(local);
+  if (cams.length === wanted.length && wanted.length) return cams;
+  const r = await fetch('/api/v1/cameras', { headers: auth() });
+  if (!r.ok) throw new Error(`cameras: ${r.status}`);
+  const listed = (await r.json()).cameras
+    .filter((c) => !c.remote || (c.rights || []).includes('live')).map(shown);
+  return wanted.length
+    ? wanted.map((w) => cams.find((c) => c.id === w) || listed.find((c) => c.id === w)).filter(Boolean)
+    : listed.slice(0, 16);
+}
+
+// Opens `cam`'s live picture into `video` over WebRTC (or LL-HLS: `?proto=hls`, or as the
+// fallback); `tile` says how (`data-proto`, `data-fallback`, `data-error`), `label` names it.
+// Returns { close() }, which ends the session.
+function openLive(cam, tile, video, label) {
+  let closed = false;
+  let handle = null; // the RTCPeerConnection or the hls.js instance
+  const opened = performance.now();
+  video.dataset.opened = String(opened);
+  delete video.dataset.firstFrameMs;
+  video.addEventListener('loadeddata', () => {
+    video.dataset.firstFrameMs = String(Math.round(performance.now() - opened));
+  }, { once: true });
+  const keep = (h) => {
+    if (closed) { end(h); return; }
+    handle = h; window.vigilLive.push(h);
+  };
+  const end = (h) => {
+    window.vigilLive = window.vigilLive.filter((x) => x !== h);
+    if (window.RTCPeerConnection && h instanceof RTCPeerConnection) {
+      // The session ends on the DELETE; the connection is closed after its answer (closed
+      // first, the access point ends the session on the DTLS close and a DELETE arriving
+      // later, e.g. through a port-forward, finds none: 404).
+      const session = video.dataset.session;
+      const stop = () => h.close();
+      if (session) {
+        fetch(session, { method: 'DELETE', headers: auth(), keepalive: true }).then(stop, stop);
+        setTimeout(stop, 2000);
+      } else stop();
+    } else if (h && h.destroy) h.destroy();
+  };
+  const close = () => {
+    closed = true;
+    if (handle) end(handle);
+    handle = null;
+    video.srcObject = null;
+    video.removeAttribute('src');
+    video.load();
+  };
+  const overHls = () => {
+    tile.dataset.proto = 'hls';
+    label.textContent = `${cam.id} · LL-HLS`;
+    return playHls(cam, video).then(keep);
+  };
+  if (proto === 'hls') {
+    overHls();
+    return { close };
+  }
+  tile.dataset.proto = 'webrtc';
+  label.textContent = cam.id;
+  // No picture over WebRTC (H.265, or UDP blocked): LL-HLS instead.
+  const fallback = (why) => {
+    if (closed || tile.dataset.proto !== 'webrtc' || video.readyState >= 2) return;
+    tile.dataset.fallback = why;
+    if (handle) { end(handle); handle = null; }
+    video.srcObject = null;
+    overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam.id}: ${e.message}`; });
+  };
+  // (A child domain's camera only on a WHEP error: its first frame may take longer.)
+  if (!cam.remote) setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
+  play(cam, video).then(keep).catch((e) => fallback(String(e)));
+  return { close };
+}
+window.vigilLive = [];
+window.VigilLive = { openLive, resolveCameras, updateBadges, canExport, BADGE_EVERY_MS };
+
 async function main() {
   const status = $('#status');
   const toggle = $('#hls');
@@ -134,30 +221,24 @@ async function main() {
     params.set('proto', toggle.checked ? 'hls' : 'webrtc');
     location.search = params.toString();
   });
-  const wanted = params.getAll('camera');
-  // This domain's cameras need no listing; a child domain's are looked up in it.
-  let cams = wanted.filter((w) => !w.includes(':')).map(local);
-  if (cams.length < wanted.length || !wanted.length) {
-    const r = await fetch('/api/v1/cameras', { headers: auth() });
-    if (!r.ok) { status.textContent = `cameras: ${r.status}`; return; }
-    const listed = (await r.json()).cameras
-      .filter((c) => !c.remote || (c.rights || []).includes('live')).map(shown);
-    cams = wanted.length
-      ? wanted.map((w) => cams.find((c) => c.id === w) || listed.find((c) => c.id === w)).filter(Boolean)
-      : listed.slice(0, 16);
-  }
+  let cams;
+  try { cams = await resolveCameras(params.getAll('camera')); }
+  catch (e) { status.textContent = e.message; return; }
   const cols = Math.ceil(Math.sqrt(cams.length || 1));
   $('#grid').style.setProperty('--cols', cols);
-  window.vigilLive = [];
   for (const cam of cams) {
     const tile = document.createElement('div');
     tile.className = 'tile';
     tile.dataset.camera = cam.id;
     const video = document.createElement('video');
     video.autoplay = true; video.muted = true; video.playsInline = true;
-    const label = document.createElement('span');
+    // The camera's page (live beside its timeline): the tile's name, or a click on the picture.
+    const page = `/camera.html?camera=${encodeURIComponent(cam.id)}${proto === 'hls' ? '&proto=hls' : ''}`;
+    const label = document.createElement('a');
     label.className = 'label';
-    label.textContent = cam.id;
+    label.href = page;
+    label.title = 'open the camera\'s page';
+    video.addEventListener('click', () => { location.href = page; });
     // "What just happened": the recordings page, playing this camera from 30 s ago.
     const back = document.createElement('a');
     back.className = 'back';
@@ -169,37 +250,19 @@ async function main() {
     const badges = document.createElement('span');
     badges.className = 'badges';
     tile.append(video, label, back, badges);
+    if (canExport(cam)) {
+      // The last 5 minutes as a playable MP4 (common.js: fetched with the token if there is one).
+      const exp = Vigil.exportLink(`${cam.base}/`, () => [Date.now() - 300000, Date.now()], '⤓ 5 min');
+      exp.className = 'export';
+      exp.title = 'download the last 5 minutes (MP4)';
+      tile.append(exp);
+    }
     updateBadges(cam, badges);
     setInterval(() => updateBadges(cam, badges), BADGE_EVERY_MS);
     $('#grid').append(tile);
-    const opened = performance.now();
-    video.dataset.opened = String(opened);
-    video.addEventListener('loadeddata', () => {
-      video.dataset.firstFrameMs = String(Math.round(performance.now() - opened));
-    }, { once: true });
-    const overHls = () => {
-      tile.dataset.proto = 'hls';
-      label.textContent = `${cam.id} · LL-HLS`;
-      return playHls(cam, video).then((h) => window.vigilLive.push(h));
-    };
-    if (proto === 'hls') {
-      overHls();
-      continue;
-    }
-    tile.dataset.proto = 'webrtc';
-    let pc = null;
-    // No picture over WebRTC (H.265, or UDP blocked): LL-HLS instead.
-    const fallback = (why) => {
-      if (tile.dataset.proto !== 'webrtc' || video.readyState >= 2) return;
-      tile.dataset.fallback = why;
-      if (pc) { pc.close(); window.vigilLive = window.vigilLive.filter((x) => x !== pc); }
-      video.srcObject = null;
-      overHls().catch((e) => { tile.dataset.error = String(e); label.textContent = `${cam.id}: ${e.message}`; });
-    };
-    // (A child domain's camera only on a WHEP error: its first frame may take longer.)
-    if (!cam.remote) setTimeout(() => fallback('no WebRTC picture'), FALLBACK_MS);
-    play(cam, video).then((p) => { pc = p; window.vigilLive.push(p); }).catch((e) => fallback(String(e)));
+    openLive(cam, tile, video, label);
   }
   status.textContent = `${cams.length} camera(s)`;
 }
-main();
+// camera.html loads this file for `openLive`; only the grid page runs the grid.
+if ($('#grid')) main();
