@@ -66,7 +66,8 @@ for _ in $(seq 150); do
 done
 bytes=$(curl -s --max-time 10 -H "Authorization: Bearer $(cat "$work/live.token")" \
   "http://127.0.0.1:$recport/live/site-a/cam4m" | wc -c || true)
-echo "camera: $(( bytes * 8 / 10 / 1000 )) kbit/s from the recorder's live tap over 10 s"
+cam_kbps=$(( bytes * 8 / 10 / 1000 ))
+echo "camera: $cam_kbps kbit/s from the recorder's live tap over 10 s"
 
 run() { # run LABEL BINARY N
   local label=$1 bin=$2 n=$3 port udp apid
@@ -81,6 +82,7 @@ run() { # run LABEL BINARY N
   done
   "$load" --url "http://127.0.0.1:$port/api/v1/cameras/site-a/cam4m/whep" --viewers "$n" \
     --seconds "$secs" --pid "$apid" --rec-pid "$rec_pid" --clk-tck "$(getconf CLK_TCK)" \
+    --expect-kbps "$cam_kbps" \
     >"$work/load.out" 2>"$work/load.err" || true
   sed "s/^/$label: /" "$work/load.out" | grep -v MEASURE_START
   sort "$work/load.err" | uniq -c | head -3 | sed "s/^/$label: client: /"

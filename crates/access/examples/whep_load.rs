@@ -11,7 +11,9 @@
 //! over the same window (and with `--rec-pid` the recorder's CPU). Also prints each viewer's
 //! time from its offer to its first keyframe.
 //! Prints one `density:` line with the figures, and per-viewer bitrates (min / p10 / median /
-//! max). With N = 0 it measures the process alone (the baseline).
+//! max); `served` counts the viewers that received at least 90 % of `--expect-kbps` (the
+//! camera's bitrate), and viewers per core is served viewers / access point CPU. With N = 0 it
+//! measures the process alone (the baseline).
 //!
 //! `e2e/ui/live_load.sh` starts the simulator, a recorder and access points and runs it.
 
@@ -175,6 +177,8 @@ async fn main() -> Result<(), Fail> {
     let ramp = Duration::from_millis(arg(&args, "--ramp-ms", Some(20))?);
     let warmup = Duration::from_secs_f64(arg(&args, "--warmup", Some(4.0))?);
     let clk_tck: f64 = arg(&args, "--clk-tck", Some(100.0))?;
+    // The camera's bitrate: a viewer receiving at least 90 % of it counts as served.
+    let expect_kbps: f64 = arg(&args, "--expect-kbps", Some(0.0))?;
     str0m::crypto::from_feature_flags().install_process_default();
 
     let http = reqwest::Client::new();
@@ -264,6 +268,7 @@ async fn main() -> Result<(), Fail> {
     first_key.sort_by(f64::total_cmp);
     kbps.sort_by(f64::total_cmp);
     let total_mbps = kbps.iter().sum::<f64>() / 1000.0;
+    let served = kbps.iter().filter(|&&k| k >= 0.9 * expect_kbps).count();
     let (cpu, rss) = match (u0, u1) {
         (Some((c0, _)), Some((c1, r1))) => ((c1 - c0) as f64 / clk_tck / window, r1),
         _ => (0.0, 0),
@@ -286,11 +291,12 @@ async fn main() -> Result<(), Fail> {
         first_key.len(),
     );
     println!(
-        "density: viewers={n} connected={connected} failed={failed} window_s={window:.1} received_mbps={total_mbps:.1} \
-         rtp_packets_per_s={:.0} access_cpu_cores={cpu:.3} viewers_per_core={:.0} rss_kib_before={rss0} rss_kib_during={rss} \
-         kib_per_viewer={:.0} recorder_cpu_cores={rec_cpu:.3}",
+        "density: viewers={n} connected={connected} failed={failed} served={served} window_s={window:.1} \
+         received_mbps={total_mbps:.1} rtp_packets_per_s={:.0} access_cpu_cores={cpu:.3} \
+         served_viewers_per_core={:.0} rss_kib_before={rss0} rss_kib_during={rss} kib_per_viewer={:.0} \
+         recorder_cpu_cores={rec_cpu:.3}",
         (p1 - p0) as f64 / window,
-        if cpu > 0.0 { n as f64 / cpu } else { 0.0 },
+        if cpu > 0.0 { served as f64 / cpu } else { 0.0 },
         if n > 0 {
             (rss as f64 - rss0 as f64) / n as f64
         } else {
