@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod error;
 pub mod export;
+pub mod fanout;
 pub mod federation;
 pub mod hls;
 pub mod icetcp;
@@ -863,20 +864,22 @@ async fn whep(
             ));
         };
         let offer = sdp_offer(&body)?;
+        // The camera's shared feed (one upstream per camera at this access point).
+        let feed = up
+            .hold(&cam)
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         // WebRTC passes H.264 only: an H.265 camera is refused at once (the page plays it over
-        // LL-HLS); the frames opened for the check are the session's first.
-        let first = match up.open_with_codec(&cam).await {
-            Ok((_, Some(p))) if !p.is_h264() => {
-                return Err(ApiError(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("camera {cam} sends {}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)", p.codec),
-                ));
-            }
-            Ok((opened, _)) => Some(opened),
-            // Not reachable now (recorder restarting): the session opens them when it can.
-            Err(_) => None,
-        };
-        whep_answer(rtc.offer(cam.to_string(), up.opener(cam), first, offer))
+        // LL-HLS). Known at once when the feed runs; else when its upstream first answers (or
+        // fails: not reachable now, the session reads the feed when it comes back).
+        if let Some(p) = feed.feed().params(live::CODEC_PEEK).await
+            && !p.is_h264()
+        {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("camera {cam} sends {}: WebRTC passes H.264 only; use LL-HLS (llhls/index.m3u8)", p.codec),
+            ));
+        }
+        whep_answer(rtc.offer(cam.to_string(), live::Source::Shared(feed), offer))
     }
     .await;
     counted(&s, "whep", r)
@@ -938,15 +941,21 @@ async fn remote_whep(
             .await
             .map_err(|(code, msg)| ApiError(code, msg))?;
         let label = format!("{dns}/{domain}:{ns}/{name}");
-        whep_answer(rtc.offer(label, open, Some(first), offer))
+        // Per viewer: every opening is authorized for this user on every domain on the way.
+        let source = live::Source::Own {
+            open,
+            first: Some(first),
+        };
+        whep_answer(rtc.offer(label, source, offer))
     }
     .await;
     counted(&s, "whep", r)
 }
 
 /// `GET .../live.frames`: the camera's live frames in the recorders' wire format
-/// (`vigil_media::live`), from the recorder holding it; the response ends when the camera
-/// moves. What a parent domain's access point reads through the tunnel to serve its own
+/// (`vigil_media::live`), from its shared feed (parameters and the cached GOP first); the
+/// response ends when the feed's upstream changes (the camera moved, the recorder restarted)
+/// or this reader fell behind, and the parent opens it again. What a parent domain's access point reads through the tunnel to serve its own
 /// viewers (the same `live` permission as WHEP).
 async fn live_frames(
     State(s): State<AppState>,
@@ -963,13 +972,20 @@ async fn live_frames(
                 "live view is not configured (--live-token-file)".into(),
             )
         })?;
-        let opened = up
-            .open(&cam)
-            .await
+        // From the camera's shared feed: the parent's viewers cost this domain's recorder
+        // nothing more than one upstream per camera.
+        let feed = up
+            .hold(&cam)
             .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        if feed.feed().params(live::CODEC_PEEK).await.is_none() {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no live frames from the recorder of {cam} now"),
+            ));
+        }
         Ok((
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            axum::body::Body::from_stream(opened.body),
+            axum::body::Body::from_stream(fanout::wire_stream(feed)),
         )
             .into_response())
     }

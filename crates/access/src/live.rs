@@ -86,13 +86,15 @@ pub struct Upstream {
     /// Bearer token the recorders expect (never logged).
     pub token: String,
     http: reqwest::Client,
-    /// LL-HLS viewers of this domain's cameras (`llhls.rs`): one shared reader per camera.
+    /// LL-HLS viewers of this domain's cameras (`llhls.rs`): one window per camera.
     llhls: Arc<crate::llhls::LlHls>,
+    /// One upstream per camera, shared by its WebRTC viewers, its LL-HLS window and a parent
+    /// domain's `live.frames` requests (`fanout.rs`).
+    feeds: Arc<crate::fanout::Feeds>,
 }
 
-/// Longest wait for the first message (the parameters) of a recorder's stream when checking a
-/// camera's codec before answering a WHEP offer.
-const CODEC_PEEK: Duration = Duration::from_secs(3);
+/// Longest wait for a camera's parameters (its codec) before answering a WHEP offer.
+pub const CODEC_PEEK: Duration = Duration::from_secs(3);
 
 /// A camera's live frames as bytes of the recorder's wire format (`vigil_media::live`), and
 /// where they come from (for logs).
@@ -158,44 +160,26 @@ impl Upstream {
                 .build()
                 .map_err(|e| Error::Http(format!("HTTP client: {e}")))?,
             llhls: crate::llhls::LlHls::new(),
+            feeds: crate::fanout::Feeds::new(),
         })
+    }
+
+    /// A hold on `cam`'s shared feed (started if needed, reading from the recorder holding
+    /// the camera).
+    pub fn hold(&self, cam: &CameraId) -> Result<crate::fanout::FeedHandle> {
+        self.feeds
+            .hold(cam, || self.opener(cam.clone()))
+            .map_err(Error::Live)
+    }
+
+    /// Cameras whose feed runs now.
+    pub fn feeds(&self) -> usize {
+        self.feeds.len()
     }
 
     /// The LL-HLS streams of this domain's cameras.
     pub fn llhls(&self) -> &Arc<crate::llhls::LlHls> {
         &self.llhls
-    }
-
-    /// Opens `cam`'s frames and reads their first message (the parameters, at most
-    /// [`CODEC_PEEK`]): the stream parameters (codec) if they came, and the frames with
-    /// nothing lost (what was read is put back in front). So that a WHEP offer for a camera
-    /// WebRTC cannot carry (H.265) is refused at once, on the same connection the session
-    /// then uses.
-    pub async fn open_with_codec(&self, cam: &CameraId) -> Result<(Opened, Option<wire::Params>)> {
-        let mut opened = self.open(cam).await?;
-        let mut read: Vec<Bytes> = Vec::new();
-        let mut dec = Decoder::default();
-        let codec = tokio::time::timeout(CODEC_PEEK, async {
-            while let Some(chunk) = opened.body.next().await {
-                let chunk = chunk?;
-                dec.push(&chunk);
-                read.push(chunk);
-                if let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
-                    return Ok::<_, Error>(match m {
-                        Message::Params(p) => Some(p),
-                        Message::Frame(_) => None,
-                    });
-                }
-            }
-            Ok(None)
-        })
-        .await
-        .unwrap_or(Ok(None))?;
-        let rest = std::mem::replace(&mut opened.body, futures::stream::empty().boxed());
-        opened.body = futures::stream::iter(read.into_iter().map(Ok))
-            .chain(rest)
-            .boxed();
-        Ok((opened, codec))
     }
 
     /// The opener of `cam`'s frames on the recorder holding it.
@@ -431,11 +415,7 @@ impl WebRtc {
             debug!(%peer, "ICE-TCP: no complete first frame in time");
             return;
         };
-        let session = stun_local_ufrag(&buf[..n]).and_then(|u| {
-            let s = self.sessions.lock().ok()?;
-            s.get(u).map(|tx| (u.to_string(), tx.clone()))
-        });
-        let Some((ufrag, session)) = session else {
+        let Some((ufrag, session)) = self.session_for(&buf[..n]) else {
             debug!(%peer, "ICE-TCP: first frame is not a binding request for a session");
             return;
         };
@@ -471,6 +451,14 @@ impl WebRtc {
         debug!(%peer, "ICE-TCP connection ended");
     }
 
+    /// The session a STUN binding request is addressed to (by our ICE user name fragment in
+    /// its USERNAME), with that fragment; `None` for anything else.
+    fn session_for(&self, packet: &[u8]) -> Option<(String, mpsc::Sender<Datagram>)> {
+        let u = stun_local_ufrag(packet)?;
+        let s = self.sessions.lock().ok()?;
+        s.get(u).map(|tx| (u.to_string(), tx.clone()))
+    }
+
     fn session_count(&self) -> usize {
         self.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }
@@ -492,11 +480,7 @@ impl WebRtc {
                 Some((_, tx)) if !tx.is_closed() => Some(tx.clone()),
                 _ => {
                     by_addr.retain(|_, (_, tx)| !tx.is_closed());
-                    let found = stun_local_ufrag(&data).and_then(|u| {
-                        let s = self.sessions.lock().ok()?;
-                        s.get(u).map(|tx| (u.to_string(), tx.clone()))
-                    });
-                    match found {
+                    match self.session_for(&data) {
                         Some((u, tx)) => {
                             if by_addr.len() < MAX_SESSIONS * 4 {
                                 by_addr.insert(source, (u, tx.clone()));
@@ -519,14 +503,12 @@ impl WebRtc {
         }
     }
 
-    /// Accepts a WHEP offer for camera `cam` (its name, for logs), whose frames `open` gives
-    /// (`first`: already opened by the caller, to refuse a camera that cannot be opened before
-    /// answering): the SDP answer, and the session's id (for DELETE).
+    /// Accepts a WHEP offer for camera `cam` (its name, for logs), whose frames come from
+    /// `source`: the SDP answer, and the session's id (for DELETE).
     pub fn offer(
         self: &Arc<Self>,
         cam: String,
-        open: Opener,
-        first: Option<Opened>,
+        source: Source,
         offer: &str,
     ) -> Result<(String, String)> {
         if self.session_count() >= MAX_SESSIONS {
@@ -569,12 +551,20 @@ impl WebRtc {
             self.next_id.fetch_add(1, Ordering::Relaxed),
             &ufrag
         );
-        let (ftx, frx) = mpsc::channel(FRAME_QUEUE);
-        let reader = tokio::spawn(read_upstream(open, first, cam.clone(), ftx));
+        let (frames, reader) = match source {
+            Source::Shared(feed) => (Frames::Feed(feed, None), None),
+            Source::Own { open, first } => {
+                let (ftx, frx) = mpsc::channel(FRAME_QUEUE);
+                let reader = tokio::spawn(read_upstream(open, first, cam.clone(), ftx));
+                (Frames::Queue(frx), Some(reader))
+            }
+        };
         let me = self.clone();
         tokio::spawn(async move {
-            let r = me.run_session(rtc, rx, frx, &cam).await;
-            reader.abort();
+            let r = me.run_session(rtc, rx, frames, &cam).await;
+            if let Some(reader) = reader {
+                reader.abort();
+            }
             if let Ok(mut s) = me.sessions.lock() {
                 s.remove(&ufrag);
             }
@@ -604,7 +594,7 @@ impl WebRtc {
         &self,
         mut rtc: Rtc,
         mut packets: mpsc::Receiver<Datagram>,
-        mut frames: mpsc::Receiver<Upstreamed>,
+        mut frames: Frames,
         cam: &str,
     ) -> Result<(u64, u64)> {
         let started = Instant::now();
@@ -637,7 +627,7 @@ impl WebRtc {
                     Output::Event(Event::IceConnectionStateChange(s)) => {
                         debug!(camera = %cam, state = ?s, "ICE");
                         if s == IceConnectionState::Disconnected {
-                            return Ok((sent, dropped));
+                            return Ok((sent, dropped + frames.dropped()));
                         }
                     }
                     Output::Event(Event::Connected) => {
@@ -648,7 +638,7 @@ impl WebRtc {
                 }
             };
             if !rtc.is_alive() {
-                return Ok((sent, dropped));
+                return Ok((sent, dropped + frames.dropped()));
             }
             if !connected && started.elapsed() > CONNECT_TIMEOUT {
                 return Err(Error::Live("ICE did not connect".into()));
@@ -663,7 +653,7 @@ impl WebRtc {
             let wait = deadline - now;
             tokio::select! {
                 p = packets.recv() => {
-                    let Some(p) = p else { return Ok((sent, dropped)) }; // closed (DELETE)
+                    let Some(p) = p else { return Ok((sent, dropped + frames.dropped())) }; // closed (DELETE)
                     let (proto, destination) = match (p.tcp, tcp_local) {
                         (Some(tx), Some(local)) => {
                             tcp_peers.retain(|_, t| !t.is_closed());
@@ -684,7 +674,7 @@ impl WebRtc {
                         rtc.handle_input(input).map_err(|e| Error::Live(e.to_string()))?;
                     }
                 }
-                f = frames.recv() => {
+                f = frames.next(), if frames.ready(connected && mid.is_some()) => {
                     let Some(f) = f else { return Err(Error::Live("upstream reader ended".into())) };
                     match f {
                         Upstreamed::Params(p) => params = Some(p),
@@ -735,6 +725,57 @@ impl WebRtc {
     }
 }
 
+/// Where a WebRTC session's frames come from.
+pub enum Source {
+    /// The camera's shared feed at this access point (this domain's cameras): the session
+    /// reads it from when ICE and DTLS are up, starting on the cached GOP.
+    Shared(crate::fanout::FeedHandle),
+    /// Its own upstream (a child domain's camera, through the tunnel), opened again whenever
+    /// it ends; `first`: already opened by the caller.
+    Own { open: Opener, first: Option<Opened> },
+}
+
+/// A session's frames: its own upstream reader's queue, or its position in a shared feed
+/// (taken when the session is connected, so that it starts on the cached keyframe).
+enum Frames {
+    Queue(mpsc::Receiver<Upstreamed>),
+    Feed(crate::fanout::FeedHandle, Option<crate::fanout::Viewer>),
+}
+
+impl Frames {
+    /// Whether to read now: a shared feed only once the session can send.
+    fn ready(&self, connected: bool) -> bool {
+        match self {
+            Frames::Queue(_) => true,
+            Frames::Feed(..) => connected,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Upstreamed> {
+        use crate::fanout::Next;
+        match self {
+            Frames::Queue(rx) => rx.recv().await,
+            Frames::Feed(feed, viewer) => {
+                let v = viewer.get_or_insert_with(|| feed.subscribe());
+                Some(match v.next().await? {
+                    Next::Params(p) => Upstreamed::Params((*p).clone()),
+                    Next::Frame(f) => Upstreamed::Frame(f),
+                    Next::Gap => Upstreamed::Gap,
+                    Next::Restart => Upstreamed::Restart,
+                })
+            }
+        }
+    }
+
+    /// Frames the shared feed dropped for this viewer (it fell behind).
+    fn dropped(&self) -> u64 {
+        match self {
+            Frames::Feed(_, Some(v)) => v.dropped,
+            _ => 0,
+        }
+    }
+}
+
 /// The RTP time sent to a viewer: the camera's, shifted after each change of upstream (a new
 /// RTSP session has a new random RTP time base) so that it continues from the last frame sent
 /// by the time that passed. A jump would stall the browser's jitter buffer.
@@ -766,7 +807,7 @@ impl OutClock {
     }
 }
 
-pub(crate) enum Upstreamed {
+pub enum Upstreamed {
     Params(wire::Params),
     Frame(wire::Frame),
     /// Frames were lost (the session fell behind): resume on a key.
@@ -778,7 +819,7 @@ pub(crate) enum Upstreamed {
 
 /// Reads a camera's frames for one viewer, opening them again when they end (the recorder
 /// restarted, the camera moved, a child domain's tunnel dropped), until the viewer is gone.
-pub(crate) async fn read_upstream(
+pub async fn read_upstream(
     open: Opener,
     mut first: Option<Opened>,
     cam: String,

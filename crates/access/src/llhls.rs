@@ -1,6 +1,6 @@
 //! Live view over Low-Latency HLS (RFC 8216bis): for H.265 cameras and for players without
-//! WebRTC. Built from the same recorder live tap as WebRTC (`live.rs`): **one upstream per
-//! camera**, shared by every LL-HLS viewer of it, cut into fMP4 parts of ~200 ms
+//! WebRTC. Built from the camera's shared feed (`fanout.rs`), the same one its WebRTC viewers
+//! read: **one upstream per camera** at this access point, cut into fMP4 parts of ~200 ms
 //! ([`PART_TARGET`]) grouped in segments that start on keyframes; a bounded window of
 //! segments is kept ([`WINDOW_SEGMENTS`], [`MAX_WINDOW_BYTES`]) and served from memory to
 //! every viewer (no per-viewer copy). The upstream stops when no viewer asked for
@@ -13,8 +13,8 @@
 //! GET {cam}/llhls/{msn}.{part}.mp4                         a part (the preload hint blocks)
 //! ```
 //!
-//! When the recorder's stream breaks (recorder killed, camera moved), the upstream reader
-//! (`live::read_upstream`) reconnects to whichever recorder holds the camera now; the window
+//! When the recorder's stream breaks (recorder killed, camera moved), the feed's upstream
+//! reader (`live::read_upstream`) reconnects to whichever recorder holds the camera now; the window
 //! closes the open segment, and the next one carries `EXT-X-DISCONTINUITY`. Media sequence
 //! numbers and decode times only go forward, so the player keeps playing after a freeze.
 //!
@@ -32,10 +32,10 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::live::{Opener, Upstreamed};
+use crate::fanout::{FeedHandle, Next};
 use vigil_media::live as wire;
 use vigil_media::livemux;
 use vigil_store::layout::CameraId;
@@ -58,8 +58,6 @@ const PART_SEGMENTS: usize = 2;
 pub const IDLE: Duration = Duration::from_secs(20);
 /// Longest a blocking request is held.
 const BLOCK_MAX: Duration = Duration::from_secs(6);
-/// Frames queued between the upstream reader and the cutter.
-const FRAME_QUEUE: usize = 256;
 /// Most cameras with an LL-HLS stream at once.
 const MAX_STREAMS: usize = 256;
 
@@ -488,11 +486,11 @@ impl LlHls {
         self.streams.lock().map(|s| s.len()).unwrap_or(0)
     }
 
-    /// The camera's stream, started if needed (reading the frames `open` gives).
+    /// The camera's stream, started if needed (reading the feed `hold` gives).
     fn stream(
         self: &Arc<Self>,
         cam: &CameraId,
-        open: impl FnOnce() -> Opener,
+        hold: impl FnOnce() -> Result<FeedHandle, String>,
     ) -> Result<Arc<Stream>, String> {
         let mut m = self
             .streams
@@ -505,6 +503,7 @@ impl LlHls {
         if m.len() >= MAX_STREAMS {
             return Err("too many cameras watched over LL-HLS".into());
         }
+        let feed = hold()?;
         let base = (chrono::Utc::now().timestamp_millis() / 100).max(0) as u64;
         let s = Arc::new(Stream {
             window: Mutex::new(Window::starting_at(base)),
@@ -513,31 +512,30 @@ impl LlHls {
         });
         m.insert(cam.clone(), s.clone());
         info!(camera = %cam, "LL-HLS stream started");
-        tokio::spawn(self.clone().run(cam.clone(), s.clone(), base, open()));
+        tokio::spawn(self.clone().run(cam.clone(), s.clone(), base, feed));
         Ok(s)
     }
 
-    /// Reads the camera's frames (one upstream, reconnecting) into its window until idle.
-    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>, base: u64, open: Opener) {
-        let (tx, mut rx) = mpsc::channel(FRAME_QUEUE);
-        let reader = tokio::spawn(crate::live::read_upstream(open, None, cam.to_string(), tx));
+    /// Reads the camera's feed into its window until idle.
+    async fn run(self: Arc<Self>, cam: CameraId, s: Arc<Stream>, base: u64, feed: FeedHandle) {
+        let mut rx = feed.subscribe();
         let mut cutter = Cutter::starting_at(base);
         let mut check = tokio::time::interval(Duration::from_secs(2));
         let mut version = 0u64;
         loop {
             tokio::select! {
-                item = rx.recv() => {
+                item = rx.next() => {
                     let Some(item) = item else { break };
                     let Ok(mut w) = s.window.lock() else { break };
                     match item {
-                        Upstreamed::Params(p) => {
+                        Next::Params(p) => {
                             let codec = p.codec.clone();
-                            if let Err(e) = cutter.params(p, &mut w, chrono::Utc::now().timestamp()) {
+                            if let Err(e) = cutter.params((*p).clone(), &mut w, chrono::Utc::now().timestamp()) {
                                 warn!(camera = %cam, codec, error = %e, "LL-HLS: cannot mux this stream");
                             }
                         }
-                        Upstreamed::Frame(f) => cutter.frame(f, &mut w),
-                        Upstreamed::Gap | Upstreamed::Restart => cutter.restart(&mut w),
+                        Next::Frame(f) => cutter.frame(f, &mut w),
+                        Next::Gap | Next::Restart => cutter.restart(&mut w),
                     }
                     drop(w);
                     version += 1;
@@ -550,7 +548,8 @@ impl LlHls {
                 }
             }
         }
-        reader.abort();
+        drop(rx);
+        drop(feed);
         if let Ok(mut m) = self.streams.lock()
             && m.get(&cam).is_some_and(|x| Arc::ptr_eq(x, &s))
         {
@@ -627,7 +626,7 @@ pub(crate) async fn serve(
             Asset::parse(&file).ok_or_else(|| err(StatusCode::NOT_FOUND, "no such file"))?;
         let stream = up
             .llhls()
-            .stream(&cam, || up.opener(cam.clone()))
+            .stream(&cam, || up.hold(&cam).map_err(|e| e.to_string()))
             .map_err(|m| err(StatusCode::SERVICE_UNAVAILABLE, m))?;
         let mp4 = |b: Body| {
             (
