@@ -170,8 +170,7 @@ impl Recording {
                 })
                 .map(|(_, p)| *p)
                 .collect();
-            let (Some(first), Some(init)) =
-                (run.first(), self.inits.get(&parts[0].listed.init))
+            let (Some(first), Some(init)) = (run.first(), self.inits.get(&parts[0].listed.init))
             else {
                 continue;
             };
@@ -286,10 +285,7 @@ fn watch(addr: &str, base: &str, stop: &AtomicBool) -> Recording {
         rec.playlists += 1;
         let listed = listed_parts(&playlist);
         let todo: Vec<Listed> = match last {
-            Some(l) => listed
-                .into_iter()
-                .filter(|p| (p.msn, p.part) > l)
-                .collect(),
+            Some(l) => listed.into_iter().filter(|p| (p.msn, p.part) > l).collect(),
             // Start at the newest independent part, as a player joining at the live edge.
             None => {
                 let from = listed.iter().rposition(|p| p.independent).unwrap_or(0);
@@ -329,7 +325,8 @@ fn watch(addr: &str, base: &str, stop: &AtomicBool) -> Recording {
                     });
                 }
                 Ok((code, _)) => {
-                    rec.errors.push((now_ms(), format!("part {} {code}", p.uri)));
+                    rec.errors
+                        .push((now_ms(), format!("part {} {code}", p.uri)));
                     break;
                 }
                 Err(e) => {
@@ -352,6 +349,8 @@ pub struct Around {
     /// The longest time between the arrival of two parts that moved the picture on (a later
     /// burnt-in time than any before), in the window, ms.
     pub longest_still_ms: i64,
+    /// The same before the event only (the baseline: parts come every ~200 ms).
+    pub still_before_ms: i64,
     /// `event_ms` → arrival of the first frame burnt after `event_ms + after_ms`, ms.
     pub back_after_ms: Option<i64>,
     /// The most the burnt-in clock went back between two frames in a row, ms (a replayed
@@ -368,6 +367,7 @@ pub fn around(frames: &[Frame], event_ms: i64, after_ms: i64) -> Around {
         .filter_map(|f| Some((f.arrived_ms, f.burnt_ms?)))
         .collect();
     let mut longest_still_ms = 0;
+    let mut still_before_ms = 0;
     let mut rewind_ms = 0;
     let mut newest: Option<(i64, i64)> = None; // (arrived, burnt) of the newest picture
     let mut prev_burnt: Option<i64> = None;
@@ -379,6 +379,9 @@ pub fn around(frames: &[Frame], event_ms: i64, after_ms: i64) -> Around {
         match newest {
             Some((at, b)) if burnt > b => {
                 longest_still_ms = longest_still_ms.max(arrived - at);
+                if arrived <= event_ms {
+                    still_before_ms = still_before_ms.max(arrived - at);
+                }
                 newest = Some((arrived, burnt));
             }
             None => newest = Some((arrived, burnt)),
@@ -393,6 +396,7 @@ pub fn around(frames: &[Frame], event_ms: i64, after_ms: i64) -> Around {
         frames: frames.len(),
         unreadable: frames.len() - readable.len(),
         longest_still_ms,
+        still_before_ms,
         back_after_ms: first_after.map(|(a, _)| a - event_ms),
         rewind_ms,
         moving_after_ms: match (first_after, readable.last()) {
@@ -483,6 +487,7 @@ mod tests {
         assert_eq!(a.rewind_ms, 900 - 800);
         // The picture moved on at 1000 (burnt 900), next at arrival 3000+3*40 (burnt 920).
         assert_eq!(a.longest_still_ms, 3120 - 1000);
+        assert_eq!(a.still_before_ms, 40);
         // First burnt after 1500: 800 + 18*40 = 1520, arrived 3000 + 18*40.
         assert_eq!(a.back_after_ms, Some(2720));
         assert_eq!(a.moving_after_ms, 800 + 49 * 40 - 1520);

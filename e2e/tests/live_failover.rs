@@ -91,9 +91,7 @@ impl Live {
             segment_seconds: 2,
         };
         let spec = |_: usize, c: &str| {
-            format!(
-                "name={c},codec=h264,bitrate=1000,fps=25,gop=25,width={WIDTH},height={HEIGHT}"
-            )
+            format!("name={c},codec=h264,bitrate=1000,fps=25,gop=25,width={WIDTH},height={HEIGHT}")
         };
         let mut rig = Rig::start_with(client.clone(), &config, &spec, &[]).await;
         let token = format!("live-token-{}", now_ms());
@@ -206,8 +204,8 @@ impl Live {
             "the token is in the access point's log"
         );
         for r in self.rig.recorders.keys() {
-            let l = std::fs::read_to_string(self.rig.work.join(format!("{r}.log")))
-                .unwrap_or_default();
+            let l =
+                std::fs::read_to_string(self.rig.work.join(format!("{r}.log"))).unwrap_or_default();
             assert!(!l.contains(&self.token), "the token is in {r}'s log");
         }
         (stdout, plain(&access_log))
@@ -415,7 +413,11 @@ async fn a_planned_move_switches_the_viewers_to_the_new_recorder() {
         "the access point switched on the owner change, not on a broken stream"
     );
     let upstreams = Live::upstreams(&access_log);
-    assert_eq!(upstreams.len(), 2, "read from both recorders: {upstreams:?}");
+    assert_eq!(
+        upstreams.len(),
+        2,
+        "read from both recorders: {upstreams:?}"
+    );
     // The move happened while the page watched, with time to see the picture after it.
     assert!(
         moved < (WATCH_SECONDS - 4) * 1000,
@@ -428,12 +430,19 @@ async fn a_planned_move_switches_the_viewers_to_the_new_recorder() {
         .expect("the page's figures");
     let still = webrtc["longestStillMs"].as_i64().expect("longestStillMs");
     let rewind = webrtc["rewindMs"].as_i64().expect("rewindMs");
+    // Baseline: the same figures over the first 5 s, before the hook.
+    let still_before = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("live figures: "))
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .and_then(|v| v["longestStillMs"].as_i64())
+        .expect("the page's figures before the hook");
     let hls = live.judge_llhls(&got, hook_at, "across the planned move");
     println!(
         "planned move figures: {holder} → {to}, camera moved {moved} ms after SIGTERM; WebRTC: \
-         picture still {still} ms at most, went back {rewind} ms; LL-HLS: picture still {} ms at \
-         most (part arrivals), went back {} ms",
-        hls.longest_still_ms, hls.rewind_ms
+         picture still {still} ms at most (before: {still_before} ms), went back {rewind} ms; \
+         LL-HLS: picture still {} ms at most (part arrivals; before: {} ms), went back {} ms",
+        hls.longest_still_ms, hls.still_before_ms, hls.rewind_ms
     );
     // Both recorders run through the hand-over: the viewer's picture should not stop for
     // longer than the owner check (1 s) plus one GOP.

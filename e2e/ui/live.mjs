@@ -114,6 +114,23 @@ const pct = (v, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] : NaN;
 };
 
+// The longest the picture stood still (between two frames shown that moved the burnt-in clock
+// on, or from the last such frame to `endAt`, ms) and the most its clock went back, ms.
+function stillness(samples, endAt) {
+  let longestStillMs = 0, rewindMs = 0, newest = null, prev = null;
+  for (const x of samples) {
+    const at = x.burnt + x.latency;
+    if (prev) rewindMs = Math.max(rewindMs, prev.burnt - x.burnt);
+    if (!newest || x.burnt > newest.burnt) {
+      if (newest) longestStillMs = Math.max(longestStillMs, at - newest.at);
+      newest = { burnt: x.burnt, at };
+    }
+    prev = x;
+  }
+  if (newest) longestStillMs = Math.max(longestStillMs, endAt - newest.at);
+  return { longestStillMs: Math.round(longestStillMs), rewindMs };
+}
+
 const { browser, close } = await launch({ viewport: { width: 800, height: 500 }, args: ['--autoplay-policy=no-user-gesture-required'] });
 try {
   const page = await browser.newPage();
@@ -176,6 +193,7 @@ try {
       distinctTimes: distinct, spanMs: span,
       latencyMs: { p50: Math.round(pct(lat, 50)), p95: Math.round(pct(lat, 95)), max: Math.round(pct(lat, 100)), min: Math.round(pct(lat, 0)) },
       firstFrameMs: state.firstFrameMs, pageToPlayingMs: null, size: `${m.width}x${m.height}`,
+      longestStillMs: stillness(m.samples, Date.now()).longestStillMs,
     };
     console.log(`live figures${overHls ? ' (LL-HLS)' : ''}: ${JSON.stringify(figures)}`);
     // A moving picture: the clock burnt into the frames shown advances with real time.
@@ -217,24 +235,13 @@ try {
     const hookAt = Date.now();
     execSync(process.env.VIGIL_LIVE_RESTART, { stdio: 'inherit' });
     const watch = await page.evaluate(measure, { simName, seconds: Number(process.env.VIGIL_LIVE_WATCH_SECONDS) });
-    let longestStillMs = 0, rewindMs = 0, newest = null, prev = null;
-    for (const x of watch.samples) {
-      const at = x.burnt + x.latency;
-      if (prev) rewindMs = Math.max(rewindMs, prev.burnt - x.burnt);
-      if (!newest || x.burnt > newest.burnt) {
-        if (newest) longestStillMs = Math.max(longestStillMs, at - newest.at);
-        newest = { burnt: x.burnt, at };
-      }
-      prev = x;
-    }
-    // A picture still frozen at the end counts too.
-    if (newest) longestStillMs = Math.max(longestStillMs, Date.now() - newest.at);
+    const { longestStillMs, rewindMs } = stillness(watch.samples, Date.now());
     const burnt = watch.samples.map((x) => x.burnt);
     const state2 = await page.evaluate(() => ({
       pcs: window.vigilLive.length, ice: window.vigilLive[0] && window.vigilLive[0].iceConnectionState,
     }));
     const figures = { hookAtMs: hookAt, framesShown: watch.frames, readable: watch.samples.length,
-      longestStillMs: Math.round(longestStillMs), rewindMs, ...state2 };
+      longestStillMs, rewindMs, ...state2 };
     console.log(`live figures while watching the hook: ${JSON.stringify(figures)}`);
     check(`the same ${protoName} session shows a moving picture all through the hook's ${process.env.VIGIL_LIVE_WATCH_SECONDS} s`,
       new Set(burnt).size >= 10 && state2.pcs === pcBefore && state2.ice !== 'failed' && state2.ice !== 'closed',
