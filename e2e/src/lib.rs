@@ -4,6 +4,7 @@
 //! failover rig its tests and benchmarks share.
 
 pub mod frame_check;
+pub mod llhls_viewer;
 pub mod rig;
 
 pub use vigil_testkit::k8s::*;

@@ -7,6 +7,9 @@
 // uses; VIGIL_LIVE_NO_BACK=1 leaves out "back 30 s". VIGIL_LIVE_PROTO=hls: the same checks over
 // LL-HLS (the page's `?proto=hls`), also without "back 30 s" (the WebRTC run covers it).
 // VIGIL_LIVE_EXPECT_ICE=tcp|udp: checks the transport of the browser's selected candidate pair.
+// VIGIL_LIVE_RESTART: a shell command run once the picture plays (a recorder SIGKILL); the page
+// then waits for a frame burnt after it. With VIGIL_LIVE_WATCH_SECONDS=N instead: watches N s
+// after the command and reports the longest the picture stood still (a planned move).
 // Prints the figures as JSON and one line "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,6 +22,23 @@ const overHls = process.env.VIGIL_LIVE_PROTO === 'hls';
 const protoName = overHls ? 'LL-HLS' : 'WebRTC';
 const t = checks();
 const check = t.check;
+
+// The longest the picture stood still (between two frames shown that moved the burnt-in clock
+// on, or from the last such frame to `endAt`, ms) and the most its clock went back, ms.
+function stillness(samples, endAt) {
+  let longestStillMs = 0, rewindMs = 0, newest = null, prev = null;
+  for (const x of samples) {
+    const at = x.burnt + x.latency;
+    if (prev) rewindMs = Math.max(rewindMs, prev.burnt - x.burnt);
+    if (!newest || x.burnt > newest.burnt) {
+      if (newest) longestStillMs = Math.max(longestStillMs, at - newest.at);
+      newest = { burnt: x.burnt, at };
+    }
+    prev = x;
+  }
+  if (newest) longestStillMs = Math.max(longestStillMs, endAt - newest.at);
+  return { longestStillMs: Math.round(longestStillMs), rewindMs };
+}
 
 const { browser, close } = await launch({ viewport: { width: 800, height: 500 }, args: ['--autoplay-policy=no-user-gesture-required'] });
 try {
@@ -82,6 +102,7 @@ try {
       distinctTimes: distinct, spanMs: span,
       latencyMs: { p50: Math.round(pct(lat, 50)), p95: Math.round(pct(lat, 95)), max: Math.round(pct(lat, 100)), min: Math.round(pct(lat, 0)) },
       firstFrameMs: state.firstFrameMs, pageToPlayingMs: null, size: `${m.width}x${m.height}`,
+      longestStillMs: stillness(m.samples, Date.now()).longestStillMs,
     };
     console.log(`live figures${overHls ? ' (LL-HLS)' : ''}: ${JSON.stringify(figures)}`);
     // A moving picture: the clock burnt into the frames shown advances with real time.
@@ -114,7 +135,27 @@ try {
     check(`the WebRTC session runs over ICE-${want.toUpperCase()}${want === 'tcp' ? ' on the HTTP port' : ''}`,
       remote && remote.protocol === want && (want !== 'tcp' || remote.port === port), JSON.stringify(remote));
   }
-  if (playing && process.env.VIGIL_LIVE_RESTART) {
+  if (playing && process.env.VIGIL_LIVE_RESTART && process.env.VIGIL_LIVE_WATCH_SECONDS) {
+    // Watch mode (a planned move): the hook starts something that takes a while (SIGTERM to the
+    // recorder, which hands its cameras over); the page watches for that many seconds and
+    // reports the longest the picture stood still (between two frames shown that moved the
+    // burnt-in clock on) and the most it went back.
+    const pcBefore = await page.evaluate(() => window.vigilLive.length);
+    const hookAt = Date.now();
+    execSync(process.env.VIGIL_LIVE_RESTART, { stdio: 'inherit' });
+    const watch = await page.evaluate(measure, { simName, seconds: Number(process.env.VIGIL_LIVE_WATCH_SECONDS) });
+    const { longestStillMs, rewindMs } = stillness(watch.samples, Date.now());
+    const burnt = watch.samples.map((x) => x.burnt);
+    const state2 = await page.evaluate(() => ({
+      pcs: window.vigilLive.length, ice: window.vigilLive[0] && window.vigilLive[0].iceConnectionState,
+    }));
+    const figures = { hookAtMs: hookAt, framesShown: watch.frames, readable: watch.samples.length,
+      longestStillMs, rewindMs, ...state2 };
+    console.log(`live figures while watching the hook: ${JSON.stringify(figures)}`);
+    check(`the same ${protoName} session shows a moving picture all through the hook's ${process.env.VIGIL_LIVE_WATCH_SECONDS} s`,
+      new Set(burnt).size >= 10 && state2.pcs === pcBefore && state2.ice !== 'failed' && state2.ice !== 'closed',
+      JSON.stringify(figures));
+  } else if (playing && process.env.VIGIL_LIVE_RESTART) {
     // The recorder is SIGKILLed and started again 1 s later; the viewer's WebRTC session stays
     // up and the picture comes back (the access point reconnects to the recorder).
     const pcBefore = await page.evaluate(() => window.vigilLive.length);

@@ -877,6 +877,10 @@ impl CameraTask {
                         r.last_segment_end_ms =
                             Some(r.last_segment_end_ms.map_or(end_ms, |e| e.max(end_ms)));
                         r.first_segment_start_ms.get_or_insert(start_ms);
+                        // Durable, if no fragment said so before: the timeline locked at this
+                        // segment's end instead of at a fragment (its anchor was still moving),
+                        // and without this a planned move to this recorder never completed.
+                        r.first_footage_ms.get_or_insert(start_ms);
                         r.segments += 1;
                         r.bitrate_kbps = kbps;
                         r.open_gap_since_ms = None;

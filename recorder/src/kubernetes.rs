@@ -661,6 +661,20 @@ pub fn handover_ready(cam: &Camera, r: &CameraReport, me: &str) -> Option<String
     cam.status.as_ref().and_then(|s| s.handover_ready.clone())
 }
 
+/// Whether the `handoverReady` naming this recorder (`me`), which it wrote, is missing from the
+/// camera's status as last seen (`cam`): the outgoing owner's apply, made from a view of the
+/// camera older than that write, removed it (the recorders share one field manager). Then it
+/// is written again; else the incoming recorder, having written it once, never would, and the
+/// planned move would hang until the owner's drain timed out.
+pub fn handover_ready_lost(cam: &Camera, next: &RecorderCameraStatus, me: &str) -> bool {
+    next.handover_ready.as_deref() == Some(me)
+        && cam
+            .status
+            .as_ref()
+            .and_then(|s| s.handover_ready.as_deref())
+            != Some(me)
+}
+
 /// What this recorder would write for `cam` now, from its report `r`. Transition times are
 /// kept from the camera's status when a condition's status did not change.
 pub fn recorder_status(cam: &Camera, r: &CameraReport, me: &str) -> RecorderCameraStatus {
@@ -1094,11 +1108,14 @@ pub async fn status_loop(
 
             let next = recorder_status(&cam, &r, &k.pod);
             let last = written.get(&r.camera);
-            let Some(why) = status_write_due(
+            let due = status_write_due(
                 last.map(|(s, _)| s),
                 &next,
                 last.map_or(Duration::MAX, |(_, t)| now.duration_since(*t)),
-            ) else {
+            );
+            let Some(why) = due.or_else(|| {
+                handover_ready_lost(&cam, &next, &k.pod).then_some(WriteReason::Handover)
+            }) else {
                 continue;
             };
             match api
@@ -1699,6 +1716,53 @@ mod tests {
             ),
             Some(WriteReason::Handover)
         );
+    }
+
+    #[test]
+    fn a_handover_ready_removed_by_the_owner_is_written_again() {
+        let mut r = report(CameraState::Recording);
+        r.first_footage_ms = Some(1_700_000_000_000);
+        let moving = labelled(Some("rec-a"), Some("rec-b"));
+        let mine = recorder_status(&moving, &r, "rec-b");
+        // As written, and seen back: nothing more to do.
+        let mut seen = moving.clone();
+        seen.status = Some(vigil_api::CameraStatus {
+            handover_ready: Some("rec-b".into()),
+            ..Default::default()
+        });
+        assert!(!handover_ready_lost(&seen, &mine, "rec-b"));
+        assert_eq!(
+            status_write_due(
+                Some(&mine),
+                &recorder_status(&seen, &r, "rec-b"),
+                Duration::ZERO
+            ),
+            None
+        );
+        // The owner's apply, made before it saw the value, removed it: written again, though
+        // this recorder's last write had it.
+        let next = recorder_status(&moving, &r, "rec-b");
+        assert_eq!(status_write_due(Some(&mine), &next, Duration::ZERO), None);
+        assert!(handover_ready_lost(&moving, &next, "rec-b"));
+        // The owner never rewrites it for the incoming recorder; nor does anyone without
+        // footage, or after the handover.
+        assert!(!handover_ready_lost(
+            &moving,
+            &recorder_status(&moving, &r, "rec-a"),
+            "rec-a"
+        ));
+        r.first_footage_ms = None;
+        assert!(!handover_ready_lost(
+            &moving,
+            &recorder_status(&moving, &r, "rec-b"),
+            "rec-b"
+        ));
+        let done = labelled(Some("rec-b"), None);
+        assert!(!handover_ready_lost(
+            &done,
+            &recorder_status(&done, &r, "rec-b"),
+            "rec-b"
+        ));
     }
 
     #[tokio::test]

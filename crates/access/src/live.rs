@@ -831,8 +831,9 @@ pub async fn read_upstream(
             Some(o) => Ok(o),
             None => open().await,
         };
+        let mut framed = false;
         match opened {
-            Ok(o) => match read_once(o, &cam, &tx, &mut lost).await {
+            Ok(o) => match read_once(o, &cam, &tx, &mut lost, &mut framed).await {
                 Ok(()) => debug!(camera = %cam, "live stream ended"),
                 Err(e) => debug!(camera = %cam, error = %e, "live stream failed"),
             },
@@ -841,7 +842,11 @@ pub async fn read_upstream(
         if tx.send(Upstreamed::Restart).await.is_err() {
             return;
         }
-        tokio::time::sleep(UPSTREAM_RETRY).await;
+        // A stream that carried frames and ended (the camera moved: the new owner is known) is
+        // opened again at once; a failed or empty one after a pause.
+        if !framed {
+            tokio::time::sleep(UPSTREAM_RETRY).await;
+        }
     }
 }
 
@@ -850,6 +855,7 @@ async fn read_once(
     cam: &str,
     tx: &mpsc::Sender<Upstreamed>,
     lost: &mut bool,
+    framed: &mut bool,
 ) -> Result<()> {
     debug!(camera = %cam, from = %opened.from, "reading live frames");
     let mut dec = Decoder::default();
@@ -858,7 +864,10 @@ async fn read_once(
         while let Some(m) = dec.next_message().map_err(vigil_media::Error::from)? {
             let item = match m {
                 Message::Params(p) => Upstreamed::Params(p),
-                Message::Frame(f) => Upstreamed::Frame(f),
+                Message::Frame(f) => {
+                    *framed = true;
+                    Upstreamed::Frame(f)
+                }
             };
             match tx.try_send(item) {
                 Ok(()) => {
