@@ -17,6 +17,8 @@ set -uo pipefail
 export NO_COLOR=1
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=e2e/sites/lib.sh
+. "$HERE/lib.sh"
 NET="bash $HERE/net.sh"
 target=${CARGO_TARGET_DIR:-$ROOT/target}
 passed=0; failed=0
@@ -45,26 +47,10 @@ trap cleanup EXIT
 $NET up --site-nat eim --core-nat eim || { echo "0 passed, 1 failed"; exit 1; }
 $NET lan on || { echo "0 passed, 1 failed"; exit 1; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=vigil-test-ca \
-  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=vigil-rendezvous \
-  -keyout "$work/rv.key" -out "$work/rv.csr" 2>/dev/null
-printf 'subjectAltName=DNS:vigil-rendezvous\n' >"$work/ext"
-openssl x509 -req -in "$work/rv.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
-  -extfile "$work/ext" -out "$work/rv.pem" 2>/dev/null
-head -c 24 /dev/urandom | base64 >"$work/site.token"
-head -c 24 /dev/urandom | base64 >"$work/rec.token"
+site_pki "$work"
 
 PORT=$((30000 + RANDOM % 10000))
-cat >"$work/rv.yaml" <<YAML
-listen: 100.64.0.1:$PORT
-certFile: $work/rv.pem
-keyFile: $work/rv.key
-sites:
-  - {namespace: shop, name: branch1, tokenFile: $work/site.token, cameraNetworks: {allow: [192.168.50.2/32]}}
-recorders:
-  - {namespace: shop, tokenFile: $work/rec.token}
-YAML
+rendezvous_config "$work" "100.64.0.1:$PORT" 192.168.50.2/32
 RUST_LOG=info "$rv_bin" --config "$work/rv.yaml" >"$work/rv.log" 2>&1 &
 pids+=($!)
 

@@ -12,6 +12,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=e2e/sites/lib.sh
+. "$HERE/lib.sh"
 target=${CARGO_TARGET_DIR:-$ROOT/target}
 BYTES=$((2 << 30)); ECHO=2000; REC_SECS=0
 while [ $# -gt 0 ]; do
@@ -35,25 +37,9 @@ trap cleanup EXIT
 CLK=$(getconf CLK_TCK)
 cpu() { awk -v clk="$CLK" '{printf "%.2f", ($14 + $15) / clk}' "/proc/$1/stat"; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=vigil-test-ca \
-  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=vigil-rendezvous \
-  -keyout "$work/rv.key" -out "$work/rv.csr" 2>/dev/null
-printf 'subjectAltName=DNS:vigil-rendezvous\n' >"$work/ext"
-openssl x509 -req -in "$work/rv.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
-  -extfile "$work/ext" -out "$work/rv.pem" 2>/dev/null
-head -c 24 /dev/urandom | base64 >"$work/site.token"
-head -c 24 /dev/urandom | base64 >"$work/rec.token"
+site_pki "$work"
 PORT=$((30000 + RANDOM % 10000)); CAM=$((PORT + 10))
-cat >"$work/rv.yaml" <<YAML
-listen: 127.0.0.1:$PORT
-certFile: $work/rv.pem
-keyFile: $work/rv.key
-sites:
-  - {namespace: shop, name: branch1, tokenFile: $work/site.token, cameraNetworks: {allow: [127.0.0.1/32]}}
-recorders:
-  - {namespace: shop, tokenFile: $work/rec.token}
-YAML
+rendezvous_config "$work" "127.0.0.1:$PORT" 127.0.0.1/32
 RUST_LOG=warn "$bin/vigil-rendezvous" --config "$work/rv.yaml" >"$work/rv.log" 2>&1 &
 rv=$!; pids+=($rv)
 "$bin/examples/relay_bench" camera --listen "127.0.0.1:$CAM" &
