@@ -99,11 +99,11 @@ YAML
     sleep "$REC_SECS"
     local c1 g1 r1; c1=$(cpu $p); g1=$(cpu $gw); r1=$(cpu $rv)
     kill -TERM $p; wait $p 2>/dev/null || true
-    local path; path=$(grep -o 'site stream open.*transport=[a-z"]*' "$work/$name.log" | grep -o 'path=.*' | head -1)
+    local path; path=$(grep -o 'site stream open.*transport=[a-z"]*' "$work/$name.log" | grep -o 'path=.*' | head -1 || true)
     echo "FIGURE recorder_cpu $name ${path:+($path) }window=${REC_SECS}s recorder_cpu_s=$(echo "$c1 - $c0" | bc) gateway_cpu_s=$(echo "$g1 - $g0" | bc) rendezvous_cpu_s=$(echo "$r1 - $r0" | bc) segments=$(find "$work/store-$name" -name '*.mp4' | wc -l)"
   }
   LINK="siteLink: {rendezvous: 127.0.0.1:$PORT, caFile: $work/ca.pem, tokenFile: $work/rec.token, namespace: shop"
-  rec_run direct "" ""
+  rec_run direct "cameraNetworks: {allow: [127.0.0.1/32]}" ""
   rec_run tunnel-quic "$LINK}" ", site: branch1"
   rec_run tunnel-tcp-relay "$LINK, directPaths: false}" ", site: branch1"
 fi
